@@ -1,0 +1,1 @@
+//! Ports (placeholder; being written).

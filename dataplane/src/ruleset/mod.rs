@@ -1,0 +1,1 @@
+//! Rulesets (placeholder; being written).

@@ -1,0 +1,1 @@
+//! The worker poll loop (placeholder; being written).
