@@ -102,7 +102,7 @@ pub fn tcp_options(
         o[n..n + 3].copy_from_slice(&[3, 3, w]);
         n += 3;
     }
-    while n % 4 != 0 {
+    while !n.is_multiple_of(4) {
         o[n] = 1; // NOP padding
         n += 1;
     }

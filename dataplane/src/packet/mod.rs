@@ -331,3 +331,6 @@ pub enum Frame {
     /// A non-IP frame with its ethertype (after VLAN tags).
     NonIp(u16),
 }
+
+#[cfg(test)]
+mod tests;
