@@ -1,1 +1,655 @@
-//! The worker poll loop (placeholder; being written).
+//! The worker: the per-packet pipeline and the poll loop around it.
+//!
+//! [`Pipeline::process`] is the one code path every packet takes, in `statewall run`
+//! and in `statewall replay` alike: parse -> raw table -> conntrack -> filter table ->
+//! confirm. [`Worker::run`] is the poll-mode loop: for each port pair it pulls a burst,
+//! loads the ruleset pointer once for the whole burst, prefetches the table buckets,
+//! runs every packet through the pipeline, and sends what was accepted out of the
+//! paired port (REJECT replies out of the ingress port).
+//!
+//! The hot path never allocates, locks or makes a system call per packet: buffers come
+//! from the worker's own pool, statistics are worker-local and published once per burst
+//! into a cache-padded block that the control plane reads, and control requests arrive
+//! through a bounded command queue drained between bursts.
+
+use crate::conntrack::{ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
+use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
+use crate::port::{Mbuf, MbufPool, Port};
+use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How a port pair is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMode {
+    /// A bump in the wire: both directions run the FORWARD chain.
+    Forward,
+    /// In front of one host: toward the host runs INPUT, from it runs OUTPUT.
+    Host,
+}
+
+/// Which port of a pair a packet came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The port facing the network ("outside").
+    Network,
+    /// The port facing the protected host or inside network.
+    Host,
+}
+
+/// What the worker does with frames that are not IPv4/IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonIpPolicy {
+    /// Pass ARP, drop everything else (LLDP, ...). The default.
+    PassArp,
+    /// Pass every non-IP frame.
+    Pass,
+    /// Drop every non-IP frame.
+    Drop,
+}
+
+/// Why the worker dropped a packet: the closed set behind `statewall_drops_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A ruleset DROP (a rule or a chain policy).
+    Policy,
+    /// A ruleset REJECT (the reply, if any, was sent).
+    Reject,
+    /// The IP header was malformed (the IP stack would have discarded it).
+    Malformed,
+    /// A non-IP frame refused by the non-IP policy.
+    NonIp,
+    /// The connection table was full and nothing could be evicted.
+    TableFull,
+    /// A conntrack helper refused the packet (e.g. a partial FTP command).
+    Helper,
+    /// The transmit queue did not take the packet.
+    TxFull,
+    /// No buffer was available (e.g. for a REJECT reply).
+    NoBuffer,
+    /// The ring to the owning worker was full.
+    HandoffFull,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order (metrics pre-initialise all of them).
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Policy,
+        DropReason::Reject,
+        DropReason::Malformed,
+        DropReason::NonIp,
+        DropReason::TableFull,
+        DropReason::Helper,
+        DropReason::TxFull,
+        DropReason::NoBuffer,
+        DropReason::HandoffFull,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Policy => "policy",
+            DropReason::Reject => "reject",
+            DropReason::Malformed => "malformed",
+            DropReason::NonIp => "non_ip",
+            DropReason::TableFull => "table_full",
+            DropReason::Helper => "helper",
+            DropReason::TxFull => "tx_full",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::HandoffFull => "handoff_full",
+        }
+    }
+}
+
+/// The final verdict on one packet, as `replay` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward out of the paired port.
+    Forward,
+    /// Drop, for this reason.
+    Drop(DropReason),
+}
+
+/// The result of [`Pipeline::process`] for one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Forward or drop.
+    pub action: Action,
+    /// Conntrack's decision (None for non-IP frames and malformed IP headers).
+    pub track: Option<Track>,
+    /// The parse error of a malformed frame.
+    pub parse_error: Option<ParseError>,
+    /// The ruleset's verdict (None when the ruleset did not run).
+    pub verdict: Option<Verdict>,
+    /// Bytes of a REJECT reply written into the caller's reply buffer (0 = none).
+    pub reply_len: usize,
+}
+
+/// Index of a [`CtState`] in per-state counters.
+pub fn state_index(s: CtState) -> usize {
+    match s {
+        CtState::New => 0,
+        CtState::Established => 1,
+        CtState::Related => 2,
+        CtState::Invalid => 3,
+        CtState::Untracked => 4,
+    }
+}
+
+/// Names of the states in [`state_index`] order.
+pub const STATE_NAMES: [&str; 5] = ["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"];
+
+/// Worker-local counters (plain integers; published per burst).
+#[derive(Debug, Clone, Default)]
+pub struct LocalStats {
+    /// Packets processed.
+    pub packets: u64,
+    /// Bytes processed.
+    pub bytes: u64,
+    /// Packets by conntrack state ([`state_index`]).
+    pub by_state: [u64; 5],
+    /// Drops by [`DropReason::ALL`] index.
+    pub drops: [u64; 9],
+    /// Packets forwarded.
+    pub forwarded: u64,
+    /// REJECT replies sent.
+    pub rejects_sent: u64,
+    /// Packets accepted by the ruleset.
+    pub verdict_accept: u64,
+    /// Packets dropped by the ruleset.
+    pub verdict_drop: u64,
+    /// Packets rejected by the ruleset.
+    pub verdict_reject: u64,
+    /// Non-IP frames passed.
+    pub non_ip_passed: u64,
+    /// Malformed frames by parse reason (debug aid; summed into drops).
+    pub malformed: u64,
+}
+
+impl LocalStats {
+    fn drop(&mut self, r: DropReason) {
+        self.drops[DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0)] += 1;
+    }
+}
+
+/// The per-packet pipeline of one worker: its conntrack shard, its per-rule counters
+/// and its local statistics.
+pub struct Pipeline {
+    /// This worker's conntrack shard (single writer).
+    pub table: ConnTable,
+    /// Per-rule counters for the current ruleset.
+    pub counters: RuleCounters,
+    /// The ruleset generation `counters` was sized for.
+    pub counters_generation: u64,
+    /// Local statistics.
+    pub stats: LocalStats,
+    /// Non-IP policy.
+    pub non_ip: NonIpPolicy,
+    /// Ports on which the FTP helper is attached by default (config `ftp_ports`).
+    pub ftp_ports: Vec<u16>,
+}
+
+/// Names and mode of the pair a packet is travelling through.
+#[derive(Debug, Clone, Copy)]
+pub struct PairView<'a> {
+    /// Forward or host mode.
+    pub mode: PairMode,
+    /// Name of the network-facing port.
+    pub network: &'a str,
+    /// Name of the host-facing port.
+    pub host: &'a str,
+}
+
+impl Pipeline {
+    /// A pipeline around a conntrack shard, with counters for `rs`.
+    pub fn new(table: ConnTable, rs: &Ruleset, non_ip: NonIpPolicy) -> Self {
+        Pipeline {
+            table,
+            counters: RuleCounters::for_ruleset(rs),
+            counters_generation: rs.generation(),
+            stats: LocalStats::default(),
+            non_ip,
+            ftp_ports: Vec::new(),
+        }
+    }
+
+    /// Makes sure the per-rule counters belong to `rs` (after a reload), carrying over
+    /// the counters of rules that did not change.
+    pub fn adopt(&mut self, old: Option<&Ruleset>, rs: &Ruleset) {
+        if self.counters_generation == rs.generation() {
+            return;
+        }
+        self.counters = match old {
+            Some(o) => self.counters.carry_over(o, rs),
+            None => RuleCounters::for_ruleset(rs),
+        };
+        self.counters_generation = rs.generation();
+    }
+
+    /// Runs one frame through parse -> raw -> conntrack -> filter -> confirm.
+    /// A REJECT reply, if any, is written into `reply` (its length in the outcome).
+    #[allow(clippy::too_many_arguments)]
+    pub fn process(
+        &mut self,
+        rs: &Ruleset,
+        frame: &[u8],
+        pair: PairView<'_>,
+        ingress: Side,
+        now: Nanos,
+        reply: &mut [u8],
+        log: &mut dyn FnMut(ruleset::LogEvent),
+    ) -> Outcome {
+        self.stats.packets += 1;
+        self.stats.bytes += frame.len() as u64;
+        let mut out = Outcome {
+            action: Action::Forward,
+            track: None,
+            parse_error: None,
+            verdict: None,
+            reply_len: 0,
+        };
+        let p = match packet::parse(frame) {
+            Ok(Frame::Ip(p)) => p,
+            Ok(Frame::NonIp(et)) => {
+                let pass = match self.non_ip {
+                    NonIpPolicy::Pass => true,
+                    NonIpPolicy::PassArp => et == ETH_P_ARP,
+                    NonIpPolicy::Drop => false,
+                };
+                if pass {
+                    self.stats.non_ip_passed += 1;
+                    self.stats.forwarded += 1;
+                } else {
+                    self.stats.drop(DropReason::NonIp);
+                    out.action = Action::Drop(DropReason::NonIp);
+                }
+                return out;
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                self.stats.drop(DropReason::Malformed);
+                out.parse_error = Some(e);
+                out.action = Action::Drop(DropReason::Malformed);
+                return out;
+            }
+        };
+        // Which chains and interface names apply.
+        let (raw_chain, filter_chain, in_port, out_port) = match (pair.mode, ingress) {
+            (PairMode::Forward, Side::Network) => (RawChain::Prerouting, FilterChain::Forward, pair.network, pair.host),
+            (PairMode::Forward, Side::Host) => (RawChain::Prerouting, FilterChain::Forward, pair.host, pair.network),
+            (PairMode::Host, Side::Network) => (RawChain::Prerouting, FilterChain::Input, pair.network, ""),
+            (PairMode::Host, Side::Host) => (RawChain::Output, FilterChain::Output, "", pair.network),
+        };
+        let mut ctx = PacketCtx {
+            frame,
+            parsed: &p,
+            ct_state: CtState::Invalid,
+            ct_dir: Direction::Original,
+            ct_status: Default::default(),
+            in_port,
+            out_port,
+            now,
+        };
+        // raw table (before conntrack).
+        let raw = rs.eval_raw(raw_chain, &ctx, &mut self.counters);
+        let mut helper = raw.helper;
+        if helper.is_none() && !self.ftp_ports.is_empty() {
+            if let packet::L4::Tcp(t) = p.l4 {
+                if self.ftp_ports.contains(&t.dport) {
+                    helper = Some(crate::conntrack::HelperKind::Ftp);
+                }
+            }
+        }
+        let opts = TrackOpts {
+            notrack: raw.notrack,
+            helper,
+            ..Default::default()
+        };
+        let t = self.table.track(frame, &p, now, opts);
+        self.stats.by_state[state_index(t.state)] += 1;
+        out.track = Some(t);
+        if t.table_full_drop {
+            self.stats.drop(DropReason::TableFull);
+            out.action = Action::Drop(DropReason::TableFull);
+            return out;
+        }
+        ctx.ct_state = t.state;
+        ctx.ct_dir = t.dir;
+        ctx.ct_status = t.status;
+        let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, log);
+        out.verdict = Some(v);
+        let accepted = matches!(v, Verdict::Accept);
+        let helper_ok = self.table.confirm(&t, accepted, frame, &p, now);
+        match v {
+            Verdict::Accept if helper_ok => {
+                self.stats.verdict_accept += 1;
+                self.stats.forwarded += 1;
+            }
+            Verdict::Accept => {
+                self.stats.verdict_accept += 1;
+                self.stats.drop(DropReason::Helper);
+                out.action = Action::Drop(DropReason::Helper);
+            }
+            Verdict::Drop => {
+                self.stats.verdict_drop += 1;
+                self.stats.drop(DropReason::Policy);
+                out.action = Action::Drop(DropReason::Policy);
+            }
+            Verdict::Reject(kind) => {
+                self.stats.verdict_reject += 1;
+                self.stats.drop(DropReason::Reject);
+                out.action = Action::Drop(DropReason::Reject);
+                if let Some(n) = ruleset::build_reject(kind, frame, &p, reply) {
+                    out.reply_len = n;
+                    self.stats.rejects_sent += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Statistics a worker publishes for the control plane once per burst (relaxed stores
+/// by the owning worker only; readers sum over workers).
+#[derive(Debug, Default)]
+pub struct PublishedStats {
+    /// Packets processed.
+    pub packets: AtomicU64,
+    /// Bytes processed.
+    pub bytes: AtomicU64,
+    /// Packets by conntrack state.
+    pub by_state: [AtomicU64; 5],
+    /// Drops by reason ([`DropReason::ALL`] order).
+    pub drops: [AtomicU64; 9],
+    /// Packets forwarded.
+    pub forwarded: AtomicU64,
+    /// REJECT replies sent.
+    pub rejects_sent: AtomicU64,
+    /// Ruleset verdicts: accept, drop, reject.
+    pub verdicts: [AtomicU64; 3],
+    /// Non-IP frames passed.
+    pub non_ip_passed: AtomicU64,
+    /// Time spent on bursts that carried packets (TSC cycles or ns).
+    pub busy_cycles: AtomicU64,
+    /// Time spent in the loop overall.
+    pub total_cycles: AtomicU64,
+    /// Polls that returned packets / all polls.
+    pub busy_polls: AtomicU64,
+    /// All polls.
+    pub polls: AtomicU64,
+    /// Burst-size histogram: bucket i counts bursts of size <= 2^i (0..=8 for 1..256), plus 0.
+    pub burst_hist: [AtomicU64; 10],
+    /// Conntrack entries in this worker's shard.
+    pub ct_entries: AtomicU64,
+    /// Conntrack `-S` counters: found, invalid, ignore, insert, insert_failed, drop, early_drop, search_restart.
+    pub ct_stats: [AtomicU64; 8],
+}
+
+impl PublishedStats {
+    fn publish(&self, s: &LocalStats) {
+        let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        st(&self.packets, s.packets);
+        st(&self.bytes, s.bytes);
+        for i in 0..5 {
+            st(&self.by_state[i], s.by_state[i]);
+        }
+        for i in 0..9 {
+            st(&self.drops[i], s.drops[i]);
+        }
+        st(&self.forwarded, s.forwarded);
+        st(&self.rejects_sent, s.rejects_sent);
+        st(&self.verdicts[0], s.verdict_accept);
+        st(&self.verdicts[1], s.verdict_drop);
+        st(&self.verdicts[2], s.verdict_reject);
+        st(&self.non_ip_passed, s.non_ip_passed);
+    }
+}
+
+/// A control request to a worker, drained between bursts.
+pub enum Command {
+    /// Run a closure on the worker's conntrack shard (list, get, delete, flush, count).
+    /// The closure answers through whatever channel it captured.
+    Conntrack(Box<dyn FnOnce(&mut ConnTable, Nanos) + Send>),
+}
+
+/// What the control plane holds for each worker.
+pub struct WorkerHandle {
+    /// Published statistics.
+    pub stats: Arc<CachePadded<PublishedStats>>,
+    /// The command queue into the worker.
+    pub commands: Arc<crossbeam_queue::ArrayQueue<Command>>,
+    /// The core the worker is pinned to, if any.
+    pub core: Option<usize>,
+}
+
+/// One port pair as a worker polls it: one queue of each port.
+pub struct PairPorts {
+    /// Forward or host mode.
+    pub mode: PairMode,
+    /// Network-facing port (this worker's queue of it).
+    pub network: Box<dyn Port>,
+    /// Host-facing port (this worker's queue of it).
+    pub host: Box<dyn Port>,
+    /// Queue index on both ports.
+    pub queue: u16,
+}
+
+/// Shared clock: nanoseconds since the runtime started (one read per burst).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(std::time::Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock(std::time::Instant::now())
+    }
+    /// Nanoseconds since start.
+    pub fn now(&self) -> Nanos {
+        self.0.elapsed().as_nanos() as Nanos
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads a cycle counter: the TSC on x86_64, nanoseconds elsewhere.
+#[inline(always)]
+pub fn cycles(clock: &Clock) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = clock;
+        // SAFETY: RDTSC has no preconditions; it only reads the time-stamp counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        clock.now()
+    }
+}
+
+/// A poll-mode worker: owns its pipeline, buffer pool and its queue of every port.
+pub struct Worker {
+    /// Worker index.
+    pub id: usize,
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// Buffer pool.
+    pub pool: MbufPool,
+    /// The pairs this worker polls.
+    pub pairs: Vec<PairPorts>,
+    /// Port names per pair (network, host).
+    pub pair_names: Vec<(String, String)>,
+    /// Packets per burst.
+    pub burst: usize,
+    /// The published ruleset.
+    pub ruleset: Arc<ArcSwap<Ruleset>>,
+    /// Published statistics.
+    pub stats: Arc<CachePadded<PublishedStats>>,
+    /// Control requests.
+    pub commands: Arc<crossbeam_queue::ArrayQueue<Command>>,
+    /// Set to stop the loop.
+    pub stop: Arc<AtomicBool>,
+    /// Shared clock.
+    pub clock: Clock,
+    /// LOG events leave through this bounded queue (dropped and counted when full).
+    pub log_events: Option<Arc<crossbeam_queue::ArrayQueue<ruleset::LogEvent>>>,
+    /// LOG events lost because the queue was full.
+    pub log_lost: Arc<AtomicU64>,
+}
+
+const SWEEP_BUDGET: usize = 64;
+
+impl Worker {
+    /// The handle the control plane keeps.
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle {
+            stats: self.stats.clone(),
+            commands: self.commands.clone(),
+            core: self.core,
+        }
+    }
+
+    /// Runs the poll loop until `stop` is set. Pins the thread first.
+    pub fn run(mut self) {
+        if let Some(c) = self.core {
+            core_affinity::set_for_current(core_affinity::CoreId { id: c });
+        }
+        let burst = self.burst;
+        let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut fwd: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
+        let mut reply = [0u8; 2048];
+        let mut current = self.ruleset.load_full();
+        let mut loop_start = cycles(&self.clock);
+        let mut local_busy = 0u64;
+        let mut polls = 0u64;
+        let mut busy_polls = 0u64;
+        let mut hist = [0u64; 10];
+        while !self.stop.load(Ordering::Relaxed) {
+            while let Some(cmd) = self.commands.pop() {
+                let now = self.clock.now();
+                match cmd {
+                    Command::Conntrack(f) => f(&mut self.pipeline.table, now),
+                }
+            }
+            // One ruleset load per iteration (per burst of every pair).
+            let rs = self.ruleset.load_full();
+            if !Arc::ptr_eq(&rs, &current) {
+                self.pipeline.adopt(Some(&current), &rs);
+                current = rs.clone();
+            }
+            for pi in 0..self.pairs.len() {
+                for ingress in [Side::Network, Side::Host] {
+                    let t0 = cycles(&self.clock);
+                    let pair = &mut self.pairs[pi];
+                    let q = pair.queue;
+                    let mode = pair.mode;
+                    let (rx_port, tx_port) = match ingress {
+                        Side::Network => (&mut pair.network, &mut pair.host),
+                        Side::Host => (&mut pair.host, &mut pair.network),
+                    };
+                    polls += 1;
+                    let n = rx_port.rx_burst(q, &mut self.pool, &mut rx, burst);
+                    if n == 0 {
+                        continue;
+                    }
+                    busy_polls += 1;
+                    hist[burst_bucket(n)] += 1;
+                    let now = self.clock.now();
+                    // Stage 1: parse-free prefetch of the buckets of every packet.
+                    for m in rx.iter() {
+                        if let Ok(Frame::Ip(p)) = packet::parse(m.data()) {
+                            self.pipeline.table.prefetch(&p);
+                        }
+                    }
+                    let names = &self.pair_names[pi];
+                    let view = PairView {
+                        mode,
+                        network: &names.0,
+                        host: &names.1,
+                    };
+                    let log_q = self.log_events.clone();
+                    let log_lost = self.log_lost.clone();
+                    let mut log = |e: ruleset::LogEvent| {
+                        if let Some(q) = &log_q {
+                            if q.push(e).is_err() {
+                                log_lost.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    };
+                    for m in rx.drain(..) {
+                        let o = self.pipeline.process(&rs, m.data(), view, ingress, now, &mut reply, &mut log);
+                        match o.action {
+                            Action::Forward => fwd.push(m),
+                            Action::Drop(_) => {
+                                if o.reply_len > 0 {
+                                    // Reuse the offending packet's buffer for the reply.
+                                    let mut m = m;
+                                    m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                                    m.set_len(o.reply_len);
+                                    back.push(m);
+                                } else {
+                                    self.pool.put(m);
+                                }
+                            }
+                        }
+                    }
+                    if !fwd.is_empty() {
+                        tx_port.tx_burst(q, &mut fwd, &mut self.pool);
+                        for m in fwd.drain(..) {
+                            self.pipeline.stats.drop(DropReason::TxFull);
+                            self.pool.put(m);
+                        }
+                    }
+                    if !back.is_empty() {
+                        rx_port.tx_burst(q, &mut back, &mut self.pool);
+                        for m in back.drain(..) {
+                            self.pipeline.stats.drop(DropReason::TxFull);
+                            self.pool.put(m);
+                        }
+                    }
+                    local_busy += cycles(&self.clock).wrapping_sub(t0);
+                }
+            }
+            let now = self.clock.now();
+            self.pipeline.table.expire(now, SWEEP_BUDGET);
+            // Publish once per iteration.
+            let s = &self.stats;
+            s.publish(&self.pipeline.stats);
+            s.busy_cycles.store(local_busy, Ordering::Relaxed);
+            s.total_cycles.store(cycles(&self.clock).wrapping_sub(loop_start), Ordering::Relaxed);
+            s.polls.store(polls, Ordering::Relaxed);
+            s.busy_polls.store(busy_polls, Ordering::Relaxed);
+            for (i, h) in hist.iter().enumerate() {
+                s.burst_hist[i].store(*h, Ordering::Relaxed);
+            }
+            s.ct_entries.store(self.pipeline.table.len() as u64, Ordering::Relaxed);
+            let cs = self.pipeline.table.stats();
+            for (i, v) in [cs.found, cs.invalid, cs.ignore, cs.insert, cs.insert_failed, cs.drop, cs.early_drop, cs.search_restart]
+                .into_iter()
+                .enumerate()
+            {
+                s.ct_stats[i].store(v, Ordering::Relaxed);
+            }
+            if busy_polls == 0 {
+                loop_start = loop_start.wrapping_add(0);
+            }
+        }
+    }
+}
+
+/// Histogram bucket of a burst size: 0 for empty, else 1 + ceil(log2(n)), capped at 9.
+pub fn burst_bucket(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (1 + (usize::BITS - (n - 1).leading_zeros()) as usize).min(9)
+    }
+}

@@ -1,0 +1,387 @@
+//! The TOML configuration: ports, pairs, workers, conntrack sizing and timeouts,
+//! helpers, the rules file, metrics and control addresses.
+//!
+//! Unknown keys are refused, and every semantic check names the field it is about
+//! (`port[1].backend: unknown backend "foo"`), so an operator can fix it at once.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Worker threads and their cores.
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    /// Ports, by name.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+    /// Port pairs and their mode.
+    #[serde(default, rename = "pair")]
+    pub pairs: Vec<PairConfig>,
+    /// Connection tracking sizing and Linux sysctls.
+    #[serde(default)]
+    pub conntrack: ConntrackConfig,
+    /// The rules file.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Metrics and control API.
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Number of workers; 0 = one per available core (at least one).
+    #[serde(default)]
+    pub workers: usize,
+    /// Cores to pin workers to (in order); empty = cores 0..workers.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Packets per rx burst.
+    #[serde(default = "default_burst")]
+    pub burst: usize,
+    /// Buffers per worker pool.
+    #[serde(default = "default_pool")]
+    pub pool_size: usize,
+    /// What to do with non-IP frames: "pass-arp" (default), "pass", "drop".
+    #[serde(default = "default_non_ip")]
+    pub non_ip: String,
+}
+
+fn default_burst() -> usize {
+    32
+}
+fn default_pool() -> usize {
+    4096
+}
+fn default_non_ip() -> String {
+    "pass-arp".into()
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            workers: 0,
+            cores: Vec::new(),
+            burst: default_burst(),
+            pool_size: default_pool(),
+            non_ip: default_non_ip(),
+        }
+    }
+}
+
+/// `[[port]]`: one port and its backend.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// The port's name (used by pairs, `-i`/`-o` matches and metrics).
+    pub name: String,
+    /// "pktgen", "pcap", "af_packet", "af_xdp" or "dpdk".
+    pub backend: String,
+    /// Linux interface (af_packet, af_xdp).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// pcap: file to read (rx).
+    #[serde(default)]
+    pub pcap_in: Option<PathBuf>,
+    /// pcap: file to write (tx).
+    #[serde(default)]
+    pub pcap_out: Option<PathBuf>,
+    /// Ring/descriptor size per queue.
+    #[serde(default = "default_ring")]
+    pub descriptors: usize,
+    /// pktgen: which side of the generator pair this port is ("inside" or "outside").
+    #[serde(default)]
+    pub side: Option<String>,
+}
+
+fn default_ring() -> usize {
+    2048
+}
+
+/// `[[pair]]`: two ports forwarding into each other.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PairConfig {
+    /// "forward" (FORWARD chain) or "host" (INPUT toward the host, OUTPUT from it).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// The port facing the network ("outside").
+    pub network: String,
+    /// The port facing the protected host or inside network.
+    pub host: String,
+}
+
+fn default_mode() -> String {
+    "forward".into()
+}
+
+/// `[conntrack]`: sizing and the Linux sysctls, with Linux names and defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackConfig {
+    /// Total entries over all workers (`nf_conntrack_max`).
+    #[serde(default = "default_ct_max")]
+    pub nf_conntrack_max: usize,
+    /// `nf_conntrack_tcp_loose`.
+    #[serde(default)]
+    pub nf_conntrack_tcp_loose: Option<bool>,
+    /// `nf_conntrack_tcp_be_liberal`.
+    #[serde(default)]
+    pub nf_conntrack_tcp_be_liberal: Option<bool>,
+    /// `nf_conntrack_tcp_ignore_invalid_rst`.
+    #[serde(default)]
+    pub nf_conntrack_tcp_ignore_invalid_rst: Option<bool>,
+    /// `nf_conntrack_tcp_max_retrans`.
+    #[serde(default)]
+    pub nf_conntrack_tcp_max_retrans: Option<u32>,
+    /// `nf_conntrack_checksum`.
+    #[serde(default)]
+    pub nf_conntrack_checksum: Option<bool>,
+    /// Timeouts in seconds by their sysctl names without the `nf_conntrack_` prefix,
+    /// e.g. `tcp_timeout_established = 432000`, `udp_timeout = 30`.
+    #[serde(default)]
+    pub timeouts: std::collections::BTreeMap<String, u32>,
+    /// Helpers attached by default: e.g. `ftp_ports = [21]` (same as a raw-table
+    /// `-p tcp --dport 21 -j CT --helper ftp`).
+    #[serde(default)]
+    pub ftp_ports: Vec<u16>,
+}
+
+fn default_ct_max() -> usize {
+    262_144
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            nf_conntrack_max: default_ct_max(),
+            nf_conntrack_tcp_loose: None,
+            nf_conntrack_tcp_be_liberal: None,
+            nf_conntrack_tcp_ignore_invalid_rst: None,
+            nf_conntrack_tcp_max_retrans: None,
+            nf_conntrack_checksum: None,
+            timeouts: Default::default(),
+            ftp_ports: Vec::new(),
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// iptables-restore file (IPv4).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// ip6tables-restore file (IPv6).
+    #[serde(default)]
+    pub file6: Option<PathBuf>,
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// HTTP address for the API and `/metrics` ("" disables it).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Seconds between terminal stats lines (0 = quiet).
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9469".into()
+}
+fn default_stats_interval() -> u64 {
+    1
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            listen: default_listen(),
+            stats_interval: default_stats_interval(),
+        }
+    }
+}
+
+/// The embedded default: two pktgen ports in a forward pair, the demo ruleset.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../deploy/examples/pktgen-demo.toml");
+
+/// The demo ruleset used by the embedded default.
+pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
+
+const BACKENDS: &[&str] = &["pktgen", "pcap", "af_packet", "af_xdp", "dpdk"];
+
+impl Config {
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).with_context(|| format!("{origin}: invalid configuration"))?;
+        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a configuration file. Relative paths inside it are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p {
+                if x.is_relative() {
+                    *x = base.join(&*x);
+                }
+            }
+        };
+        fix(&mut cfg.rules.file);
+        fix(&mut cfg.rules.file6);
+        for port in &mut cfg.ports {
+            fix(&mut port.pcap_in);
+            fix(&mut port.pcap_out);
+        }
+        Ok(cfg)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Config {
+        Config::parse(EMBEDDED_DEFAULT, "embedded default").expect("embedded default is valid")
+    }
+
+    /// Semantic checks; each error names its field.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.dataplane;
+        if d.burst == 0 || d.burst > 256 {
+            bail!("dataplane.burst: must be 1..=256, got {}", d.burst);
+        }
+        if d.pool_size < 2 * d.burst {
+            bail!("dataplane.pool_size: must be at least 2 x burst ({}), got {}", 2 * d.burst, d.pool_size);
+        }
+        if !["pass-arp", "pass", "drop"].contains(&d.non_ip.as_str()) {
+            bail!("dataplane.non_ip: expected \"pass-arp\", \"pass\" or \"drop\", got {:?}", d.non_ip);
+        }
+        if !d.cores.is_empty() && d.workers != 0 && d.cores.len() != d.workers {
+            bail!("dataplane.cores: {} cores listed for {} workers", d.cores.len(), d.workers);
+        }
+        if self.ports.is_empty() {
+            bail!("port: at least one [[port]] is required");
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.name.is_empty() {
+                bail!("port[{i}].name: must not be empty");
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                bail!("port[{i}].name: duplicate port name {:?}", p.name);
+            }
+            if !BACKENDS.contains(&p.backend.as_str()) {
+                bail!("port[{i}].backend: unknown backend {:?} (expected one of {})", p.backend, BACKENDS.join(", "));
+            }
+            match p.backend.as_str() {
+                "af_packet" | "af_xdp" if p.interface.is_none() => {
+                    bail!("port[{i}].interface: required for backend {:?}", p.backend)
+                }
+                "pcap" if p.pcap_in.is_none() && p.pcap_out.is_none() => {
+                    bail!("port[{i}].pcap_in: a pcap port needs pcap_in and/or pcap_out")
+                }
+                "pktgen" => match p.side.as_deref() {
+                    Some("inside") | Some("outside") => {}
+                    other => bail!("port[{i}].side: a pktgen port needs side = \"inside\" or \"outside\", got {other:?}"),
+                },
+                _ => {}
+            }
+            if !p.descriptors.is_power_of_two() || p.descriptors < 64 {
+                bail!("port[{i}].descriptors: must be a power of two >= 64, got {}", p.descriptors);
+            }
+        }
+        if self.pairs.is_empty() {
+            bail!("pair: at least one [[pair]] is required");
+        }
+        for (i, pair) in self.pairs.iter().enumerate() {
+            if pair.mode != "forward" && pair.mode != "host" {
+                bail!("pair[{i}].mode: expected \"forward\" or \"host\", got {:?}", pair.mode);
+            }
+            for (field, name) in [("network", &pair.network), ("host", &pair.host)] {
+                if !self.ports.iter().any(|p| &p.name == name) {
+                    bail!("pair[{i}].{field}: no port named {name:?}");
+                }
+            }
+            if pair.network == pair.host {
+                bail!("pair[{i}].host: a pair needs two different ports");
+            }
+        }
+        if self.conntrack.nf_conntrack_max == 0 {
+            bail!("conntrack.nf_conntrack_max: must be > 0");
+        }
+        for k in self.conntrack.timeouts.keys() {
+            if !TIMEOUT_NAMES.contains(&k.as_str()) {
+                bail!("conntrack.timeouts.{k}: unknown timeout (expected one of {})", TIMEOUT_NAMES.join(", "));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of workers to start (resolving 0 to the available cores).
+    pub fn worker_count(&self) -> usize {
+        match (self.dataplane.workers, self.dataplane.cores.len()) {
+            (0, 0) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1),
+            (0, n) => n,
+            (w, _) => w,
+        }
+    }
+}
+
+/// Timeout names accepted under `[conntrack.timeouts]` (Linux sysctl names without
+/// the `nf_conntrack_` prefix).
+pub const TIMEOUT_NAMES: &[&str] = &[
+    "tcp_timeout_syn_sent",
+    "tcp_timeout_syn_recv",
+    "tcp_timeout_established",
+    "tcp_timeout_fin_wait",
+    "tcp_timeout_close_wait",
+    "tcp_timeout_last_ack",
+    "tcp_timeout_time_wait",
+    "tcp_timeout_close",
+    "tcp_timeout_max_retrans",
+    "tcp_timeout_unacknowledged",
+    "udp_timeout",
+    "udp_timeout_stream",
+    "icmp_timeout",
+    "icmpv6_timeout",
+    "generic_timeout",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded();
+        assert_eq!(c.ports.len(), 2);
+        assert!(c.worker_count() >= 1);
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse(text, "t.toml").unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = "[[port]]\nname='a'\nbackend='pktgen'\nside='inside'\n[[port]]\nname='b'\nbackend='pktgen'\nside='outside'\n[[pair]]\nnetwork='b'\nhost='a'\n";
+        assert!(Config::parse(base, "t.toml").is_ok());
+        assert!(err(&base.replace("backend='pktgen'\nside='inside'", "backend='foo'")).contains("port[0].backend: unknown backend \"foo\""));
+        assert!(err(&format!("{base}[dataplane]\nburst=0\n")).contains("dataplane.burst"));
+        assert!(err(&base.replace("host='a'", "host='zz'")).contains("pair[0].host: no port named \"zz\""));
+        assert!(err(&format!("{base}[conntrack.timeouts]\nudp_timeot=3\n")).contains("conntrack.timeouts.udp_timeot"));
+        let e = err(&format!("{base}[conntrack]\nnf_conntrack_mx=3\n"));
+        assert!(e.contains("nf_conntrack_mx"), "{e}");
+        assert!(err(&base.replace("backend='pktgen'\nside='inside'", "backend='af_packet'")).contains("port[0].interface"));
+    }
+}
