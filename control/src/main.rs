@@ -1,1 +1,103 @@
-fn main() {}
+//! The `statewall` binary.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// statewall: a stateful firewall fast path with Linux conntrack semantics.
+#[derive(Parser)]
+#[command(name = "statewall", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the dataplane (the embedded pktgen demo when no config is given).
+    Run {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rules file (overrides the config's `rules.file`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Number of workers (overrides the config).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Run a capture through the worker pipeline and print every packet's state.
+    Replay(statewall::replay::ReplayArgs),
+    /// Rulesets.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Parse and compile a rules file (like `iptables-restore --test`).
+    Check {
+        /// iptables-restore or ip6tables-restore text.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("statewall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run {
+            config,
+            rules,
+            duration,
+            workers,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => statewall::config::Config::load(p)?,
+                None => statewall::config::Config::embedded(),
+            };
+            if let Some(r) = rules {
+                cfg.rules.file = Some(r);
+            }
+            if let Some(w) = workers {
+                cfg.dataplane.workers = w;
+                cfg.dataplane.cores.clear();
+            }
+            statewall::runtime::run(cfg, duration)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Replay(args) => {
+            let mut out = std::io::stdout().lock();
+            statewall::replay::replay(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules { cmd: RulesCmd::Check { file } } => {
+            match dataplane::ruleset::Ruleset::from_file(&file) {
+                Ok(rs) => {
+                    println!("{}: OK", file.display());
+                    println!("{}", rs.summary());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
