@@ -78,7 +78,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 cfg.dataplane.workers = w;
                 cfg.dataplane.cores.clear();
             }
-            statewall::runtime::run(cfg, duration)?;
+            statewall::runtime::run(cfg, duration, config.is_none())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Replay(args) => {

@@ -1,0 +1,395 @@
+//! The runtime behind `statewall run`: builds the ports named in the configuration,
+//! compiles and publishes the ruleset, starts one pinned poll-mode worker per core,
+//! prints testpmd-style port statistics, and stops cleanly on Ctrl-C or after
+//! `--duration`.
+
+use crate::config::{Config, PortConfig};
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use dataplane::conntrack::{self, ConnTable};
+use dataplane::port::{self, MbufPool, Port, PortCounters};
+use dataplane::ruleset::Ruleset;
+use dataplane::worker::{
+    Clock, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker, WorkerHandle,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Ruleset reload bookkeeping (read by metrics and the API).
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Generation of the running ruleset.
+    pub generation: AtomicU64,
+    /// Successful reloads.
+    pub ok: AtomicU64,
+    /// Failed reloads.
+    pub failed: AtomicU64,
+    /// 1 when the last reload succeeded.
+    pub last_ok: AtomicBool,
+    /// Unix time of the last successful load.
+    pub last_ok_time: AtomicU64,
+}
+
+/// A running dataplane.
+pub struct Runtime {
+    /// The configuration it was started with.
+    pub cfg: Config,
+    /// The published ruleset.
+    pub ruleset: Arc<ArcSwap<Ruleset>>,
+    /// One handle per worker.
+    pub workers: Vec<WorkerHandle>,
+    /// Counters of every port, by name.
+    pub ports: Vec<(String, Arc<PortCounters>)>,
+    /// Generator statistics when the pktgen backend is used.
+    pub pktgen: Option<Arc<port::pktgen::PktgenStats>>,
+    /// Reload bookkeeping.
+    pub reloads: Arc<ReloadStats>,
+    /// Serialises reloads.
+    reload_lock: Mutex<()>,
+    /// LOG events from the workers.
+    pub log_events: Arc<crossbeam_queue::ArrayQueue<dataplane::ruleset::LogEvent>>,
+    /// LOG events lost.
+    pub log_lost: Arc<AtomicU64>,
+    /// Per-shard capacity times workers.
+    pub ct_limit: usize,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Builds the conntrack config from `[conntrack]`.
+pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
+    let c = &cfg.conntrack;
+    let mut k = conntrack::Config::default();
+    let mut set = |name: &str, v: String| -> Result<()> {
+        k.set(name, &v).map_err(|e| anyhow::anyhow!("conntrack.{name}: {e}"))
+    };
+    if let Some(v) = c.nf_conntrack_tcp_loose {
+        set("tcp_loose", (v as u8).to_string())?;
+    }
+    if let Some(v) = c.nf_conntrack_tcp_be_liberal {
+        set("tcp_be_liberal", (v as u8).to_string())?;
+    }
+    if let Some(v) = c.nf_conntrack_tcp_ignore_invalid_rst {
+        set("tcp_ignore_invalid_rst", (v as u8).to_string())?;
+    }
+    if let Some(v) = c.nf_conntrack_tcp_max_retrans {
+        set("tcp_max_retrans", v.to_string())?;
+    }
+    if let Some(v) = c.nf_conntrack_checksum {
+        set("checksum", (v as u8).to_string())?;
+    }
+    for (name, v) in &c.timeouts {
+        k.set(name, &v.to_string()).map_err(|e| anyhow::anyhow!("conntrack.timeouts.{name}: {e}"))?;
+    }
+    Ok(k)
+}
+
+/// Loads the rules named by the config (the demo ruleset for the embedded default,
+/// accept-all when none is configured).
+pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
+    match (&cfg.rules.file, embedded) {
+        (Some(p), _) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}")),
+        (None, true) => dataplane::ruleset::parse_ruleset(crate::config::DEMO_RULES, "demo.rules", None)
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        (None, false) => Ok(Ruleset::accept_all()),
+    }
+}
+
+/// Per-queue port handles for every configured port: `handles[port][queue]`.
+fn open_ports(cfg: &Config, queues: u16) -> Result<(Vec<Vec<Box<dyn Port>>>, Option<Arc<port::pktgen::PktgenStats>>)> {
+    let mut out: Vec<Option<Vec<Box<dyn Port>>>> = cfg.ports.iter().map(|_| None).collect();
+    let mut pktgen_stats = None;
+    // pktgen ports come as a linked pair.
+    let gens: Vec<usize> = (0..cfg.ports.len()).filter(|&i| cfg.ports[i].backend == "pktgen").collect();
+    if !gens.is_empty() {
+        if gens.len() != 2 {
+            bail!("port: the pktgen backend needs exactly two ports (side = \"inside\" and \"outside\"), found {}", gens.len());
+        }
+        let inside = gens.iter().copied().find(|&i| cfg.ports[i].side.as_deref() == Some("inside"));
+        let outside = gens.iter().copied().find(|&i| cfg.ports[i].side.as_deref() == Some("outside"));
+        let (Some(ii), Some(oi)) = (inside, outside) else {
+            bail!("port[{}].side: the two pktgen ports must be one \"inside\" and one \"outside\"", gens[1]);
+        };
+        let gcfg = port::pktgen::PktgenConfig::default();
+        let pair = port::pktgen::PktgenPair::new(gcfg, queues);
+        pktgen_stats = Some(pair.stats());
+        let (ins, outs) = pair.split_queues();
+        out[ii] = Some(ins);
+        out[oi] = Some(outs);
+    }
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        out[i] = Some(open_one(i, p, queues)?);
+    }
+    Ok((out.into_iter().map(|o| o.expect("every port opened")).collect(), pktgen_stats))
+}
+
+fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
+    match p.backend.as_str() {
+        "pcap" => {
+            if queues != 1 {
+                bail!("port[{i}].backend: a pcap port supports one worker (set dataplane.workers = 1)");
+            }
+            let port = port::pcap::PcapPort::open(p.pcap_in.as_deref(), p.pcap_out.as_deref())
+                .with_context(|| format!("port[{i}] ({}): opening pcap", p.name))?;
+            Ok(vec![Box::new(port)])
+        }
+        "af_packet" => {
+            let ifname = p.interface.as_deref().unwrap_or_default();
+            let port = port::af_packet::AfPacketPort::open(ifname, queues, Default::default())
+                .with_context(|| format!("port[{i}] ({}): opening af_packet on {ifname}", p.name))?;
+            Ok(port.split_queues().into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect())
+        }
+        other => bail!("port[{i}].backend: backend {other:?} is not built into this binary"),
+    }
+}
+
+impl Runtime {
+    /// Starts ports and workers. `embedded` selects the demo ruleset when no rules file is set.
+    pub fn start(cfg: Config, embedded: bool) -> Result<Runtime> {
+        let n = cfg.worker_count();
+        let rs = load_rules(&cfg, embedded)?;
+        let ct_cfg = conntrack_config(&cfg)?;
+        let per_shard = cfg.conntrack.nf_conntrack_max.div_ceil(n).max(64);
+        let non_ip = match cfg.dataplane.non_ip.as_str() {
+            "pass" => NonIpPolicy::Pass,
+            "drop" => NonIpPolicy::Drop,
+            _ => NonIpPolicy::PassArp,
+        };
+        let (mut handles, pktgen) = open_ports(&cfg, n as u16)?;
+        let ports = cfg
+            .ports
+            .iter()
+            .zip(handles.iter())
+            .map(|(pc, h)| (pc.name.clone(), h[0].counters()))
+            .collect();
+        let ruleset = Arc::new(ArcSwap::from_pointee(rs));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clock = Clock::new();
+        let log_events = Arc::new(crossbeam_queue::ArrayQueue::new(4096));
+        let log_lost = Arc::new(AtomicU64::new(0));
+        let cores: Vec<usize> = if cfg.dataplane.cores.is_empty() {
+            let avail = core_affinity::get_core_ids().map(|v| v.len()).unwrap_or(1).max(1);
+            (0..n).map(|i| i % avail).collect()
+        } else {
+            cfg.dataplane.cores.clone()
+        };
+        // Take each port's handles queue by queue, from the back.
+        let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..n).map(|_| Vec::new()).collect();
+        for h in handles.iter_mut() {
+            if h.len() != n {
+                bail!("port {}: backend gave {} queues for {n} workers", h[0].name(), h.len());
+            }
+            for (w, q) in h.drain(..).enumerate() {
+                per_worker[w].push(q);
+            }
+        }
+        let mut workers = Vec::new();
+        let mut threads = Vec::new();
+        for (w, mut qports) in per_worker.into_iter().enumerate() {
+            let mut pairs = Vec::new();
+            let mut names = Vec::new();
+            // Move the handles out in config order.
+            let mut slots: Vec<Option<Box<dyn Port>>> = qports.drain(..).map(Some).collect();
+            for pair in &cfg.pairs {
+                let ni = cfg.ports.iter().position(|p| p.name == pair.network).expect("validated");
+                let hi = cfg.ports.iter().position(|p| p.name == pair.host).expect("validated");
+                let (Some(np), Some(hp)) = (slots[ni].take(), slots[hi].take()) else {
+                    bail!("pair: port used by two pairs");
+                };
+                pairs.push(PairPorts {
+                    mode: if pair.mode == "host" { PairMode::Host } else { PairMode::Forward },
+                    network: np,
+                    host: hp,
+                    queue: w as u16,
+                });
+                names.push((pair.network.clone(), pair.host.clone()));
+            }
+            let table = ConnTable::new(per_shard, ct_cfg.clone());
+            let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
+            pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
+            let worker = Worker {
+                id: w,
+                core: Some(cores[w]),
+                pipeline,
+                pool: MbufPool::new(cfg.dataplane.pool_size),
+                pairs,
+                pair_names: names,
+                burst: cfg.dataplane.burst,
+                ruleset: ruleset.clone(),
+                stats: Arc::new(crossbeam_utils::CachePadded::new(PublishedStats::default())),
+                commands: Arc::new(crossbeam_queue::ArrayQueue::new(64)),
+                stop: stop.clone(),
+                clock,
+                log_events: Some(log_events.clone()),
+                log_lost: log_lost.clone(),
+            };
+            workers.push(worker.handle());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("statewall-w{w}"))
+                    .spawn(move || worker.run())
+                    .context("spawning a worker")?,
+            );
+        }
+        let reloads = Arc::new(ReloadStats::default());
+        reloads.generation.store(1, Ordering::Relaxed);
+        reloads.last_ok.store(true, Ordering::Relaxed);
+        reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
+        Ok(Runtime {
+            ct_limit: per_shard * n,
+            cfg,
+            ruleset,
+            workers,
+            ports,
+            pktgen,
+            reloads,
+            reload_lock: Mutex::new(()),
+            log_events,
+            log_lost,
+            stop,
+            threads,
+        })
+    }
+
+    /// Re-reads the rules file and publishes it atomically; on failure the running
+    /// ruleset stays and the failure is counted.
+    pub fn reload(&self) -> Result<u64> {
+        let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match load_rules(&self.cfg, self.cfg.rules.file.is_none()) {
+            Ok(mut rs) => {
+                let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
+                rs.set_generation(gen);
+                self.ruleset.store(Arc::new(rs));
+                self.reloads.generation.store(gen, Ordering::Relaxed);
+                self.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                self.reloads.last_ok.store(true, Ordering::Relaxed);
+                self.reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
+                Ok(gen)
+            }
+            Err(e) => {
+                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                self.reloads.last_ok.store(false, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sum of a published counter over all workers.
+    pub fn sum(&self, f: impl Fn(&PublishedStats) -> u64) -> u64 {
+        self.workers.iter().map(|w| f(&w.stats)).sum()
+    }
+
+    /// Asks every worker to stop and joins them.
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Prints one testpmd-style block of port statistics.
+fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
+    println!("  ######################## NIC statistics ########################");
+    for (i, (name, c)) in rt.ports.iter().enumerate() {
+        let s = c.total();
+        let (prx, ptx) = prev.get(i).copied().unwrap_or((0, 0));
+        let rx_pps = (s.rx_packets - prx) as f64 / dt;
+        let tx_pps = (s.tx_packets - ptx) as f64 / dt;
+        println!(
+            "  port {i} ({name:<8}) RX-packets: {:<12} RX-missed: {:<8} RX-nombuf: {:<8} RX-bytes: {:<14} Rx-pps: {:>12.0}",
+            s.rx_packets, s.rx_missed, s.rx_nombuf, s.rx_bytes, rx_pps
+        );
+        println!(
+            "  {:17} TX-packets: {:<12} TX-errors: {:<8} {:19} TX-bytes: {:<14} Tx-pps: {:>12.0}",
+            "", s.tx_packets, s.tx_errors, "", s.tx_bytes, tx_pps
+        );
+        if prev.len() <= i {
+            prev.push((0, 0));
+        }
+        prev[i] = (s.rx_packets, s.tx_packets);
+    }
+    let st = |i: usize| rt.sum(|w| load(&w.by_state[i]));
+    println!(
+        "  conntrack: entries {} / {}  NEW {}  ESTABLISHED {}  RELATED {}  INVALID {}  UNTRACKED {}  drops {}",
+        rt.sum(|w| load(&w.ct_entries)),
+        rt.ct_limit,
+        st(0),
+        st(1),
+        st(2),
+        st(3),
+        st(4),
+        rt.sum(|w| w.drops.iter().map(load).sum())
+    );
+    println!("  ############################################################################");
+}
+
+/// `statewall run`: starts, prints stats every `stats_interval` seconds, stops on
+/// Ctrl-C or after `duration`, then prints a summary.
+pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
+    let interval = cfg.control.stats_interval;
+    let mut rt = Runtime::start(cfg, embedded)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    }
+    println!(
+        "statewall: {} worker(s), {} port(s), ruleset generation {}",
+        rt.workers.len(),
+        rt.ports.len(),
+        rt.reloads.generation.load(Ordering::Relaxed)
+    );
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut prev = Vec::new();
+    let deadline = duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(d) = deadline {
+            if start.elapsed() >= d {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if interval > 0 && last.elapsed() >= Duration::from_secs(interval) {
+            let dt = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            print_stats(&rt, &mut prev, dt);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    rt.shutdown();
+    let pk = rt.sum(|w| load(&w.packets));
+    println!("statewall: stopped after {elapsed:.1} s");
+    print_stats(&rt, &mut Vec::new(), elapsed.max(1e-9));
+    println!(
+        "  summary: {pk} packets processed ({:.3} Mpps over {} worker(s)), {} forwarded, {} dropped",
+        pk as f64 / elapsed.max(1e-9) / 1e6,
+        rt.workers.len(),
+        rt.sum(|w| load(&w.forwarded)),
+        rt.sum(|w| w.drops.iter().map(load).sum())
+    );
+    if let Some(g) = &rt.pktgen {
+        println!("  pktgen: {}", g.summary());
+    }
+    Ok(())
+}

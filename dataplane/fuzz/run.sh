@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for a bounded time (default 60 s each).
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain the
+# sanitizer flags are allowed with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-60}
+export RUSTC_BOOTSTRAP=1
+for t in parse track; do
+  cargo fuzz run "$t" -- -max_total_time="$secs" -max_len=512
+done
