@@ -1,5 +1,7 @@
 //! Connection tracking (placeholder; being written).
 
+pub mod defrag;
+
 /// The conntrack state of a packet, as `-m state` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CtState {
