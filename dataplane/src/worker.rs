@@ -12,6 +12,7 @@
 //! into a cache-padded block that the control plane reads, and control requests arrive
 //! through a bounded command queue drained between bursts.
 
+use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
 use crate::conntrack::{ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
 use crate::port::{Mbuf, MbufPool, Port};
@@ -71,11 +72,13 @@ pub enum DropReason {
     NoBuffer,
     /// The ring to the owning worker was full.
     HandoffFull,
+    /// A fragment was discarded by reassembly (overlap, timeout, too long, ...).
+    Fragment,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (metrics pre-initialise all of them).
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Policy,
         DropReason::Reject,
         DropReason::Malformed,
@@ -85,6 +88,7 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::NoBuffer,
         DropReason::HandoffFull,
+        DropReason::Fragment,
     ];
 
     /// The metric label value.
@@ -99,6 +103,7 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::NoBuffer => "no_buffer",
             DropReason::HandoffFull => "handoff_full",
+            DropReason::Fragment => "fragment",
         }
     }
 }
@@ -110,6 +115,9 @@ pub enum Action {
     Forward,
     /// Drop, for this reason.
     Drop(DropReason),
+    /// A fragment kept for reassembly in this slot: the caller holds the buffer until
+    /// an outcome names the slot in `completes` or `discard`.
+    Held(usize),
 }
 
 /// The result of [`Pipeline::process`] for one packet.
@@ -125,6 +133,11 @@ pub struct Outcome {
     pub verdict: Option<Verdict>,
     /// Bytes of a REJECT reply written into the caller's reply buffer (0 = none).
     pub reply_len: usize,
+    /// This fragment completed the datagram of this reassembly slot: `action` applies to
+    /// the fragments held for the slot too (forward them, in order, before this one).
+    pub completes: Option<usize>,
+    /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
+    pub discard: Option<usize>,
 }
 
 /// Index of a [`CtState`] in per-state counters.
@@ -151,7 +164,7 @@ pub struct LocalStats {
     /// Packets by conntrack state ([`state_index`]).
     pub by_state: [u64; 5],
     /// Drops by [`DropReason::ALL`] index.
-    pub drops: [u64; 9],
+    pub drops: [u64; 10],
     /// Packets forwarded.
     pub forwarded: u64,
     /// REJECT replies sent.
@@ -189,6 +202,10 @@ pub struct Pipeline {
     pub non_ip: NonIpPolicy,
     /// Ports on which the FTP helper is attached by default (config `ftp_ports`).
     pub ftp_ports: Vec<u16>,
+    /// Virtual reassembly of fragments.
+    pub defrag: Defrag,
+    /// Scratch copy of a reassembled datagram.
+    whole: Box<[u8]>,
 }
 
 /// Names and mode of the pair a packet is travelling through.
@@ -212,6 +229,8 @@ impl Pipeline {
             stats: LocalStats::default(),
             non_ip,
             ftp_ports: Vec::new(),
+            defrag: Defrag::new(DEFRAG_SLOTS),
+            whole: vec![0u8; 65536 + 128].into_boxed_slice(),
         }
     }
 
@@ -249,6 +268,8 @@ impl Pipeline {
             parse_error: None,
             verdict: None,
             reply_len: 0,
+            completes: None,
+            discard: None,
         };
         let p = match packet::parse(frame) {
             Ok(Frame::Ip(p)) => p,
@@ -275,6 +296,59 @@ impl Pipeline {
                 return out;
             }
         };
+        if p.frag.is_fragment() {
+            match self.defrag.push(frame, &p, now) {
+                DefragResult::NotFragment => {}
+                DefragResult::Held { slot } => {
+                    out.action = Action::Held(slot);
+                    return out;
+                }
+                DefragResult::Dropped { slot, .. } => {
+                    self.stats.drop(DropReason::Fragment);
+                    out.action = Action::Drop(DropReason::Fragment);
+                    out.discard = slot;
+                    return out;
+                }
+                DefragResult::Complete { slot } => {
+                    let whole = self.defrag.reassembled(slot);
+                    let n = whole.len();
+                    self.whole[..n].copy_from_slice(whole);
+                    self.defrag.release(slot);
+                    let whole = std::mem::take(&mut self.whole);
+                    let mut o = match packet::parse(&whole[..n]) {
+                        Ok(Frame::Ip(wp)) => self.judge(rs, &whole[..n], &wp, pair, ingress, now, reply, log, out),
+                        _ => {
+                            self.stats.drop(DropReason::Fragment);
+                            Outcome {
+                                action: Action::Drop(DropReason::Fragment),
+                                ..out
+                            }
+                        }
+                    };
+                    self.whole = whole;
+                    o.completes = Some(slot);
+                    return o;
+                }
+            }
+        }
+        self.judge(rs, frame, &p, pair, ingress, now, reply, log, out)
+    }
+
+    /// Raw table, conntrack, filter table and confirm for one whole IP packet.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        rs: &Ruleset,
+        frame: &[u8],
+        p: &packet::Parsed,
+        pair: PairView<'_>,
+        ingress: Side,
+        now: Nanos,
+        reply: &mut [u8],
+        log: &mut dyn FnMut(ruleset::LogEvent),
+        mut out: Outcome,
+    ) -> Outcome {
+        let p = *p;
         // Which chains and interface names apply.
         let (raw_chain, filter_chain, in_port, out_port) = match (pair.mode, ingress) {
             (PairMode::Forward, Side::Network) => (RawChain::Prerouting, FilterChain::Forward, pair.network, pair.host),
@@ -362,7 +436,7 @@ pub struct PublishedStats {
     /// Packets by conntrack state.
     pub by_state: [AtomicU64; 5],
     /// Drops by reason ([`DropReason::ALL`] order).
-    pub drops: [AtomicU64; 9],
+    pub drops: [AtomicU64; 10],
     /// Packets forwarded.
     pub forwarded: AtomicU64,
     /// REJECT replies sent.
@@ -395,7 +469,7 @@ impl PublishedStats {
         for i in 0..5 {
             st(&self.by_state[i], s.by_state[i]);
         }
-        for i in 0..9 {
+        for i in 0..DropReason::ALL.len() {
             st(&self.drops[i], s.drops[i]);
         }
         st(&self.forwarded, s.forwarded);
@@ -505,6 +579,8 @@ pub struct Worker {
 }
 
 const SWEEP_BUDGET: usize = 64;
+/// Datagrams each worker can reassemble at once.
+pub const DEFRAG_SLOTS: usize = 64;
 
 impl Worker {
     /// The handle the control plane keeps.
@@ -523,11 +599,13 @@ impl Worker {
         }
         let burst = self.burst;
         let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
-        let mut fwd: Vec<Mbuf> = Vec::with_capacity(burst);
+        // Room for a burst plus a completed datagram's held fragments.
+        let mut fwd: Vec<Mbuf> = Vec::with_capacity(burst + MAX_FRAGMENTS);
+        let mut held: Vec<Vec<Mbuf>> = (0..DEFRAG_SLOTS).map(|_| Vec::with_capacity(MAX_FRAGMENTS)).collect();
         let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
-        let mut loop_start = cycles(&self.clock);
+        let loop_start = cycles(&self.clock);
         let mut local_busy = 0u64;
         let mut polls = 0u64;
         let mut busy_polls = 0u64;
@@ -586,13 +664,25 @@ impl Worker {
                     };
                     for m in rx.drain(..) {
                         let o = self.pipeline.process(&rs, m.data(), view, ingress, now, &mut reply, &mut log);
+                        if let Some(slot) = o.discard {
+                            self.pool.put_all(&mut held[slot]);
+                        }
                         match o.action {
-                            Action::Forward => fwd.push(m),
+                            Action::Held(slot) => held[slot].push(m),
+                            Action::Forward => {
+                                if let Some(slot) = o.completes {
+                                    fwd.append(&mut held[slot]);
+                                }
+                                fwd.push(m);
+                            }
                             Action::Drop(_) => {
+                                if let Some(slot) = o.completes {
+                                    self.pool.put_all(&mut held[slot]);
+                                }
                                 if o.reply_len > 0 {
                                     // Reuse the offending packet's buffer for the reply.
                                     let mut m = m;
-                                    m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                                    m.buf_mut()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
                                     m.set_len(o.reply_len);
                                     back.push(m);
                                 } else {
@@ -620,6 +710,8 @@ impl Worker {
             }
             let now = self.clock.now();
             self.pipeline.table.expire(now, SWEEP_BUDGET);
+            let pool = &mut self.pool;
+            self.pipeline.defrag.expire(now, |slot| pool.put_all(&mut held[slot]));
             // Publish once per iteration.
             let s = &self.stats;
             s.publish(&self.pipeline.stats);
@@ -637,9 +729,6 @@ impl Worker {
                 .enumerate()
             {
                 s.ct_stats[i].store(v, Ordering::Relaxed);
-            }
-            if busy_polls == 0 {
-                loop_start = loop_start.wrapping_add(0);
             }
         }
     }
