@@ -115,6 +115,7 @@ pub fn state_name(s: CtState) -> &'static str {
 
 fn verdict_name(o: &Outcome) -> &'static str {
     match (o.verdict, o.action) {
+        (_, Action::Held(_)) => "HELD",
         (Some(Verdict::Accept), Action::Forward) => "ACCEPT",
         (Some(Verdict::Accept), Action::Drop(_)) => "DROP",
         (Some(Verdict::Drop), _) => "DROP",
@@ -183,6 +184,8 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     }
     let t0 = packets.first().map(|p| p.0).unwrap_or(0);
     let mut reply = vec![0u8; 2048];
+    // Indices of the fragments held per reassembly slot (for --out).
+    let mut held: Vec<Vec<usize>> = vec![Vec::new(); dataplane::worker::DEFRAG_SLOTS];
     let mut log = |_e: dataplane::ruleset::LogEvent| {};
     for (i, (ts, frame)) in packets.iter().enumerate() {
         let ingress = match packet::parse(frame) {
@@ -190,13 +193,27 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             _ => Side::Network,
         };
         let o = pl.process(&rs, frame, view, ingress, *ts, &mut reply, &mut log);
+        if let Some(slot) = o.discard {
+            held[slot].clear();
+        }
+        if let Action::Held(slot) = o.action {
+            held[slot].push(i);
+        }
         if let Some(w) = writer.as_mut() {
             if o.action == Action::Forward {
+                if let Some(slot) = o.completes {
+                    for &j in &held[slot] {
+                        w.write(packets[j].0, &packets[j].1)?;
+                    }
+                }
                 w.write(*ts, frame)?;
             }
             if o.reply_len > 0 {
                 w.write(*ts, &reply[..o.reply_len])?;
             }
+        }
+        if let Some(slot) = o.completes {
+            held[slot].clear();
         }
         let state = o.track.map(|t| state_name(t.state));
         let dir = o.track.as_ref().and_then(dir_name);
