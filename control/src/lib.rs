@@ -1,6 +1,12 @@
 //! statewall's control plane: configuration, the runtime that starts ports and
 //! workers, offline replay, and the operator-facing commands.
 
+pub mod api;
 pub mod config;
+pub mod ctl;
+pub mod ctview;
+pub mod metrics;
+pub mod notify;
 pub mod replay;
 pub mod runtime;
+pub mod status;

@@ -32,10 +32,26 @@ enum Cmd {
     },
     /// Run a capture through the worker pipeline and print every packet's state.
     Replay(statewall::replay::ReplayArgs),
+    /// Talk to a running statewall (rules, conntrack, stats).
+    Ctl(statewall::ctl::CtlArgs),
+    /// Validate a configuration file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Rulesets.
     Rules {
         #[command(subcommand)]
         cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Parse and validate a TOML configuration (and its rules file); exit 0 or 1.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
     },
 }
 
@@ -84,6 +100,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Replay(args) => {
             let mut out = std::io::stdout().lock();
             statewall::replay::replay(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ctl(args) => {
+            let mut out = std::io::stdout().lock();
+            statewall::ctl::run(&args, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Config { cmd: ConfigCmd::Check { file } } => {
+            let cfg = statewall::config::Config::load(&file)?;
+            let rs = statewall::runtime::load_rules(&cfg, false)?;
+            println!("{}: OK ({} port(s), {} pair(s), {} worker(s))", file.display(), cfg.ports.len(), cfg.pairs.len(), cfg.worker_count());
+            println!("{}", rs.summary());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules { cmd: RulesCmd::Check { file } } => {

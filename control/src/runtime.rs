@@ -393,3 +393,59 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     }
     Ok(())
 }
+
+impl Runtime {
+    /// Runs `f` on worker `w`'s pipeline between two of its bursts and returns the
+    /// answer (waits at most two seconds).
+    pub fn on_worker<T: Send + 'static>(
+        &self,
+        w: usize,
+        f: impl FnOnce(&mut Pipeline, dataplane::conntrack::Nanos) -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let cmd: dataplane::worker::Command = Box::new(move |p, now| {
+            let _ = tx.send(f(p, now));
+        });
+        if self.workers[w].commands.push(cmd).is_err() {
+            bail!("worker {w}: command queue full");
+        }
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| anyhow::anyhow!("worker {w}: no answer within 2 s"))
+    }
+
+    /// Runs `f` on every worker and collects the answers in worker order.
+    pub fn on_all<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Pipeline, dataplane::conntrack::Nanos) -> T + Send + Sync + 'static,
+    ) -> Result<Vec<T>> {
+        let f = Arc::new(f);
+        (0..self.workers.len())
+            .map(|w| {
+                let f = f.clone();
+                self.on_worker(w, move |p, now| f(p, now))
+            })
+            .collect()
+    }
+
+    /// Replaces the running ruleset with `text` (validated first; refused whole on error).
+    pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
+        let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match dataplane::ruleset::parse_ruleset(text, origin, None) {
+            Ok(mut rs) => {
+                let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
+                rs.set_generation(gen);
+                self.ruleset.store(Arc::new(rs));
+                self.reloads.generation.store(gen, Ordering::Relaxed);
+                self.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                self.reloads.last_ok.store(true, Ordering::Relaxed);
+                self.reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
+                Ok(gen)
+            }
+            Err(e) => {
+                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                self.reloads.last_ok.store(false, Ordering::Relaxed);
+                Err(anyhow::anyhow!("{e}"))
+            }
+        }
+    }
+}

@@ -481,12 +481,11 @@ impl PublishedStats {
     }
 }
 
-/// A control request to a worker, drained between bursts.
-pub enum Command {
-    /// Run a closure on the worker's conntrack shard (list, get, delete, flush, count).
-    /// The closure answers through whatever channel it captured.
-    Conntrack(Box<dyn FnOnce(&mut ConnTable, Nanos) + Send>),
-}
+/// A control request to a worker, drained between bursts: a closure run on the worker's
+/// pipeline (conntrack list/get/delete/flush/count, per-rule counter snapshots). It
+/// answers through whatever channel it captured. This is how the control plane reaches a
+/// worker's state without any lock on the hot path.
+pub type Command = Box<dyn FnOnce(&mut Pipeline, Nanos) + Send>;
 
 /// What the control plane holds for each worker.
 pub struct WorkerHandle {
@@ -613,9 +612,7 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             while let Some(cmd) = self.commands.pop() {
                 let now = self.clock.now();
-                match cmd {
-                    Command::Conntrack(f) => f(&mut self.pipeline.table, now),
-                }
+                cmd(&mut self.pipeline, now);
             }
             // One ruleset load per iteration (per burst of every pair).
             let rs = self.ruleset.load_full();

@@ -1,0 +1,171 @@
+//! The control API: HTTP/JSON on `control.listen` (default 127.0.0.1:9469), served by
+//! one control thread with tiny_http (no async runtime: the control plane handles a
+//! few requests a second, and a blocking server keeps it small and obvious).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/` | landing page |
+//! | GET | `/metrics` | Prometheus exposition |
+//! | GET | `/api/v1/status` | version, workers, ports, ruleset generation |
+//! | GET | `/api/v1/ports` | port counters (testpmd words) |
+//! | GET | `/api/v1/workers` | per-worker counters |
+//! | GET | `/api/v1/rules` | `iptables -L -v -n --line-numbers` listing with counters |
+//! | PUT | `/api/v1/rules` | replace the ruleset with the body (refused whole on error) |
+//! | POST | `/api/v1/rules/check` | parse and compile the body, change nothing |
+//! | POST | `/api/v1/reload` | re-read the rules file (same as SIGHUP) |
+//! | GET | `/api/v1/conntrack?FILTERS` | list entries (`format=json` for JSON) |
+//! | GET | `/api/v1/conntrack/count?FILTERS` | count entries |
+//! | DELETE | `/api/v1/conntrack?FILTERS` | delete matching entries |
+//! | POST | `/api/v1/conntrack/flush` | delete all entries |
+//! | GET | `/api/v1/conntrack/stats` | `conntrack -S` per worker and summed |
+//! | GET | `/api/v1/expect` | expectations |
+//!
+//! FILTERS are the `conntrack` tool's: `proto`, `src`, `dst`, `sport`, `dport` (on the
+//! original tuple), `state` (TCP state), `status` (ASSURED, SEEN_REPLY, UNREPLIED).
+
+use crate::ctview::{self, Filter};
+use crate::runtime::Runtime;
+use anyhow::Result;
+use serde_json::json;
+use std::io::Read;
+use std::sync::Arc;
+
+const LANDING: &str = "<html><head><title>statewall</title></head><body><h1>statewall</h1>\
+<p>A stateful firewall fast path with Linux conntrack semantics.</p>\
+<ul><li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\
+<li><a href=\"/api/v1/status\">/api/v1/status</a></li>\
+<li><a href=\"/api/v1/ports\">/api/v1/ports</a></li>\
+<li><a href=\"/api/v1/rules\">/api/v1/rules</a></li>\
+<li><a href=\"/api/v1/conntrack\">/api/v1/conntrack</a></li>\
+<li><a href=\"/api/v1/conntrack/stats\">/api/v1/conntrack/stats</a></li></ul></body></html>\n";
+
+/// Starts the API server on its own thread; returns the bound address.
+pub fn serve(rt: Arc<Runtime>, listen: &str) -> Result<std::net::SocketAddr> {
+    let server = tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen}: {e}"))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("control.listen: not an IP address"))?;
+    std::thread::Builder::new().name("statewall-api".into()).spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = String::new();
+            let _ = req.as_reader().take(16 << 20).read_to_string(&mut body);
+            let (code, ctype, text) = handle(&rt, req.method().as_str(), req.url(), &body);
+            let resp = tiny_http::Response::from_string(text)
+                .with_status_code(code)
+                .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("valid header"));
+            let _ = req.respond(resp);
+        }
+    })?;
+    Ok(addr)
+}
+
+fn query(url: &str) -> (&str, Vec<(String, String)>) {
+    match url.split_once('?') {
+        None => (url, Vec::new()),
+        Some((p, q)) => (
+            p,
+            q.split('&')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (unescape(k), unescape(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn err(code: u16, msg: impl std::fmt::Display) -> (u16, &'static str, String) {
+    (code, JSON, json!({ "error": msg.to_string() }).to_string() + "\n")
+}
+
+/// Handles one request: (status, content type, body).
+pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'static str, String) {
+    let (path, q) = query(url);
+    let want_json = q.iter().any(|(k, v)| k == "format" && v == "json");
+    match (method, path) {
+        ("GET", "/") => (200, "text/html; charset=utf-8", LANDING.to_string()),
+        ("GET", "/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", crate::metrics::render(rt)),
+        ("GET", "/api/v1/status") => (200, JSON, crate::status::status_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/ports") => (200, JSON, crate::status::ports_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/workers") => (200, JSON, crate::status::workers_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/rules") => match crate::status::rules_listing(rt) {
+            Ok(t) => (200, TEXT, t),
+            Err(e) => err(500, e),
+        },
+        ("PUT", "/api/v1/rules") => match rt.replace_rules(body, "api") {
+            Ok(g) => (200, JSON, json!({ "generation": g }).to_string() + "\n"),
+            Err(e) => err(400, format!("{e:#}")),
+        },
+        ("POST", "/api/v1/rules/check") => match dataplane::ruleset::parse_ruleset(body, "api", None) {
+            Ok(rs) => (200, JSON, json!({ "ok": true, "summary": rs.summary() }).to_string() + "\n"),
+            Err(e) => err(400, e),
+        },
+        ("POST", "/api/v1/reload") => {
+            crate::notify::reloading();
+            let r = rt.reload();
+            crate::notify::ready();
+            match r {
+                Ok(g) => {
+                    tracing::info!(generation = g, "ruleset reloaded through the API");
+                    (200, JSON, json!({ "generation": g }).to_string() + "\n")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "ruleset reload failed; the running ruleset stays");
+                    err(400, format!("{e:#}"))
+                }
+            }
+        }
+        ("GET", "/api/v1/conntrack") | ("GET", "/api/v1/conntrack/count") | ("DELETE", "/api/v1/conntrack") => {
+            let filter = match Filter::from_query(&q) {
+                Ok(f) => f,
+                Err(e) => return err(400, e),
+            };
+            let r = match (method, path) {
+                ("GET", "/api/v1/conntrack") => ctview::list(rt, filter, want_json),
+                ("GET", _) => ctview::count(rt, filter),
+                _ => ctview::delete(rt, filter),
+            };
+            match r {
+                Ok((ct, text)) => (200, ct, text),
+                Err(e) => err(500, format!("{e:#}")),
+            }
+        }
+        ("POST", "/api/v1/conntrack/flush") => match ctview::flush(rt) {
+            Ok(n) => (200, JSON, json!({ "flushed": n }).to_string() + "\n"),
+            Err(e) => err(500, format!("{e:#}")),
+        },
+        ("GET", "/api/v1/conntrack/stats") => (200, JSON, crate::status::ct_stats_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/expect") => match ctview::expectations(rt) {
+            Ok(t) => (200, TEXT, t),
+            Err(e) => err(500, format!("{e:#}")),
+        },
+        _ => err(404, format!("no route for {method} {path}")),
+    }
+}

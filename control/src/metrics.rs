@@ -1,0 +1,251 @@
+//! `/metrics`: the Prometheus exposition of a running statewall (names in
+//! `deploy/METRICS.md`).
+//!
+//! Why the `prometheus` crate and not the `metrics` facade: our numbers already live in
+//! per-worker, cache-padded blocks that the workers publish with relaxed stores, and the
+//! exporter must *sum* them at scrape time without touching the hot path. The facade is
+//! built for code that records into a global recorder as events happen, which would put
+//! a shared recorder (and its hashing) on the hot path or force us to mirror every
+//! counter into it. With `prometheus` we build the metric families at scrape time from
+//! the blocks (a custom collector in all but name) and let its `TextEncoder` produce
+//! well-formed exposition text, so `promtool check metrics` passes.
+
+use crate::runtime::Runtime;
+use dataplane::worker::{DropReason, PublishedStats, STATE_NAMES};
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn ld(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn labels(ls: &[(&str, String)]) -> Vec<LabelPair> {
+    ls.iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.clone());
+            l
+        })
+        .collect()
+}
+
+struct Fams(Vec<MetricFamily>);
+
+impl Fams {
+    fn family(&mut self, name: &str, help: &str, ty: MetricType, metrics: Vec<Metric>) {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(ty);
+        f.set_metric(metrics.into());
+        self.0.push(f);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, series: Vec<(Vec<(&str, String)>, u64)>) {
+        let ms = series
+            .into_iter()
+            .map(|(ls, v)| {
+                let mut m = Metric::default();
+                m.set_label(labels(&ls).into());
+                let mut c = Counter::default();
+                c.set_value(v as f64);
+                m.set_counter(c);
+                m
+            })
+            .collect();
+        self.family(name, help, MetricType::COUNTER, ms);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, series: Vec<(Vec<(&str, String)>, f64)>) {
+        let ms = series
+            .into_iter()
+            .map(|(ls, v)| {
+                let mut m = Metric::default();
+                m.set_label(labels(&ls).into());
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        self.family(name, help, MetricType::GAUGE, ms);
+    }
+}
+
+/// Renders the whole exposition.
+pub fn render(rt: &Runtime) -> String {
+    let mut f = Fams(Vec::new());
+    f.gauge(
+        "statewall_build_info",
+        "Build information.",
+        vec![(vec![("version", env!("CARGO_PKG_VERSION").to_string())], 1.0)],
+    );
+    // Ports.
+    let ps: Vec<_> = rt.ports.iter().map(|(n, c)| (n.clone(), c.total())).collect();
+    type Field = fn(&dataplane::port::PortStats) -> u64;
+    let port_metrics: [(&str, &str, Field); 8] = [
+        ("statewall_port_rx_packets_total", "Frames received by the port.", |s| s.rx_packets),
+        ("statewall_port_rx_bytes_total", "Bytes received by the port.", |s| s.rx_bytes),
+        ("statewall_port_rx_missed_total", "Frames the port dropped because its receive ring was full.", |s| s.rx_missed),
+        ("statewall_port_rx_nombuf_total", "Frames lost for lack of a buffer.", |s| s.rx_nombuf),
+        ("statewall_port_rx_errors_total", "Receive errors.", |s| s.rx_errors),
+        ("statewall_port_tx_packets_total", "Frames sent by the port.", |s| s.tx_packets),
+        ("statewall_port_tx_bytes_total", "Bytes sent by the port.", |s| s.tx_bytes),
+        ("statewall_port_tx_errors_total", "Frames the port failed to send.", |s| s.tx_errors),
+    ];
+    for (name, help, get) in port_metrics {
+        f.counter(name, help, ps.iter().map(|(n, s)| (vec![("port", n.clone())], get(s))).collect());
+    }
+    // Workers.
+    let ws: Vec<&PublishedStats> = rt.workers.iter().map(|w| &**w.stats).collect();
+    let wl = |i: usize| vec![("worker", i.to_string())];
+    f.counter(
+        "statewall_worker_busy_cycles_total",
+        "Cycles spent on bursts that carried packets.",
+        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.busy_cycles))).collect(),
+    );
+    f.counter(
+        "statewall_worker_total_cycles_total",
+        "Cycles spent in the poll loop.",
+        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.total_cycles))).collect(),
+    );
+    f.counter(
+        "statewall_worker_packets_total",
+        "Packets processed by the worker.",
+        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.packets))).collect(),
+    );
+    f.gauge(
+        "statewall_worker_info",
+        "Worker to core mapping.",
+        rt.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (vec![("worker", i.to_string()), ("cpu", w.core.map(|c| c.to_string()).unwrap_or_default())], 1.0))
+            .collect(),
+    );
+    // Burst-size histogram: bucket i (1..=9) holds bursts of size in (2^(i-2), 2^(i-1)].
+    let hist: Vec<Metric> = ws
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut m = Metric::default();
+            m.set_label(labels(&wl(i)).into());
+            let mut h = Histogram::default();
+            let mut cum = 0u64;
+            let mut sum = 0f64;
+            let mut buckets = Vec::new();
+            for b in 1..10 {
+                let c = ld(&w.burst_hist[b]);
+                cum += c;
+                let ub = (1u64 << (b - 1)) as f64;
+                sum += c as f64 * ub; // upper-bound estimate
+                let mut bk = Bucket::default();
+                bk.set_cumulative_count(cum);
+                bk.set_upper_bound(ub);
+                buckets.push(bk);
+            }
+            h.set_bucket(buckets.into());
+            h.set_sample_count(cum);
+            h.set_sample_sum(sum);
+            m.set_histogram(h);
+            m
+        })
+        .collect();
+    f.family(
+        "statewall_worker_burst_size",
+        "Packets per non-empty receive burst (sum estimated from bucket bounds).",
+        MetricType::HISTOGRAM,
+        hist,
+    );
+    // Conntrack.
+    let sum = |g: &dyn Fn(&PublishedStats) -> u64| ws.iter().map(|w| g(w)).sum::<u64>();
+    f.gauge("statewall_conntrack_entries", "Tracked connections.", vec![(vec![], sum(&|w| ld(&w.ct_entries)) as f64)]);
+    f.gauge("statewall_conntrack_entries_limit", "Connection table capacity (nf_conntrack_max).", vec![(vec![], rt.ct_limit as f64)]);
+    for (i, field) in ["found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart"]
+        .iter()
+        .enumerate()
+    {
+        f.counter(
+            &format!("statewall_conntrack_{field}_total"),
+            &format!("conntrack -S field {field}, summed over workers."),
+            vec![(vec![], sum(&|w| ld(&w.ct_stats[i])))],
+        );
+    }
+    f.counter(
+        "statewall_conntrack_expired_total",
+        "Connections expired, by protocol.",
+        ["tcp", "udp", "icmp", "icmpv6", "other"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (vec![("proto", p.to_string())], sum(&|w| ld(&w.expired[i]))))
+            .collect(),
+    );
+    f.counter(
+        "statewall_packets_total",
+        "Packets by conntrack state.",
+        STATE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (vec![("state", s.to_string())], sum(&|w| ld(&w.by_state[i]))))
+            .collect(),
+    );
+    f.counter(
+        "statewall_drops_total",
+        "Packets dropped, by reason (closed set, see deploy/METRICS.md).",
+        DropReason::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (vec![("reason", r.as_str().to_string())], sum(&|w| ld(&w.drops[i]))))
+            .collect(),
+    );
+    f.counter(
+        "statewall_verdicts_total",
+        "Ruleset verdicts.",
+        ["accept", "drop", "reject"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (vec![("verdict", v.to_string())], sum(&|w| ld(&w.verdicts[i]))))
+            .collect(),
+    );
+    // Ruleset and reloads.
+    let r = &rt.reloads;
+    f.gauge("statewall_ruleset_generation", "Generation of the running ruleset.", vec![(vec![], ld(&r.generation) as f64)]);
+    f.gauge(
+        "statewall_ruleset_last_reload_successful",
+        "1 if the last ruleset reload succeeded.",
+        vec![(vec![], if r.last_ok.load(Ordering::Relaxed) { 1.0 } else { 0.0 })],
+    );
+    f.gauge(
+        "statewall_ruleset_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful ruleset load.",
+        vec![(vec![], ld(&r.last_ok_time) as f64)],
+    );
+    f.counter(
+        "statewall_ruleset_reloads_total",
+        "Ruleset reload attempts by result.",
+        vec![(vec![("result", "success".into())], ld(&r.ok)), (vec![("result", "failure".into())], ld(&r.failed))],
+    );
+    f.gauge("statewall_expectations", "Live conntrack expectations.", vec![(vec![], rt.expectations() as f64)]);
+    f.counter(
+        "statewall_log_events_lost_total",
+        "LOG records dropped because the log queue was full.",
+        vec![(vec![], ld(&rt.log_lost))],
+    );
+    // Opt-in per-rule counters.
+    if let Ok(rules) = rt.rule_metrics() {
+        let mut pk = Vec::new();
+        let mut by = Vec::new();
+        for (table, chain, rule, p, b) in rules {
+            let ls = vec![("table", table), ("chain", chain), ("rule", rule)];
+            pk.push((ls.clone(), p));
+            by.push((ls, b));
+        }
+        f.counter("statewall_rule_packets_total", "Packets matched by opted-in rules.", pk);
+        f.counter("statewall_rule_bytes_total", "Bytes matched by opted-in rules.", by);
+    }
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&f.0, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,116 @@
+//! JSON views of a running statewall for the API and `statewall ctl`.
+
+use crate::runtime::Runtime;
+use dataplane::worker::{DropReason, STATE_NAMES};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn ld(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// `conntrack -S` field names, in the order of `PublishedStats::ct_stats`.
+pub const CT_STAT_FIELDS: [&str; 8] = ["found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart"];
+
+/// Version, workers, ports, ruleset generation.
+pub fn status_json(rt: &Runtime) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "workers": rt.workers.len(),
+        "ports": rt.ports.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "ruleset_generation": ld(&rt.reloads.generation),
+        "conntrack_entries": rt.sum(|w| ld(&w.ct_entries)),
+        "conntrack_limit": rt.ct_limit,
+        "packets": rt.sum(|w| ld(&w.packets)),
+    })
+}
+
+/// Port counters with DPDK's names.
+pub fn ports_json(rt: &Runtime) -> Value {
+    Value::Array(
+        rt.ports
+            .iter()
+            .enumerate()
+            .map(|(i, (n, c))| {
+                let s = c.total();
+                json!({
+                    "port": i, "name": n,
+                    "ipackets": s.rx_packets, "ibytes": s.rx_bytes, "imissed": s.rx_missed,
+                    "rx_nombuf": s.rx_nombuf, "ierrors": s.rx_errors,
+                    "opackets": s.tx_packets, "obytes": s.tx_bytes, "oerrors": s.tx_errors,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Per-worker counters.
+pub fn workers_json(rt: &Runtime) -> Value {
+    Value::Array(
+        rt.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let s = &w.stats;
+                let states: serde_json::Map<String, Value> =
+                    STATE_NAMES.iter().enumerate().map(|(k, n)| (n.to_string(), json!(ld(&s.by_state[k])))).collect();
+                let drops: serde_json::Map<String, Value> =
+                    DropReason::ALL.iter().enumerate().map(|(k, r)| (r.as_str().to_string(), json!(ld(&s.drops[k])))).collect();
+                json!({
+                    "worker": i, "cpu": w.core,
+                    "packets": ld(&s.packets), "bytes": ld(&s.bytes), "forwarded": ld(&s.forwarded),
+                    "busy_cycles": ld(&s.busy_cycles), "total_cycles": ld(&s.total_cycles),
+                    "polls": ld(&s.polls), "busy_polls": ld(&s.busy_polls),
+                    "conntrack_entries": ld(&s.ct_entries),
+                    "states": states, "drops": drops,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `conntrack -S`: per worker ("cpu" in conntrack's words) and summed.
+pub fn ct_stats_json(rt: &Runtime) -> Value {
+    let per: Vec<Value> = rt
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut m = serde_json::Map::new();
+            m.insert("cpu".into(), json!(i));
+            for (k, f) in CT_STAT_FIELDS.iter().enumerate() {
+                m.insert(f.to_string(), json!(ld(&w.stats.ct_stats[k])));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut total = serde_json::Map::new();
+    for (k, f) in CT_STAT_FIELDS.iter().enumerate() {
+        total.insert(f.to_string(), json!(rt.sum(|w| ld(&w.ct_stats[k]))));
+    }
+    json!({ "workers": per, "total": total, "entries": rt.sum(|w| ld(&w.ct_entries)), "limit": rt.ct_limit })
+}
+
+/// `iptables -L -v -n --line-numbers`, with every worker's counters summed.
+pub fn rules_listing(rt: &Runtime) -> anyhow::Result<String> {
+    let rs = rt.ruleset.load_full();
+    let gen = rs.generation();
+    let snaps = rt.on_all(move |p, _| {
+        if p.counters_generation == gen {
+            Some(p.counters.snapshot())
+        } else {
+            None
+        }
+    })?;
+    let mut sum: Vec<(u64, u64)> = Vec::new();
+    for s in snaps.into_iter().flatten() {
+        if sum.len() < s.len() {
+            sum.resize(s.len(), (0, 0));
+        }
+        for (i, (p, b)) in s.into_iter().enumerate() {
+            sum[i].0 += p;
+            sum[i].1 += b;
+        }
+    }
+    Ok(rs.listing(&sum))
+}
