@@ -54,8 +54,9 @@ pub struct Runtime {
     pub log_lost: Arc<AtomicU64>,
     /// Per-shard capacity times workers.
     pub ct_limit: usize,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// Set to stop the workers.
+    pub stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn unix_now() -> u64 {
@@ -256,7 +257,7 @@ impl Runtime {
             log_events,
             log_lost,
             stop,
-            threads,
+            threads: Mutex::new(threads),
         })
     }
 
@@ -289,11 +290,47 @@ impl Runtime {
     }
 
     /// Asks every worker to stop and joins them.
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        self.join();
+    }
+
+    /// Joins the worker threads (after `stop` was set).
+    pub fn join(&self) {
+        let threads: Vec<_> = self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Live expectations (global table).
+    pub fn expectations(&self) -> usize {
+        self.expect.as_ref().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// Opt-in per-rule counters: rules whose comment starts with `metric:`; each as
+    /// (table, chain, name, packets, bytes) summed over workers.
+    pub fn rule_metrics(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
+        let rs = self.ruleset.load_full();
+        let named = rs.metric_rules();
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gen = rs.generation();
+        let snaps = self.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        Ok(named
+            .into_iter()
+            .map(|(id, table, chain, name)| {
+                let (mut pk, mut by) = (0, 0);
+                for s in snaps.iter().flatten() {
+                    if let Some((p, b)) = s.get(id) {
+                        pk += p;
+                        by += b;
+                    }
+                }
+                (table, chain, name, pk, by)
+            })
+            .collect())
     }
 }
 
@@ -343,22 +380,40 @@ fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
     println!("  ############################################################################");
 }
 
-/// `statewall run`: starts, prints stats every `stats_interval` seconds, stops on
-/// Ctrl-C or after `duration`, then prints a summary.
+/// `statewall run`: starts ports, workers and the control API; prints stats every
+/// `stats_interval` seconds; reloads on SIGHUP; stops on Ctrl-C/SIGTERM or after
+/// `duration`, then prints a summary.
 pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let interval = cfg.control.stats_interval;
-    let mut rt = Runtime::start(cfg, embedded)?;
+    let listen = cfg.control.listen.clone();
+    let rt = Arc::new(Runtime::start(cfg, embedded)?);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).context("installing the SIGHUP handler")?;
+    let api = if listen.is_empty() {
+        None
+    } else {
+        Some(crate::api::serve(rt.clone(), &listen)?)
+    };
+    tracing::info!(
+        workers = rt.workers.len(),
+        ports = rt.ports.len(),
+        generation = rt.reloads.generation.load(Ordering::Relaxed),
+        api = ?api,
+        "statewall started"
+    );
     println!(
-        "statewall: {} worker(s), {} port(s), ruleset generation {}",
+        "statewall: {} worker(s), {} port(s), ruleset generation {}{}",
         rt.workers.len(),
         rt.ports.len(),
-        rt.reloads.generation.load(Ordering::Relaxed)
+        rt.reloads.generation.load(Ordering::Relaxed),
+        api.map(|a| format!(", control API and /metrics on http://{a}")).unwrap_or_default()
     );
+    crate::notify::ready();
     let start = Instant::now();
     let mut last = Instant::now();
     let mut prev = Vec::new();
@@ -369,15 +424,29 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        if hup.swap(false, Ordering::Relaxed) {
+            crate::notify::reloading();
+            match rt.reload() {
+                Ok(g) => tracing::info!(generation = g, "SIGHUP: ruleset reloaded"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running ruleset stays"),
+            }
+            crate::notify::ready();
+        }
+        while let Some(ev) = rt.log_events.pop() {
+            tracing::info!(target: "statewall::log", "{}", ev);
+        }
         if interval > 0 && last.elapsed() >= Duration::from_secs(interval) {
             let dt = last.elapsed().as_secs_f64();
             last = Instant::now();
             print_stats(&rt, &mut prev, dt);
         }
     }
+    crate::notify::stopping();
     let elapsed = start.elapsed().as_secs_f64();
-    rt.shutdown();
+    rt.stop.store(true, Ordering::Relaxed);
+    // Wait for the workers: the API thread keeps its clone of the runtime, so join here.
+    rt.join();
     let pk = rt.sum(|w| load(&w.packets));
     println!("statewall: stopped after {elapsed:.1} s");
     print_stats(&rt, &mut Vec::new(), elapsed.max(1e-9));
