@@ -1,0 +1,1 @@
+//! pktgen (being written).
