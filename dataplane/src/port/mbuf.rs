@@ -48,7 +48,7 @@ impl Mbuf {
 
     /// The whole buffer (capacity bytes), for writing a frame before [`Mbuf::set_len`].
     #[inline]
-    pub fn buf_mut(&mut self) -> &mut [u8] {
+    pub fn data_mut_full(&mut self) -> &mut [u8] {
         &mut self.buf
     }
 
@@ -153,7 +153,7 @@ impl MbufPool {
     }
 
     /// Number of buffers the pool was made with.
-    pub fn size(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.total
     }
 }

@@ -139,7 +139,7 @@ impl Reader {
         }
         let incl = incl as usize;
         let take = incl.min(m.capacity());
-        if let Err(e) = self.r.read_exact(&mut m.buf_mut()[..take]) {
+        if let Err(e) = self.r.read_exact(&mut m.data_mut_full()[..take]) {
             self.eof = true;
             return Err(e);
         }
@@ -242,7 +242,7 @@ impl PcapPort {
 
     /// True once the capture has been read to its end (or to an error).
     pub fn rx_done(&self) -> bool {
-        self.reader.as_ref().map_or(true, |r| r.eof)
+        self.reader.as_ref().is_none_or(|r| r.eof)
     }
 
     /// The last I/O error met (reading stops at a corrupt record; writing stops at an
@@ -390,7 +390,7 @@ mod tests {
                 )
                 .payload(&[7u8; 30]);
                 let mut m = pool.get().unwrap();
-                let n = spec.write(m.buf_mut()).unwrap();
+                let n = spec.write(m.data_mut_full()).unwrap();
                 m.set_len(n);
                 m.timestamp = 1_700_000_000_123_456_789 + u64::from(i) * 1_000_001;
                 frames.push((m.data().to_vec(), m.timestamp));
