@@ -41,7 +41,6 @@ pub const TX_BATCH: usize = 64;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
-const TP_STATUS_LOSING: u32 = 1 << 2;
 const TP_FT_REQ_FILL_RXHASH: u32 = 1;
 const PACKET_OUTGOING: u8 = 4;
 const PACKET_FANOUT_HASH: u32 = 0;
@@ -457,9 +456,9 @@ impl Port for AfPacketPort {
                 m.queue = queue;
                 m.timestamp = u64::from(h.tp_sec) * 1_000_000_000 + u64::from(h.tp_nsec);
                 m.hash = h.hv1.tp_rxhash;
-                if take < h.tp_len as usize || h.tp_status & TP_STATUS_LOSING != 0 {
-                    errors += u64::from(take < h.tp_len as usize);
-                }
+                // Truncated by the snap length or the buffer size. (TP_STATUS_LOSING only
+                // says drops happened; they are counted from PACKET_STATISTICS.)
+                errors += u64::from(take < h.tp_len as usize);
                 bytes += take as u64;
                 out.push(m);
                 n += 1;
