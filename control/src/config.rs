@@ -30,6 +30,56 @@ pub struct Config {
     /// Metrics and control API.
     #[serde(default)]
     pub control: ControlConfig,
+    /// The built-in generator (pktgen backend).
+    #[serde(default)]
+    pub pktgen: PktgenSection,
+}
+
+/// `[pktgen]`: what the built-in generator offers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PktgenSection {
+    /// "lifecycle" (TCP/UDP/ICMP connections from start to end), "established"
+    /// (handshaken flows exchanging data) or "range" (pktgen-dpdk range traffic).
+    #[serde(default = "default_pktgen_mode")]
+    pub mode: String,
+    /// Concurrent connections (lifecycle) or flows (established, range).
+    #[serde(default = "default_flows")]
+    pub flows: u32,
+    /// Offered client packets per second over all queues (0 = as fast as possible).
+    #[serde(default)]
+    pub rate_pps: u64,
+    /// Frame size for established and range traffic.
+    #[serde(default = "default_frame_size")]
+    pub frame_size: usize,
+    /// Range traffic protocol: "udp" or "tcp".
+    #[serde(default = "default_range_proto")]
+    pub proto: String,
+}
+
+fn default_pktgen_mode() -> String {
+    "lifecycle".into()
+}
+fn default_flows() -> u32 {
+    1024
+}
+fn default_frame_size() -> usize {
+    64
+}
+fn default_range_proto() -> String {
+    "udp".into()
+}
+
+impl Default for PktgenSection {
+    fn default() -> Self {
+        PktgenSection {
+            mode: default_pktgen_mode(),
+            flows: default_flows(),
+            rate_pps: 0,
+            frame_size: default_frame_size(),
+            proto: default_range_proto(),
+        }
+    }
 }
 
 /// `[dataplane]`.
@@ -315,6 +365,19 @@ impl Config {
             if pair.network == pair.host {
                 bail!("pair[{i}].host: a pair needs two different ports");
             }
+        }
+        let g = &self.pktgen;
+        if !["lifecycle", "established", "range"].contains(&g.mode.as_str()) {
+            bail!("pktgen.mode: expected \"lifecycle\", \"established\" or \"range\", got {:?}", g.mode);
+        }
+        if g.flows == 0 {
+            bail!("pktgen.flows: must be > 0");
+        }
+        if !(60..=1518).contains(&g.frame_size) {
+            bail!("pktgen.frame_size: must be 60..=1518, got {}", g.frame_size);
+        }
+        if g.proto != "udp" && g.proto != "tcp" {
+            bail!("pktgen.proto: expected \"udp\" or \"tcp\", got {:?}", g.proto);
         }
         if self.conntrack.nf_conntrack_max == 0 {
             bail!("conntrack.nf_conntrack_max: must be > 0");

@@ -5,6 +5,8 @@
 use anyhow::{Context, Result};
 use dataplane::conntrack::{ConnTable, CtState, Direction, Track};
 use dataplane::packet::{self, to_ip, Frame, Parsed, L4};
+use dataplane::port::pcap::PcapPort;
+use dataplane::port::{Mbuf, MbufPool, Port};
 use dataplane::ruleset::{Ruleset, Verdict};
 use dataplane::worker::{Action, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side};
 use std::io::Write;
@@ -69,6 +71,65 @@ fn in_prefix(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
             u128::from(a) & m == u128::from(n) & m
         }
         _ => false,
+    }
+}
+
+/// Large buffers: captures may hold frames up to 64 KiB.
+const REPLAY_MBUF: usize = 65536 + 256;
+
+/// Reads every frame of a capture through the pcap port (timestamps in ns).
+pub fn read_all(path: &std::path::Path) -> Result<Vec<(u64, Vec<u8>)>> {
+    let mut port = PcapPort::reader(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut pool = MbufPool::with_size(64, REPLAY_MBUF);
+    let mut burst = Vec::with_capacity(32);
+    let mut out = Vec::new();
+    loop {
+        let n = port.rx_burst(0, &mut pool, &mut burst, 32);
+        for m in burst.drain(..) {
+            out.push((m.timestamp, m.data().to_vec()));
+            pool.put(m);
+        }
+        if n == 0 && port.rx_done() {
+            break;
+        }
+    }
+    if let Some(e) = port.take_error() {
+        return Err(e).with_context(|| format!("reading {}", path.display()));
+    }
+    Ok(out)
+}
+
+/// Writes frames to a capture through the pcap port.
+struct CaptureOut {
+    port: PcapPort,
+    pool: MbufPool,
+    burst: Vec<Mbuf>,
+}
+
+impl CaptureOut {
+    fn create(path: &std::path::Path) -> Result<Self> {
+        Ok(CaptureOut {
+            port: PcapPort::writer(path).with_context(|| format!("creating {}", path.display()))?,
+            pool: MbufPool::with_size(4, REPLAY_MBUF),
+            burst: Vec::with_capacity(1),
+        })
+    }
+
+    fn write(&mut self, ts: u64, frame: &[u8]) -> Result<()> {
+        let mut m = self.pool.get().context("replay: no buffer")?;
+        m.copy_from(frame);
+        m.timestamp = ts.max(1);
+        self.burst.push(m);
+        self.port.tx_burst(0, &mut self.burst, &mut self.pool);
+        self.pool.put_all(&mut self.burst);
+        if let Some(e) = self.port.take_error() {
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(self.port.flush()?)
     }
 }
 
@@ -173,9 +234,9 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         network: "outside",
         host: "inside",
     };
-    let packets = dataplane::port::pcap::read_all(&args.pcap).with_context(|| format!("reading {}", args.pcap.display()))?;
+    let packets = read_all(&args.pcap)?;
     let mut writer = match &args.out {
-        Some(p) => Some(dataplane::port::pcap::PcapWriter::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => Some(CaptureOut::create(p)?),
         None => None,
     };
     let jsonl = args.format == "jsonl";

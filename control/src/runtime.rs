@@ -117,10 +117,14 @@ fn open_ports(cfg: &Config, queues: u16) -> Result<(Vec<Vec<Box<dyn Port>>>, Opt
         let (Some(ii), Some(oi)) = (inside, outside) else {
             bail!("port[{}].side: the two pktgen ports must be one \"inside\" and one \"outside\"", gens[1]);
         };
-        let gcfg = port::pktgen::PktgenConfig::default();
-        let pair = port::pktgen::PktgenPair::new(gcfg, queues);
+        let gcfg = pktgen_config(cfg, queues);
+        let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
         pktgen_stats = Some(pair.stats());
-        let (ins, outs) = pair.split_queues();
+        let (ins, outs): (Vec<Box<dyn Port>>, Vec<Box<dyn Port>>) = pair
+            .into_queue_ports()
+            .into_iter()
+            .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
+            .unzip();
         out[ii] = Some(ins);
         out[oi] = Some(outs);
     }
@@ -131,6 +135,35 @@ fn open_ports(cfg: &Config, queues: u16) -> Result<(Vec<Vec<Box<dyn Port>>>, Opt
         out[i] = Some(open_one(i, p, queues)?);
     }
     Ok((out.into_iter().map(|o| o.expect("every port opened")).collect(), pktgen_stats))
+}
+
+/// The generator configuration from `[pktgen]`.
+pub fn pktgen_config(cfg: &Config, queues: u16) -> port::pktgen::PktgenConfig {
+    use port::pktgen::{EstablishedTraffic, LifecycleTraffic, RangeProto, RangeTraffic, Traffic};
+    let g = &cfg.pktgen;
+    let traffic = match g.mode.as_str() {
+        "established" => Traffic::Established(EstablishedTraffic {
+            flows: g.flows,
+            frame_size: g.frame_size,
+            ..Default::default()
+        }),
+        "range" => Traffic::Range(RangeTraffic {
+            proto: if g.proto == "tcp" { RangeProto::Tcp } else { RangeProto::Udp },
+            frame_size: g.frame_size,
+            flows: g.flows,
+            ..Default::default()
+        }),
+        _ => Traffic::Lifecycle(LifecycleTraffic {
+            concurrent: g.flows,
+            ..Default::default()
+        }),
+    };
+    port::pktgen::PktgenConfig {
+        queues,
+        traffic,
+        rate_pps: g.rate_pps,
+        ..Default::default()
+    }
 }
 
 fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
@@ -145,7 +178,7 @@ fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>>
         }
         "af_packet" => {
             let ifname = p.interface.as_deref().unwrap_or_default();
-            let port = port::af_packet::AfPacketPort::open(ifname, queues, Default::default())
+            let port = port::af_packet::AfPacketPort::open(ifname, queues, &Default::default())
                 .with_context(|| format!("port[{i}] ({}): opening af_packet on {ifname}", p.name))?;
             Ok(port.split_queues().into_iter().map(|q| Box::new(q) as Box<dyn Port>).collect())
         }
@@ -458,7 +491,7 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         rt.sum(|w| w.drops.iter().map(load).sum())
     );
     if let Some(g) = &rt.pktgen {
-        println!("  pktgen: {}", g.summary());
+        println!("  pktgen: {:?}", g.snapshot());
     }
     Ok(())
 }
