@@ -10,7 +10,7 @@ use crate::packet::{Addr, L4};
 
 /// Result of one rule's matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hit {
+pub(super) enum Hit {
     No,
     Yes,
     /// A match saw a header it could not read (the kernel's `hotdrop`): drop now.
@@ -291,7 +291,12 @@ impl Ruleset {
     }
 
     #[inline]
-    fn rule_matches(&self, ms: &[Match], ctx: &PacketCtx, limits: &mut [LimitState]) -> Hit {
+    pub(super) fn rule_matches(
+        &self,
+        ms: &[Match],
+        ctx: &PacketCtx,
+        limits: &mut [LimitState],
+    ) -> Hit {
         for m in ms {
             match self.match_one(m, ctx, limits) {
                 Hit::Yes => {}
@@ -322,7 +327,7 @@ impl Ruleset {
             } => match p.l4 {
                 L4::Tcp(t) => yes(sport.matches(t.sport)
                     && dport.matches(t.dport)
-                    && flags.map_or(true, |(mask, comp, neg)| (t.flags & mask == comp) != neg)),
+                    && flags.is_none_or(|(mask, comp, neg)| (t.flags & mask == comp) != neg)),
                 // "Don't allow a fragment of TCP 8 bytes in" (xt_tcp).
                 L4::Fragment if p.frag.offset == 1 => Hit::HotDrop,
                 L4::Malformed(_) => Hit::HotDrop,

@@ -2,8 +2,8 @@
 //! rule's identity across reloads), `iptables -L -v -n --line-numbers`, the summary.
 
 use super::{
-    parse::proto_name, state_bits, Chain, LimitSpec, Match, Net, Policy, PortRange, PortsWhich,
-    Rule, Ruleset, Summary, Table, Target,
+    parse::proto_name, state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange,
+    PortsWhich, Rule, Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
 use crate::packet::Family;
@@ -21,16 +21,12 @@ fn net_str(n: &Net, fam: Family, save: bool) -> String {
         n.mask
     };
     let ones = m.count_ones();
-    let contiguous = m == 0
-        || (m >> (width - ones)) == (1u128 << ones) - 1 && {
-            // all ones at the top of the width
-            let top = if ones == 0 {
-                0
-            } else {
-                ((1u128 << ones) - 1) << (width - ones)
-            };
-            m == top
-        };
+    let top = if ones == 0 {
+        0
+    } else {
+        (u128::MAX >> (128 - width)) & !((1u128 << (width - ones)) - 1)
+    };
+    let contiguous = m == top;
     if contiguous {
         if ones == width && !save {
             ip.to_string()
@@ -525,8 +521,8 @@ impl Ruleset {
             }
             let _ = writeln!(
                 o,
-                "{:<4} {:>5} {:>5} {:<9}  prot {} {:<6} {:<6}  {:<19}  {:<19} ",
-                "num", "pkts", "bytes", "target", "opt", "in", "out", "source", "destination"
+                "{:<4} {:>5} {:>5} {:<9}  prot opt {:<6} {:<6}  {:<19}  {:<19} ",
+                "num", "pkts", "bytes", "target", "in", "out", "source", "destination"
             );
             for (pos, &rid) in ch.rules.iter().enumerate() {
                 let r = &self.rules[rid as usize];
@@ -644,7 +640,11 @@ impl Ruleset {
                             Some(Policy::Drop) => "DROP",
                             None => "-",
                         };
-                        (ch.name.clone(), pol.to_string(), ch.rules.len())
+                        ChainSummary {
+                            name: ch.name.clone(),
+                            policy: pol.to_string(),
+                            rules: ch.rules.len(),
+                        }
                     })
                     .collect();
                 (t, chains)

@@ -680,9 +680,20 @@ impl RuleCounters {
 pub struct Summary {
     /// The family.
     pub family: Family,
-    /// Per table given in the text: (table, [(chain, policy or "-", rule count)]).
-    pub tables: Vec<(Table, Vec<(String, String, usize)>)>,
+    /// Per table given in the text, its chains (built-ins first).
+    pub tables: Vec<(Table, Vec<ChainSummary>)>,
     /// Total rules.
+    pub rules: usize,
+}
+
+/// One chain in a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// The chain's name.
+    pub name: String,
+    /// `ACCEPT`, `DROP`, or `-` for a user chain.
+    pub policy: String,
+    /// Number of rules.
     pub rules: usize,
 }
 
@@ -694,7 +705,7 @@ impl fmt::Display for Summary {
         };
         writeln!(f, "{fam}: {} rules", self.rules)?;
         for (t, chains) in &self.tables {
-            let n: usize = chains.iter().map(|c| c.2).sum();
+            let n: usize = chains.iter().map(|c| c.rules).sum();
             writeln!(
                 f,
                 "  table {}: {} chains, {} rules",
@@ -702,8 +713,8 @@ impl fmt::Display for Summary {
                 chains.len(),
                 n
             )?;
-            for (name, pol, count) in chains {
-                writeln!(f, "    {name} (policy {pol}): {count} rules")?;
+            for c in chains {
+                writeln!(f, "    {} (policy {}): {} rules", c.name, c.policy, c.rules)?;
             }
         }
         Ok(())

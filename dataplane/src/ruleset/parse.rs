@@ -99,6 +99,9 @@ enum DraftTarget {
     Chain { name: String, goto: bool },
 }
 
+/// `-m multiport`: which ports, the list, `!`.
+type MultiportSpec = (PortsWhich, Vec<(u16, u16)>, bool);
+
 /// A `-m` module being filled in by its options.
 enum Module {
     Tcp {
@@ -112,7 +115,7 @@ enum Module {
     },
     Icmp(Option<(u8, u8, u8, bool, bool)>),
     Icmp6(Option<(u8, u8, u8, bool)>),
-    Multiport(Option<(PortsWhich, Vec<(u16, u16)>, bool)>),
+    Multiport(Option<MultiportSpec>),
     State(Option<(u16, bool)>),
     Conntrack {
         state: Option<(u16, bool)>,
@@ -1671,9 +1674,8 @@ fn compile(mut r: Reader) -> Res<Ruleset> {
         });
     }
     check_graph(&r, &rules, &cols)?;
-    for i in 0..rules.len() {
-        let t = list::rule_text(&rules[i], &r.chains, &r.limits, family);
-        rules[i].text = t;
+    for rule in rules.iter_mut() {
+        rule.text = list::rule_text(rule, &r.chains, &r.limits, family);
     }
     let raw_logs = rules
         .iter()
@@ -1792,7 +1794,7 @@ fn build_index(rules: &[Rule], chain_rules: &[u32]) -> [ProtoIndex; PROTO_CLASSE
     for (class, ix) in out.iter_mut().enumerate() {
         let members: Vec<_> = keys
             .iter()
-            .filter(|(_, (c, _))| c.map_or(true, |c| c == class))
+            .filter(|(_, (c, _))| c.is_none_or(|c| c == class))
             .collect();
         ix.all = members.iter().map(|(id, _)| *id).collect();
         if class > 1 {
