@@ -925,10 +925,10 @@ fn ruleset_errors_have_line_and_column() {
         ("-A INPUT -s 10.0.0.300 -j DROP", "rules.v4:3:13: bad address \"10.0.0.300\""),
         ("-A INPUT -s 2001:db8::1 -j DROP", "rules.v4:3:13: address \"2001:db8::1\" is IPv6 but this is an IPv4 ruleset"),
         ("-A INPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16", "rules.v4:3:39: too many ports in \"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16\" (at most 15, a range counts as 2)"),
-        ("-A INPUT -m state --state NEW,SNAT", "rules.v4:3:28: bad state \"SNAT\""),
+        ("-A INPUT -m state --state NEW,SNAT", "rules.v4:3:27: bad state \"SNAT\""),
         ("-A INPUT -m comment ! --comment x", "rules.v4:3:21: \"!\" cannot be used with \"--comment\""),
-        ("-A INPUT -j REJECT --reject-with tcp-reset", "rules.v4:3:35: tcp-reset is only valid with \"-p tcp\""),
-        ("-A INPUT -j REJECT --reject-with icmp-bogus", "rules.v4:3:35: unknown --reject-with \"icmp-bogus\""),
+        ("-A INPUT -j REJECT --reject-with tcp-reset", "rules.v4:3:34: tcp-reset is only valid with \"-p tcp\""),
+        ("-A INPUT -j REJECT --reject-with icmp-bogus", "rules.v4:3:34: unknown --reject-with \"icmp-bogus\""),
         ("-A INPUT -j CT --notrack", "rules.v4:3:13: CT is only valid in the raw table"),
         ("-A INPUT -o eth0 -j ACCEPT", "rules.v4:3:10: can't use -o with INPUT"),
         ("-A INPUT -m limit --limit 3/fortnight", "rules.v4:3:27: bad rate unit in \"3/fortnight\" (second, minute, hour or day)"),
@@ -937,14 +937,20 @@ fn ruleset_errors_have_line_and_column() {
         ("-A INPUT -j ACCEPT -j DROP", "rules.v4:3:20: only one -j or -g per rule"),
         ("-A INPUT -p tcp -m tcp --tcp-flags SYN,BOGUS SYN", "rules.v4:3:36: unknown TCP flag \"BOGUS\""),
         ("-A INPUT -p icmp -m icmp --icmp-type nonsense", "rules.v4:3:38: unknown icmp type \"nonsense\""),
-        (":INPUT REJECT [0:0]", "rules.v4:3:8: bad policy \"REJECT\" (ACCEPT or DROP)"),
+        (":FORWARD REJECT [0:0]", "rules.v4:3:10: bad policy \"REJECT\" (ACCEPT or DROP)"),
+        (":INPUT ACCEPT [0:0]", "rules.v4:3:1: chain \"INPUT\" declared twice"),
+        (":FORWARD - [0:0]", "rules.v4:3:10: built-in chain FORWARD needs a policy ACCEPT or DROP"),
         (":mine ACCEPT [0:0]", "rules.v4:3:7: user chain \"mine\" cannot have a policy (write \"-\")"),
         ("-A INPUT -m state", "rules.v4:3:4: match \"state\" needs --state"),
     ];
+    let mut bad = Vec::new();
     for (line, want) in cases {
-        let text = format!("{base}{line}\nCOMMIT\n");
-        assert_eq!(&err(&text), want, "for {line}");
+        let got = err(&format!("{base}{line}\nCOMMIT\n"));
+        if &got != want {
+            bad.push(format!("{line}\n  got:  {got}\n  want: {want}"));
+        }
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
     assert_eq!(
         err("# x\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"),
         "rules.v4:2:1: table \"nat\" is not supported (statewall has *filter and *raw only)"
@@ -973,7 +979,7 @@ fn ruleset_errors_have_line_and_column() {
     let looped = "*filter\n:INPUT ACCEPT [0:0]\n:a - [0:0]\n:b - [0:0]\n-A INPUT -j a\n-A a -j b\n-A b -p tcp -g a\nCOMMIT\n";
     assert_eq!(
         err(looped),
-        "rules.v4:7:15: loop: chain \"b\" jumps back to \"a\""
+        "rules.v4:7:16: loop: chain \"b\" jumps back to \"a\""
     );
     let selfloop = "*filter\n:a - [0:0]\n-A a -j a\nCOMMIT\n";
     assert_eq!(
