@@ -108,6 +108,14 @@ impl Ruleset {
         }
     }
 
+    #[inline]
+    fn resume(&self, (chain, i, j): (u32, u32, u32), key: Key) -> (usize, Cursor<'_>) {
+        let mut c = self.cursor(chain as usize, key);
+        c.i = i as usize;
+        c.j = j as usize;
+        (chain as usize, c)
+    }
+
     /// Walks `base` with iptables' semantics. `on_rule` runs the non-terminal targets
     /// (LOG, CT, NOTRACK) and returns true to stop the walk (raw ACCEPT/DROP do not use it).
     #[inline]
@@ -121,14 +129,11 @@ impl Ruleset {
         let key = self.key(ctx);
         let bytes = ctx.parsed.ip_len() as u64;
         let mut cur = self.cursor(base, key);
-        let empty = Cursor {
-            a: &[],
-            b: &[],
-            i: 0,
-            j: 0,
-        };
-        let mut stack = [empty; MAX_CALL_DEPTH];
+        // Return frames: (chain, positions in its two lists); 12 bytes each, so the
+        // fixed stack stays small to set up. The lists are found again on return.
+        let mut stack = [(0u32, 0u32, 0u32); MAX_CALL_DEPTH];
         let mut sp = 0usize;
+        let mut chain = base;
         loop {
             let Some(rid) = cur.next() else {
                 // Fell off the end: an implicit RETURN.
@@ -136,7 +141,7 @@ impl Ruleset {
                     return End::Policy;
                 }
                 sp -= 1;
-                cur = stack[sp];
+                (chain, cur) = self.resume(stack[sp], key);
                 continue;
             };
             let rule = &self.rules[rid];
@@ -157,15 +162,19 @@ impl Ruleset {
                         return End::Policy;
                     }
                     sp -= 1;
-                    cur = stack[sp];
+                    (chain, cur) = self.resume(stack[sp], key);
                 }
                 Target::Jump(c) => {
                     // The compiler refused call chains deeper than the stack.
-                    stack[sp] = cur;
+                    stack[sp] = (chain as u32, cur.i as u32, cur.j as u32);
                     sp += 1;
+                    chain = *c;
                     cur = self.cursor(*c, key);
                 }
-                Target::Goto(c) => cur = self.cursor(*c, key),
+                Target::Goto(c) => {
+                    chain = *c;
+                    cur = self.cursor(*c, key);
+                }
                 t @ (Target::None | Target::Log { .. } | Target::Notrack | Target::Ct { .. }) => {
                     on_rule(rid, t)
                 }

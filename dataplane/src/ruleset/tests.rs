@@ -1740,7 +1740,7 @@ fn ruleset_large_compiles_and_skips() {
         reference(&r, r.builtin[3], &ctx(&q, ENV), &mut c2),
         Verdict::Accept
     );
-    eprintln!("10k rules: compile {compile:?}, {per:?} per NEW packet (debug build)");
+    eprintln!("10k rules: compile {compile:?}, {per:?} per NEW packet");
     // Generous bounds for unoptimised, shared CI machines; release numbers come from bench/.
     assert!(compile.as_millis() < 5_000);
     assert!(per.as_micros() < 200);
