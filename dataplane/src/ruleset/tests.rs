@@ -1745,3 +1745,14 @@ fn ruleset_large_compiles_and_skips() {
     assert!(compile.as_millis() < 5_000);
     assert!(per.as_micros() < 200);
 }
+
+#[test]
+fn ruleset_is_send_sync_and_shareable() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Ruleset>();
+    check::<RuleCounters>();
+    let r = std::sync::Arc::new(rs(SEED));
+    let r2 = r.clone();
+    let h = std::thread::spawn(move || r2.rule_count());
+    assert_eq!(h.join().unwrap(), 2);
+}
