@@ -1,1 +1,722 @@
-//! Rulesets (placeholder; being written).
+//! The compiled, immutable iptables-style ruleset and its evaluation.
+//!
+//! * [`parse_ruleset`] reads `iptables-restore` / `ip6tables-restore` text (what
+//!   `iptables-save` prints) for the `*filter` and `*raw` tables and compiles it into a
+//!   [`Ruleset`]: chains, rules as compact match lists, and a per-chain index by
+//!   protocol and destination port. Anything it does not support is refused whole with a
+//!   [`RulesetError`] (`file:line:column: message`); nothing is ignored silently.
+//! * [`Ruleset::eval_raw`] and [`Ruleset::eval_filter`] run a packet through a built-in
+//!   chain with iptables' semantics (first match wins, `-j` calls, `-g` gotos, RETURN,
+//!   policies). They never allocate, lock or make a system call: the call stack is a
+//!   fixed array, counters and `-m limit` buckets live in the caller's per-worker
+//!   [`RuleCounters`], and time comes in as [`PacketCtx::now`].
+//! * [`build_reject`] writes the REJECT reply (TCP RST or ICMP/ICMPv6 error) into a
+//!   caller's buffer.
+//! * [`Ruleset::list`], [`Ruleset::summary`] and [`Ruleset::dump`] are the control
+//!   plane's views (`iptables -L -v -n --line-numbers`, `rules check`, `iptables-save`).
+//!
+//! Hooks: a port pair in forwarding mode runs raw PREROUTING then filter FORWARD; in host
+//! mode, packets toward the host run raw PREROUTING then filter INPUT, and packets from
+//! the host run raw OUTPUT then filter OUTPUT (see [`Hook`]).
+//!
+//! A ruleset is for one address family (one `rules.v4` or `rules.v6` file); the caller
+//! picks the ruleset by the packet's family. Address matches never match a packet of the
+//! other family.
+
+mod eval;
+mod list;
+mod parse;
+mod reject;
+
+#[cfg(test)]
+mod tests;
+
+pub use reject::build_reject;
+
+use crate::conntrack::{CtState, CtStatus, Direction, Nanos};
+use crate::packet::{Family, Parsed};
+use std::fmt;
+use std::path::Path;
+
+/// Most nested `-j` calls a ruleset may make (deeper rulesets are refused at compile time).
+pub const MAX_CALL_DEPTH: usize = 64;
+
+/// A ruleset that could not be read or compiled: `file:line:column: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct RulesetError {
+    /// The file name given to the reader.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters) of the offending token.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Where in the packet path a chain runs.
+///
+/// | hook | raw chain | filter chain |
+/// |---|---|---|
+/// | `Prerouting` (from the network; runs before `Input`/`Forward`) | PREROUTING | — |
+/// | `Input` (toward the host, host mode) | — | INPUT |
+/// | `Forward` (through a port pair) | — | FORWARD |
+/// | `Output` (from the host, host mode) | OUTPUT | OUTPUT |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// Packets from the network, before conntrack (raw PREROUTING).
+    Prerouting,
+    /// Packets toward the host (filter INPUT).
+    Input,
+    /// Packets forwarded between ports (filter FORWARD).
+    Forward,
+    /// Packets from the host (raw OUTPUT, then filter OUTPUT).
+    Output,
+}
+
+impl Hook {
+    /// The raw chain that runs at this hook, if any.
+    pub fn raw_chain(self) -> Option<RawChain> {
+        match self {
+            Hook::Prerouting => Some(RawChain::Prerouting),
+            Hook::Output => Some(RawChain::Output),
+            _ => None,
+        }
+    }
+
+    /// The filter chain that runs at this hook, if any.
+    pub fn filter_chain(self) -> Option<FilterChain> {
+        match self {
+            Hook::Input => Some(FilterChain::Input),
+            Hook::Forward => Some(FilterChain::Forward),
+            Hook::Output => Some(FilterChain::Output),
+            Hook::Prerouting => None,
+        }
+    }
+}
+
+/// The built-in chains of the raw table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RawChain {
+    /// PREROUTING: packets from the network.
+    Prerouting,
+    /// OUTPUT: packets from the host.
+    Output,
+}
+
+/// The built-in chains of the filter table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FilterChain {
+    /// INPUT: packets toward the host.
+    Input,
+    /// FORWARD: packets through a port pair.
+    Forward,
+    /// OUTPUT: packets from the host.
+    Output,
+}
+
+/// What one packet looks like to the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketCtx<'a> {
+    /// The whole frame (Ethernet header first).
+    pub frame: &'a [u8],
+    /// The parsed summary of `frame`.
+    pub parsed: &'a Parsed,
+    /// The conntrack state (ignored by [`Ruleset::eval_raw`]: raw runs before conntrack).
+    pub ct_state: CtState,
+    /// The packet's direction in its connection (meaningful when a connection exists).
+    pub ct_dir: Direction,
+    /// The connection's status bits (meaningful when a connection exists).
+    pub ct_status: CtStatus,
+    /// Ingress port name (`-i`); empty when none (host OUTPUT).
+    pub in_port: &'a str,
+    /// Egress port name (`-o`); empty when none (host INPUT, raw PREROUTING).
+    pub out_port: &'a str,
+    /// Now, for `-m limit`.
+    pub now: Nanos,
+}
+
+/// A conntrack helper assigned by `-j CT --helper`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Helper {
+    /// The FTP helper (`ftp`).
+    Ftp,
+}
+
+impl Helper {
+    /// The helper's name as iptables writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::Ftp => "ftp",
+        }
+    }
+}
+
+/// The outcome of the raw table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RawVerdict {
+    /// `-j NOTRACK` / `-j CT --notrack` matched: skip conntrack, state UNTRACKED.
+    pub notrack: bool,
+    /// `-j CT --helper NAME` matched: the connection created for this packet gets it.
+    pub helper: Option<Helper>,
+    /// A `-j DROP` in the raw table (or a DROP policy): drop the packet, no conntrack.
+    pub drop: bool,
+}
+
+/// Which REJECT reply to send (`--reject-with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// ICMP destination unreachable, code 0.
+    IcmpNetUnreachable,
+    /// ICMP destination unreachable, code 1.
+    IcmpHostUnreachable,
+    /// ICMP destination unreachable, code 3 (the IPv4 default).
+    IcmpPortUnreachable,
+    /// ICMP destination unreachable, code 2.
+    IcmpProtoUnreachable,
+    /// ICMP destination unreachable, code 9.
+    IcmpNetProhibited,
+    /// ICMP destination unreachable, code 10.
+    IcmpHostProhibited,
+    /// ICMP destination unreachable, code 13.
+    IcmpAdminProhibited,
+    /// ICMPv6 destination unreachable, code 0 (`icmp6-no-route`, `no-route`).
+    Icmp6NoRoute,
+    /// ICMPv6 destination unreachable, code 1 (`icmp6-adm-prohibited`, `adm-prohibited`).
+    Icmp6AdmProhibited,
+    /// ICMPv6 destination unreachable, code 3 (`icmp6-addr-unreachable`, `addr-unreach`).
+    Icmp6AddrUnreachable,
+    /// ICMPv6 destination unreachable, code 4 (the IPv6 default).
+    Icmp6PortUnreachable,
+    /// A TCP RST (TCP rules only).
+    TcpReset,
+}
+
+impl RejectKind {
+    /// The `--reject-with` name as `iptables-save` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectKind::IcmpNetUnreachable => "icmp-net-unreachable",
+            RejectKind::IcmpHostUnreachable => "icmp-host-unreachable",
+            RejectKind::IcmpPortUnreachable => "icmp-port-unreachable",
+            RejectKind::IcmpProtoUnreachable => "icmp-proto-unreachable",
+            RejectKind::IcmpNetProhibited => "icmp-net-prohibited",
+            RejectKind::IcmpHostProhibited => "icmp-host-prohibited",
+            RejectKind::IcmpAdminProhibited => "icmp-admin-prohibited",
+            RejectKind::Icmp6NoRoute => "icmp6-no-route",
+            RejectKind::Icmp6AdmProhibited => "icmp6-adm-prohibited",
+            RejectKind::Icmp6AddrUnreachable => "icmp6-addr-unreachable",
+            RejectKind::Icmp6PortUnreachable => "icmp6-port-unreachable",
+            RejectKind::TcpReset => "tcp-reset",
+        }
+    }
+}
+
+/// The outcome of the filter table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the packet through.
+    Accept,
+    /// Drop it silently.
+    Drop,
+    /// Drop it and send the reply that [`build_reject`] writes.
+    Reject(RejectKind),
+}
+
+/// A `-j LOG` rule matched. Evaluation goes on after it, as in iptables; the caller copies
+/// what it needs and hands it off (rate-limited, off the hot path).
+#[derive(Debug, Clone, Copy)]
+pub struct LogEvent<'a> {
+    /// The rule's id (an index into [`RuleCounters`] slots).
+    pub rule_id: usize,
+    /// The chain the rule is in.
+    pub chain: &'a str,
+    /// `--log-prefix` (empty when not given).
+    pub prefix: &'a str,
+    /// `--log-level` as a syslog level 0..=7 (default 4, warning).
+    pub level: u8,
+    /// `--log-tcp-sequence` (1), `--log-tcp-options` (2), `--log-ip-options` (4),
+    /// `--log-uid` (8), `--log-macdecode` (0x20): the kernel's `XT_LOG_*` bits.
+    pub flags: u8,
+    /// The packet.
+    pub frame: &'a [u8],
+    /// Its parsed summary.
+    pub parsed: &'a Parsed,
+    /// Ingress port name.
+    pub in_port: &'a str,
+    /// Egress port name.
+    pub out_port: &'a str,
+}
+
+/// Which table a chain belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// `*raw`: runs before conntrack (NOTRACK, CT).
+    Raw,
+    /// `*filter`: the verdicts.
+    Filter,
+}
+
+impl Table {
+    /// The table's name as in `*name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Raw => "raw",
+            Table::Filter => "filter",
+        }
+    }
+}
+
+/// A built-in chain's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    Accept,
+    Drop,
+}
+
+/// A network for `-s`/`-d`: `(addr & mask) == net`, both big-endian in a u128
+/// (IPv4 in the top 32 bits, as in [`crate::packet::Addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Net {
+    pub net: u128,
+    pub mask: u128,
+}
+
+/// An interface name for `-i`/`-o`; `prefix` means it ended in `+`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Iface {
+    pub name: String,
+    pub prefix: bool,
+}
+
+impl Iface {
+    pub(crate) fn matches(&self, port: &str) -> bool {
+        if self.prefix {
+            port.as_bytes().starts_with(self.name.as_bytes())
+        } else {
+            port == self.name
+        }
+    }
+}
+
+/// A port range with its `!`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+    pub neg: bool,
+}
+
+impl PortRange {
+    pub(crate) const ANY: PortRange = PortRange {
+        lo: 0,
+        hi: 65535,
+        neg: false,
+    };
+
+    #[inline]
+    pub(crate) fn matches(&self, p: u16) -> bool {
+        (p >= self.lo && p <= self.hi) != self.neg
+    }
+}
+
+/// Which ports `-m multiport` looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortsWhich {
+    Src,
+    Dst,
+    Either,
+}
+
+/// `--state`/`--ctstate` bits, as the kernel's `XT_STATE_*`/`XT_CONNTRACK_STATE_*`.
+pub(crate) mod state_bits {
+    pub const INVALID: u16 = 1 << 0;
+    pub const ESTABLISHED: u16 = 1 << 1;
+    pub const RELATED: u16 = 1 << 2;
+    pub const NEW: u16 = 1 << 3;
+    pub const UNTRACKED: u16 = 1 << 4;
+    pub const SNAT: u16 = 1 << 5;
+    pub const DNAT: u16 = 1 << 6;
+}
+
+/// One compiled match. IP-level matches come first in a rule, then the `-m` modules in
+/// the order they were written (order matters for `-m limit` and hot drops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Match {
+    Proto {
+        proto: u8,
+        neg: bool,
+    },
+    Src {
+        net: Net,
+        neg: bool,
+    },
+    Dst {
+        net: Net,
+        neg: bool,
+    },
+    In {
+        iface: Iface,
+        neg: bool,
+    },
+    Out {
+        iface: Iface,
+        neg: bool,
+    },
+    Fragment {
+        neg: bool,
+    },
+    Tcp {
+        sport: PortRange,
+        dport: PortRange,
+        flags: Option<(u8, u8, bool)>,
+    },
+    Udp {
+        sport: PortRange,
+        dport: PortRange,
+    },
+    Icmp {
+        ty: u8,
+        code_lo: u8,
+        code_hi: u8,
+        neg: bool,
+        any: bool,
+    },
+    Icmp6 {
+        ty: u8,
+        code_lo: u8,
+        code_hi: u8,
+        neg: bool,
+    },
+    Multiport {
+        which: PortsWhich,
+        ports: Vec<(u16, u16)>,
+        neg: bool,
+    },
+    State {
+        mask: u16,
+        neg: bool,
+    },
+    Conntrack {
+        state: Option<(u16, bool)>,
+        status: Option<(u8, bool)>,
+        dir: Option<(Direction, bool)>,
+    },
+    Limit {
+        slot: u32,
+    },
+    Comment,
+}
+
+/// A `-m limit` token bucket's parameters (the state lives in [`RuleCounters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LimitSpec {
+    /// Nanoseconds per token.
+    pub interval: u64,
+    /// Bucket size in tokens.
+    pub burst: u32,
+    /// How it was written: (count, unit) for listing.
+    pub count: u32,
+    pub unit: &'static str,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// No `-j`: only counts.
+    None,
+    Accept,
+    Drop,
+    Reject(RejectKind),
+    Log {
+        prefix: String,
+        level: u8,
+        flags: u8,
+    },
+    Return,
+    Jump(usize),
+    Goto(usize),
+    Notrack,
+    /// `-j CT` (with `--helper` or with no option: a template without effect).
+    Ct {
+        helper: Option<Helper>,
+        notrack: bool,
+    },
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub chain: usize,
+    pub line: usize,
+    pub matches: Vec<Match>,
+    pub target: Target,
+    /// `-m comment` text, if any (the last one).
+    pub comment: Option<String>,
+    /// The rule in canonical iptables-save form, without `-A CHAIN` (its identity).
+    pub text: String,
+}
+
+/// Candidate rule lists of one chain for one protocol class.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProtoIndex {
+    /// Every rule of the chain that may match this protocol, in order.
+    pub all: Vec<u32>,
+    /// Rules of `all` without an indexable destination port (TCP/UDP classes only).
+    pub wild: Vec<u32>,
+    /// Segment starts of the destination-port space, ascending, starting at 0.
+    pub bounds: Vec<u16>,
+    /// `seg_start[i]..seg_start[i + 1]` indexes `seg_rules` for segment `i`.
+    pub seg_start: Vec<u32>,
+    /// The port-specific rules of each segment, in order.
+    pub seg_rules: Vec<u32>,
+}
+
+/// Number of protocol classes in a chain index: TCP, UDP, ICMP, ICMPv6, other.
+pub(crate) const PROTO_CLASSES: usize = 5;
+
+/// The index class of an IP protocol number.
+#[inline]
+pub(crate) fn proto_class(p: u8) -> usize {
+    match p {
+        crate::packet::proto::TCP => 0,
+        crate::packet::proto::UDP => 1,
+        crate::packet::proto::ICMP => 2,
+        crate::packet::proto::ICMPV6 => 3,
+        _ => 4,
+    }
+}
+
+/// One chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    pub table: Table,
+    pub name: String,
+    /// Some for built-in chains.
+    pub policy: Option<Policy>,
+    /// Global rule ids, in order.
+    pub rules: Vec<u32>,
+    pub index: [ProtoIndex; PROTO_CLASSES],
+    /// How many rules jump or go to it.
+    pub references: usize,
+}
+
+/// A compiled, immutable ruleset. Share it behind an `Arc`; swap whole rulesets to update.
+#[derive(Debug, Clone)]
+pub struct Ruleset {
+    pub(crate) family: Family,
+    pub(crate) file: String,
+    /// Which tables the text defined (in the order given).
+    pub(crate) tables: Vec<Table>,
+    pub(crate) chains: Vec<Chain>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) limits: Vec<LimitSpec>,
+    /// Chain ids of raw PREROUTING, raw OUTPUT, filter INPUT, FORWARD, OUTPUT.
+    pub(crate) builtin: [usize; 5],
+    /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
+    pub(crate) raw_logs: bool,
+}
+
+/// Reads and compiles `iptables-restore` text. `family_hint` forces the family; without
+/// it the family is taken from the first address or ICMPv6 token (IPv4 when none).
+pub fn parse_ruleset(
+    text: &str,
+    file_name: &str,
+    family_hint: Option<Family>,
+) -> Result<Ruleset, RulesetError> {
+    parse::parse(text, file_name, family_hint)
+}
+
+impl Ruleset {
+    /// Reads and compiles a rules file; a name ending in `.v6` (or containing `ip6tables`)
+    /// is read as IPv6, one ending in `.v4` as IPv4, anything else by its content.
+    pub fn from_file(path: &Path) -> Result<Ruleset, RulesetError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RulesetError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        let hint = if name.ends_with(".v6") || name.contains("ip6tables") {
+            Some(Family::V6)
+        } else if name.ends_with(".v4") {
+            Some(Family::V4)
+        } else {
+            None
+        };
+        parse_ruleset(&text, &name, hint)
+    }
+
+    /// The address family of the ruleset.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Number of rules (rule ids are `0..rule_count()`).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Number of counter slots: one per rule, then one per chain (its policy counter;
+    /// unused for user chains). Slot of chain `c`'s policy = `rule_count() + c`.
+    pub fn counter_slots(&self) -> usize {
+        self.rules.len() + self.chains.len()
+    }
+
+    /// Number of `-m limit` buckets.
+    pub fn limit_count(&self) -> usize {
+        self.limits.len()
+    }
+
+    /// True when the raw table has LOG rules: use [`Ruleset::eval_raw_log`] to get them.
+    pub fn raw_logs(&self) -> bool {
+        self.raw_logs
+    }
+
+    /// The table, chain and 1-based position in the chain of a rule id.
+    pub fn rule_location(&self, id: usize) -> Option<(Table, &str, usize)> {
+        let r = self.rules.get(id)?;
+        let c = &self.chains[r.chain];
+        let pos = c.rules.iter().position(|&x| x as usize == id)? + 1;
+        Some((c.table, &c.name, pos))
+    }
+
+    /// The `-m comment` text of a rule id, if any (the name used for opt-in metrics).
+    pub fn rule_comment(&self, id: usize) -> Option<&str> {
+        self.rules.get(id)?.comment.as_deref()
+    }
+
+    /// The identity of each counter slot: table, chain, canonical rule text (empty for a
+    /// policy slot) and occurrence among identical rules of the chain.
+    fn slot_keys(&self) -> Vec<(Table, &str, &str, usize)> {
+        let mut out = Vec::with_capacity(self.counter_slots());
+        let mut seen: std::collections::HashMap<(usize, &str), usize> = Default::default();
+        for r in &self.rules {
+            let n = seen.entry((r.chain, r.text.as_str())).or_insert(0);
+            let c = &self.chains[r.chain];
+            out.push((c.table, c.name.as_str(), r.text.as_str(), *n));
+            *n += 1;
+        }
+        for c in &self.chains {
+            out.push((c.table, c.name.as_str(), "", usize::MAX));
+        }
+        out
+    }
+
+    /// For each counter slot of `new`, the slot of `old` holding the same rule (same table,
+    /// chain, normalised text and occurrence) or the same chain policy: carry counters of
+    /// unchanged rules across a reload with [`carry_counters`].
+    pub fn remap(old: &Ruleset, new: &Ruleset) -> Vec<Option<usize>> {
+        let old_keys: std::collections::HashMap<_, usize> = old
+            .slot_keys()
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        new.slot_keys()
+            .into_iter()
+            .map(|k| old_keys.get(&k).copied())
+            .collect()
+    }
+}
+
+/// Builds the counters of a new ruleset from the old one's summed snapshot and
+/// [`Ruleset::remap`]'s map (slots without a match start at zero).
+pub fn carry_counters(old: &[(u64, u64)], map: &[Option<usize>]) -> Vec<(u64, u64)> {
+    map.iter()
+        .map(|m| m.and_then(|i| old.get(i).copied()).unwrap_or((0, 0)))
+        .collect()
+}
+
+/// A `-m limit` bucket's state, per worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LimitState {
+    /// Credit in nanoseconds of rate (one token = `interval`).
+    pub credit: u64,
+    /// When the credit was last refilled; None before the first packet (bucket full).
+    pub last: Option<Nanos>,
+}
+
+/// Per-worker counters for one ruleset: packets and bytes per counter slot (rules, then
+/// chain policies) and the `-m limit` buckets. Plain arrays; summed by the control plane.
+#[derive(Debug, Clone)]
+pub struct RuleCounters {
+    pub(crate) slots: Vec<(u64, u64)>,
+    pub(crate) limits: Vec<LimitState>,
+}
+
+impl RuleCounters {
+    /// Zeroed counters (and full limit buckets) sized for `rs`.
+    pub fn for_ruleset(rs: &Ruleset) -> RuleCounters {
+        RuleCounters {
+            slots: vec![(0, 0); rs.counter_slots()],
+            limits: vec![LimitState::default(); rs.limit_count()],
+        }
+    }
+
+    /// (packets, bytes) per slot: rule ids first, then one per chain (policy counters).
+    pub fn snapshot(&self) -> Vec<(u64, u64)> {
+        self.slots.clone()
+    }
+
+    /// (packets, bytes) of one slot.
+    pub fn get(&self, slot: usize) -> (u64, u64) {
+        self.slots.get(slot).copied().unwrap_or((0, 0))
+    }
+
+    /// Adds another snapshot slot by slot (summing workers, or carried counters).
+    pub fn add(&mut self, other: &[(u64, u64)]) {
+        for (a, b) in self.slots.iter_mut().zip(other) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+}
+
+/// Counts of what a ruleset holds, for `statewall rules check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The family.
+    pub family: Family,
+    /// Per table given in the text, its chains (built-ins first).
+    pub tables: Vec<(Table, Vec<ChainSummary>)>,
+    /// Total rules.
+    pub rules: usize,
+}
+
+/// One chain in a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// The chain's name.
+    pub name: String,
+    /// `ACCEPT`, `DROP`, or `-` for a user chain.
+    pub policy: String,
+    /// Number of rules.
+    pub rules: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fam = match self.family {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        };
+        writeln!(f, "{fam}: {} rules", self.rules)?;
+        for (t, chains) in &self.tables {
+            let n: usize = chains.iter().map(|c| c.rules).sum();
+            writeln!(
+                f,
+                "  table {}: {} chains, {} rules",
+                t.name(),
+                chains.len(),
+                n
+            )?;
+            for c in chains {
+                writeln!(f, "    {} (policy {}): {} rules", c.name, c.policy, c.rules)?;
+            }
+        }
+        Ok(())
+    }
+}
