@@ -201,7 +201,8 @@ fn parse_l3(buf: &[u8], l3: usize, inner: bool) -> Result<Parsed, ParseError> {
 fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
     match proto_num {
         proto::TCP => {
-            if inner && s.len() < 20 {
+            // A quote only needs the ports: also when it is cut inside the options.
+            if inner && (s.len() < 20 || ((s[12] >> 4) as usize) * 4 > s.len()) {
                 let sport = be16(s, 0).ok_or(ParseError::TruncatedL4)?;
                 let dport = be16(s, 2).ok_or(ParseError::TruncatedL4)?;
                 return Ok(L4::Tcp(Tcp {
