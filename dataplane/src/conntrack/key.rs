@@ -92,13 +92,27 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a TCP/UDP/generic connection from one of its tuples (either direction).
     /// Ports are ignored (zeroed) for protocols other than TCP and UDP.
-    pub fn new(family: Family, proto_num: u8, src: Addr, sport: u16, dst: Addr, dport: u16) -> FlowKey {
+    pub fn new(
+        family: Family,
+        proto_num: u8,
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+    ) -> FlowKey {
         Self::ordered(family, proto_num, src, sport, dst, dport).0
     }
 
     /// The key of an ICMP/ICMPv6 query connection from one of its packets' tuples
     /// (request or reply); None for a type that has no request/reply pair.
-    pub fn icmp(family: Family, src: Addr, dst: Addr, id: u16, ty: u8, code: u8) -> Option<FlowKey> {
+    pub fn icmp(
+        family: Family,
+        src: Addr,
+        dst: Addr,
+        id: u16,
+        ty: u8,
+        code: u8,
+    ) -> Option<FlowKey> {
         Self::icmp_dir(family, src, dst, id, ty, code).map(|x| x.0)
     }
 
@@ -111,8 +125,12 @@ impl FlowKey {
     /// Key plus "the packet's source is endpoint `a`".
     pub(crate) fn of_parsed(p: &Parsed) -> Option<(FlowKey, bool)> {
         match p.l4 {
-            L4::Tcp(t) => Some(Self::ordered(p.family, p.proto, p.src, t.sport, p.dst, t.dport)),
-            L4::Udp(u) => Some(Self::ordered(p.family, p.proto, p.src, u.sport, p.dst, u.dport)),
+            L4::Tcp(t) => Some(Self::ordered(
+                p.family, p.proto, p.src, t.sport, p.dst, t.dport,
+            )),
+            L4::Udp(u) => Some(Self::ordered(
+                p.family, p.proto, p.src, u.sport, p.dst, u.dport,
+            )),
             L4::Icmp(i) => {
                 if i.is_error() {
                     return None;

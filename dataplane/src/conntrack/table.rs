@@ -24,8 +24,8 @@ use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
 use super::tcp::{self, EntryCtx, Seen, Seg, TcpAction, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
 use super::{
-    Config, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason, Nanos, Stats, Track,
-    TrackOpts, NS,
+    Config, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason, Nanos, Stats,
+    Track, TrackOpts, NS,
 };
 use crate::packet::{checksum, parse_embedded, proto, Addr, Family, ParseError, Parsed, L4};
 
@@ -201,7 +201,9 @@ impl ConnTable {
     pub fn hash_of(p: &Parsed) -> u32 {
         match FlowKey::from_parsed(p) {
             Some(k) => k.symmetric_hash(),
-            None => FlowKey::ordered(p.family, p.proto, p.src, 0, p.dst, 0).0.symmetric_hash(),
+            None => FlowKey::ordered(p.family, p.proto, p.src, 0, p.dst, 0)
+                .0
+                .symmetric_hash(),
         }
     }
 
@@ -521,7 +523,7 @@ impl ConnTable {
         for _ in 0..2 {
             if let Some(slot) = self.lookup_live(&key, h, now) {
                 self.stats.found += 1;
-                match self.update(slot, p, src_is_a, now) {
+                match self.update(slot, &key, p, src_is_a, now) {
                     Some(t) => return t,
                     None => {
                         self.stats.search_restart += 1;
@@ -535,9 +537,21 @@ impl ConnTable {
     }
 
     /// Runs the protocol tracker on an existing entry; None = reopen (entry removed).
-    fn update(&mut self, slot: usize, p: &Parsed, src_is_a: bool, now: Nanos) -> Option<Track> {
+    fn update(
+        &mut self,
+        slot: usize,
+        key: &FlowKey,
+        p: &Parsed,
+        src_is_a: bool,
+        now: Nanos,
+    ) -> Option<Track> {
         let e = self.entries[slot];
-        let dir = if src_is_a == (e.meta & M_ORIG_IS_A != 0) {
+        // A flow from an endpoint to itself has equal ORIGINAL and REPLY tuples; Linux
+        // inserts the REPLY one last, at the head of the chain, so lookups find REPLY.
+        let self_flow = !key.is_icmp() && key.a == key.b && key.port_a == key.port_b;
+        let dir = if self_flow && e.status & CtStatus::CONFIRMED != 0 {
+            Direction::Reply
+        } else if src_is_a == (e.meta & M_ORIG_IS_A != 0) {
             Direction::Original
         } else {
             Direction::Reply
@@ -628,7 +642,15 @@ impl ConnTable {
     }
 
     /// §1.3 step 5c: a candidate for a packet that matched nothing.
-    fn create(&mut self, key: FlowKey, h: u64, src_is_a: bool, p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        h: u64,
+        src_is_a: bool,
+        p: &Parsed,
+        now: Nanos,
+        opts: TrackOpts,
+    ) -> Track {
         let mut tcp_init = None;
         match p.l4 {
             L4::Tcp(t) => {
@@ -728,8 +750,12 @@ impl ConnTable {
             return Track::invalid(InvalidReason::IcmpErrorInner);
         }
         let kd = match ip.l4 {
-            L4::Tcp(t) => Some(FlowKey::ordered(ip.family, ip.proto, ip.src, t.sport, ip.dst, t.dport)),
-            L4::Udp(u) => Some(FlowKey::ordered(ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport)),
+            L4::Tcp(t) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, t.sport, ip.dst, t.dport,
+            )),
+            L4::Udp(u) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport,
+            )),
             L4::Icmp(i) if i.v6 == (ip.family == Family::V6) && !i.is_error() => {
                 FlowKey::icmp_dir(ip.family, ip.src, ip.dst, i.id, i.ty, i.code)
             }

@@ -286,10 +286,7 @@ pub(crate) enum TcpAction {
     /// Accepted without any state or timeout change.
     Ignore,
     /// INVALID; `shrink` = cut the lifetime to the UNACK timeout (§2.6).
-    Invalid {
-        reason: InvalidReason,
-        shrink: bool,
-    },
+    Invalid { reason: InvalidReason, shrink: bool },
     /// Reopen: kill the entry and look the packet up again (it becomes NEW).
     Reopen,
 }
@@ -400,7 +397,17 @@ pub(crate) struct EntryCtx {
 
 /// `nf_conntrack_tcp_packet` after `tcp_error`/`tcp_new`: state table, overrides,
 /// window check and commit (§2.3). `dir` is 0 for ORIGINAL, 1 for REPLY.
-pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, cfg: &Config) -> TcpAction {
+///
+/// The branches deliberately keep the shape of the kernel's `switch (new_state)` and its
+/// `break`/`goto in_window` cases, so they can be compared side by side.
+#[allow(clippy::collapsible_match, clippy::if_same_then_else)]
+pub(crate) fn tcp_packet(
+    c: &mut TcpConn,
+    dir: usize,
+    seg: &Seg,
+    ctx: EntryCtx,
+    cfg: &Config,
+) -> TcpAction {
     let status = ctx.status;
     let mut old_state = c.state;
     let index = seg.index;
@@ -428,7 +435,11 @@ pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, 
             let ld = c.last_dir as usize;
             c.seen[ld].end = c.last_end;
             c.seen[ld].maxend = c.last_end;
-            c.seen[ld].maxwin = if c.last_win == 0 { 1 } else { c.last_win as u32 };
+            c.seen[ld].maxwin = if c.last_win == 0 {
+                1
+            } else {
+                c.last_win as u32
+            };
             c.seen[ld].scale = c.last_wscale;
             c.last_flags &= !F_EXP_CHALLENGE_ACK;
             // Only the window-scale and SACK bits are meaningful per direction.
@@ -484,7 +495,10 @@ pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, 
             }
             SS2 => c.last_flags |= F_SIMULTANEOUS_OPEN,
             SSR => {
-                if dir == DIR_REPLY && index == TCP_ACK_SET && c.last_flags & F_SIMULTANEOUS_OPEN != 0 {
+                if dir == DIR_REPLY
+                    && index == TCP_ACK_SET
+                    && c.last_flags & F_SIMULTANEOUS_OPEN != 0
+                {
                     new_state = SES;
                 }
             }
@@ -507,7 +521,10 @@ pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, 
                             };
                         } else if !established || seq == peer.maxack {
                             brk = true;
-                        } else if c.last_index == TCP_ACK_SET && c.last_dir as usize == dir && seq == c.last_end {
+                        } else if c.last_index == TCP_ACK_SET
+                            && c.last_dir as usize == dir
+                            && seq == c.last_end
+                        {
                             brk = true;
                         } else {
                             // In window but not exact: keep the state for a challenge ACK.
@@ -554,17 +571,20 @@ pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, 
     }
 
     let t_new = timeout_of(cfg, new_state);
-    let mut timeout = if c.retrans as u32 >= cfg.tcp_max_retrans && t_new > cfg.tcp_timeout_max_retrans {
-        cfg.tcp_timeout_max_retrans
-    } else if index == TCP_RST_SET {
-        cfg.tcp_timeout_close
-    } else if (c.seen[0].flags | c.seen[1].flags) & F_DATA_UNACK != 0 && t_new > cfg.tcp_timeout_unacknowledged {
-        cfg.tcp_timeout_unacknowledged
-    } else if c.last_win == 0 && t_new > cfg.tcp_timeout_max_retrans {
-        cfg.tcp_timeout_max_retrans
-    } else {
-        t_new
-    };
+    let mut timeout =
+        if c.retrans as u32 >= cfg.tcp_max_retrans && t_new > cfg.tcp_timeout_max_retrans {
+            cfg.tcp_timeout_max_retrans
+        } else if index == TCP_RST_SET {
+            cfg.tcp_timeout_close
+        } else if (c.seen[0].flags | c.seen[1].flags) & F_DATA_UNACK != 0
+            && t_new > cfg.tcp_timeout_unacknowledged
+        {
+            cfg.tcp_timeout_unacknowledged
+        } else if c.last_win == 0 && t_new > cfg.tcp_timeout_max_retrans {
+            cfg.tcp_timeout_max_retrans
+        } else {
+            t_new
+        };
 
     let mut assured = false;
     if status & CtStatus::SEEN_REPLY == 0 {
@@ -581,7 +601,10 @@ pub(crate) fn tcp_packet(c: &mut TcpConn, dir: usize, seg: &Seg, ctx: EntryCtx, 
         if new_state == SES && timeout > cfg.tcp_timeout_unacknowledged {
             timeout = cfg.tcp_timeout_unacknowledged;
         }
-    } else if status & CtStatus::ASSURED == 0 && (old_state == SSR || old_state == SES) && new_state == SES {
+    } else if status & CtStatus::ASSURED == 0
+        && (old_state == SSR || old_state == SES)
+        && new_state == SES
+    {
         assured = true;
     }
     TcpAction::Accept {
@@ -613,7 +636,11 @@ fn handle_invalid(c: &mut TcpConn, dir: usize, index: u8, ctx: EntryCtx) -> bool
 fn in_window(c: &mut TcpConn, dir: usize, index: u8, seg: &Seg, cfg: &Config) -> Win {
     let state = c.state;
     let [s0, s1] = &mut c.seen;
-    let (sender, receiver) = if dir == DIR_ORIGINAL { (s0, s1) } else { (s1, s0) };
+    let (sender, receiver) = if dir == DIR_ORIGINAL {
+        (s0, s1)
+    } else {
+        (s1, s0)
+    };
     let mut seq = seg.seq;
     let mut ack = seg.ack;
     let mut sack = ack;
@@ -667,9 +694,16 @@ fn in_window(c: &mut TcpConn, dir: usize, index: u8, seg: &Seg, cfg: &Config) ->
     if !before(seq, sender.maxend.wrapping_add(1)) {
         let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
         let ack_ok = after(sack, receiver.end.wrapping_sub(maxackwin).wrapping_sub(1));
-        let in_recv_win =
-            receiver.maxwin != 0 && after(end, sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1));
-        if in_recv_win && ack_ok && overshot <= receiver.maxwin && before(sack, receiver.end.wrapping_add(1)) {
+        let in_recv_win = receiver.maxwin != 0
+            && after(
+                end,
+                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+            );
+        if in_recv_win
+            && ack_ok
+            && overshot <= receiver.maxwin
+            && before(sack, receiver.end.wrapping_add(1))
+        {
             sender.end = end;
             sender.flags |= F_DATA_UNACK;
             return fail(Win::Ignore);
@@ -679,8 +713,11 @@ fn in_window(c: &mut TcpConn, dir: usize, index: u8, seg: &Seg, cfg: &Config) ->
     if !before(sack, receiver.end.wrapping_add(1)) {
         return fail(Win::Invalid(InvalidReason::TcpWindowAck));
     }
-    let in_recv_win =
-        receiver.maxwin == 0 || after(end, sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1));
+    let in_recv_win = receiver.maxwin == 0
+        || after(
+            end,
+            sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+        );
     if !in_recv_win {
         return fail(Win::Ignore);
     }
@@ -708,7 +745,9 @@ fn in_window(c: &mut TcpConn, dir: usize, index: u8, seg: &Seg, cfg: &Config) ->
         }
     }
     if receiver.maxwin != 0 && after(end, sender.maxend) {
-        receiver.maxwin = receiver.maxwin.wrapping_add(end.wrapping_sub(sender.maxend));
+        receiver.maxwin = receiver
+            .maxwin
+            .wrapping_add(end.wrapping_sub(sender.maxend));
     }
     if after(sack.wrapping_add(win), receiver.maxend.wrapping_sub(1)) {
         receiver.maxend = sack.wrapping_add(win);

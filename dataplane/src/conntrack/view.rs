@@ -77,7 +77,13 @@ impl EntryView {
     /// `tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=40000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=40000 [ASSURED] mark=0 use=1`.
     pub fn conntrack_line(&self) -> String {
         let mut s = String::with_capacity(160);
-        let _ = write!(s, "{:<8} {} {} ", proto_name(self.proto), self.proto, self.timeout_secs);
+        let _ = write!(
+            s,
+            "{:<8} {} {} ",
+            proto_name(self.proto),
+            self.proto,
+            self.timeout_secs
+        );
         if let Some(st) = self.tcp_state {
             let _ = write!(s, "{st} ");
         }

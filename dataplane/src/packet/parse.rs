@@ -299,7 +299,7 @@ fn tcp_options(mut o: &[u8]) -> TcpOptions {
             (2, 4) => r.mss = Some(u16::from_be_bytes([body[0], body[1]])),
             (3, 3) => r.wscale = Some(body[0]),
             (4, 2) => r.sack_perm = true,
-            (5, _) if (len - 2) % 8 == 0 => {
+            (5, _) if (len - 2) & 7 == 0 => {
                 for blk in body.chunks_exact(8).take(4) {
                     let l = u32::from_be_bytes([blk[0], blk[1], blk[2], blk[3]]);
                     let rr = u32::from_be_bytes([blk[4], blk[5], blk[6], blk[7]]);
