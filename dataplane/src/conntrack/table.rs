@@ -579,7 +579,7 @@ impl ConnTable {
                         self.store_tcp(slot, &c);
                         let unack = self.cfg.tcp_timeout_unacknowledged as u64 * NS;
                         if shrink && ctx.remaining_ns > unack {
-                            self.entries[slot].deadline = now + unack;
+                            self.entries[slot].deadline = now.saturating_add(unack);
                         }
                         return Some(Track::invalid(reason));
                     }
@@ -591,7 +591,7 @@ impl ConnTable {
                         assured,
                     } => {
                         if refresh {
-                            deadline = now + timeout as u64 * NS;
+                            deadline = now.saturating_add(timeout as u64 * NS);
                         }
                         if assured {
                             status |= CtStatus::ASSURED;
@@ -607,10 +607,10 @@ impl ConnTable {
                     timeout = self.cfg.udp_timeout_stream;
                     status |= CtStatus::ASSURED;
                 }
-                deadline = now + timeout as u64 * NS;
+                deadline = now.saturating_add(timeout as u64 * NS);
             }
-            L4::Icmp(_) => deadline = now + self.icmp_timeout(p) as u64 * NS,
-            _ => deadline = now + self.cfg.generic_timeout as u64 * NS,
+            L4::Icmp(_) => deadline = now.saturating_add(self.icmp_timeout(p) as u64 * NS),
+            _ => deadline = now.saturating_add(self.cfg.generic_timeout as u64 * NS),
         }
         let state = match dir {
             Direction::Reply => CtState::Established,
@@ -720,7 +720,7 @@ impl ConnTable {
                 }
             }
             L4::Udp(_) => {
-                self.set_stream_ts(slot, now + 2 * NS);
+                self.set_stream_ts(slot, now.saturating_add(2 * NS));
                 self.cfg.udp_timeout
             }
             L4::Icmp(_) => self.icmp_timeout(p),

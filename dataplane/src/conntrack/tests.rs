@@ -1417,3 +1417,39 @@ mod props {
         }
     }
 }
+
+#[test]
+fn invalid_fin_shrinks_assured_lifetime() {
+    // §2.6: out-of-window FINs from both sides of an ASSURED connection cut it to 300 s.
+    let mut h = H::new();
+    hs(&mut h);
+    inv(
+        &h.go(&tcp(S, C, FIN | ACK, 5001 + 200_000, 1001)),
+        InvalidReason::TcpWindowSeq,
+    );
+    assert_eq!(h.secs(&syn()), 432_000);
+    inv(
+        &h.go(&tcp(C, S, FIN | ACK, 1001 + 200_000, 5001)),
+        InvalidReason::TcpWindowSeq,
+    );
+    assert_eq!(h.secs(&syn()), 300);
+    assert_eq!(h.view(&syn()).unwrap().tcp_state, Some(TS::Established));
+}
+
+#[test]
+fn challenge_ack_in_last_ack() {
+    // §2.3 step 4: a SYN in LAST_ACK is ignored and marks a challenge ACK; the peer's
+    // ACK answering it keeps LAST_ACK instead of moving to TIME_WAIT.
+    let mut h = H::new();
+    hs(&mut h);
+    h.go(&tcp(C, S, FIN | ACK, 1001, 5001));
+    h.go(&tcp(S, C, ACK, 5001, 1002));
+    expect(
+        &h.go(&tcp(S, C, FIN | ACK, 5001, 1002)),
+        Est,
+        Some(TS::LastAck),
+    );
+    expect(&h.go(&tcp(C, S, SYN, 9000, 0)), Est, Some(TS::LastAck));
+    expect(&h.go(&tcp(S, C, ACK, 5002, 1002)), Est, Some(TS::LastAck));
+    expect(&h.go(&tcp(C, S, ACK, 1002, 5002)), Est, Some(TS::TimeWait));
+}
