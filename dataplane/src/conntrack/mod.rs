@@ -1,4 +1,35 @@
-//! Connection tracking (placeholder; being written).
+//! Connection tracking: Linux `nf_conntrack` semantics, sans-IO.
+//!
+//! One [`ConnTable`] is one shard, owned and written by one worker. Packets come in as
+//! a frame plus its [`crate::packet::Parsed`] summary and a caller-supplied time
+//! ([`Nanos`]); out comes a [`Track`]: the state `-m state` would see (NEW, ESTABLISHED,
+//! RELATED, INVALID, UNTRACKED), the direction, and a handle on the entry.
+//!
+//! The flow of one packet follows the kernel (see `CONNTRACK.md` §1.3):
+//! [`ConnTable::track`] does steps 1–7 (classify, look up, create a candidate, run the
+//! protocol tracker, set SEEN_REPLY); the ruleset decides; then [`ConnTable::confirm`]
+//! does step 9 and inserts the candidate of a NEW packet only if the packet was accepted.
+//!
+//! Modules:
+//! * `key`: [`FlowKey`], the canonical (direction-free) key and its symmetric hash;
+//! * `tcp`: the TCP state table (`tcp_conntracks`) and window tracking (`tcp_in_window`);
+//! * `table`: the fixed-capacity table (fingerprint buckets + slab) and the per-protocol logic;
+//! * `view`: [`EntryView`] and its `conntrack -L` rendering.
+
+mod key;
+mod table;
+mod tcp;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use key::FlowKey;
+pub use table::{ConnTable, ENTRY_SIZE};
+pub use tcp::TcpState;
+pub use view::{EntryView, Tuple};
+
+use crate::packet::ParseError;
 
 pub mod defrag;
 
@@ -48,3 +79,341 @@ impl CtStatus {
 
 /// Monotonic time in nanoseconds, passed in by the caller (conntrack never reads a clock).
 pub type Nanos = u64;
+
+/// Nanoseconds per second.
+pub(crate) const NS: u64 = 1_000_000_000;
+
+/// Conntrack settings, named after the Linux sysctls (`net.netfilter.nf_conntrack_*`),
+/// with the kernel's defaults. Timeouts are in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// `nf_conntrack_max`: the global entry limit. The table itself enforces the
+    /// per-shard capacity given to [`ConnTable::new`]; the control plane derives the
+    /// shard capacities from this value.
+    pub nf_conntrack_max: u32,
+    /// `nf_conntrack_checksum`: verify L4 checksums (TCP, UDP, ICMP, ICMPv6).
+    pub checksum: bool,
+    /// `nf_conntrack_tcp_loose`: a non-SYN packet may create (pick up) a connection.
+    pub tcp_loose: bool,
+    /// `nf_conntrack_tcp_be_liberal`: window-check failures are accepted.
+    pub tcp_be_liberal: bool,
+    /// `nf_conntrack_tcp_ignore_invalid_rst`: turn off the RST "seq < peer maxack" rule.
+    pub tcp_ignore_invalid_rst: bool,
+    /// `nf_conntrack_tcp_max_retrans`: retransmissions that switch to the 300 s timer.
+    pub tcp_max_retrans: u32,
+    /// `nf_conntrack_tcp_timeout_syn_sent`.
+    pub tcp_timeout_syn_sent: u32,
+    /// `nf_conntrack_tcp_timeout_syn_recv`.
+    pub tcp_timeout_syn_recv: u32,
+    /// `nf_conntrack_tcp_timeout_established`.
+    pub tcp_timeout_established: u32,
+    /// `nf_conntrack_tcp_timeout_fin_wait`.
+    pub tcp_timeout_fin_wait: u32,
+    /// `nf_conntrack_tcp_timeout_close_wait`.
+    pub tcp_timeout_close_wait: u32,
+    /// `nf_conntrack_tcp_timeout_last_ack`.
+    pub tcp_timeout_last_ack: u32,
+    /// `nf_conntrack_tcp_timeout_time_wait`.
+    pub tcp_timeout_time_wait: u32,
+    /// `nf_conntrack_tcp_timeout_close`.
+    pub tcp_timeout_close: u32,
+    /// `nf_conntrack_tcp_timeout_syn_sent2` (simultaneous open).
+    pub tcp_timeout_syn_sent2: u32,
+    /// `nf_conntrack_tcp_timeout_max_retrans`.
+    pub tcp_timeout_max_retrans: u32,
+    /// `nf_conntrack_tcp_timeout_unacknowledged`.
+    pub tcp_timeout_unacknowledged: u32,
+    /// `nf_conntrack_udp_timeout` (no reply yet, or within 2 s of creation).
+    pub udp_timeout: u32,
+    /// `nf_conntrack_udp_timeout_stream`.
+    pub udp_timeout_stream: u32,
+    /// `nf_conntrack_icmp_timeout`.
+    pub icmp_timeout: u32,
+    /// `nf_conntrack_icmpv6_timeout`.
+    pub icmpv6_timeout: u32,
+    /// `nf_conntrack_generic_timeout`.
+    pub generic_timeout: u32,
+    /// `nf_conntrack_expect_max` (used by the expectation table, later).
+    pub expect_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nf_conntrack_max: 262_144,
+            checksum: true,
+            tcp_loose: true,
+            tcp_be_liberal: false,
+            tcp_ignore_invalid_rst: false,
+            tcp_max_retrans: 3,
+            tcp_timeout_syn_sent: 120,
+            tcp_timeout_syn_recv: 60,
+            tcp_timeout_established: 432_000,
+            tcp_timeout_fin_wait: 120,
+            tcp_timeout_close_wait: 60,
+            tcp_timeout_last_ack: 30,
+            tcp_timeout_time_wait: 120,
+            tcp_timeout_close: 10,
+            tcp_timeout_syn_sent2: 120,
+            tcp_timeout_max_retrans: 300,
+            tcp_timeout_unacknowledged: 300,
+            udp_timeout: 30,
+            udp_timeout_stream: 120,
+            icmp_timeout: 30,
+            icmpv6_timeout: 30,
+            generic_timeout: 600,
+            expect_max: 4096,
+        }
+    }
+}
+
+/// Why a packet is INVALID: one variant per condition of `CONNTRACK.md` §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// INV-1 / INV-3: a non-first fragment reached conntrack.
+    Fragment,
+    /// INV-2: the IPv4 header is inconsistent (ihl beyond the packet, bad lengths).
+    BadL3,
+    /// INV-3: the IPv6 extension-header walk failed.
+    BadExtHeader,
+    /// INV-4: the L4 header is too short to read the tuple.
+    Truncated,
+    /// INV-5: TCP data offset < 5 or beyond the segment.
+    TcpBadDataOffset,
+    /// INV-6: TCP checksum wrong.
+    TcpBadChecksum,
+    /// INV-7: TCP flag combination not allowed.
+    TcpBadFlags,
+    /// INV-8: a TCP packet that cannot create an entry (SYN/ACK, FIN, RST; non-SYN with loose=0).
+    TcpInvalidFirst,
+    /// INV-9: the TCP state table says invalid.
+    TcpStateTable,
+    /// INV-10: TCP window check I (sequence beyond the receiver's window).
+    TcpWindowSeq,
+    /// INV-11: TCP window check II (acknowledges data never seen).
+    TcpWindowAck,
+    /// INV-12: TCP RST with seq below the peer's max ack.
+    TcpInvalidRst,
+    /// INV-13: UDP header short, or its length field < 8 or beyond the bytes present.
+    UdpBadLength,
+    /// INV-14: UDP non-zero checksum wrong.
+    UdpBadChecksum,
+    /// INV-15: ICMP/ICMPv6 header shorter than 8 bytes.
+    IcmpBadHeader,
+    /// INV-15: ICMP/ICMPv6 checksum wrong.
+    IcmpBadChecksum,
+    /// INV-16: ICMPv4 type > 18.
+    IcmpBadType,
+    /// INV-17: ICMP reply or informational type with no entry (cannot create one).
+    IcmpNoEntry,
+    /// INV-18: ICMP error whose quoted packet is unparsable, short, a fragment or an error.
+    IcmpErrorInner,
+    /// INV-18 / INV-21: ICMP error about a flow with no entry (or an untracked flow).
+    IcmpErrorNoEntry,
+    /// INV-19: ICMP error whose outer destination is not the flow's endpoint.
+    IcmpErrorSpoofed,
+    /// INV-20: ICMP over IPv6, or ICMPv6 over IPv4.
+    IcmpWrongFamily,
+}
+
+impl InvalidReason {
+    /// Every reason, in declaration order (for metrics).
+    pub const ALL: &'static [InvalidReason] = &[
+        InvalidReason::Fragment,
+        InvalidReason::BadL3,
+        InvalidReason::BadExtHeader,
+        InvalidReason::Truncated,
+        InvalidReason::TcpBadDataOffset,
+        InvalidReason::TcpBadChecksum,
+        InvalidReason::TcpBadFlags,
+        InvalidReason::TcpInvalidFirst,
+        InvalidReason::TcpStateTable,
+        InvalidReason::TcpWindowSeq,
+        InvalidReason::TcpWindowAck,
+        InvalidReason::TcpInvalidRst,
+        InvalidReason::UdpBadLength,
+        InvalidReason::UdpBadChecksum,
+        InvalidReason::IcmpBadHeader,
+        InvalidReason::IcmpBadChecksum,
+        InvalidReason::IcmpBadType,
+        InvalidReason::IcmpNoEntry,
+        InvalidReason::IcmpErrorInner,
+        InvalidReason::IcmpErrorNoEntry,
+        InvalidReason::IcmpErrorSpoofed,
+        InvalidReason::IcmpWrongFamily,
+    ];
+
+    /// The snake_case name (a metrics label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InvalidReason::Fragment => "fragment",
+            InvalidReason::BadL3 => "bad_l3",
+            InvalidReason::BadExtHeader => "bad_ext_header",
+            InvalidReason::Truncated => "truncated",
+            InvalidReason::TcpBadDataOffset => "tcp_bad_data_offset",
+            InvalidReason::TcpBadChecksum => "tcp_bad_checksum",
+            InvalidReason::TcpBadFlags => "tcp_bad_flags",
+            InvalidReason::TcpInvalidFirst => "tcp_invalid_first",
+            InvalidReason::TcpStateTable => "tcp_state_table",
+            InvalidReason::TcpWindowSeq => "tcp_window_seq",
+            InvalidReason::TcpWindowAck => "tcp_window_ack",
+            InvalidReason::TcpInvalidRst => "tcp_invalid_rst",
+            InvalidReason::UdpBadLength => "udp_bad_length",
+            InvalidReason::UdpBadChecksum => "udp_bad_checksum",
+            InvalidReason::IcmpBadHeader => "icmp_bad_header",
+            InvalidReason::IcmpBadChecksum => "icmp_bad_checksum",
+            InvalidReason::IcmpBadType => "icmp_bad_type",
+            InvalidReason::IcmpNoEntry => "icmp_no_entry",
+            InvalidReason::IcmpErrorInner => "icmp_error_inner",
+            InvalidReason::IcmpErrorNoEntry => "icmp_error_no_entry",
+            InvalidReason::IcmpErrorSpoofed => "icmp_error_spoofed",
+            InvalidReason::IcmpWrongFamily => "icmp_wrong_family",
+        }
+    }
+
+    /// The line of `CONNTRACK.md` §6 this reason stands for (`"INV-10"`).
+    pub fn spec_id(&self) -> &'static str {
+        match self {
+            InvalidReason::Fragment => "INV-1",
+            InvalidReason::BadL3 => "INV-2",
+            InvalidReason::BadExtHeader => "INV-3",
+            InvalidReason::Truncated => "INV-4",
+            InvalidReason::TcpBadDataOffset => "INV-5",
+            InvalidReason::TcpBadChecksum => "INV-6",
+            InvalidReason::TcpBadFlags => "INV-7",
+            InvalidReason::TcpInvalidFirst => "INV-8",
+            InvalidReason::TcpStateTable => "INV-9",
+            InvalidReason::TcpWindowSeq => "INV-10",
+            InvalidReason::TcpWindowAck => "INV-11",
+            InvalidReason::TcpInvalidRst => "INV-12",
+            InvalidReason::UdpBadLength => "INV-13",
+            InvalidReason::UdpBadChecksum => "INV-14",
+            InvalidReason::IcmpBadHeader | InvalidReason::IcmpBadChecksum => "INV-15",
+            InvalidReason::IcmpBadType => "INV-16",
+            InvalidReason::IcmpNoEntry => "INV-17",
+            InvalidReason::IcmpErrorInner => "INV-18",
+            InvalidReason::IcmpErrorNoEntry => "INV-18",
+            InvalidReason::IcmpErrorSpoofed => "INV-19",
+            InvalidReason::IcmpWrongFamily => "INV-20",
+        }
+    }
+
+    /// The reason for a frame whose IP header could not be parsed (the worker may
+    /// count such frames with the conntrack INVALID reasons).
+    pub fn from_parse_error(e: ParseError) -> InvalidReason {
+        match e {
+            ParseError::BadExtHeader => InvalidReason::BadExtHeader,
+            ParseError::TruncatedL4 => InvalidReason::Truncated,
+            ParseError::BadTcpDataOffset => InvalidReason::TcpBadDataOffset,
+            ParseError::BadUdpLength => InvalidReason::UdpBadLength,
+            _ => InvalidReason::BadL3,
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection helper attached by a raw-table `CT --helper` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HelperKind {
+    /// The FTP helper (`nf_conntrack_ftp`).
+    Ftp,
+}
+
+/// What the raw table decided for a packet before conntrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrackOpts {
+    /// `CT --notrack` / `NOTRACK`: the packet is UNTRACKED; nothing is looked up or changed.
+    pub notrack: bool,
+    /// `CT --helper`: the helper to attach to an entry this packet creates.
+    pub helper: Option<HelperKind>,
+}
+
+/// A reference to an entry slot, valid until the entry is removed (generation-checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryHandle {
+    /// Slot index in the shard's slab.
+    pub slot: u32,
+    /// Generation of the slot when the handle was made.
+    pub gen: u32,
+}
+
+/// The outcome of [`ConnTable::track`] for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Track {
+    /// The state the ruleset matches on.
+    pub state: CtState,
+    /// The packet's direction on its entry (Original when there is no entry).
+    pub dir: Direction,
+    /// The entry's status bits after this packet (empty when there is no entry).
+    pub status: CtStatus,
+    /// The TCP state after this packet, for TCP entries.
+    pub tcp_state: Option<TcpState>,
+    /// Why the packet is INVALID (set only when `state` is Invalid).
+    pub reason: Option<InvalidReason>,
+    /// The entry (or, when `candidate`, the unconfirmed candidate) the packet belongs to.
+    pub handle: Option<EntryHandle>,
+    /// True when `handle` is an unconfirmed candidate that [`ConnTable::confirm`] must
+    /// commit (accepted) or release (dropped).
+    pub candidate: bool,
+    /// The table was full and early drop freed nothing: Linux DROPS this packet inside
+    /// conntrack (it never reaches the filter). The worker must drop it; `state` is New
+    /// (what the packet would have been) and there is no handle.
+    pub table_full_drop: bool,
+}
+
+impl Track {
+    pub(crate) fn untracked() -> Track {
+        Track {
+            state: CtState::Untracked,
+            dir: Direction::Original,
+            status: CtStatus(0),
+            tcp_state: None,
+            reason: None,
+            handle: None,
+            candidate: false,
+            table_full_drop: false,
+        }
+    }
+
+    pub(crate) fn invalid(r: InvalidReason) -> Track {
+        Track {
+            state: CtState::Invalid,
+            reason: Some(r),
+            ..Track::untracked()
+        }
+    }
+}
+
+/// Counters, named like `conntrack -S`, plus expirations per protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Packets that found an existing entry.
+    pub found: u64,
+    /// Packets labelled INVALID.
+    pub invalid: u64,
+    /// Packets not tracked (NOTRACK).
+    pub ignore: u64,
+    /// Entries inserted (confirmed).
+    pub insert: u64,
+    /// Inserts that failed (clash for TCP, probe window full); the packet was dropped.
+    pub insert_failed: u64,
+    /// Packets dropped because the table was full (early drop freed nothing).
+    pub drop: u64,
+    /// Entries evicted by early drop.
+    pub early_drop: u64,
+    /// Lookups restarted (a TCP reopen kills the old entry and looks up again).
+    pub search_restart: u64,
+    /// Expired TCP entries reaped.
+    pub expired_tcp: u64,
+    /// Expired UDP entries reaped.
+    pub expired_udp: u64,
+    /// Expired ICMP and ICMPv6 entries reaped.
+    pub expired_icmp: u64,
+    /// Expired entries of other protocols reaped.
+    pub expired_generic: u64,
+}

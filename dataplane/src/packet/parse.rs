@@ -197,7 +197,8 @@ fn parse_l3(buf: &[u8], l3: usize, inner: bool) -> Result<Parsed, ParseError> {
 fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
     match proto_num {
         proto::TCP => {
-            if inner && s.len() < 20 {
+            // A quote only needs the ports: also when it is cut inside the options.
+            if inner && (s.len() < 20 || ((s[12] >> 4) as usize) * 4 > s.len()) {
                 let sport = be16(s, 0).ok_or(ParseError::TruncatedL4)?;
                 let dport = be16(s, 2).ok_or(ParseError::TruncatedL4)?;
                 return Ok(L4::Tcp(Tcp {
@@ -294,7 +295,7 @@ fn tcp_options(mut o: &[u8]) -> TcpOptions {
             (2, 4) => r.mss = Some(u16::from_be_bytes([body[0], body[1]])),
             (3, 3) => r.wscale = Some(body[0]),
             (4, 2) => r.sack_perm = true,
-            (5, _) if (len - 2).is_multiple_of(8) => {
+            (5, _) if (len - 2) & 7 == 0 => {
                 for blk in body.chunks_exact(8).take(4) {
                     let l = u32::from_be_bytes([blk[0], blk[1], blk[2], blk[3]]);
                     let rr = u32::from_be_bytes([blk[4], blk[5], blk[6], blk[7]]);

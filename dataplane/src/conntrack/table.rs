@@ -1,0 +1,988 @@
+//! The per-worker connection table (one shard) and the per-packet procedure.
+//!
+//! # Layout
+//!
+//! * `buckets`: a power-of-two array of 64-byte [`Bucket`]s, each 8 ways of a 16-bit
+//!   fingerprint (0 = empty) and a 32-bit slot index, plus a `spill` count: how many
+//!   entries whose home is this bucket live in one of the next `PROBE - 1` buckets
+//!   (bounded linear probing). A lookup reads the home bucket and, only when its
+//!   `spill` is non-zero, the next ones. There are about 2 ways per entry of capacity
+//!   (load factor <= 50 %), so spilling is rare.
+//! * `entries`: the slab, `capacity` 64-byte-aligned [`Entry`]s allocated up front, with
+//!   a free list. An IPv4 TCP connection (key, status, deadline, both directions' window
+//!   state, last-packet class/direction/flags, retransmission count) is exactly one
+//!   cache line: see [`Entry`].
+//! * Side arrays indexed by slot: `v6` (the two IPv6 addresses; the entry keeps a 32-bit
+//!   fold of each for a quick reject), `cold` (the TCP "last packet" sequence numbers
+//!   and window, read on ACK-class packets for the retransmission count and on the
+//!   ignore/resync/RST rules) and `gens` (slot generations for [`EntryHandle`]s).
+//!
+//! Nothing allocates after [`ConnTable::new`] except [`ConnTable::iter`]'s callers'
+//! own collections; there are no locks (one writer per shard).
+
+use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
+use super::tcp::{self, EntryCtx, Seen, Seg, TcpAction, TcpConn, TcpState};
+use super::view::{EntryView, Tuple};
+use super::{
+    Config, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason, Nanos, Stats,
+    Track, TrackOpts, NS,
+};
+use crate::packet::{checksum, parse_embedded, proto, Addr, Family, ParseError, Parsed, L4};
+
+/// Ways per bucket.
+const WAYS: usize = 8;
+/// Buckets probed from the home bucket (insert and lookup).
+const PROBE: usize = 8;
+/// Buckets scanned by early drop (as Linux: 8 chains).
+const EARLY_DROP_BUCKETS: usize = 8;
+
+// Entry::meta bits.
+const M_USED: u8 = 1 << 0;
+const M_PENDING: u8 = 1 << 1;
+const M_V6: u8 = 1 << 2;
+const M_ORIG_IS_A: u8 = 1 << 3;
+const M_HELPER_FTP: u8 = 1 << 4;
+
+/// One hash bucket: 8 fingerprints and 8 slot indices in one cache line.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    tags: [u16; WAYS],
+    slots: [u32; WAYS],
+    spill: u16,
+}
+
+/// One connection, one cache line (64 bytes, 64-byte aligned).
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `addr: [u32; 2]` | IPv4 addresses of endpoints a, b (IPv6: a 32-bit fold; full address in the side array) |
+/// | 8 | `port: [u16; 2]` | ports of a, b (ICMP: id, request type << 8 \| code; generic: 0) |
+/// | 12 | `proto`, `meta`, `status`, `tcp_state` | protocol; USED/PENDING/V6/ORIG_IS_A/HELPER; `CtStatus`; kernel TCP state |
+/// | 16 | `deadline: u64` | absolute expiry in ns (a candidate: the relative timeout) |
+/// | 24 | `win: [[u32; 4]; 2]` | TCP per direction (0 = ORIGINAL): end, maxend, maxwin, maxack. UDP: `stream_ts` in `win[0][0..2]` |
+/// | 56 | `scale: [u8; 2]`, `tflags: [u8; 2]` | TCP per direction: window scale, `IP_CT_TCP_FLAG_*` |
+/// | 60 | `last`, `last_flags`, `retrans`, `last_wscale` | TCP last packet: class (bits 0-2) + dir (bit 3); `last_flags`; retransmission count; wscale of an ignored SYN |
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Entry {
+    addr: [u32; 2],
+    port: [u16; 2],
+    proto: u8,
+    meta: u8,
+    status: u8,
+    tcp_state: u8,
+    deadline: u64,
+    win: [[u32; 4]; 2],
+    scale: [u8; 2],
+    tflags: [u8; 2],
+    last: u8,
+    last_flags: u8,
+    retrans: u8,
+    last_wscale: u8,
+}
+
+/// `size_of` the table entry (one IPv4 connection, TCP included): 64 bytes.
+pub const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
+const _: () = assert!(ENTRY_SIZE == 64);
+
+/// The TCP last-packet record kept out of the hot line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cold {
+    last_seq: u32,
+    last_ack: u32,
+    last_end: u32,
+    last_win: u16,
+}
+
+#[inline]
+fn fold(family: Family, a: &Addr) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    match family {
+        Family::V4 => w(0),
+        Family::V6 => w(0) ^ w(4).rotate_left(8) ^ w(8).rotate_left(16) ^ w(12).rotate_left(24),
+    }
+}
+
+#[inline]
+fn tag_of(h: u64) -> u16 {
+    let t = (h >> 16) as u16;
+    if t == 0 {
+        1
+    } else {
+        t
+    }
+}
+
+/// One shard of the connection table (single writer; see the module docs).
+pub struct ConnTable {
+    cfg: Config,
+    entries: Box<[Entry]>,
+    cold: Box<[Cold]>,
+    v6: Box<[[Addr; 2]]>,
+    gens: Box<[u32]>,
+    free: Vec<u32>,
+    buckets: Box<[Bucket]>,
+    mask: usize,
+    probe: usize,
+    len: usize,
+    cursor: usize,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("capacity", &self.entries.len())
+            .field("len", &self.len)
+            .field("buckets", &self.buckets.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl ConnTable {
+    /// A shard holding at most `capacity` entries (at least 1), all memory allocated now.
+    pub fn new(capacity: usize, cfg: Config) -> Self {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
+        let nb = (capacity * 2).div_ceil(WAYS).next_power_of_two().max(1);
+        let mut free: Vec<u32> = Vec::with_capacity(capacity);
+        free.extend((0..capacity as u32).rev());
+        ConnTable {
+            cfg,
+            entries: vec![Entry::default(); capacity].into_boxed_slice(),
+            cold: vec![Cold::default(); capacity].into_boxed_slice(),
+            v6: vec![[[0u8; 16]; 2]; capacity].into_boxed_slice(),
+            gens: vec![0u32; capacity].into_boxed_slice(),
+            free,
+            buckets: vec![Bucket::default(); nb].into_boxed_slice(),
+            mask: nb - 1,
+            probe: PROBE.min(nb),
+            len: 0,
+            cursor: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Replaces the settings (timeouts and knobs apply to later packets; existing
+    /// deadlines are kept, as when a sysctl is written).
+    pub fn set_config(&mut self, cfg: Config) {
+        self.cfg = cfg;
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Confirmed entries in the table (expired ones not yet reaped included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no entry is confirmed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most entries (confirmed plus pending candidates) the shard holds.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The symmetric hash of a packet's connection (both directions equal), for steering.
+    /// Packets without a flow key (ICMP errors, fragments, malformed L4) hash by their
+    /// addresses and protocol.
+    pub fn hash_of(p: &Parsed) -> u32 {
+        match FlowKey::from_parsed(p) {
+            Some(k) => k.symmetric_hash(),
+            None => FlowKey::ordered(p.family, p.proto, p.src, 0, p.dst, 0)
+                .0
+                .symmetric_hash(),
+        }
+    }
+
+    /// Hashes the packet's key and prefetches its home bucket (staged burst processing).
+    pub fn prefetch(&self, p: &Parsed) {
+        let Some(k) = FlowKey::from_parsed(p) else {
+            return;
+        };
+        let b = &self.buckets[self.bucket_of(k.hash64())];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ptr = b as *const Bucket as *const i8;
+            // SAFETY: `ptr` points into `self.buckets` (a live allocation); a prefetch
+            // never faults and has no architectural effect, and SSE is baseline on x86_64.
+            unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = std::hint::black_box(b.spill);
+        }
+    }
+
+    #[inline]
+    fn bucket_of(&self, h: u64) -> usize {
+        ((h >> 32) as usize) & self.mask
+    }
+
+    // ----- slots and keys -------------------------------------------------------------
+
+    fn key_of_slot(&self, slot: usize) -> FlowKey {
+        let e = &self.entries[slot];
+        let (family, a, b) = if e.meta & M_V6 != 0 {
+            (Family::V6, self.v6[slot][0], self.v6[slot][1])
+        } else {
+            let mut a = [0u8; 16];
+            let mut b = [0u8; 16];
+            a[..4].copy_from_slice(&e.addr[0].to_ne_bytes());
+            b[..4].copy_from_slice(&e.addr[1].to_ne_bytes());
+            (Family::V4, a, b)
+        };
+        FlowKey {
+            family,
+            proto: e.proto,
+            a,
+            b,
+            port_a: e.port[0],
+            port_b: e.port[1],
+        }
+    }
+
+    #[inline]
+    fn key_eq(&self, slot: usize, k: &FlowKey, fa: u32, fb: u32) -> bool {
+        let e = &self.entries[slot];
+        let v6 = k.family == Family::V6;
+        e.proto == k.proto
+            && e.port == [k.port_a, k.port_b]
+            && e.addr == [fa, fb]
+            && (e.meta & M_V6 != 0) == v6
+            && (!v6 || self.v6[slot] == [k.a, k.b])
+    }
+
+    /// Finds a key's index position: (bucket, way, slot). Dead entries are returned too.
+    fn find(&self, k: &FlowKey, h: u64) -> Option<(usize, usize, usize)> {
+        let home = self.bucket_of(h);
+        let tag = tag_of(h);
+        let fa = fold(k.family, &k.a);
+        let fb = fold(k.family, &k.b);
+        for i in 0..self.probe {
+            let bi = (home + i) & self.mask;
+            let b = &self.buckets[bi];
+            let mut m = 0u32;
+            for w in 0..WAYS {
+                m |= ((b.tags[w] == tag) as u32) << w;
+            }
+            while m != 0 {
+                let w = m.trailing_zeros() as usize;
+                let slot = b.slots[w] as usize;
+                if self.key_eq(slot, k, fa, fb) {
+                    return Some((bi, w, slot));
+                }
+                m &= m - 1;
+            }
+            if i == 0 && b.spill == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn index_insert(&mut self, h: u64, slot: usize) -> bool {
+        let home = self.bucket_of(h);
+        let tag = tag_of(h);
+        for i in 0..self.probe {
+            let bi = (home + i) & self.mask;
+            if let Some(w) = self.buckets[bi].tags.iter().position(|&t| t == 0) {
+                self.buckets[bi].tags[w] = tag;
+                self.buckets[bi].slots[w] = slot as u32;
+                if i > 0 {
+                    self.buckets[home].spill += 1;
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn free_slot(&mut self, slot: usize) {
+        self.entries[slot].meta = 0;
+        self.gens[slot] = self.gens[slot].wrapping_add(1);
+        self.free.push(slot as u32);
+    }
+
+    /// Removes the confirmed entry at (bucket, way); `expired` counts it as reaped.
+    fn remove_at(&mut self, bi: usize, w: usize, expired: bool) {
+        let slot = self.buckets[bi].slots[w] as usize;
+        let k = self.key_of_slot(slot);
+        let home = self.bucket_of(k.hash64());
+        if home != bi {
+            self.buckets[home].spill -= 1;
+        }
+        self.buckets[bi].tags[w] = 0;
+        if expired {
+            match k.proto {
+                proto::TCP => self.stats.expired_tcp += 1,
+                proto::UDP => self.stats.expired_udp += 1,
+                proto::ICMP | proto::ICMPV6 => self.stats.expired_icmp += 1,
+                _ => self.stats.expired_generic += 1,
+            }
+        }
+        self.free_slot(slot);
+        self.len -= 1;
+    }
+
+    fn remove_slot(&mut self, slot: usize) {
+        let k = self.key_of_slot(slot);
+        if let Some((bi, w, s)) = self.find(&k, k.hash64()) {
+            debug_assert_eq!(s, slot);
+            self.remove_at(bi, w, false);
+        }
+    }
+
+    /// A live (not expired) entry for the key; an expired one is reaped on the way.
+    fn lookup_live(&mut self, k: &FlowKey, h: u64, now: Nanos) -> Option<usize> {
+        let (bi, w, slot) = self.find(k, h)?;
+        if now >= self.entries[slot].deadline {
+            self.remove_at(bi, w, true);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// A free slot, evicting (Linux early drop) near the key's bucket when full.
+    fn alloc(&mut self, h: u64, now: Nanos) -> Option<usize> {
+        if let Some(s) = self.free.pop() {
+            return Some(s as usize);
+        }
+        let home = self.bucket_of(h);
+        for i in 0..EARLY_DROP_BUCKETS.min(self.buckets.len()) {
+            let bi = (home + i) & self.mask;
+            let mut dropped = 0;
+            for w in 0..WAYS {
+                if self.buckets[bi].tags[w] == 0 {
+                    continue;
+                }
+                let e = &self.entries[self.buckets[bi].slots[w] as usize];
+                if now >= e.deadline {
+                    self.remove_at(bi, w, true);
+                } else if e.status & CtStatus::ASSURED == 0 {
+                    self.remove_at(bi, w, false);
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                self.stats.early_drop += dropped;
+                break;
+            }
+        }
+        self.free.pop().map(|s| s as usize)
+    }
+
+    fn handle(&self, slot: usize) -> EntryHandle {
+        EntryHandle {
+            slot: slot as u32,
+            gen: self.gens[slot],
+        }
+    }
+
+    fn load_tcp(&self, slot: usize) -> TcpConn {
+        let e = &self.entries[slot];
+        let c = &self.cold[slot];
+        let seen = |d: usize| Seen {
+            end: e.win[d][0],
+            maxend: e.win[d][1],
+            maxwin: e.win[d][2],
+            maxack: e.win[d][3],
+            scale: e.scale[d],
+            flags: e.tflags[d],
+        };
+        TcpConn {
+            state: e.tcp_state,
+            seen: [seen(0), seen(1)],
+            last_index: e.last & 7,
+            last_dir: (e.last >> 3) & 1,
+            last_flags: e.last_flags,
+            last_wscale: e.last_wscale,
+            retrans: e.retrans,
+            last_seq: c.last_seq,
+            last_ack: c.last_ack,
+            last_end: c.last_end,
+            last_win: c.last_win,
+        }
+    }
+
+    fn store_tcp(&mut self, slot: usize, t: &TcpConn) {
+        let e = &mut self.entries[slot];
+        e.tcp_state = t.state;
+        for d in 0..2 {
+            let s = &t.seen[d];
+            e.win[d] = [s.end, s.maxend, s.maxwin, s.maxack];
+            e.scale[d] = s.scale;
+            e.tflags[d] = s.flags;
+        }
+        e.last = (t.last_index & 7) | (t.last_dir & 1) << 3;
+        e.last_flags = t.last_flags;
+        e.last_wscale = t.last_wscale;
+        e.retrans = t.retrans;
+        self.cold[slot] = Cold {
+            last_seq: t.last_seq,
+            last_ack: t.last_ack,
+            last_end: t.last_end,
+            last_win: t.last_win,
+        };
+    }
+
+    fn stream_ts(&self, slot: usize) -> u64 {
+        let w = &self.entries[slot].win[0];
+        (w[1] as u64) << 32 | w[0] as u64
+    }
+
+    fn set_stream_ts(&mut self, slot: usize, ts: u64) {
+        let w = &mut self.entries[slot].win[0];
+        w[0] = ts as u32;
+        w[1] = (ts >> 32) as u32;
+    }
+
+    fn icmp_timeout(&self, p: &Parsed) -> u32 {
+        if p.family == Family::V6 {
+            self.cfg.icmpv6_timeout
+        } else {
+            self.cfg.icmp_timeout
+        }
+    }
+
+    // ----- the per-packet procedure -----------------------------------------------------
+
+    /// `CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
+    /// candidate for a NEW packet, run the protocol tracker, set SEEN_REPLY.
+    /// A candidate (`Track::candidate`) must then be passed to [`ConnTable::confirm`].
+    pub fn track(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
+        if opts.notrack {
+            self.stats.ignore += 1;
+            return Track::untracked();
+        }
+        let t = self.track_inner(frame, p, now, opts);
+        if t.state == CtState::Invalid {
+            self.stats.invalid += 1;
+        }
+        t
+    }
+
+    fn track_inner(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
+        if p.frag.offset != 0 {
+            return Track::invalid(InvalidReason::Fragment);
+        }
+        match p.l4 {
+            L4::Fragment => return Track::invalid(InvalidReason::Fragment),
+            L4::Malformed(e) => return Track::invalid(malformed_reason(p, e)),
+            L4::Icmp(i) => {
+                if i.v6 != (p.family == Family::V6) {
+                    return Track::invalid(InvalidReason::IcmpWrongFamily);
+                }
+                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::IcmpBadChecksum);
+                }
+                if !i.v6 && i.ty > 18 {
+                    return Track::invalid(InvalidReason::IcmpBadType);
+                }
+                if i.v6 && ((130..=136).contains(&i.ty) || i.ty == 143) {
+                    // Neighbour discovery and MLD are never tracked.
+                    return Track::untracked();
+                }
+                if i.is_error() {
+                    return self.icmp_error(frame, p, now);
+                }
+            }
+            L4::Tcp(t) => {
+                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::TcpBadChecksum);
+                }
+                if !tcp::valid_flags(t.flags) {
+                    return Track::invalid(InvalidReason::TcpBadFlags);
+                }
+            }
+            L4::Udp(_) => {
+                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::UdpBadChecksum);
+                }
+            }
+            L4::Other => {}
+        }
+        let Some((key, src_is_a)) = FlowKey::of_parsed(p) else {
+            // Only ICMP types without a request/reply pair get here.
+            return Track::invalid(InvalidReason::IcmpNoEntry);
+        };
+        let h = key.hash64();
+        // At most one restart: a TCP reopen removes the entry it found.
+        for _ in 0..2 {
+            if let Some(slot) = self.lookup_live(&key, h, now) {
+                self.stats.found += 1;
+                match self.update(slot, &key, p, src_is_a, now) {
+                    Some(t) => return t,
+                    None => {
+                        self.stats.search_restart += 1;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        self.create(key, h, src_is_a, p, now, opts)
+    }
+
+    /// Runs the protocol tracker on an existing entry; None = reopen (entry removed).
+    fn update(
+        &mut self,
+        slot: usize,
+        key: &FlowKey,
+        p: &Parsed,
+        src_is_a: bool,
+        now: Nanos,
+    ) -> Option<Track> {
+        let e = self.entries[slot];
+        // A flow from an endpoint to itself has equal ORIGINAL and REPLY tuples; Linux
+        // inserts the REPLY one last, at the head of the chain, so lookups find REPLY.
+        let self_flow = !key.is_icmp() && key.a == key.b && key.port_a == key.port_b;
+        let dir = if self_flow && e.status & CtStatus::CONFIRMED != 0 {
+            Direction::Reply
+        } else if src_is_a == (e.meta & M_ORIG_IS_A != 0) {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let mut status = e.status;
+        let mut deadline = e.deadline;
+        let mut handle = Some(self.handle(slot));
+        let mut tcp_state = None;
+        let mut kill = false;
+        match p.l4 {
+            L4::Tcp(t) => {
+                let seg = Seg::from_tcp(&t);
+                let mut c = self.load_tcp(slot);
+                let ctx = EntryCtx {
+                    status,
+                    remaining_ns: deadline.saturating_sub(now),
+                };
+                let act = tcp::tcp_packet(&mut c, dir as usize, &seg, ctx, &self.cfg);
+                match act {
+                    TcpAction::Reopen => {
+                        self.remove_slot(slot);
+                        return None;
+                    }
+                    TcpAction::Invalid { reason, shrink } => {
+                        self.store_tcp(slot, &c);
+                        let unack = self.cfg.tcp_timeout_unacknowledged as u64 * NS;
+                        if shrink && ctx.remaining_ns > unack {
+                            self.entries[slot].deadline = now.saturating_add(unack);
+                        }
+                        return Some(Track::invalid(reason));
+                    }
+                    TcpAction::Ignore => {}
+                    TcpAction::Kill => kill = true,
+                    TcpAction::Accept {
+                        timeout,
+                        refresh,
+                        assured,
+                    } => {
+                        if refresh {
+                            deadline = now.saturating_add(timeout as u64 * NS);
+                        }
+                        if assured {
+                            status |= CtStatus::ASSURED;
+                        }
+                    }
+                }
+                self.store_tcp(slot, &c);
+                tcp_state = Some(TcpState::from_u8(c.state));
+            }
+            L4::Udp(_) => {
+                let mut timeout = self.cfg.udp_timeout;
+                if status & CtStatus::SEEN_REPLY != 0 && now > self.stream_ts(slot) {
+                    timeout = self.cfg.udp_timeout_stream;
+                    status |= CtStatus::ASSURED;
+                }
+                deadline = now.saturating_add(timeout as u64 * NS);
+            }
+            L4::Icmp(_) => deadline = now.saturating_add(self.icmp_timeout(p) as u64 * NS),
+            _ => deadline = now.saturating_add(self.cfg.generic_timeout as u64 * NS),
+        }
+        let state = match dir {
+            Direction::Reply => CtState::Established,
+            Direction::Original if status & CtStatus::SEEN_REPLY != 0 => CtState::Established,
+            Direction::Original if status & CtStatus::EXPECTED != 0 => CtState::Related,
+            Direction::Original => CtState::New,
+        };
+        if dir == Direction::Reply {
+            status |= CtStatus::SEEN_REPLY;
+        }
+        if kill {
+            self.remove_slot(slot);
+            handle = None;
+        } else {
+            let e = &mut self.entries[slot];
+            e.status = status;
+            e.deadline = deadline;
+        }
+        Some(Track {
+            state,
+            dir,
+            status: CtStatus(status),
+            tcp_state,
+            reason: None,
+            handle,
+            candidate: false,
+            table_full_drop: false,
+        })
+    }
+
+    /// §1.3 step 5c: a candidate for a packet that matched nothing.
+    fn create(
+        &mut self,
+        key: FlowKey,
+        h: u64,
+        src_is_a: bool,
+        p: &Parsed,
+        now: Nanos,
+        opts: TrackOpts,
+    ) -> Track {
+        let mut tcp_init = None;
+        match p.l4 {
+            L4::Tcp(t) => {
+                let seg = Seg::from_tcp(&t);
+                match tcp::tcp_new(&seg, &self.cfg) {
+                    Ok(c) => tcp_init = Some((c, seg)),
+                    Err(r) => return Track::invalid(r),
+                }
+            }
+            L4::Icmp(_) if !src_is_a => {
+                // A reply type with no entry: only requests create entries.
+                return Track::invalid(InvalidReason::IcmpNoEntry);
+            }
+            _ => {}
+        }
+        let Some(slot) = self.alloc(h, now) else {
+            self.stats.drop += 1;
+            return Track {
+                state: CtState::New,
+                table_full_drop: true,
+                ..Track::untracked()
+            };
+        };
+        let v6 = key.family == Family::V6;
+        let mut e = Entry {
+            addr: [fold(key.family, &key.a), fold(key.family, &key.b)],
+            port: [key.port_a, key.port_b],
+            proto: key.proto,
+            meta: M_USED | M_PENDING,
+            ..Entry::default()
+        };
+        if v6 {
+            e.meta |= M_V6;
+            self.v6[slot] = [key.a, key.b];
+        }
+        if src_is_a {
+            e.meta |= M_ORIG_IS_A;
+        }
+        if opts.helper == Some(HelperKind::Ftp) {
+            e.meta |= M_HELPER_FTP;
+        }
+        self.entries[slot] = e;
+        self.cold[slot] = Cold::default();
+        let mut tcp_state = None;
+        let timeout = match p.l4 {
+            L4::Tcp(_) => {
+                let (mut c, seg) = tcp_init.expect("set above for TCP");
+                let ctx = EntryCtx {
+                    status: 0,
+                    remaining_ns: 0,
+                };
+                match tcp::tcp_packet(&mut c, 0, &seg, ctx, &self.cfg) {
+                    TcpAction::Accept { timeout, .. } => {
+                        self.store_tcp(slot, &c);
+                        tcp_state = Some(TcpState::from_u8(c.state));
+                        timeout
+                    }
+                    TcpAction::Invalid { reason, .. } => {
+                        self.free_slot(slot);
+                        return Track::invalid(reason);
+                    }
+                    _ => {
+                        // Cannot happen from NONE; refuse rather than keep an odd entry.
+                        self.free_slot(slot);
+                        return Track::invalid(InvalidReason::TcpStateTable);
+                    }
+                }
+            }
+            L4::Udp(_) => {
+                self.set_stream_ts(slot, now.saturating_add(2 * NS));
+                self.cfg.udp_timeout
+            }
+            L4::Icmp(_) => self.icmp_timeout(p),
+            _ => self.cfg.generic_timeout,
+        };
+        self.entries[slot].deadline = timeout as u64 * NS;
+        Track {
+            state: CtState::New,
+            dir: Direction::Original,
+            status: CtStatus(0),
+            tcp_state,
+            reason: None,
+            handle: Some(self.handle(slot)),
+            candidate: true,
+            table_full_drop: false,
+        }
+    }
+
+    /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
+    fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
+        let end = (p.ip_end as usize).min(frame.len());
+        let inner_off = p.l4_off as usize + 8;
+        let Ok(ip) = parse_embedded(&frame[..end], inner_off) else {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        };
+        if ip.family != p.family || ip.frag.offset != 0 {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        }
+        let kd = match ip.l4 {
+            L4::Tcp(t) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, t.sport, ip.dst, t.dport,
+            )),
+            L4::Udp(u) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport,
+            )),
+            L4::Icmp(i) if i.v6 == (ip.family == Family::V6) && !i.is_error() => {
+                FlowKey::icmp_dir(ip.family, ip.src, ip.dst, i.id, i.ty, i.code)
+            }
+            L4::Other => Some(FlowKey::ordered(ip.family, ip.proto, ip.src, 0, ip.dst, 0)),
+            _ => None,
+        };
+        let Some((key, inner_src_is_a)) = kd else {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        };
+        let Some(slot) = self.lookup_live(&key, key.hash64(), now) else {
+            return Track::invalid(InvalidReason::IcmpErrorNoEntry);
+        };
+        // The inverted inner tuple matched the entry in the direction opposite to the
+        // quoted packet's; that tuple's destination is the quoted packet's source.
+        if p.dst != ip.src {
+            return Track::invalid(InvalidReason::IcmpErrorSpoofed);
+        }
+        self.stats.found += 1;
+        let e = &self.entries[slot];
+        let inner_orig = inner_src_is_a == (e.meta & M_ORIG_IS_A != 0);
+        let dir = if inner_orig {
+            Direction::Reply
+        } else {
+            Direction::Original
+        };
+        Track {
+            state: CtState::Related,
+            dir,
+            status: CtStatus(e.status),
+            tcp_state: (e.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
+            reason: None,
+            handle: Some(self.handle(slot)),
+            candidate: false,
+            table_full_drop: false,
+        }
+    }
+
+    /// §1.3 step 9: commits the candidate of `t` if the packet was `accepted`, releases
+    /// it otherwise (a dropped first packet leaves no entry). Returns whether the packet
+    /// may still go out: false when it was not accepted, or when the insert failed
+    /// (Linux drops the packet: a TCP clash or no room in the probe window).
+    /// Tracks without a candidate are left alone (true, unless a table-full drop).
+    pub fn confirm(&mut self, t: &Track, accepted: bool, now: Nanos) -> bool {
+        if !t.candidate {
+            return !t.table_full_drop;
+        }
+        let Some(hd) = t.handle else {
+            return false;
+        };
+        let slot = hd.slot as usize;
+        if slot >= self.entries.len()
+            || self.gens[slot] != hd.gen
+            || self.entries[slot].meta & (M_USED | M_PENDING) != (M_USED | M_PENDING)
+        {
+            return false;
+        }
+        if !accepted {
+            self.free_slot(slot);
+            return false;
+        }
+        let k = self.key_of_slot(slot);
+        let h = k.hash64();
+        if self.lookup_live(&k, h, now).is_some() {
+            // Another packet of the same flow was confirmed first (same burst).
+            self.free_slot(slot);
+            if k.proto == proto::TCP {
+                self.stats.insert_failed += 1;
+                self.stats.drop += 1;
+                return false;
+            }
+            return true; // UDP/ICMP/generic: merged into the existing entry
+        }
+        if !self.index_insert(h, slot) {
+            self.free_slot(slot);
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return false;
+        }
+        let e = &mut self.entries[slot];
+        e.meta &= !M_PENDING;
+        e.status |= CtStatus::CONFIRMED;
+        e.deadline = now.saturating_add(e.deadline);
+        self.len += 1;
+        self.stats.insert += 1;
+        true
+    }
+
+    // ----- maintenance and control ------------------------------------------------------
+
+    /// Bounded sweep: visits at most `budget` buckets (8 entries each), continuing where
+    /// the previous call stopped, and reaps the expired entries. Returns how many.
+    pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
+        let mut reaped = 0;
+        for _ in 0..budget.min(self.buckets.len()) {
+            let bi = self.cursor;
+            self.cursor = (bi + 1) & self.mask;
+            for w in 0..WAYS {
+                if self.buckets[bi].tags[w] != 0 {
+                    let slot = self.buckets[bi].slots[w] as usize;
+                    if now >= self.entries[slot].deadline {
+                        self.remove_at(bi, w, true);
+                        reaped += 1;
+                    }
+                }
+            }
+        }
+        reaped
+    }
+
+    fn view(&self, slot: usize, now: Nanos) -> EntryView {
+        let e = &self.entries[slot];
+        let k = self.key_of_slot(slot);
+        let family = k.family;
+        let (orig, reply) = if k.is_icmp() {
+            let req = (k.port_b >> 8) as u8;
+            let code = k.port_b as u8;
+            let rep = if family == Family::V6 {
+                icmp6_reply_of(req)
+            } else {
+                icmp4_reply_of(req)
+            }
+            .unwrap_or(req);
+            let t = |src, dst, ty| Tuple {
+                src,
+                dst,
+                sport: 0,
+                dport: 0,
+                icmp: Some((ty, code, k.port_a)),
+            };
+            (t(k.a, k.b, req), t(k.b, k.a, rep))
+        } else {
+            let ta = Tuple {
+                src: k.a,
+                dst: k.b,
+                sport: k.port_a,
+                dport: k.port_b,
+                icmp: None,
+            };
+            let tb = Tuple {
+                src: k.b,
+                dst: k.a,
+                sport: k.port_b,
+                dport: k.port_a,
+                icmp: None,
+            };
+            if e.meta & M_ORIG_IS_A != 0 {
+                (ta, tb)
+            } else {
+                (tb, ta)
+            }
+        };
+        EntryView {
+            family,
+            proto: k.proto,
+            orig,
+            reply,
+            tcp_state: (k.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
+            status: CtStatus(e.status),
+            timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
+            helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),
+            handle: self.handle(slot),
+        }
+    }
+
+    /// Live confirmed entries (for `ctl list`); expired ones are skipped.
+    pub fn iter(&self, now: Nanos) -> impl Iterator<Item = EntryView> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.meta & (M_USED | M_PENDING) == M_USED && now < e.deadline)
+            .map(move |(i, _)| self.view(i, now))
+    }
+
+    /// The live entry for a key (either direction's tuple gives the same key).
+    pub fn get(&self, key: &FlowKey, now: Nanos) -> Option<EntryView> {
+        let (_, _, slot) = self.find(key, key.hash64())?;
+        (now < self.entries[slot].deadline).then(|| self.view(slot, now))
+    }
+
+    /// The entry behind a handle, if it still exists (confirmed and live).
+    pub fn get_handle(&self, h: EntryHandle, now: Nanos) -> Option<EntryView> {
+        let slot = h.slot as usize;
+        let e = self.entries.get(slot)?;
+        (self.gens[slot] == h.gen && e.meta & (M_USED | M_PENDING) == M_USED && now < e.deadline)
+            .then(|| self.view(slot, now))
+    }
+
+    /// Deletes the entry for a key (`conntrack -D`); true when there was one.
+    pub fn delete(&mut self, key: &FlowKey) -> bool {
+        match self.find(key, key.hash64()) {
+            Some((bi, w, _)) => {
+                self.remove_at(bi, w, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes every entry (`conntrack -F`); pending candidates are dropped too.
+    pub fn flush(&mut self) {
+        for b in self.buckets.iter_mut() {
+            *b = Bucket::default();
+        }
+        self.free.clear();
+        for slot in (0..self.entries.len()).rev() {
+            if self.entries[slot].meta != 0 {
+                self.entries[slot].meta = 0;
+                self.gens[slot] = self.gens[slot].wrapping_add(1);
+            }
+            self.free.push(slot as u32);
+        }
+        self.len = 0;
+        self.cursor = 0;
+    }
+}
+
+fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {
+    match e {
+        ParseError::BadTcpDataOffset => InvalidReason::TcpBadDataOffset,
+        ParseError::BadUdpLength => InvalidReason::UdpBadLength,
+        ParseError::BadExtHeader => InvalidReason::BadExtHeader,
+        ParseError::TruncatedL4 => match p.proto {
+            proto::TCP if p.l4_len >= 4 => InvalidReason::TcpBadDataOffset,
+            proto::UDP if p.l4_len >= 4 => InvalidReason::UdpBadLength,
+            proto::ICMP | proto::ICMPV6 => InvalidReason::IcmpBadHeader,
+            _ => InvalidReason::Truncated,
+        },
+        _ => InvalidReason::BadL3,
+    }
+}
