@@ -3,7 +3,7 @@
 in the metrics contract (deploy/METRICS.md) and, optionally, in a live scrape.
 
 Usage:
-  dashboard_metrics.py SOURCE [SCRAPE.txt] [--metrics-md PATH] [--list]
+  dashboard_metrics.py SOURCE [SCRAPE.txt] [--metrics-md PATH] [--list] [--emit-rules OUT.yml]
 
 SOURCE is a Grafana dashboard (.json: every target `expr` and every query variable) or
 a Prometheus rules file (.yml/.yaml: every rule `expr`). SCRAPE.txt is a /metrics
@@ -18,6 +18,9 @@ base as a histogram. Label names used in matchers must be among the metric's lab
 METRICS.md (plus `job`, `instance`, `le` for buckets). Prometheus' own series (`up`,
 `scrape_*`) are allowed and not looked for in the scrape. Metrics METRICS.md marks
 "opt-in" may be absent from a scrape (a warning, not a failure).
+
+--emit-rules writes every expression (Grafana variables substituted) as a recording
+rule, so that `promtool check rules OUT.yml` proves each one parses as PromQL.
 
 Exit status: 0 all found, 1 something missing, 2 usage or parse error.
 """
@@ -103,18 +106,18 @@ def grafana_variable_exprs(query):
 
 
 def dashboard_exprs(dash):
-    """(where, expr) for every Prometheus expression in a dashboard."""
+    """(where, expr) for every Prometheus expression in a dashboard: panel targets (rows'
+    nested panels included), annotation queries, and query variables."""
     out = []
 
     def walk(node, where):
         if isinstance(node, dict):
-            title = node.get("title") or where
-            for tgt in node.get("targets", []) or []:
-                if isinstance(tgt, dict) and tgt.get("expr"):
-                    out.append((f"panel {title!r} ref {tgt.get('refId', '?')}", tgt["expr"]))
+            title = node.get("title") or node.get("name") or where
+            if isinstance(node.get("expr"), str) and node["expr"].strip():
+                ref = f" ref {node['refId']}" if "refId" in node else ""
+                out.append((f"{title!r}{ref}", node["expr"]))
             for k, v in node.items():
-                if k != "targets":
-                    walk(v, title)
+                walk(v, title)
         elif isinstance(node, list):
             for v in node:
                 walk(v, where)
@@ -125,6 +128,19 @@ def dashboard_exprs(dash):
             for e in grafana_variable_exprs(var.get("query", "")):
                 out.append((f"variable ${var.get('name')}", e))
     return out
+
+
+GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h", "__interval_ms": "15000",
+                "__range_s": "3600", "__range_ms": "3600000"}
+
+
+def substitute_grafana(expr):
+    """Grafana variables replaced by something PromQL accepts (for a syntax check)."""
+    def rep(m):
+        name = m.group(1) or m.group(2) or m.group(3)
+        name = name.split(":")[0]
+        return GRAFANA_VARS.get(name, ".*")
+    return re.sub(r"\$\{([^}]*)\}|\[\[([^\]]*)\]\]|\$(\w+)", rep, expr)
 
 
 def rules_exprs(doc):
@@ -201,6 +217,10 @@ def main(argv):
     if not args or len(args) > 2:
         print(__doc__, file=sys.stderr)
         return 2
+    emit = None
+    if "--emit-rules" in argv:
+        emit = argv[argv.index("--emit-rules") + 1]
+        args.remove(emit)
     source = args[0]
     scrape = args[1] if len(args) == 2 else None
 
@@ -221,6 +241,13 @@ def main(argv):
     if not exprs:
         print(f"error: no PromQL expressions found in {source}", file=sys.stderr)
         return 2
+
+    if emit:
+        # One recording rule per expression, so `promtool check rules` parses them all.
+        with open(emit, "w", encoding="utf-8") as f:
+            f.write("groups:\n  - name: extracted\n    rules:\n")
+            for i, (where, expr) in enumerate(exprs):
+                f.write(f"      # {where}\n      - record: extracted:expr{i}\n        expr: {json.dumps(substitute_grafana(expr))}\n")
 
     used = {}  # name -> [where]
     bad = 0
