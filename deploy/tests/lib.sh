@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for deploy/tests/*.sh (sourced, not executed).
 
 # apt_install PKG...: installs Debian packages when running as root with apt-get;
