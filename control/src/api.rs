@@ -41,22 +41,28 @@ const LANDING: &str = "<html><head><title>statewall</title></head><body><h1>stat
 
 /// Starts the API server on its own thread; returns the bound address.
 pub fn serve(rt: Arc<Runtime>, listen: &str) -> Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen}: {e}"))?;
+    let server = tiny_http::Server::http(listen)
+        .map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen}: {e}"))?;
     let addr = server
         .server_addr()
         .to_ip()
         .ok_or_else(|| anyhow::anyhow!("control.listen: not an IP address"))?;
-    std::thread::Builder::new().name("statewall-api".into()).spawn(move || {
-        for mut req in server.incoming_requests() {
-            let mut body = String::new();
-            let _ = req.as_reader().take(16 << 20).read_to_string(&mut body);
-            let (code, ctype, text) = handle(&rt, req.method().as_str(), req.url(), &body);
-            let resp = tiny_http::Response::from_string(text)
-                .with_status_code(code)
-                .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("valid header"));
-            let _ = req.respond(resp);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("statewall-api".into())
+        .spawn(move || {
+            for mut req in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = req.as_reader().take(16 << 20).read_to_string(&mut body);
+                let (code, ctype, text) = handle(&rt, req.method().as_str(), req.url(), &body);
+                let resp = tiny_http::Response::from_string(text)
+                    .with_status_code(code)
+                    .with_header(
+                        tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
+                            .expect("valid header"),
+                    );
+                let _ = req.respond(resp);
+            }
+        })?;
     Ok(addr)
 }
 
@@ -102,7 +108,11 @@ const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 fn err(code: u16, msg: impl std::fmt::Display) -> (u16, &'static str, String) {
-    (code, JSON, json!({ "error": msg.to_string() }).to_string() + "\n")
+    (
+        code,
+        JSON,
+        json!({ "error": msg.to_string() }).to_string() + "\n",
+    )
 }
 
 /// Handles one request: (status, content type, body).
@@ -111,10 +121,18 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
     let want_json = q.iter().any(|(k, v)| k == "format" && v == "json");
     match (method, path) {
         ("GET", "/") => (200, "text/html; charset=utf-8", LANDING.to_string()),
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", crate::metrics::render(rt)),
+        ("GET", "/metrics") => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::render(rt),
+        ),
         ("GET", "/api/v1/status") => (200, JSON, crate::status::status_json(rt).to_string() + "\n"),
         ("GET", "/api/v1/ports") => (200, JSON, crate::status::ports_json(rt).to_string() + "\n"),
-        ("GET", "/api/v1/workers") => (200, JSON, crate::status::workers_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/workers") => (
+            200,
+            JSON,
+            crate::status::workers_json(rt).to_string() + "\n",
+        ),
         ("GET", "/api/v1/rules") => match crate::status::rules_listing(rt) {
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, e),
@@ -123,10 +141,16 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(g) => (200, JSON, json!({ "generation": g }).to_string() + "\n"),
             Err(e) => err(400, format!("{e:#}")),
         },
-        ("POST", "/api/v1/rules/check") => match dataplane::ruleset::parse_ruleset(body, "api", None) {
-            Ok(rs) => (200, JSON, json!({ "ok": true, "summary": rs.summary() }).to_string() + "\n"),
-            Err(e) => err(400, e),
-        },
+        ("POST", "/api/v1/rules/check") => {
+            match dataplane::ruleset::parse_ruleset(body, "api", None) {
+                Ok(rs) => (
+                    200,
+                    JSON,
+                    json!({ "ok": true, "summary": rs.summary().to_string() }).to_string() + "\n",
+                ),
+                Err(e) => err(400, e),
+            }
+        }
         ("POST", "/api/v1/reload") => {
             crate::notify::reloading();
             let r = rt.reload();
@@ -142,7 +166,9 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
                 }
             }
         }
-        ("GET", "/api/v1/conntrack") | ("GET", "/api/v1/conntrack/count") | ("DELETE", "/api/v1/conntrack") => {
+        ("GET", "/api/v1/conntrack")
+        | ("GET", "/api/v1/conntrack/count")
+        | ("DELETE", "/api/v1/conntrack") => {
             let filter = match Filter::from_query(&q) {
                 Ok(f) => f,
                 Err(e) => return err(400, e),
@@ -161,7 +187,11 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(n) => (200, JSON, json!({ "flushed": n }).to_string() + "\n"),
             Err(e) => err(500, format!("{e:#}")),
         },
-        ("GET", "/api/v1/conntrack/stats") => (200, JSON, crate::status::ct_stats_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/conntrack/stats") => (
+            200,
+            JSON,
+            crate::status::ct_stats_json(rt).to_string() + "\n",
+        ),
         ("GET", "/api/v1/expect") => match ctview::expectations(rt) {
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, format!("{e:#}")),

@@ -273,15 +273,18 @@ const BACKENDS: &[&str] = &["pktgen", "pcap", "af_packet", "af_xdp", "dpdk"];
 impl Config {
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).with_context(|| format!("{origin}: invalid configuration"))?;
-        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        let cfg: Config =
+            toml::from_str(text).with_context(|| format!("{origin}: invalid configuration"))?;
+        cfg.validate()
+            .with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(cfg)
     }
 
     /// Reads and validates a configuration file. Relative paths inside it are
     /// resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut cfg = Config::parse(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut Option<PathBuf>| {
@@ -312,13 +315,24 @@ impl Config {
             bail!("dataplane.burst: must be 1..=256, got {}", d.burst);
         }
         if d.pool_size < 2 * d.burst {
-            bail!("dataplane.pool_size: must be at least 2 x burst ({}), got {}", 2 * d.burst, d.pool_size);
+            bail!(
+                "dataplane.pool_size: must be at least 2 x burst ({}), got {}",
+                2 * d.burst,
+                d.pool_size
+            );
         }
         if !["pass-arp", "pass", "drop"].contains(&d.non_ip.as_str()) {
-            bail!("dataplane.non_ip: expected \"pass-arp\", \"pass\" or \"drop\", got {:?}", d.non_ip);
+            bail!(
+                "dataplane.non_ip: expected \"pass-arp\", \"pass\" or \"drop\", got {:?}",
+                d.non_ip
+            );
         }
         if !d.cores.is_empty() && d.workers != 0 && d.cores.len() != d.workers {
-            bail!("dataplane.cores: {} cores listed for {} workers", d.cores.len(), d.workers);
+            bail!(
+                "dataplane.cores: {} cores listed for {} workers",
+                d.cores.len(),
+                d.workers
+            );
         }
         if self.ports.is_empty() {
             bail!("port: at least one [[port]] is required");
@@ -331,7 +345,11 @@ impl Config {
                 bail!("port[{i}].name: duplicate port name {:?}", p.name);
             }
             if !BACKENDS.contains(&p.backend.as_str()) {
-                bail!("port[{i}].backend: unknown backend {:?} (expected one of {})", p.backend, BACKENDS.join(", "));
+                bail!(
+                    "port[{i}].backend: unknown backend {:?} (expected one of {})",
+                    p.backend,
+                    BACKENDS.join(", ")
+                );
             }
             match p.backend.as_str() {
                 "af_packet" | "af_xdp" if p.interface.is_none() => {
@@ -347,7 +365,10 @@ impl Config {
                 _ => {}
             }
             if !p.descriptors.is_power_of_two() || p.descriptors < 64 {
-                bail!("port[{i}].descriptors: must be a power of two >= 64, got {}", p.descriptors);
+                bail!(
+                    "port[{i}].descriptors: must be a power of two >= 64, got {}",
+                    p.descriptors
+                );
             }
         }
         if self.pairs.is_empty() {
@@ -355,7 +376,10 @@ impl Config {
         }
         for (i, pair) in self.pairs.iter().enumerate() {
             if pair.mode != "forward" && pair.mode != "host" {
-                bail!("pair[{i}].mode: expected \"forward\" or \"host\", got {:?}", pair.mode);
+                bail!(
+                    "pair[{i}].mode: expected \"forward\" or \"host\", got {:?}",
+                    pair.mode
+                );
             }
             for (field, name) in [("network", &pair.network), ("host", &pair.host)] {
                 if !self.ports.iter().any(|p| &p.name == name) {
@@ -368,7 +392,10 @@ impl Config {
         }
         let g = &self.pktgen;
         if !["lifecycle", "established", "range"].contains(&g.mode.as_str()) {
-            bail!("pktgen.mode: expected \"lifecycle\", \"established\" or \"range\", got {:?}", g.mode);
+            bail!(
+                "pktgen.mode: expected \"lifecycle\", \"established\" or \"range\", got {:?}",
+                g.mode
+            );
         }
         if g.flows == 0 {
             bail!("pktgen.flows: must be > 0");
@@ -377,14 +404,20 @@ impl Config {
             bail!("pktgen.frame_size: must be 60..=1518, got {}", g.frame_size);
         }
         if g.proto != "udp" && g.proto != "tcp" {
-            bail!("pktgen.proto: expected \"udp\" or \"tcp\", got {:?}", g.proto);
+            bail!(
+                "pktgen.proto: expected \"udp\" or \"tcp\", got {:?}",
+                g.proto
+            );
         }
         if self.conntrack.nf_conntrack_max == 0 {
             bail!("conntrack.nf_conntrack_max: must be > 0");
         }
         for k in self.conntrack.timeouts.keys() {
             if !TIMEOUT_NAMES.contains(&k.as_str()) {
-                bail!("conntrack.timeouts.{k}: unknown timeout (expected one of {})", TIMEOUT_NAMES.join(", "));
+                bail!(
+                    "conntrack.timeouts.{k}: unknown timeout (expected one of {})",
+                    TIMEOUT_NAMES.join(", ")
+                );
             }
         }
         Ok(())
@@ -393,7 +426,10 @@ impl Config {
     /// Number of workers to start (resolving 0 to the available cores).
     pub fn worker_count(&self) -> usize {
         match (self.dataplane.workers, self.dataplane.cores.len()) {
-            (0, 0) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1),
+            (0, 0) => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .max(1),
             (0, n) => n,
             (w, _) => w,
         }
@@ -439,12 +475,20 @@ mod tests {
     fn errors_name_the_field() {
         let base = "[[port]]\nname='a'\nbackend='pktgen'\nside='inside'\n[[port]]\nname='b'\nbackend='pktgen'\nside='outside'\n[[pair]]\nnetwork='b'\nhost='a'\n";
         assert!(Config::parse(base, "t.toml").is_ok());
-        assert!(err(&base.replace("backend='pktgen'\nside='inside'", "backend='foo'")).contains("port[0].backend: unknown backend \"foo\""));
+        assert!(
+            err(&base.replace("backend='pktgen'\nside='inside'", "backend='foo'"))
+                .contains("port[0].backend: unknown backend \"foo\"")
+        );
         assert!(err(&format!("{base}[dataplane]\nburst=0\n")).contains("dataplane.burst"));
-        assert!(err(&base.replace("host='a'", "host='zz'")).contains("pair[0].host: no port named \"zz\""));
-        assert!(err(&format!("{base}[conntrack.timeouts]\nudp_timeot=3\n")).contains("conntrack.timeouts.udp_timeot"));
+        assert!(err(&base.replace("host='a'", "host='zz'"))
+            .contains("pair[0].host: no port named \"zz\""));
+        assert!(err(&format!("{base}[conntrack.timeouts]\nudp_timeot=3\n"))
+            .contains("conntrack.timeouts.udp_timeot"));
         let e = err(&format!("{base}[conntrack]\nnf_conntrack_mx=3\n"));
         assert!(e.contains("nf_conntrack_mx"), "{e}");
-        assert!(err(&base.replace("backend='pktgen'\nside='inside'", "backend='af_packet'")).contains("port[0].interface"));
+        assert!(
+            err(&base.replace("backend='pktgen'\nside='inside'", "backend='af_packet'"))
+                .contains("port[0].interface")
+        );
     }
 }

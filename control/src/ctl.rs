@@ -140,7 +140,9 @@ pub enum ConntrackCtl {
 fn escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -148,20 +150,27 @@ fn escape(s: &str) -> String {
 
 /// One HTTP/1.0 request to the API; returns (status, body).
 pub fn request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to statewall at {addr} (is it running? see --addr)"))?;
+    let mut s = TcpStream::connect(addr).with_context(|| {
+        format!("connecting to statewall at {addr} (is it running? see --addr)")
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let resp = String::from_utf8_lossy(&resp);
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     Ok((code, body.to_string()))
 }
 
 fn get_json(addr: &str, path: &str) -> Result<Value> {
     let (code, body) = request(addr, "GET", path, "")?;
-    let v: Value = serde_json::from_str(&body).with_context(|| format!("bad answer from {path}: {body}"))?;
+    let v: Value =
+        serde_json::from_str(&body).with_context(|| format!("bad answer from {path}: {body}"))?;
     if code != 200 {
         bail!("{}", v["error"].as_str().unwrap_or(&body));
     }
@@ -181,17 +190,37 @@ fn ok_or_error(code: u16, body: String) -> Result<String> {
 pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
     let a = &args.addr;
     match &args.cmd {
-        CtlCmd::Status => writeln!(out, "{}", serde_json::to_string_pretty(&get_json(a, "/api/v1/status")?)?)?,
-        CtlCmd::Workers => writeln!(out, "{}", serde_json::to_string_pretty(&get_json(a, "/api/v1/workers")?)?)?,
+        CtlCmd::Status => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&get_json(a, "/api/v1/status")?)?
+        )?,
+        CtlCmd::Workers => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&get_json(a, "/api/v1/workers")?)?
+        )?,
         CtlCmd::Ports => {
             let v = get_json(a, "/api/v1/ports")?;
             for p in v.as_array().into_iter().flatten() {
                 let g = |k: &str| p[k].as_u64().unwrap_or(0);
                 writeln!(out, "\n  ######################## NIC statistics for port {:<2} ({}) ########################", g("port"), p["name"].as_str().unwrap_or(""))?;
-                writeln!(out, "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}", g("ipackets"), g("imissed"), g("ibytes"))?;
+                writeln!(
+                    out,
+                    "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}",
+                    g("ipackets"),
+                    g("imissed"),
+                    g("ibytes")
+                )?;
                 writeln!(out, "  RX-errors: {}", g("ierrors"))?;
                 writeln!(out, "  RX-nombuf:  {}", g("rx_nombuf"))?;
-                writeln!(out, "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}", g("opackets"), g("oerrors"), g("obytes"))?;
+                writeln!(
+                    out,
+                    "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}",
+                    g("opackets"),
+                    g("oerrors"),
+                    g("obytes")
+                )?;
                 writeln!(out, "  ############################################################################")?;
             }
         }
@@ -206,15 +235,25 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                 writeln!(out, "reloaded: ruleset generation {}", v["generation"])?;
             }
             RulesCtl::Replace { file } | RulesCtl::Check { file } => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 let replace = matches!(cmd, RulesCtl::Replace { .. });
-                let (m, p) = if replace { ("PUT", "/api/v1/rules") } else { ("POST", "/api/v1/rules/check") };
+                let (m, p) = if replace {
+                    ("PUT", "/api/v1/rules")
+                } else {
+                    ("POST", "/api/v1/rules/check")
+                };
                 let (c, b) = request(a, m, p, &text)?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
                 if replace {
                     writeln!(out, "replaced: ruleset generation {}", v["generation"])?;
                 } else {
-                    writeln!(out, "{}: OK\n{}", file.display(), v["summary"].as_str().unwrap_or(""))?;
+                    writeln!(
+                        out,
+                        "{}: OK\n{}",
+                        file.display(),
+                        v["summary"].as_str().unwrap_or("")
+                    )?;
                 }
             }
         },
@@ -222,7 +261,11 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             ConntrackCtl::List { filter, json } => {
                 let mut q = filter.query();
                 if *json {
-                    q = if q.is_empty() { "format=json".into() } else { format!("{q}&format=json") };
+                    q = if q.is_empty() {
+                        "format=json".into()
+                    } else {
+                        format!("{q}&format=json")
+                    };
                 }
                 let (c, b) = request(a, "GET", &format!("/api/v1/conntrack?{q}"), "")?;
                 write!(out, "{}", ok_or_error(c, b)?)?;
@@ -238,10 +281,19 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             ConntrackCtl::Flush => {
                 let (c, b) = request(a, "POST", "/api/v1/conntrack/flush", "")?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
-                writeln!(out, "connection tracking table has been emptied ({} entries)", v["flushed"])?;
+                writeln!(
+                    out,
+                    "connection tracking table has been emptied ({} entries)",
+                    v["flushed"]
+                )?;
             }
             ConntrackCtl::Count { filter } => {
-                let (c, b) = request(a, "GET", &format!("/api/v1/conntrack/count?{}", filter.query()), "")?;
+                let (c, b) = request(
+                    a,
+                    "GET",
+                    &format!("/api/v1/conntrack/count?{}", filter.query()),
+                    "",
+                )?;
                 write!(out, "{}", ok_or_error(c, b)?)?;
             }
             ConntrackCtl::Stats => {

@@ -68,7 +68,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STATEWALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("STATEWALL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -113,25 +114,33 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             statewall::ctl::run(&args, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Config { cmd: ConfigCmd::Check { file } } => {
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => {
             let cfg = statewall::config::Config::load(&file)?;
             let rs = statewall::runtime::load_rules(&cfg, false)?;
-            println!("{}: OK ({} port(s), {} pair(s), {} worker(s))", file.display(), cfg.ports.len(), cfg.pairs.len(), cfg.worker_count());
+            println!(
+                "{}: OK ({} port(s), {} pair(s), {} worker(s))",
+                file.display(),
+                cfg.ports.len(),
+                cfg.pairs.len(),
+                cfg.worker_count()
+            );
             println!("{}", rs.summary());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Rules { cmd: RulesCmd::Check { file } } => {
-            match dataplane::ruleset::Ruleset::from_file(&file) {
-                Ok(rs) => {
-                    println!("{}: OK", file.display());
-                    println!("{}", rs.summary());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::FAILURE)
-                }
+        Cmd::Rules {
+            cmd: RulesCmd::Check { file },
+        } => match dataplane::ruleset::Ruleset::from_file(&file) {
+            Ok(rs) => {
+                println!("{}: OK", file.display());
+                println!("{}", rs.summary());
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
     }
 }

@@ -12,7 +12,9 @@
 
 use crate::runtime::Runtime;
 use dataplane::worker::{DropReason, PublishedStats, STATE_NAMES};
-use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::{Encoder, TextEncoder};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,23 +82,66 @@ pub fn render(rt: &Runtime) -> String {
     f.gauge(
         "statewall_build_info",
         "Build information.",
-        vec![(vec![("version", env!("CARGO_PKG_VERSION").to_string())], 1.0)],
+        vec![(
+            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        )],
     );
     // Ports.
-    let ps: Vec<_> = rt.ports.iter().map(|(n, c)| (n.clone(), c.total())).collect();
+    let ps: Vec<_> = rt
+        .ports
+        .iter()
+        .map(|(n, c)| (n.clone(), c.total()))
+        .collect();
     type Field = fn(&dataplane::port::PortStats) -> u64;
     let port_metrics: [(&str, &str, Field); 8] = [
-        ("statewall_port_rx_packets_total", "Frames received by the port.", |s| s.rx_packets),
-        ("statewall_port_rx_bytes_total", "Bytes received by the port.", |s| s.rx_bytes),
-        ("statewall_port_rx_missed_total", "Frames the port dropped because its receive ring was full.", |s| s.rx_missed),
-        ("statewall_port_rx_nombuf_total", "Frames lost for lack of a buffer.", |s| s.rx_nombuf),
-        ("statewall_port_rx_errors_total", "Receive errors.", |s| s.rx_errors),
-        ("statewall_port_tx_packets_total", "Frames sent by the port.", |s| s.tx_packets),
-        ("statewall_port_tx_bytes_total", "Bytes sent by the port.", |s| s.tx_bytes),
-        ("statewall_port_tx_errors_total", "Frames the port failed to send.", |s| s.tx_errors),
+        (
+            "statewall_port_rx_packets_total",
+            "Frames received by the port.",
+            |s| s.rx_packets,
+        ),
+        (
+            "statewall_port_rx_bytes_total",
+            "Bytes received by the port.",
+            |s| s.rx_bytes,
+        ),
+        (
+            "statewall_port_rx_missed_total",
+            "Frames the port dropped because its receive ring was full.",
+            |s| s.rx_missed,
+        ),
+        (
+            "statewall_port_rx_nombuf_total",
+            "Frames lost for lack of a buffer.",
+            |s| s.rx_nombuf,
+        ),
+        ("statewall_port_rx_errors_total", "Receive errors.", |s| {
+            s.rx_errors
+        }),
+        (
+            "statewall_port_tx_packets_total",
+            "Frames sent by the port.",
+            |s| s.tx_packets,
+        ),
+        (
+            "statewall_port_tx_bytes_total",
+            "Bytes sent by the port.",
+            |s| s.tx_bytes,
+        ),
+        (
+            "statewall_port_tx_errors_total",
+            "Frames the port failed to send.",
+            |s| s.tx_errors,
+        ),
     ];
     for (name, help, get) in port_metrics {
-        f.counter(name, help, ps.iter().map(|(n, s)| (vec![("port", n.clone())], get(s))).collect());
+        f.counter(
+            name,
+            help,
+            ps.iter()
+                .map(|(n, s)| (vec![("port", n.clone())], get(s)))
+                .collect(),
+        );
     }
     // Workers.
     let ws: Vec<&PublishedStats> = rt.workers.iter().map(|w| &**w.stats).collect();
@@ -104,17 +149,26 @@ pub fn render(rt: &Runtime) -> String {
     f.counter(
         "statewall_worker_busy_cycles_total",
         "Cycles spent on bursts that carried packets.",
-        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.busy_cycles))).collect(),
+        ws.iter()
+            .enumerate()
+            .map(|(i, w)| (wl(i), ld(&w.busy_cycles)))
+            .collect(),
     );
     f.counter(
         "statewall_worker_total_cycles_total",
         "Cycles spent in the poll loop.",
-        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.total_cycles))).collect(),
+        ws.iter()
+            .enumerate()
+            .map(|(i, w)| (wl(i), ld(&w.total_cycles)))
+            .collect(),
     );
     f.counter(
         "statewall_worker_packets_total",
         "Packets processed by the worker.",
-        ws.iter().enumerate().map(|(i, w)| (wl(i), ld(&w.packets))).collect(),
+        ws.iter()
+            .enumerate()
+            .map(|(i, w)| (wl(i), ld(&w.packets)))
+            .collect(),
     );
     f.gauge(
         "statewall_worker_info",
@@ -122,7 +176,15 @@ pub fn render(rt: &Runtime) -> String {
         rt.workers
             .iter()
             .enumerate()
-            .map(|(i, w)| (vec![("worker", i.to_string()), ("cpu", w.core.map(|c| c.to_string()).unwrap_or_default())], 1.0))
+            .map(|(i, w)| {
+                (
+                    vec![
+                        ("worker", i.to_string()),
+                        ("cpu", w.core.map(|c| c.to_string()).unwrap_or_default()),
+                    ],
+                    1.0,
+                )
+            })
             .collect(),
     );
     // Burst-size histogram: bucket i (1..=9) holds bursts of size in (2^(i-2), 2^(i-1)].
@@ -161,11 +223,28 @@ pub fn render(rt: &Runtime) -> String {
     );
     // Conntrack.
     let sum = |g: &dyn Fn(&PublishedStats) -> u64| ws.iter().map(|w| g(w)).sum::<u64>();
-    f.gauge("statewall_conntrack_entries", "Tracked connections.", vec![(vec![], sum(&|w| ld(&w.ct_entries)) as f64)]);
-    f.gauge("statewall_conntrack_entries_limit", "Connection table capacity (nf_conntrack_max).", vec![(vec![], rt.ct_limit as f64)]);
-    for (i, field) in ["found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart"]
-        .iter()
-        .enumerate()
+    f.gauge(
+        "statewall_conntrack_entries",
+        "Tracked connections.",
+        vec![(vec![], sum(&|w| ld(&w.ct_entries)) as f64)],
+    );
+    f.gauge(
+        "statewall_conntrack_entries_limit",
+        "Connection table capacity (nf_conntrack_max).",
+        vec![(vec![], rt.ct_limit as f64)],
+    );
+    for (i, field) in [
+        "found",
+        "invalid",
+        "ignore",
+        "insert",
+        "insert_failed",
+        "drop",
+        "early_drop",
+        "search_restart",
+    ]
+    .iter()
+    .enumerate()
     {
         f.counter(
             &format!("statewall_conntrack_{field}_total"),
@@ -197,7 +276,12 @@ pub fn render(rt: &Runtime) -> String {
         DropReason::ALL
             .iter()
             .enumerate()
-            .map(|(i, r)| (vec![("reason", r.as_str().to_string())], sum(&|w| ld(&w.drops[i]))))
+            .map(|(i, r)| {
+                (
+                    vec![("reason", r.as_str().to_string())],
+                    sum(&|w| ld(&w.drops[i])),
+                )
+            })
             .collect(),
     );
     f.counter(
@@ -206,16 +290,32 @@ pub fn render(rt: &Runtime) -> String {
         ["accept", "drop", "reject"]
             .iter()
             .enumerate()
-            .map(|(i, v)| (vec![("verdict", v.to_string())], sum(&|w| ld(&w.verdicts[i]))))
+            .map(|(i, v)| {
+                (
+                    vec![("verdict", v.to_string())],
+                    sum(&|w| ld(&w.verdicts[i])),
+                )
+            })
             .collect(),
     );
     // Ruleset and reloads.
     let r = &rt.reloads;
-    f.gauge("statewall_ruleset_generation", "Generation of the running ruleset.", vec![(vec![], ld(&r.generation) as f64)]);
+    f.gauge(
+        "statewall_ruleset_generation",
+        "Generation of the running ruleset.",
+        vec![(vec![], ld(&r.generation) as f64)],
+    );
     f.gauge(
         "statewall_ruleset_last_reload_successful",
         "1 if the last ruleset reload succeeded.",
-        vec![(vec![], if r.last_ok.load(Ordering::Relaxed) { 1.0 } else { 0.0 })],
+        vec![(
+            vec![],
+            if r.last_ok.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        )],
     );
     f.gauge(
         "statewall_ruleset_last_reload_success_timestamp_seconds",
@@ -225,9 +325,16 @@ pub fn render(rt: &Runtime) -> String {
     f.counter(
         "statewall_ruleset_reloads_total",
         "Ruleset reload attempts by result.",
-        vec![(vec![("result", "success".into())], ld(&r.ok)), (vec![("result", "failure".into())], ld(&r.failed))],
+        vec![
+            (vec![("result", "success".into())], ld(&r.ok)),
+            (vec![("result", "failure".into())], ld(&r.failed)),
+        ],
     );
-    f.gauge("statewall_expectations", "Live conntrack expectations.", vec![(vec![], rt.expectations() as f64)]);
+    f.gauge(
+        "statewall_expectations",
+        "Live conntrack expectations.",
+        vec![(vec![], rt.expectations() as f64)],
+    );
     f.counter(
         "statewall_log_events_lost_total",
         "LOG records dropped because the log queue was full.",
@@ -242,8 +349,16 @@ pub fn render(rt: &Runtime) -> String {
             pk.push((ls.clone(), p));
             by.push((ls, b));
         }
-        f.counter("statewall_rule_packets_total", "Packets matched by opted-in rules.", pk);
-        f.counter("statewall_rule_bytes_total", "Bytes matched by opted-in rules.", by);
+        f.counter(
+            "statewall_rule_packets_total",
+            "Packets matched by opted-in rules.",
+            pk,
+        );
+        f.counter(
+            "statewall_rule_bytes_total",
+            "Bytes matched by opted-in rules.",
+            by,
+        );
     }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&f.0, &mut out);

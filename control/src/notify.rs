@@ -14,7 +14,9 @@ fn send(msg: &str) {
     let p = path.to_string_lossy();
     if let Some(abstract_name) = p.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
-        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()) {
+        if let Ok(addr) =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+        {
             let _ = sock.send_to_addr(msg.as_bytes(), &addr);
         }
     } else {
@@ -40,7 +42,10 @@ pub fn stopping() {
 
 fn libc_timespec() -> u64 {
     // CLOCK_MONOTONIC in microseconds, as systemd expects for MONOTONIC_USEC.
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `t`.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     if rc != 0 {

@@ -51,10 +51,16 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8)> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let ip: IpAddr = a.parse().with_context(|| format!("--inside {s}: bad address"))?;
+    let ip: IpAddr = a
+        .parse()
+        .with_context(|| format!("--inside {s}: bad address"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match l {
-        Some(l) => l.parse::<u8>().ok().filter(|x| *x <= max).with_context(|| format!("--inside {s}: bad prefix length"))?,
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|x| *x <= max)
+            .with_context(|| format!("--inside {s}: bad prefix length"))?,
         None => max,
     };
     Ok((ip, len))
@@ -67,7 +73,11 @@ fn in_prefix(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
             u32::from(a) & m == u32::from(n) & m
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(a) & m == u128::from(n) & m
         }
         _ => false,
@@ -153,15 +163,36 @@ fn summary_parsed(p: &Parsed) -> String {
     let body = match p.l4 {
         L4::Tcp(t) => {
             let mut f = String::new();
-            for (bit, c) in [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U'), (0x10, '.')] {
+            for (bit, c) in [
+                (0x02, 'S'),
+                (0x01, 'F'),
+                (0x04, 'R'),
+                (0x08, 'P'),
+                (0x20, 'U'),
+                (0x10, '.'),
+            ] {
                 if t.flags & bit != 0 {
                     f.push(c);
                 }
             }
-            format!("TCP {s}.{} > {d}.{} [{f}] seq={} ack={} win={} len={}", t.sport, t.dport, t.seq, t.ack, t.window, t.payload_len)
+            format!(
+                "TCP {s}.{} > {d}.{} [{f}] seq={} ack={} win={} len={}",
+                t.sport, t.dport, t.seq, t.ack, t.window, t.payload_len
+            )
         }
-        L4::Udp(u) => format!("UDP {s}.{} > {d}.{} len={}", u.sport, u.dport, u.len.saturating_sub(8)),
-        L4::Icmp(i) => format!("{} {s} > {d} type={} code={} id={}", if i.v6 { "ICMPv6" } else { "ICMP" }, i.ty, i.code, i.id),
+        L4::Udp(u) => format!(
+            "UDP {s}.{} > {d}.{} len={}",
+            u.sport,
+            u.dport,
+            u.len.saturating_sub(8)
+        ),
+        L4::Icmp(i) => format!(
+            "{} {s} > {d} type={} code={} id={}",
+            if i.v6 { "ICMPv6" } else { "ICMP" },
+            i.ty,
+            i.code,
+            i.id
+        ),
         L4::Other => format!("proto {} {s} > {d}", p.proto),
         L4::Fragment => format!("proto {} {s} > {d}", p.proto),
         L4::Malformed(e) => format!("proto {} {s} > {d} malformed: {e}", p.proto),
@@ -220,12 +251,26 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     };
     let mut cfg = dataplane::conntrack::Config::default();
     for s in &args.sysctls {
-        let (k, v) = s.split_once('=').with_context(|| format!("--sysctl {s}: expected NAME=VALUE"))?;
-        cfg.set(k.trim_start_matches("net.netfilter.").trim_start_matches("nf_conntrack_"), v)
-            .map_err(|e| anyhow::anyhow!("--sysctl {s}: {e}"))?;
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--sysctl {s}: expected NAME=VALUE"))?;
+        cfg.set(
+            k.trim_start_matches("net.netfilter.")
+                .trim_start_matches("nf_conntrack_"),
+            v,
+        )
+        .map_err(|e| anyhow::anyhow!("--sysctl {s}: {e}"))?;
     }
-    let inside: Vec<(IpAddr, u8)> = args.inside.iter().map(|s| parse_cidr(s)).collect::<Result<_>>()?;
-    let mode = if args.mode == "host" { PairMode::Host } else { PairMode::Forward };
+    let inside: Vec<(IpAddr, u8)> = args
+        .inside
+        .iter()
+        .map(|s| parse_cidr(s))
+        .collect::<Result<_>>()?;
+    let mode = if args.mode == "host" {
+        PairMode::Host
+    } else {
+        PairMode::Forward
+    };
     let table = ConnTable::new(args.capacity, cfg);
     let mut pl = Pipeline::new(table, &rs, NonIpPolicy::PassArp);
     pl.ftp_ports = args.ftp_ports.clone();
@@ -241,7 +286,11 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     };
     let jsonl = args.format == "jsonl";
     if !jsonl {
-        writeln!(out, "{:>5} {:>12}  {:<11} {:<8} {:<11} {:<7} {:<24} summary", "#", "time", "state", "dir", "tcp_state", "verdict", "reason")?;
+        writeln!(
+            out,
+            "{:>5} {:>12}  {:<11} {:<8} {:<11} {:<7} {:<24} summary",
+            "#", "time", "state", "dir", "tcp_state", "verdict", "reason"
+        )?;
     }
     let t0 = packets.first().map(|p| p.0).unwrap_or(0);
     let mut reply = vec![0u8; 2048];
@@ -250,7 +299,13 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     let mut log = |_e: dataplane::ruleset::LogEvent| {};
     for (i, (ts, frame)) in packets.iter().enumerate() {
         let ingress = match packet::parse(frame) {
-            Ok(Frame::Ip(p)) if inside.iter().any(|n| in_prefix(to_ip(p.family, &p.src), *n)) => Side::Host,
+            Ok(Frame::Ip(p))
+                if inside
+                    .iter()
+                    .any(|n| in_prefix(to_ip(p.family, &p.src), *n)) =>
+            {
+                Side::Host
+            }
             _ => Side::Network,
         };
         let o = pl.process(&rs, frame, view, ingress, *ts, &mut reply, &mut log);

@@ -10,7 +10,16 @@ fn ld(a: &AtomicU64) -> u64 {
 }
 
 /// `conntrack -S` field names, in the order of `PublishedStats::ct_stats`.
-pub const CT_STAT_FIELDS: [&str; 8] = ["found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart"];
+pub const CT_STAT_FIELDS: [&str; 8] = [
+    "found",
+    "invalid",
+    "ignore",
+    "insert",
+    "insert_failed",
+    "drop",
+    "early_drop",
+    "search_restart",
+];
 
 /// Version, workers, ports, ruleset generation.
 pub fn status_json(rt: &Runtime) -> Value {
@@ -52,10 +61,16 @@ pub fn workers_json(rt: &Runtime) -> Value {
             .enumerate()
             .map(|(i, w)| {
                 let s = &w.stats;
-                let states: serde_json::Map<String, Value> =
-                    STATE_NAMES.iter().enumerate().map(|(k, n)| (n.to_string(), json!(ld(&s.by_state[k])))).collect();
-                let drops: serde_json::Map<String, Value> =
-                    DropReason::ALL.iter().enumerate().map(|(k, r)| (r.as_str().to_string(), json!(ld(&s.drops[k])))).collect();
+                let states: serde_json::Map<String, Value> = STATE_NAMES
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| (n.to_string(), json!(ld(&s.by_state[k]))))
+                    .collect();
+                let drops: serde_json::Map<String, Value> = DropReason::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| (r.as_str().to_string(), json!(ld(&s.drops[k]))))
+                    .collect();
                 json!({
                     "worker": i, "cpu": w.core,
                     "packets": ld(&s.packets), "bytes": ld(&s.bytes), "forwarded": ld(&s.forwarded),

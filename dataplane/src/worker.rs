@@ -258,7 +258,7 @@ impl Pipeline {
         ingress: Side,
         now: Nanos,
         reply: &mut [u8],
-        log: &mut dyn FnMut(ruleset::LogEvent),
+        log: &mut dyn FnMut(ruleset::LogEvent<'_>),
     ) -> Outcome {
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
@@ -316,7 +316,9 @@ impl Pipeline {
                     self.defrag.release(slot);
                     let whole = std::mem::take(&mut self.whole);
                     let mut o = match packet::parse(&whole[..n]) {
-                        Ok(Frame::Ip(wp)) => self.judge(rs, &whole[..n], &wp, pair, ingress, now, reply, log, out),
+                        Ok(Frame::Ip(wp)) => {
+                            self.judge(rs, &whole[..n], &wp, pair, ingress, now, reply, log, out)
+                        }
                         _ => {
                             self.stats.drop(DropReason::Fragment);
                             Outcome {
@@ -345,16 +347,30 @@ impl Pipeline {
         ingress: Side,
         now: Nanos,
         reply: &mut [u8],
-        log: &mut dyn FnMut(ruleset::LogEvent),
+        log: &mut dyn FnMut(ruleset::LogEvent<'_>),
         mut out: Outcome,
     ) -> Outcome {
         let p = *p;
         // Which chains and interface names apply.
         let (raw_chain, filter_chain, in_port, out_port) = match (pair.mode, ingress) {
-            (PairMode::Forward, Side::Network) => (RawChain::Prerouting, FilterChain::Forward, pair.network, pair.host),
-            (PairMode::Forward, Side::Host) => (RawChain::Prerouting, FilterChain::Forward, pair.host, pair.network),
-            (PairMode::Host, Side::Network) => (RawChain::Prerouting, FilterChain::Input, pair.network, ""),
-            (PairMode::Host, Side::Host) => (RawChain::Output, FilterChain::Output, "", pair.network),
+            (PairMode::Forward, Side::Network) => (
+                RawChain::Prerouting,
+                FilterChain::Forward,
+                pair.network,
+                pair.host,
+            ),
+            (PairMode::Forward, Side::Host) => (
+                RawChain::Prerouting,
+                FilterChain::Forward,
+                pair.host,
+                pair.network,
+            ),
+            (PairMode::Host, Side::Network) => {
+                (RawChain::Prerouting, FilterChain::Input, pair.network, "")
+            }
+            (PairMode::Host, Side::Host) => {
+                (RawChain::Output, FilterChain::Output, "", pair.network)
+            }
         };
         let mut ctx = PacketCtx {
             frame,
@@ -367,8 +383,21 @@ impl Pipeline {
             now,
         };
         // raw table (before conntrack).
-        let raw = rs.eval_raw(raw_chain, &ctx, &mut self.counters);
-        let mut helper = raw.helper;
+        let raw = if rs.raw_logs() {
+            rs.eval_raw_log(raw_chain, &ctx, &mut self.counters, &mut &mut *log)
+        } else {
+            rs.eval_raw(raw_chain, &ctx, &mut self.counters)
+        };
+        if raw.drop {
+            self.stats.verdict_drop += 1;
+            self.stats.drop(DropReason::Policy);
+            out.action = Action::Drop(DropReason::Policy);
+            out.verdict = Some(Verdict::Drop);
+            return out;
+        }
+        let mut helper = raw.helper.map(|h| match h {
+            ruleset::Helper::Ftp => crate::conntrack::HelperKind::Ftp,
+        });
         if helper.is_none() && !self.ftp_ports.is_empty() {
             if let packet::L4::Tcp(t) = p.l4 {
                 if self.ftp_ports.contains(&t.dport) {
@@ -392,19 +421,21 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
-        let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, log);
+        let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
         let accepted = matches!(v, Verdict::Accept);
-        let helper_ok = self.table.confirm(&t, accepted, frame, &p, now);
+        // Linux's confirm step: a NEW entry is committed only if the packet is accepted.
+        let confirmed = !t.candidate || self.table.confirm(&t, accepted, now);
         match v {
-            Verdict::Accept if helper_ok => {
+            Verdict::Accept if confirmed => {
                 self.stats.verdict_accept += 1;
                 self.stats.forwarded += 1;
             }
             Verdict::Accept => {
+                // The insert failed (a clash, or no free slot): Linux drops the packet.
                 self.stats.verdict_accept += 1;
-                self.stats.drop(DropReason::Helper);
-                out.action = Action::Drop(DropReason::Helper);
+                self.stats.drop(DropReason::TableFull);
+                out.action = Action::Drop(DropReason::TableFull);
             }
             Verdict::Drop => {
                 self.stats.verdict_drop += 1;
@@ -459,6 +490,8 @@ pub struct PublishedStats {
     pub ct_entries: AtomicU64,
     /// Conntrack `-S` counters: found, invalid, ignore, insert, insert_failed, drop, early_drop, search_restart.
     pub ct_stats: [AtomicU64; 8],
+    /// Entries expired by protocol: tcp, udp, icmp, icmpv6, other.
+    pub expired: [AtomicU64; 5],
 }
 
 impl PublishedStats {
@@ -571,8 +604,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Shared clock.
     pub clock: Clock,
-    /// LOG events leave through this bounded queue (dropped and counted when full).
-    pub log_events: Option<Arc<crossbeam_queue::ArrayQueue<ruleset::LogEvent>>>,
+    /// LOG records leave through this bounded queue (dropped and counted when full).
+    pub log_events: Option<Arc<crossbeam_queue::ArrayQueue<LogRecord>>>,
     /// LOG events lost because the queue was full.
     pub log_lost: Arc<AtomicU64>,
 }
@@ -600,11 +633,14 @@ impl Worker {
         let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
         // Room for a burst plus a completed datagram's held fragments.
         let mut fwd: Vec<Mbuf> = Vec::with_capacity(burst + MAX_FRAGMENTS);
-        let mut held: Vec<Vec<Mbuf>> = (0..DEFRAG_SLOTS).map(|_| Vec::with_capacity(MAX_FRAGMENTS)).collect();
+        let mut held: Vec<Vec<Mbuf>> = (0..DEFRAG_SLOTS)
+            .map(|_| Vec::with_capacity(MAX_FRAGMENTS))
+            .collect();
         let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
         let loop_start = cycles(&self.clock);
+        let mut log_limiter = LogLimiter::new(LOG_RATE_PER_SEC, LOG_BURST);
         let mut local_busy = 0u64;
         let mut polls = 0u64;
         let mut busy_polls = 0u64;
@@ -650,17 +686,26 @@ impl Worker {
                         network: &names.0,
                         host: &names.1,
                     };
-                    let log_q = self.log_events.clone();
-                    let log_lost = self.log_lost.clone();
-                    let mut log = |e: ruleset::LogEvent| {
-                        if let Some(q) = &log_q {
-                            if q.push(e).is_err() {
-                                log_lost.fetch_add(1, Ordering::Relaxed);
-                            }
+                    let log_q = &self.log_events;
+                    let log_lost = &self.log_lost;
+                    let limiter = &mut log_limiter;
+                    let mut log = |e: ruleset::LogEvent<'_>| {
+                        let Some(q) = log_q else { return };
+                        // Rate-limited hand-off: the verdict never waits for logging.
+                        if !limiter.allow(now) || q.push(LogRecord::from_event(&e)).is_err() {
+                            log_lost.fetch_add(1, Ordering::Relaxed);
                         }
                     };
                     for m in rx.drain(..) {
-                        let o = self.pipeline.process(&rs, m.data(), view, ingress, now, &mut reply, &mut log);
+                        let o = self.pipeline.process(
+                            &rs,
+                            m.data(),
+                            view,
+                            ingress,
+                            now,
+                            &mut reply,
+                            &mut log,
+                        );
                         if let Some(slot) = o.discard {
                             self.pool.put_all(&mut held[slot]);
                         }
@@ -679,7 +724,8 @@ impl Worker {
                                 if o.reply_len > 0 {
                                     // Reuse the offending packet's buffer for the reply.
                                     let mut m = m;
-                                    m.buf_mut()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                                    m.data_mut_full()[..o.reply_len]
+                                        .copy_from_slice(&reply[..o.reply_len]);
                                     m.set_len(o.reply_len);
                                     back.push(m);
                                 } else {
@@ -708,24 +754,51 @@ impl Worker {
             let now = self.clock.now();
             self.pipeline.table.expire(now, SWEEP_BUDGET);
             let pool = &mut self.pool;
-            self.pipeline.defrag.expire(now, |slot| pool.put_all(&mut held[slot]));
+            self.pipeline
+                .defrag
+                .expire(now, |slot| pool.put_all(&mut held[slot]));
             // Publish once per iteration.
             let s = &self.stats;
             s.publish(&self.pipeline.stats);
             s.busy_cycles.store(local_busy, Ordering::Relaxed);
-            s.total_cycles.store(cycles(&self.clock).wrapping_sub(loop_start), Ordering::Relaxed);
+            s.total_cycles.store(
+                cycles(&self.clock).wrapping_sub(loop_start),
+                Ordering::Relaxed,
+            );
             s.polls.store(polls, Ordering::Relaxed);
             s.busy_polls.store(busy_polls, Ordering::Relaxed);
             for (i, h) in hist.iter().enumerate() {
                 s.burst_hist[i].store(*h, Ordering::Relaxed);
             }
-            s.ct_entries.store(self.pipeline.table.len() as u64, Ordering::Relaxed);
+            s.ct_entries
+                .store(self.pipeline.table.len() as u64, Ordering::Relaxed);
             let cs = self.pipeline.table.stats();
-            for (i, v) in [cs.found, cs.invalid, cs.ignore, cs.insert, cs.insert_failed, cs.drop, cs.early_drop, cs.search_restart]
-                .into_iter()
-                .enumerate()
+            for (i, v) in [
+                cs.found,
+                cs.invalid,
+                cs.ignore,
+                cs.insert,
+                cs.insert_failed,
+                cs.drop,
+                cs.early_drop,
+                cs.search_restart,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 s.ct_stats[i].store(v, Ordering::Relaxed);
+            }
+            for (i, v) in [
+                cs.expired_tcp,
+                cs.expired_udp,
+                cs.expired_icmp,
+                cs.expired_icmpv6,
+                cs.expired_generic,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                s.expired[i].store(v, Ordering::Relaxed);
             }
         }
     }
@@ -737,5 +810,138 @@ pub fn burst_bucket(n: usize) -> usize {
         0
     } else {
         (1 + (usize::BITS - (n - 1).leading_zeros()) as usize).min(9)
+    }
+}
+
+/// LOG records a worker hands off per second (beyond: counted as lost).
+pub const LOG_RATE_PER_SEC: u64 = 200;
+/// LOG burst.
+pub const LOG_BURST: u64 = 400;
+
+/// A token bucket for LOG records (time passed in; no clock reads).
+#[derive(Debug, Clone)]
+pub struct LogLimiter {
+    tokens: u64,
+    last: Nanos,
+    rate: u64,
+    burst: u64,
+}
+
+impl LogLimiter {
+    /// `rate` records per second, at most `burst` at once.
+    pub fn new(rate: u64, burst: u64) -> Self {
+        LogLimiter {
+            tokens: burst,
+            last: 0,
+            rate,
+            burst,
+        }
+    }
+
+    /// Takes a token if one is available at `now`.
+    pub fn allow(&mut self, now: Nanos) -> bool {
+        let elapsed = now.saturating_sub(self.last);
+        let add = elapsed.saturating_mul(self.rate) / 1_000_000_000;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(self.burst);
+            self.last = now;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// An owned, fixed-size copy of a LOG event, formatted off the hot path like the
+/// kernel's LOG target (`PREFIX IN=.. OUT=.. SRC=.. DST=.. LEN=.. PROTO=.. SPT=.. DPT=..`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogRecord {
+    /// Rule id.
+    pub rule_id: usize,
+    /// Syslog level.
+    pub level: u8,
+    prefix: [u8; 32],
+    prefix_len: u8,
+    in_port: [u8; 16],
+    in_len: u8,
+    out_port: [u8; 16],
+    out_len: u8,
+    /// The packet summary.
+    pub parsed: packet::Parsed,
+}
+
+fn copy_str<const N: usize>(s: &str) -> ([u8; N], u8) {
+    let mut a = [0u8; N];
+    let n = s.len().min(N);
+    a[..n].copy_from_slice(&s.as_bytes()[..n]);
+    (a, n as u8)
+}
+
+impl LogRecord {
+    /// Copies what is needed out of a borrowed event (no allocation).
+    pub fn from_event(e: &ruleset::LogEvent<'_>) -> Self {
+        let (prefix, prefix_len) = copy_str::<32>(e.prefix);
+        let (in_port, in_len) = copy_str::<16>(e.in_port);
+        let (out_port, out_len) = copy_str::<16>(e.out_port);
+        LogRecord {
+            rule_id: e.rule_id,
+            level: e.level,
+            prefix,
+            prefix_len,
+            in_port,
+            in_len,
+            out_port,
+            out_len,
+            parsed: *e.parsed,
+        }
+    }
+}
+
+impl std::fmt::Display for LogRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let p = &self.parsed;
+        write!(
+            f,
+            "{}IN={} OUT={} SRC={} DST={} LEN={} TTL={} PROTO=",
+            s(&self.prefix[..self.prefix_len as usize]),
+            s(&self.in_port[..self.in_len as usize]),
+            s(&self.out_port[..self.out_len as usize]),
+            packet::to_ip(p.family, &p.src),
+            packet::to_ip(p.family, &p.dst),
+            p.ip_len(),
+            p.ttl
+        )?;
+        match p.l4 {
+            packet::L4::Tcp(t) => {
+                write!(f, "TCP SPT={} DPT={} WINDOW={}", t.sport, t.dport, t.window)?;
+                for (bit, name) in [
+                    (0x20, "URG"),
+                    (0x10, "ACK"),
+                    (0x08, "PSH"),
+                    (0x04, "RST"),
+                    (0x02, "SYN"),
+                    (0x01, "FIN"),
+                ] {
+                    if t.flags & bit != 0 {
+                        write!(f, " {name}")?;
+                    }
+                }
+                Ok(())
+            }
+            packet::L4::Udp(u) => write!(f, "UDP SPT={} DPT={} LEN={}", u.sport, u.dport, u.len),
+            packet::L4::Icmp(i) => write!(
+                f,
+                "{} TYPE={} CODE={} ID={}",
+                if i.v6 { "ICMPv6" } else { "ICMP" },
+                i.ty,
+                i.code,
+                i.id
+            ),
+            _ => write!(f, "{}", p.proto),
+        }
     }
 }

@@ -329,7 +329,8 @@ impl ConnTable {
             match k.proto {
                 proto::TCP => self.stats.expired_tcp += 1,
                 proto::UDP => self.stats.expired_udp += 1,
-                proto::ICMP | proto::ICMPV6 => self.stats.expired_icmp += 1,
+                proto::ICMP => self.stats.expired_icmp += 1,
+                proto::ICMPV6 => self.stats.expired_icmpv6 += 1,
                 _ => self.stats.expired_generic += 1,
             }
         }

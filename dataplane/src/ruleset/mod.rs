@@ -516,6 +516,9 @@ pub struct Ruleset {
     pub(crate) builtin: [usize; 5],
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
     pub(crate) raw_logs: bool,
+    /// Publication generation (1 for the first ruleset, +1 per reload); set by the
+    /// control plane before publishing.
+    pub(crate) generation: u64,
 }
 
 /// Reads and compiles `iptables-restore` text. `family_hint` forces the family; without
@@ -547,6 +550,64 @@ impl Ruleset {
             None
         };
         parse_ruleset(&text, &name, hint)
+    }
+
+    /// A ruleset whose built-in filter chains accept everything (no rules).
+    pub fn accept_all() -> Ruleset {
+        parse_ruleset(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+            "accept-all",
+            None,
+        )
+        .expect("the accept-all ruleset compiles")
+    }
+
+    /// The publication generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Sets the publication generation (before publishing).
+    pub fn set_generation(&mut self, g: u64) {
+        self.generation = g;
+    }
+
+    /// Rules whose `-m comment` starts with `metric:`: the opt-in set exported as
+    /// Prometheus series, as (rule id, table, chain, name after the prefix).
+    pub fn metric_rules(&self) -> Vec<(usize, String, String, String)> {
+        (0..self.rules.len())
+            .filter_map(|id| {
+                let name = self
+                    .rule_comment(id)?
+                    .strip_prefix("metric:")?
+                    .trim()
+                    .to_string();
+                let (t, chain, _) = self.rule_location(id)?;
+                let table = match t {
+                    Table::Raw => "raw",
+                    Table::Filter => "filter",
+                };
+                Some((id, table.to_string(), chain.to_string(), name))
+            })
+            .collect()
+    }
+
+    /// Every table of the ruleset listed like `iptables -L -v -n --line-numbers`
+    /// (`iptables -t raw -L ...` for raw), with the summed counter snapshot.
+    pub fn listing(&self, counters: &[(u64, u64)]) -> String {
+        let mut out = String::new();
+        for &t in &self.tables {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            if t == Table::Raw {
+                out.push_str("# table raw\n");
+            } else if self.tables.len() > 1 {
+                out.push_str("# table filter\n");
+            }
+            out.push_str(&self.list(t, counters));
+        }
+        out
     }
 
     /// The address family of the ruleset.
@@ -648,6 +709,16 @@ pub struct RuleCounters {
 }
 
 impl RuleCounters {
+    /// Counters for `new` after a reload from `old`: rules that did not change keep
+    /// their counts (and chain policies theirs); the rest start at zero. `-m limit`
+    /// buckets start full.
+    pub fn carry_over(&self, old: &Ruleset, new: &Ruleset) -> RuleCounters {
+        RuleCounters {
+            slots: carry_counters(&self.slots, &Ruleset::remap(old, new)),
+            limits: vec![LimitState::default(); new.limit_count()],
+        }
+    }
+
     /// Zeroed counters (and full limit buckets) sized for `rs`.
     pub fn for_ruleset(rs: &Ruleset) -> RuleCounters {
         RuleCounters {

@@ -1693,6 +1693,7 @@ fn compile(mut r: Reader) -> Res<Ruleset> {
         limits: r.limits,
         builtin,
         raw_logs,
+        generation: 1,
     })
 }
 

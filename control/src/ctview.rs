@@ -1,0 +1,265 @@
+//! Conntrack views for the API: filters with the `conntrack` tool's flags, `-L`
+//! lines and JSON, delete/flush/count across every worker's shard. Every request runs
+//! on the workers themselves through their command queues (no lock on the hot path).
+
+use crate::runtime::Runtime;
+use anyhow::{bail, Result};
+use dataplane::conntrack::{CtStatus, EntryView, FlowKey, TcpState, Tuple};
+use dataplane::packet::{from_ip, proto, to_ip, Family};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+/// An entry filter (all given fields must match; applied to the original tuple).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Protocol number.
+    pub proto: Option<u8>,
+    /// Original source address.
+    pub src: Option<IpAddr>,
+    /// Original destination address.
+    pub dst: Option<IpAddr>,
+    /// Original source port.
+    pub sport: Option<u16>,
+    /// Original destination port.
+    pub dport: Option<u16>,
+    /// TCP state name (ESTABLISHED, TIME_WAIT, ...).
+    pub state: Option<String>,
+    /// Status: ASSURED, SEEN_REPLY, UNREPLIED, EXPECTED.
+    pub status: Option<String>,
+}
+
+/// Protocol by name or number.
+pub fn proto_number(s: &str) -> Option<u8> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(proto::TCP),
+        "udp" => Some(proto::UDP),
+        "icmp" => Some(proto::ICMP),
+        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
+        "gre" => Some(proto::GRE),
+        "esp" => Some(proto::ESP),
+        "sctp" => Some(proto::SCTP),
+        n => n.parse().ok(),
+    }
+}
+
+impl Filter {
+    /// Builds a filter from query parameters; unknown keys are refused.
+    pub fn from_query(q: &[(String, String)]) -> Result<Filter> {
+        let mut f = Filter::default();
+        for (k, v) in q {
+            match k.as_str() {
+                "format" => {}
+                "proto" => {
+                    f.proto = Some(
+                        proto_number(v)
+                            .ok_or_else(|| anyhow::anyhow!("proto: unknown protocol {v:?}"))?,
+                    )
+                }
+                "src" => {
+                    f.src = Some(
+                        v.parse()
+                            .map_err(|_| anyhow::anyhow!("src: bad address {v:?}"))?,
+                    )
+                }
+                "dst" => {
+                    f.dst = Some(
+                        v.parse()
+                            .map_err(|_| anyhow::anyhow!("dst: bad address {v:?}"))?,
+                    )
+                }
+                "sport" => {
+                    f.sport = Some(
+                        v.parse()
+                            .map_err(|_| anyhow::anyhow!("sport: bad port {v:?}"))?,
+                    )
+                }
+                "dport" => {
+                    f.dport = Some(
+                        v.parse()
+                            .map_err(|_| anyhow::anyhow!("dport: bad port {v:?}"))?,
+                    )
+                }
+                "state" => f.state = Some(v.to_ascii_uppercase()),
+                "status" => {
+                    let s = v.to_ascii_uppercase();
+                    if !["ASSURED", "SEEN_REPLY", "UNREPLIED", "EXPECTED"].contains(&s.as_str()) {
+                        bail!("status: expected ASSURED, SEEN_REPLY, UNREPLIED or EXPECTED, got {v:?}");
+                    }
+                    f.status = Some(s);
+                }
+                other => {
+                    bail!("unknown filter {other:?} (proto, src, dst, sport, dport, state, status)")
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// True when `e` passes the filter.
+    pub fn matches(&self, e: &EntryView) -> bool {
+        let addr = |a: &[u8; 16]| to_ip(e.family, a);
+        self.proto.is_none_or(|p| p == e.proto)
+            && self.src.is_none_or(|a| a == addr(&e.orig.src))
+            && self.dst.is_none_or(|a| a == addr(&e.orig.dst))
+            && self
+                .sport
+                .is_none_or(|p| p == e.orig.sport && e.orig.icmp.is_none())
+            && self
+                .dport
+                .is_none_or(|p| p == e.orig.dport && e.orig.icmp.is_none())
+            && self
+                .state
+                .as_deref()
+                .is_none_or(|s| e.tcp_state.map(|t| t.to_string() == s).unwrap_or(false))
+            && self.status.as_deref().is_none_or(|s| match s {
+                "ASSURED" => e.status.has(CtStatus::ASSURED),
+                "SEEN_REPLY" => e.status.has(CtStatus::SEEN_REPLY),
+                "UNREPLIED" => !e.status.has(CtStatus::SEEN_REPLY),
+                "EXPECTED" => e.status.has(CtStatus::EXPECTED),
+                _ => false,
+            })
+    }
+}
+
+fn tuple_json(fam: Family, t: &Tuple) -> Value {
+    let mut v =
+        json!({ "src": to_ip(fam, &t.src).to_string(), "dst": to_ip(fam, &t.dst).to_string() });
+    match t.icmp {
+        Some((ty, code, id)) => {
+            v["type"] = json!(ty);
+            v["code"] = json!(code);
+            v["id"] = json!(id);
+        }
+        None => {
+            v["sport"] = json!(t.sport);
+            v["dport"] = json!(t.dport);
+        }
+    }
+    v
+}
+
+/// One entry as JSON.
+pub fn entry_json(e: &EntryView, worker: usize) -> Value {
+    let mut status = Vec::new();
+    if !e.status.has(CtStatus::SEEN_REPLY) {
+        status.push("UNREPLIED");
+    }
+    if e.status.has(CtStatus::ASSURED) {
+        status.push("ASSURED");
+    }
+    if e.status.has(CtStatus::EXPECTED) {
+        status.push("EXPECTED");
+    }
+    json!({
+        "family": if e.family == Family::V4 { "ipv4" } else { "ipv6" },
+        "proto": e.proto,
+        "timeout": e.timeout_secs,
+        "tcp_state": e.tcp_state.map(|s: TcpState| s.to_string()),
+        "original": tuple_json(e.family, &e.orig),
+        "reply": tuple_json(e.family, &e.reply),
+        "status": status,
+        "helper": e.helper.map(|_| "ftp"),
+        "worker": worker,
+    })
+}
+
+/// Lists matching entries: `conntrack -L` lines, or a JSON array.
+pub fn list(rt: &Runtime, f: Filter, json: bool) -> Result<(&'static str, String)> {
+    let f = std::sync::Arc::new(f);
+    let per = rt.on_all(move |p, now| {
+        p.table
+            .iter(now)
+            .filter(|e| f.matches(e))
+            .collect::<Vec<_>>()
+    })?;
+    if json {
+        let all: Vec<Value> = per
+            .iter()
+            .enumerate()
+            .flat_map(|(w, es)| es.iter().map(move |e| entry_json(e, w)))
+            .collect();
+        return Ok(("application/json", serde_json::to_string(&all)? + "\n"));
+    }
+    let mut out = String::new();
+    let mut n = 0;
+    for es in &per {
+        for e in es {
+            out.push_str(&e.conntrack_line());
+            out.push('\n');
+            n += 1;
+        }
+    }
+    out.push_str(&format!("statewall: {n} flow entries have been shown.\n"));
+    Ok(("text/plain; charset=utf-8", out))
+}
+
+/// Counts matching entries (like `conntrack -C`).
+pub fn count(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
+    let f = std::sync::Arc::new(f);
+    let per = rt.on_all(move |p, now| p.table.iter(now).filter(|e| f.matches(e)).count())?;
+    Ok((
+        "text/plain; charset=utf-8",
+        format!("{}\n", per.iter().sum::<usize>()),
+    ))
+}
+
+fn key_of(e: &EntryView) -> Option<FlowKey> {
+    match e.orig.icmp {
+        Some((ty, code, id)) => FlowKey::icmp(e.family, e.orig.src, e.orig.dst, id, ty, code),
+        None => Some(FlowKey::new(
+            e.family,
+            e.proto,
+            e.orig.src,
+            e.orig.sport,
+            e.orig.dst,
+            e.orig.dport,
+        )),
+    }
+}
+
+/// Deletes matching entries (like `conntrack -D`).
+pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
+    let f = std::sync::Arc::new(f);
+    let per = rt.on_all(move |p, now| {
+        let victims: Vec<EntryView> = p.table.iter(now).filter(|e| f.matches(e)).collect();
+        let mut lines = Vec::new();
+        for e in victims {
+            if let Some(k) = key_of(&e) {
+                if p.table.delete(&k) {
+                    lines.push(e.conntrack_line());
+                }
+            }
+        }
+        lines
+    })?;
+    let n: usize = per.iter().map(|v| v.len()).sum();
+    let mut out = per.into_iter().flatten().collect::<Vec<_>>().join("\n");
+    if n > 0 {
+        out.push('\n');
+    }
+    out.push_str(&format!("statewall: {n} flow entries have been deleted.\n"));
+    Ok(("text/plain; charset=utf-8", out))
+}
+
+/// Deletes every entry (like `conntrack -F`); returns how many there were.
+pub fn flush(rt: &Runtime) -> Result<usize> {
+    let per = rt.on_all(|p, _| {
+        let n = p.table.len();
+        p.table.flush();
+        n
+    })?;
+    Ok(per.iter().sum())
+}
+
+/// Expectations (like `conntrack -L expect`).
+pub fn expectations(rt: &Runtime) -> Result<String> {
+    Ok(format!(
+        "statewall: {} expectations have been shown.\n",
+        rt.expectations()
+    ))
+}
+
+/// Parses an address into the table's form.
+pub fn addr(ip: IpAddr) -> (Family, [u8; 16]) {
+    from_ip(ip)
+}
