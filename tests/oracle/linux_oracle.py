@@ -267,6 +267,14 @@ class Oracle:
                 name = "net.netfilter." + name
             nsx(ns, "sysctl", "-qw", f"{name}={value.strip()}")
         self.load_ruleset()
+        # count what leaves the test namespace through the sink (= forwarded, i.e. passed
+        # POST_ROUTING and the conntrack confirm step; FTP-helper drops show up here)
+        sink_rules = (f"table netdev {TABLE}_sink {{\n  counter sinkpkts {{ }}\n"
+                      '  chain ing { type filter hook ingress device "sink0" priority 0; '
+                      f'ether daddr {GW_MAC} ether type {{ ip, ip6 }} counter name "sinkpkts"; }}\n}}\n')
+        r = nsx(inj, "nft", "-f", "-", input_=sink_rules, check=False)
+        if r.returncode != 0:
+            raise OracleError(f"nft rejected the sink ruleset: {r.stderr}")
         self.sock = packet_socket_in(inj, "inj0")
         self.ns_mac = mac_bytes(NS_MAC)
 
@@ -277,8 +285,12 @@ class Oracle:
             lines.append(f"  counter {c} {{ }}")
         if a.helper_ftp_port:
             lines.append('  ct helper ftp-h { type "ftp" protocol tcp; l3proto inet; }')
+        # frames whose Ethernet source is the namespace end itself are the namespace's own
+        # multicast looped back (e.g. MLD reports answering an injected MLD query):
+        # never count them.
+        own = f'iifname "veth0" ether saddr != {NS_MAC}'
         lines.append("  chain sanity { type filter hook prerouting priority -450; "
-                     'iifname "veth0" counter name "pre"; }')
+                     f'{own} counter name "pre"; }}')
         lines.append("  chain raw { type filter hook prerouting priority raw;")
         for rule in a.notrack:
             lines.append(f"    {rule}")
@@ -286,9 +298,9 @@ class Oracle:
         lines.append("  chain states { type filter hook prerouting priority -150;")
         for s in STATES:
             for d in DIRS:
-                lines.append(f'    iifname "veth0" ct state {s} ct direction {d} counter name "{s}_{d}"')
-        lines.append('    iifname "veth0" ct state invalid counter name "invalid"')
-        lines.append('    iifname "veth0" ct state untracked counter name "untracked"')
+                lines.append(f'    {own} ct state {s} ct direction {d} counter name "{s}_{d}"')
+        lines.append(f'    {own} ct state invalid counter name "invalid"')
+        lines.append(f'    {own} ct state untracked counter name "untracked"')
         lines.append("  }")
         lines.append("  chain helpers { type filter hook prerouting priority 0;")
         for port in a.helper_ftp_port:
@@ -298,7 +310,7 @@ class Oracle:
         lines.append(f"table netdev {TABLE}_dev {{")
         lines.append("  counter ingress { }")
         lines.append('  chain ing { type filter hook ingress device "veth0" priority 0; '
-                     'counter name "ingress"; }')
+                     f'ether saddr != {NS_MAC} counter name "ingress"; }}')
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -331,6 +343,13 @@ class Oracle:
             raise OracleError(f"counters missing: {missing}")
         return out
 
+    def read_fwd(self):
+        r = nsx(self.inj, "nft", "-j", "list", "counter", "netdev", f"{TABLE}_sink", "sinkpkts")
+        for obj in json.loads(r.stdout)["nftables"]:
+            if "counter" in obj:
+                return obj["counter"]["packets"]
+        raise OracleError("sink counter missing")
+
     def classify(self, before, after):
         diff = {k: after[k] - before[k] for k in ALL_COUNTERS}
         hit = [k for k in STATE_COUNTERS if diff[k] > 0]
@@ -354,6 +373,7 @@ class Oracle:
         start_wall = None
         t0 = pkts[0][0] if pkts else 0.0
         cur = self.read_counters()
+        fwd = self.read_fwd()
         results = []
         for i, (ts, frame) in enumerate(pkts):
             if not a.no_sleep:
@@ -380,7 +400,13 @@ class Oracle:
                 time.sleep(0.005)
                 after = self.read_counters()
             cur = after
-            rec = {"index": i, "ct_state": state, "ct_dir": d}
+            fwd_after = self.read_fwd()
+            if fwd_after == fwd:  # give the sink veth's backlog a moment
+                time.sleep(0.02)
+                fwd_after = self.read_fwd()
+            forwarded = fwd_after > fwd
+            fwd = fwd_after
+            rec = {"index": i, "ct_state": state, "ct_dir": d, "forwarded": forwarded}
             if note:
                 rec["note"] = note
             results.append(rec)
