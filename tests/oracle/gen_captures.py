@@ -108,7 +108,7 @@ def icmp_err(src, dst, type_, code, inner, **kw):
     return ip4(src, dst) / ICMP(type=type_, code=code, **kw) / Raw(frag_payload(inner)[:28 + 20])
 
 
-def add(name, case, title, pkts, times=None, step=0.01, opts=None, long=False, note=None):
+def add(name, case, title, pkts, times=None, step=0.01, opts=None, long=False, note=None, timing=False):
     """pkts: list of (packet, doc_token).  times: explicit offsets (seconds)."""
     frames, doc = [], []
     for i, (p, tok) in enumerate(pkts):
@@ -124,7 +124,7 @@ def add(name, case, title, pkts, times=None, step=0.01, opts=None, long=False, n
         "helper_ftp_port": opts.get("helper_ftp_port", []),
         "notrack": opts.get("notrack", []),
         "sysctl": opts.get("sysctl", []),
-        "long": long, "doc": doc, "note": note,
+        "long": long, "timing": timing or long, "doc": doc, "note": note,
         "_frames": frames,
     })
 
@@ -152,7 +152,7 @@ def tcp_cases():
     add("t05b_syn_retrans_no_refresh", "T5",
         "syn_sent timeout 3 s: SYN t=0, SYN t=2, SYN/ACK t=3.5 (entry must have expired: the retransmit does not refresh)",
         [(c2s("S", 1000), "NEW/O"), (c2s("S", 1000), "NEW/O"), (s2c("SA", 5000, 1001), "INV")],
-        times=[0, 2, 3.5], opts={"sysctl": ["nf_conntrack_tcp_timeout_syn_sent=3"]})
+        times=[0, 2, 3.5], timing=True, opts={"sysctl": ["nf_conntrack_tcp_timeout_syn_sent=3"]})
     add("t06_rst_unreplied", "T6", "SYN, RST/ACK from server, SYN again", [
         (c2s("S", 1000), "NEW/O"), (s2c("RA", 0, 1001), "EST/R"), (c2s("S", 1000), "NEW/O")])
     add("t07_bad_synack", "T7", "SYN, SYN/ACK with the wrong ack", [
@@ -236,7 +236,7 @@ def udp_cases():
     add("u03_expiry", "U3", "C->S at 0; S->C at 31 s (default 30 s timeout)",
         [(q(), "NEW/O"), (r(), "NEW/O")], times=[0, 31], long=True)
     add("u03b_expiry_short", "U3", "C->S at 0; S->C at 4 s with nf_conntrack_udp_timeout=3",
-        [(q(), "NEW/O"), (r(), "NEW/O")], times=[0, 4], opts={"sysctl": ["nf_conntrack_udp_timeout=3"]})
+        [(q(), "NEW/O"), (r(), "NEW/O")], times=[0, 4], timing=True, opts={"sysctl": ["nf_conntrack_udp_timeout=3"]})
     # U4: malformed UDP
     a = ip4(C, S) / UDP(sport=5001, dport=53, len=100) / Raw(b"x" * 12)
     b = ip4(C, S) / UDP(sport=5002, dport=53, len=7) / Raw(b"x" * 12)
@@ -357,6 +357,12 @@ def other_cases():
     frag4 = ip4(C, S, frag=100) / Raw(b"x" * 16)
     frag4[IP].proto = 17
     arp = Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=C, pdst=S, hwsrc=MAC_C)
+    add("x02_ttl_expired", "1.3 step 9",
+        "C->S UDP with TTL 1 (dies in forwarding: never confirmed); S->C reply; then the same with TTL 64",
+        [(ip4(C, S, ttl=1) / UDP(sport=5353, dport=53) / Raw(b"q"), "NEW/O"),
+         (udp(S, C, 53, 5353), "NEW/O"),
+         (udp(C, S, 5354, 53), "NEW/O"), (udp(S, C, 53, 5354), "EST/R")],
+        note="a packet that is not forwarded (TTL expiry, or any drop) does not confirm its entry")
     add("x01_ip_sanity", "INV-1/step 0",
         "bad IPv4 header checksum; ihl=15 beyond the packet; lone non-first IPv4 fragment; ARP",
         [(badsum, "DROP"), (badihl, "DROP"), (frag4, "INV"), (arp, "DROP")])
@@ -556,7 +562,7 @@ def main():
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"version": 1,
                    "comment": "one entry per capture; oracle options: --helper-ftp-port, --notrack, --sysctl. "
-                              "'long' captures need real-time gaps > 30 s (skip with --skip-long). "
+                              "'timing' captures depend on real inter-packet gaps (never run them with --no-sleep); 'long' captures need real-time gaps > 30 s (skip with --skip-long). "
                               "'doc' = CONNTRACK.md expectation per packet.",
                    "captures": manifest}, f, indent=1)
         f.write("\n")

@@ -45,6 +45,8 @@ CLONE_NEWNET = 0x40000000
 NS_MAC = "02:00:00:00:00:fe"
 INJ_MAC = "02:00:00:00:00:fd"
 GW_MAC = "02:00:00:00:00:fb"
+SINK_V4 = "192.0.2.1"
+SINK_V6 = "2001:db8:ffff::1"
 TABLE = "swo"
 STATES = ["new", "established", "related"]
 DIRS = ["original", "reply"]
@@ -250,8 +252,8 @@ class Oracle:
             nsx(ns, "ip", "link", "set", dev, "up")
         for dev in ("inj0", "sink0"):
             nsx(inj, "ip", "link", "set", dev, "up")
-        nsx(ns, "ip", "addr", "add", "192.0.2.1/30", "dev", "veth1")
-        nsx(ns, "ip", "-6", "addr", "add", "2001:db8:ffff::1/64", "dev", "veth1", "nodad")
+        nsx(ns, "ip", "addr", "add", f"{SINK_V4}/30", "dev", "veth1")
+        nsx(ns, "ip", "-6", "addr", "add", f"{SINK_V6}/64", "dev", "veth1", "nodad")
         nsx(ns, "ip", "neigh", "replace", "192.0.2.2", "lladdr", GW_MAC, "dev", "veth1", "nud", "permanent")
         nsx(ns, "ip", "-6", "neigh", "replace", "2001:db8:ffff::2", "lladdr", GW_MAC, "dev", "veth1",
             "nud", "permanent")
@@ -268,10 +270,13 @@ class Oracle:
             nsx(ns, "sysctl", "-qw", f"{name}={value.strip()}")
         self.load_ruleset()
         # count what leaves the test namespace through the sink (= forwarded, i.e. passed
-        # POST_ROUTING and the conntrack confirm step; FTP-helper drops show up here)
+        # POST_ROUTING and the conntrack confirm step; FTP-helper drops show up here).
+        # The namespace's own packets (ICMP errors such as time-exceeded for TTL<=1
+        # frames) leave with the sink address as source and are not counted.
         sink_rules = (f"table netdev {TABLE}_sink {{\n  counter sinkpkts {{ }}\n"
                       '  chain ing { type filter hook ingress device "sink0" priority 0; '
-                      f'ether daddr {GW_MAC} ether type {{ ip, ip6 }} counter name "sinkpkts"; }}\n}}\n')
+                      f'ether daddr {GW_MAC} ip saddr != {SINK_V4} counter name "sinkpkts"; '
+                      f'ether daddr {GW_MAC} ip6 saddr != {{ {SINK_V6}, fe80::/10 }} counter name "sinkpkts"; }}\n}}\n')
         r = nsx(inj, "nft", "-f", "-", input_=sink_rules, check=False)
         if r.returncode != 0:
             raise OracleError(f"nft rejected the sink ruleset: {r.stderr}")

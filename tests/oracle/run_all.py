@@ -32,6 +32,9 @@ def load_manifest():
         return json.load(f)["captures"]
 
 
+NO_SLEEP = False
+
+
 def oracle_cmd(c):
     cmd = [sys.executable, os.path.join(HERE, "linux_oracle.py"), os.path.join(CAPS, c["file"])]
     for p in c.get("helper_ftp_port", []):
@@ -40,6 +43,8 @@ def oracle_cmd(c):
         cmd += ["--notrack", r]
     for s in c.get("sysctl", []):
         cmd += ["--sysctl", s]
+    if NO_SLEEP:
+        cmd.append("--no-sleep")
     return cmd
 
 
@@ -99,7 +104,10 @@ def main():
     ap.add_argument("--out", default=EXPECTED)
     ap.add_argument("--check", action="store_true", help="run live into a temp dir and diff with --out")
     ap.add_argument("--table", action="store_true", help="print the doc-vs-kernel markdown table")
+    ap.add_argument("--no-sleep", action="store_true", help="pass --no-sleep to the oracle (timing cases change)")
     a = ap.parse_args()
+    global NO_SLEEP
+    NO_SLEEP = a.no_sleep
     caps = load_manifest()
     if a.only:
         caps = [c for c in caps if any(s in c["name"] for s in a.only)]
