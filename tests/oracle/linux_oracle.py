@@ -428,6 +428,18 @@ class Oracle:
         sys.stderr.flush()
 
 
+def remove_stale_namespaces():
+    """Delete swo-ns-PID / swo-inj-PID namespaces left by an oracle run that was SIGKILLed."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "swo" and parts[1] in ("ns", "inj") and parts[2].isdigit():
+            if not os.path.exists(f"/proc/{parts[2]}"):
+                log(f"removing stale namespace {name}")
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("pcap")
@@ -464,6 +476,7 @@ def main(argv=None):
             raise Timeout(f"run exceeded --timeout {args.timeout}s")
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, on_signal)   # even if started with SIGINT ignored (background job)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     signal.signal(signal.SIGALRM, on_signal)
@@ -473,6 +486,7 @@ def main(argv=None):
     print(f"# kernel {uname.release} ({uname.version}) pcap={args.pcap} packets={len(pkts)} "
           f"helper_ftp_port={args.helper_ftp_port} notrack={args.notrack} sysctl={args.sysctl} "
           f"sleep={'no' if args.no_sleep else 'yes'}", file=sys.stderr, flush=True)
+    remove_stale_namespaces()
     o = Oracle(args)
     rc = 0
     try:
@@ -487,6 +501,8 @@ def main(argv=None):
         rc = 130
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)   # never interrupt the cleanup
         o.cleanup()
     return rc
 

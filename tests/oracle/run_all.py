@@ -54,7 +54,8 @@ def run_one(c, outdir):
     path = os.path.join(outdir, c["name"] + ".jsonl")
     with open(path, "w") as f:
         f.write(r.stdout)
-    with open(os.path.join(outdir, c["name"] + ".log"), "w") as f:
+    os.makedirs(os.path.join(outdir, "logs"), exist_ok=True)
+    with open(os.path.join(outdir, "logs", c["name"] + ".log"), "w") as f:
         f.write(r.stderr)
     n = len([ln for ln in r.stdout.splitlines() if ln.strip()])
     ok = r.returncode == 0 and n == c["packets"]
@@ -129,7 +130,7 @@ def main():
         meta = {"kernel": os.uname().release, "uname": " ".join(os.uname()),
                 "captures": {c["name"]: oracle_cmd(c)[3:] for c in caps}}
         kpath = os.path.join(outdir, "KERNEL.json")
-        if os.path.exists(kpath) and a.only:
+        if os.path.exists(kpath):
             with open(kpath) as f:
                 old = json.load(f)
             old["captures"].update(meta["captures"])
