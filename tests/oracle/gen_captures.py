@@ -464,7 +464,10 @@ def ftp_cases():
     pk = ftp.pkts + [(tcp(C, S, 41000, 50000, "S", 20000), "NEW/O")]
     times.append(last + 301)
     add("f11_expect_timeout", "F11", "227 as F1; data SYN 301 s later (control connection kept alive)",
-        pk, times=times, opts=h, long=True)
+        pk, times=times, opts=h, long=True,
+        note="expectations expire by a kernel timer (timer wheel slack: up to +16.4 s at HZ=250 for 300 s)")
+    add("f11b_expect_timeout_slack", "F11", "as f11, but the data SYN 320 s after the 227 (beyond the timer slack)",
+        pk, times=times[:-1] + [times[9] + 320], opts=h, long=True)
     f12 = Ftp().login().server(pasv).pkts + [
         (tcp(C, S, 41000, 50000, "S", 20000), "NEW/O"), (tcp(C, S, 41000, 50000, "S", 20000), "NEW/O"),
         (tcp(S, C, 50000, 41000, "SA", 30000, 20001), "EST/R"), (tcp(C, S, 41000, 50000, "A", 20001, 30001), "EST/O")]
