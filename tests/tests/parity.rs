@@ -10,9 +10,9 @@
 //! `tests/oracle/DIVERGENCES.md` fails the test.
 
 use serde_json::Value;
+use statewall::replay::{replay, ReplayArgs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use statewall::replay::{replay, ReplayArgs};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,9 +25,9 @@ fn rules_for(notrack: &[Value]) -> String {
         let r = r.as_str().expect("notrack rule is a string");
         let w: Vec<&str> = r.split_whitespace().collect();
         match w.as_slice() {
-            [proto, dir @ ("sport" | "dport"), port, "notrack"] => {
-                raw.push_str(&format!("-A PREROUTING -p {proto} -m {proto} --{dir} {port} -j CT --notrack\n"))
-            }
+            [proto, dir @ ("sport" | "dport"), port, "notrack"] => raw.push_str(&format!(
+                "-A PREROUTING -p {proto} -m {proto} --{dir} {port} -j CT --notrack\n"
+            )),
             _ => panic!("parity: cannot translate the oracle notrack rule {r:?}"),
         }
     }
@@ -38,8 +38,10 @@ fn rules_for(notrack: &[Value]) -> String {
 #[test]
 fn replay_matches_the_linux_kernel_packet_by_packet() {
     let oracle = root().join("tests/oracle");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(oracle.join("captures/manifest.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(oracle.join("captures/manifest.json")).unwrap(),
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
     let kernel_dir = out.path().join("kernel");
     let sw_dir = out.path().join("statewall");
@@ -64,8 +66,18 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
             mode: "forward".into(),
             inside: vec![],
             capacity: 4096,
-            sysctls: c["sysctl"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect(),
-            ftp_ports: c["helper_ftp_port"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect(),
+            sysctls: c["sysctl"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect(),
+            ftp_ports: c["helper_ftp_port"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap() as u16)
+                .collect(),
         };
         let mut buf = Vec::new();
         replay(&args, &mut buf).unwrap_or_else(|e| panic!("replay of {name} failed: {e:#}"));
@@ -73,7 +85,10 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
         std::fs::write(sw_dir.join(format!("{name}.jsonl")), &buf).unwrap();
         captures += 1;
     }
-    assert!(captures > 50, "expected the oracle's captures, found {captures}");
+    assert!(
+        captures > 50,
+        "expected the oracle's captures, found {captures}"
+    );
     let r = Command::new("python3")
         .arg(oracle.join("compare.py"))
         .arg(&kernel_dir)
@@ -83,6 +98,12 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
         .output()
         .expect("python3 runs compare.py");
     let stdout = String::from_utf8_lossy(&r.stdout);
-    println!("parity: {captures} captures, {packets} packets replayed\n{stdout}{}", String::from_utf8_lossy(&r.stderr));
-    assert!(r.status.success(), "statewall disagrees with the Linux kernel (see the mismatches above)");
+    println!(
+        "parity: {captures} captures, {packets} packets replayed\n{stdout}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        r.status.success(),
+        "statewall disagrees with the Linux kernel (see the mismatches above)"
+    );
 }
