@@ -61,6 +61,8 @@ pub struct Runtime {
     pub log_lost: Arc<AtomicU64>,
     /// Per-shard capacity times workers.
     pub ct_limit: usize,
+    /// Started from the embedded default (reloads re-read the demo ruleset).
+    embedded: bool,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -342,6 +344,7 @@ impl Runtime {
         reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
         Ok(Runtime {
             ct_limit: per_shard * n,
+            embedded,
             cfg,
             ruleset,
             workers,
@@ -360,7 +363,13 @@ impl Runtime {
     /// ruleset stays and the failure is counted.
     pub fn reload(&self) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match load_rules(&self.cfg, self.cfg.rules.file.is_none()) {
+        self.publish(load_rules(&self.cfg, self.embedded))
+    }
+
+    /// Publishes a freshly compiled ruleset (or counts the failure to build one).
+    /// Callers hold `reload_lock`.
+    fn publish(&self, compiled: Result<Ruleset>) -> Result<u64> {
+        match compiled {
             Ok(mut rs) => {
                 let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
                 rs.set_generation(gen);
@@ -368,9 +377,7 @@ impl Runtime {
                 self.reloads.generation.store(gen, Ordering::Relaxed);
                 self.reloads.ok.fetch_add(1, Ordering::Relaxed);
                 self.reloads.last_ok.store(true, Ordering::Relaxed);
-                self.reloads
-                    .last_ok_time
-                    .store(unix_now(), Ordering::Relaxed);
+                self.reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
                 Ok(gen)
             }
             Err(e) => {
@@ -607,24 +614,6 @@ impl Runtime {
     /// Replaces the running ruleset with `text` (validated first; refused whole on error).
     pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match dataplane::ruleset::parse_ruleset(text, origin, None) {
-            Ok(mut rs) => {
-                let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
-                rs.set_generation(gen);
-                self.ruleset.store(Arc::new(rs));
-                self.reloads.generation.store(gen, Ordering::Relaxed);
-                self.reloads.ok.fetch_add(1, Ordering::Relaxed);
-                self.reloads.last_ok.store(true, Ordering::Relaxed);
-                self.reloads
-                    .last_ok_time
-                    .store(unix_now(), Ordering::Relaxed);
-                Ok(gen)
-            }
-            Err(e) => {
-                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
-                self.reloads.last_ok.store(false, Ordering::Relaxed);
-                Err(anyhow::anyhow!("{e}"))
-            }
-        }
+        self.publish(dataplane::ruleset::parse_ruleset(text, origin, None).map_err(|e| anyhow::anyhow!("{e}")))
     }
 }
