@@ -507,6 +507,17 @@ impl Statewall {
     /// `statewall run` and waits until its API answers. Panics with its output if it
     /// does not come up within 15 s.
     pub fn start(topo: &Topology, mode: Mode, rules: &str, extra_toml: &str) -> Statewall {
+        Statewall::start_dual(topo, mode, rules, None, extra_toml)
+    }
+
+    /// [`Statewall::start`] with an IPv6 ruleset too (`rules.file6`).
+    pub fn start_dual(
+        topo: &Topology,
+        mode: Mode,
+        rules: &str,
+        rules6: Option<&str>,
+        extra_toml: &str,
+    ) -> Statewall {
         let bin = statewall_bin();
         let dir = tempfile::Builder::new()
             .prefix("statewall-e2e-")
@@ -514,6 +525,13 @@ impl Statewall {
             .expect("tempdir");
         let rules_path = dir.path().join("rules.v4");
         std::fs::write(&rules_path, rules).unwrap();
+        let file6 = match rules6 {
+            Some(r6) => {
+                std::fs::write(dir.path().join("rules.v6"), r6).unwrap();
+                "file6 = \"rules.v6\"\n"
+            }
+            None => "",
+        };
         let config_path = dir.path().join("statewall.toml");
         let mut last_err = String::new();
         // The free port may be taken between our probe and statewall's bind: retry then.
@@ -542,7 +560,7 @@ host = "inside"
 
 [rules]
 file = "rules.v4"
-
+{file6}
 [control]
 listen = "{api}"
 stats_interval = 0
