@@ -1,0 +1,97 @@
+//! The seed scenario in host mode: statewall in front of the inside namespace with
+//! `-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT; -A INPUT -j REJECT`.
+//! Real curl and python3 http.server on both sides.
+
+use statewall_e2e::*;
+use std::time::Instant;
+
+#[test]
+fn host_seed_outbound_http_works_inbound_is_rejected() {
+    let test = "host_seed_outbound_http_works_inbound_is_rejected";
+    if skip_unless_root(test) || skip_unless_tools(test, &["curl", "ethtool", "ss"]) {
+        return;
+    }
+    let topo = Topology::new(test);
+    let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
+    let www = sw.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello through statewall\n").unwrap();
+    let py = python3();
+    let _srv_out = topo.spawn_in(
+        &topo.outside_ns,
+        120,
+        &www,
+        sw.dir.path(),
+        "http-outside",
+        &[&py, "-m", "http.server", "8080", "--bind", &topo.outside_ip],
+    );
+    let _srv_in = topo.spawn_in(
+        &topo.inside_ns,
+        120,
+        &www,
+        sw.dir.path(),
+        "http-inside",
+        &[&py, "-m", "http.server", "8081", "--bind", &topo.inside_ip],
+    );
+    topo.wait_tcp_listen(&topo.outside_ns, 8080, 10);
+    topo.wait_tcp_listen(&topo.inside_ns, 8081, 10);
+
+    // Inside -> outside: the host opened it (OUTPUT), replies are ESTABLISHED (INPUT).
+    let url = format!("http://{}:8080/hello.txt", topo.outside_ip);
+    let o = topo.inside(
+        15,
+        &["curl", "-sS", "-m", "10", "-w", "\n%{http_code}", &url],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out == "hello through statewall\n\n200",
+        "curl inside -> outside {url} failed: {}\n{}",
+        show(&o),
+        sw.logs()
+    );
+
+    // Outside -> inside: NEW toward the host, REJECT with icmp-port-unreachable, so
+    // curl must fail at once with "connection refused" (exit 7), not time out (28).
+    let rejects_before = sw.metric(r#"statewall_drops_total{reason="reject"}"#);
+    let url = format!("http://{}:8081/hello.txt", topo.inside_ip);
+    let t0 = Instant::now();
+    let o = topo.outside(15, &["curl", "-sS", "-m", "5", &url]);
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "curl outside -> inside {url} should be refused (exit 7): {}\n{}",
+        show(&o),
+        sw.logs()
+    );
+    assert!(
+        err.contains("Couldn't connect") || err.contains("refused"),
+        "unexpected curl error: {}",
+        show(&o)
+    );
+    assert!(
+        took.as_secs_f64() < 1.5,
+        "the REJECT took {took:?} to arrive (a drop would time out)\n{}",
+        sw.logs()
+    );
+    let rejects_after = sw.wait_metric_at_least(
+        r#"statewall_drops_total{reason="reject"}"#,
+        rejects_before + 1.0,
+    );
+    assert!(
+        rejects_after > rejects_before,
+        "no reject counted\n{}",
+        sw.logs()
+    );
+    // The inside server never saw the connection.
+    let log = _srv_in.stderr();
+    assert!(
+        !log.contains("GET /hello.txt"),
+        "inside server was reached: {log}"
+    );
+    println!(
+        "{test}: ok (refused in {took:?}); counters:\n{}",
+        interesting(&sw.metrics())
+    );
+}
