@@ -65,6 +65,12 @@ enum RulesCmd {
 }
 
 fn main() -> ExitCode {
+    // Behave like a Unix tool when piped into `head`: die quietly on a closed pipe.
+    // SAFETY: setting SIGPIPE to its default disposition at start-up, before any thread
+    // exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
