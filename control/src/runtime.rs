@@ -377,7 +377,9 @@ impl Runtime {
                 self.reloads.generation.store(gen, Ordering::Relaxed);
                 self.reloads.ok.fetch_add(1, Ordering::Relaxed);
                 self.reloads.last_ok.store(true, Ordering::Relaxed);
-                self.reloads.last_ok_time.store(unix_now(), Ordering::Relaxed);
+                self.reloads
+                    .last_ok_time
+                    .store(unix_now(), Ordering::Relaxed);
                 Ok(gen)
             }
             Err(e) => {
@@ -614,6 +616,9 @@ impl Runtime {
     /// Replaces the running ruleset with `text` (validated first; refused whole on error).
     pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.publish(dataplane::ruleset::parse_ruleset(text, origin, None).map_err(|e| anyhow::anyhow!("{e}")))
+        self.publish(
+            dataplane::ruleset::parse_ruleset(text, origin, None)
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        )
     }
 }

@@ -609,7 +609,12 @@ pub struct Worker {
     pub log_lost: Arc<AtomicU64>,
 }
 
-const SWEEP_BUDGET: usize = 64;
+/// Conntrack buckets swept per loop iteration when the iteration carried packets: the
+/// sweep touches random entries (a cache miss each), so under load it stays tiny and
+/// lazy expiry on lookup does the rest; when idle the worker sweeps faster.
+const SWEEP_BUDGET_BUSY: usize = 2;
+/// Buckets swept per idle iteration.
+const SWEEP_BUDGET_IDLE: usize = 64;
 /// Datagrams each worker can reassemble at once.
 pub const DEFRAG_SLOTS: usize = 64;
 
@@ -649,6 +654,7 @@ impl Worker {
                 let now = self.clock.now();
                 cmd(&mut self.pipeline, now);
             }
+            let busy_before = busy_polls;
             // One ruleset load per iteration (per burst of every pair).
             let rs = self.ruleset.load_full();
             if !Arc::ptr_eq(&rs, &current) {
@@ -751,7 +757,12 @@ impl Worker {
                 }
             }
             let now = self.clock.now();
-            self.pipeline.table.expire(now, SWEEP_BUDGET);
+            let budget = if busy_polls != busy_before {
+                SWEEP_BUDGET_BUSY
+            } else {
+                SWEEP_BUDGET_IDLE
+            };
+            self.pipeline.table.expire(now, budget);
             let pool = &mut self.pool;
             self.pipeline
                 .defrag
