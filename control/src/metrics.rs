@@ -41,7 +41,7 @@ impl Fams {
         f.set_name(name.to_string());
         f.set_help(help.to_string());
         f.set_field_type(ty);
-        f.set_metric(metrics.into());
+        f.set_metric(metrics);
         self.0.push(f);
     }
 
@@ -50,7 +50,7 @@ impl Fams {
             .into_iter()
             .map(|(ls, v)| {
                 let mut m = Metric::default();
-                m.set_label(labels(&ls).into());
+                m.set_label(labels(&ls));
                 let mut c = Counter::default();
                 c.set_value(v as f64);
                 m.set_counter(c);
@@ -65,7 +65,7 @@ impl Fams {
             .into_iter()
             .map(|(ls, v)| {
                 let mut m = Metric::default();
-                m.set_label(labels(&ls).into());
+                m.set_label(labels(&ls));
                 let mut g = Gauge::default();
                 g.set_value(v);
                 m.set_gauge(g);
@@ -193,7 +193,7 @@ pub fn render(rt: &Runtime) -> String {
         .enumerate()
         .map(|(i, w)| {
             let mut m = Metric::default();
-            m.set_label(labels(&wl(i)).into());
+            m.set_label(labels(&wl(i)));
             let mut h = Histogram::default();
             let mut cum = 0u64;
             let mut sum = 0f64;
@@ -208,7 +208,7 @@ pub fn render(rt: &Runtime) -> String {
                 bk.set_upper_bound(ub);
                 buckets.push(bk);
             }
-            h.set_bucket(buckets.into());
+            h.set_bucket(buckets);
             h.set_sample_count(cum);
             h.set_sample_sum(sum);
             m.set_histogram(h);
@@ -334,6 +334,19 @@ pub fn render(rt: &Runtime) -> String {
         "statewall_expectations",
         "Live conntrack expectations.",
         vec![(vec![], rt.expectations() as f64)],
+    );
+    let es = rt.expect.stats();
+    f.counter(
+        "statewall_expectation_events_total",
+        "Conntrack expectation events: created, used, expired, evicted (max_expected), master_gone, register_failed (packet dropped).",
+        vec![
+            (vec![("event", "created".into())], es.created),
+            (vec![("event", "used".into())], es.used),
+            (vec![("event", "expired".into())], es.expired),
+            (vec![("event", "evicted".into())], es.evicted),
+            (vec![("event", "master_gone".into())], es.master_gone),
+            (vec![("event", "register_failed".into())], es.register_failed),
+        ],
     );
     f.counter(
         "statewall_log_events_lost_total",

@@ -56,8 +56,18 @@ pub struct Runtime {
     pub ct_limit: usize,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
+    /// The global expectation table every worker's shard shares.
+    pub expect: Arc<conntrack::ExpectTable>,
+    /// The clock the workers use (expectation timeouts are listed against it).
+    pub clock: Clock,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// One handle per queue of a port.
+type QueuePorts = Vec<Box<dyn Port>>;
+
+/// A per-rule metric: (table, chain, name, packets, bytes).
+pub type RuleMetric = (String, String, String, u64, u64);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -113,10 +123,7 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
 fn open_ports(
     cfg: &Config,
     queues: u16,
-) -> Result<(
-    Vec<Vec<Box<dyn Port>>>,
-    Option<Arc<port::pktgen::PktgenStats>>,
-)> {
+) -> Result<(Vec<QueuePorts>, Option<Arc<port::pktgen::PktgenStats>>)> {
     let mut out: Vec<Option<Vec<Box<dyn Port>>>> = cfg.ports.iter().map(|_| None).collect();
     let mut pktgen_stats = None;
     // pktgen ports come as a linked pair.
@@ -144,7 +151,7 @@ fn open_ports(
         let gcfg = pktgen_config(cfg, queues);
         let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
         pktgen_stats = Some(pair.stats());
-        let (ins, outs): (Vec<Box<dyn Port>>, Vec<Box<dyn Port>>) = pair
+        let (ins, outs): (QueuePorts, QueuePorts) = pair
             .into_queue_ports()
             .into_iter()
             .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
@@ -274,6 +281,7 @@ impl Runtime {
         }
         let mut workers = Vec::new();
         let mut threads = Vec::new();
+        let expect = Arc::new(conntrack::ExpectTable::new());
         for (w, mut qports) in per_worker.into_iter().enumerate() {
             let mut pairs = Vec::new();
             let mut names = Vec::new();
@@ -305,7 +313,7 @@ impl Runtime {
                 });
                 names.push((pair.network.clone(), pair.host.clone()));
             }
-            let table = ConnTable::new(per_shard, ct_cfg.clone());
+            let table = ConnTable::with_expectations(per_shard, ct_cfg, expect.clone(), w as u16);
             let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
             pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
             let worker = Worker {
@@ -348,6 +356,8 @@ impl Runtime {
             log_events,
             log_lost,
             stop,
+            expect,
+            clock,
             threads: Mutex::new(threads),
         })
     }
@@ -403,12 +413,12 @@ impl Runtime {
 
     /// Live expectations (global table).
     pub fn expectations(&self) -> usize {
-        0
+        self.expect.len()
     }
 
     /// Opt-in per-rule counters: rules whose comment starts with `metric:`; each as
     /// (table, chain, name, packets, bytes) summed over workers.
-    pub fn rule_metrics(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
+    pub fn rule_metrics(&self) -> Result<Vec<RuleMetric>> {
         let rs = self.ruleset.load_full();
         let named = rs.metric_rules();
         if named.is_empty() {

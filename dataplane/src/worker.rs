@@ -13,7 +13,7 @@
 //! through a bounded command queue drained between bursts.
 
 use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
-use crate::conntrack::{ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
+use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
 use crate::port::{Mbuf, MbufPool, Port};
 use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
@@ -408,7 +408,6 @@ impl Pipeline {
         let opts = TrackOpts {
             notrack: raw.notrack,
             helper,
-            ..Default::default()
         };
         let t = self.table.track(frame, &p, now, opts);
         self.stats.by_state[state_index(t.state)] += 1;
@@ -424,12 +423,18 @@ impl Pipeline {
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
         let accepted = matches!(v, Verdict::Accept);
-        // Linux's confirm step: a NEW entry is committed only if the packet is accepted.
-        let confirmed = !t.candidate || self.table.confirm(&t, accepted, now);
+        // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
+        // NEW/RELATED entry is committed only if the packet is accepted.
+        let confirmed = self.table.confirm(&t, accepted, frame, &p, now);
         match v {
-            Verdict::Accept if confirmed => {
+            Verdict::Accept if confirmed.is_pass() => {
                 self.stats.verdict_accept += 1;
                 self.stats.forwarded += 1;
+            }
+            Verdict::Accept if confirmed == ConfirmResult::HelperDrop => {
+                self.stats.verdict_accept += 1;
+                self.stats.drop(DropReason::Helper);
+                out.action = Action::Drop(DropReason::Helper);
             }
             Verdict::Accept => {
                 // The insert failed (a clash, or no free slot): Linux drops the packet.
@@ -753,6 +758,8 @@ impl Worker {
             }
             let now = self.clock.now();
             self.pipeline.table.expire(now, SWEEP_BUDGET);
+            // Expectation timers (a sweep at most once a second, by any worker).
+            self.pipeline.table.expectations().maybe_expire(now);
             let pool = &mut self.pool;
             self.pipeline
                 .defrag
