@@ -9,8 +9,12 @@ use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
 use dataplane::port::{self, MbufPool, Port, PortCounters};
 use dataplane::ruleset::Ruleset;
+/// Entries of each worker-to-worker handoff ring.
+const HANDOFF_RING: usize = 1024;
+
 use dataplane::worker::{
-    Clock, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker, WorkerHandle,
+    Clock, HandoffLinks, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker,
+    WorkerHandle,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,6 +286,19 @@ impl Runtime {
         let mut workers = Vec::new();
         let mut threads = Vec::new();
         let expect = Arc::new(conntrack::ExpectTable::new());
+        // ICMP errors reach the worker their outer tuple steers to; the owner of the
+        // quoted flow is computed with our steering hash, which is what the pktgen
+        // backend steers by. (af_packet steers by the kernel's fanout hash, which we
+        // cannot reproduce, and pcap has one worker: no handoff there.)
+        let mut links: Vec<Option<HandoffLinks>> =
+            if n > 1 && cfg.ports.iter().all(|p| p.backend == "pktgen") {
+                HandoffLinks::mesh(n, HANDOFF_RING)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                (0..n).map(|_| None).collect()
+            };
         for (w, mut qports) in per_worker.into_iter().enumerate() {
             let mut pairs = Vec::new();
             let mut names = Vec::new();
@@ -331,6 +348,7 @@ impl Runtime {
                 clock,
                 log_events: Some(log_events.clone()),
                 log_lost: log_lost.clone(),
+                handoff: links[w].take(),
             };
             workers.push(worker.handle());
             threads.push(

@@ -15,9 +15,10 @@
 use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::port::{Mbuf, MbufPool, Port};
+use crate::port::{queue_of, Mbuf, MbufPool, Port};
 use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -613,6 +614,90 @@ pub struct Worker {
     pub log_events: Option<Arc<crossbeam_queue::ArrayQueue<LogRecord>>>,
     /// LOG events lost because the queue was full.
     pub log_lost: Arc<AtomicU64>,
+    /// Rings to and from the other workers (ICMP errors about a flow another worker
+    /// owns); None with one worker, or when the backend's steering hash is not ours.
+    pub handoff: Option<HandoffLinks>,
+}
+
+/// A packet handed to the worker owning its connection, with where it came in.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The frame (a buffer of the sending worker's pool).
+    pub m: Mbuf,
+    /// Index of the port pair it arrived on.
+    pub pair: u16,
+    /// The side it arrived on.
+    pub ingress: Side,
+}
+
+/// One worker's ends of the handoff mesh (one SPSC ring per ordered worker pair).
+///
+/// Steering sends a packet to the worker whose queue [`queue_of`] picks for the
+/// symmetric hash of its tuple, so every packet of a flow meets the flow's shard. An
+/// ICMP error is steered by its *outer* tuple but belongs to the flow it quotes
+/// ([`crate::conntrack::owner_hash`]); when that owner is another worker, the packet is
+/// pushed into the ring to it (full ring: dropped, `DropReason::HandoffFull`). The owner
+/// drains its incoming rings every loop iteration, runs the packets through its
+/// pipeline (with the recorded pair and side) and sends them on its own queue.
+///
+/// Buffers: a handed-off buffer belongs to the sender's pool. Pools never grow past
+/// their preallocated count (`MbufPool::put` frees a buffer beyond it), so for every
+/// handed-off packet it processed the receiver sends one buffer of its own pool back
+/// through the return ring to the sender, which puts it in its pool: both pools keep
+/// their size. (When the receiver's pool is empty or the return ring is full, nothing
+/// is returned; the sender's pool is then one short until a later handoff.)
+#[derive(Debug, Default)]
+pub struct HandoffLinks {
+    /// This worker's id.
+    pub me: u16,
+    /// Number of workers (queues per port).
+    pub workers: u16,
+    /// `to[w]`: packets from this worker to worker `w` (None for itself).
+    pub to: Vec<Option<Arc<ArrayQueue<Handoff>>>>,
+    /// `from[w]`: packets from worker `w` to this worker.
+    pub from: Vec<Option<Arc<ArrayQueue<Handoff>>>>,
+    /// `ret_to[w]`: buffers this worker gives back to worker `w`.
+    pub ret_to: Vec<Option<Arc<ArrayQueue<Mbuf>>>>,
+    /// `ret_from[w]`: buffers worker `w` gives back to this worker.
+    pub ret_from: Vec<Option<Arc<ArrayQueue<Mbuf>>>>,
+}
+
+impl HandoffLinks {
+    /// The full mesh for `n` workers, rings of `depth` entries.
+    pub fn mesh(n: usize, depth: usize) -> Vec<HandoffLinks> {
+        let ring = || Arc::new(ArrayQueue::<Handoff>::new(depth.max(1)));
+        let bring = || Arc::new(ArrayQueue::<Mbuf>::new(depth.max(1)));
+        // pk[f][t]: packets f -> t; rb[f][t]: buffers returned f -> t.
+        let pk: Vec<Vec<_>> = (0..n)
+            .map(|f| (0..n).map(|t| (f != t).then(ring)).collect())
+            .collect();
+        let rb: Vec<Vec<_>> = (0..n)
+            .map(|f| (0..n).map(|t| (f != t).then(bring)).collect())
+            .collect();
+        (0..n)
+            .map(|w| HandoffLinks {
+                me: w as u16,
+                workers: n as u16,
+                to: pk[w].clone(),
+                from: (0..n).map(|f| pk[f][w].clone()).collect(),
+                ret_to: rb[w].clone(),
+                ret_from: (0..n).map(|f| rb[f][w].clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// The worker that owns this packet when it is not this one: only ICMP/ICMPv6
+    /// errors (not fragments) can belong elsewhere; every other packet is steered by
+    /// the tuple that owns it.
+    pub fn owner_elsewhere(&self, frame: &[u8], p: &packet::Parsed) -> Option<u16> {
+        match p.l4 {
+            packet::L4::Icmp(i) if i.is_error() && !p.frag.is_fragment() => {
+                let w = queue_of(crate::conntrack::owner_hash(frame, p), self.workers);
+                (w != self.me).then_some(w)
+            }
+            _ => None,
+        }
+    }
 }
 
 const SWEEP_BUDGET: usize = 64;
@@ -629,6 +714,100 @@ impl Worker {
         }
     }
 
+    /// Processes the packets other workers handed to this one (ICMP errors about flows
+    /// of this shard) and gives buffers back (see [`HandoffLinks`]).
+    fn drain_handoffs(
+        &mut self,
+        rs: &Ruleset,
+        now: Nanos,
+        fwd: &mut Vec<Mbuf>,
+        back: &mut Vec<Mbuf>,
+        reply: &mut [u8],
+        limiter: &mut LogLimiter,
+    ) {
+        let Some(h) = self.handoff.take() else {
+            return;
+        };
+        for f in 0..h.from.len() {
+            if let Some(r) = &h.ret_from[f] {
+                while let Some(m) = r.pop() {
+                    self.pool.put(m);
+                }
+            }
+            let Some(ring) = &h.from[f] else {
+                continue;
+            };
+            for _ in 0..self.burst {
+                let Some(item) = ring.pop() else {
+                    break;
+                };
+                let pi = item.pair as usize;
+                let mut m = item.m;
+                if pi < self.pairs.len() {
+                    let names = &self.pair_names[pi];
+                    let view = PairView {
+                        mode: self.pairs[pi].mode,
+                        network: &names.0,
+                        host: &names.1,
+                    };
+                    let log_q = &self.log_events;
+                    let log_lost = &self.log_lost;
+                    let mut log = |e: ruleset::LogEvent<'_>| {
+                        let Some(q) = log_q else { return };
+                        if !limiter.allow(now) || q.push(LogRecord::from_event(&e)).is_err() {
+                            log_lost.fetch_add(1, Ordering::Relaxed);
+                        }
+                    };
+                    let o = self.pipeline.process(
+                        rs,
+                        m.data(),
+                        view,
+                        item.ingress,
+                        now,
+                        reply,
+                        &mut log,
+                    );
+                    match o.action {
+                        Action::Forward => fwd.push(m),
+                        Action::Drop(_) if o.reply_len > 0 => {
+                            m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                            m.set_len(o.reply_len);
+                            back.push(m);
+                        }
+                        // Fragments are never handed off, so nothing is held.
+                        _ => self.pool.put(m),
+                    }
+                    let pair = &mut self.pairs[pi];
+                    let q = pair.queue;
+                    let (rx_port, tx_port) = match item.ingress {
+                        Side::Network => (&mut pair.network, &mut pair.host),
+                        Side::Host => (&mut pair.host, &mut pair.network),
+                    };
+                    for (port, list) in [(tx_port, &mut *fwd), (rx_port, &mut *back)] {
+                        if !list.is_empty() {
+                            port.tx_burst(q, list, &mut self.pool);
+                            for m in list.drain(..) {
+                                self.pipeline.stats.drop(DropReason::TxFull);
+                                self.pool.put(m);
+                            }
+                        }
+                    }
+                } else {
+                    self.pool.put(m);
+                }
+                // One buffer back to the sender for the one it lent.
+                if let Some(r) = &h.ret_to[f] {
+                    if let Some(b) = self.pool.get() {
+                        if let Err(b) = r.push(b) {
+                            self.pool.put(b);
+                        }
+                    }
+                }
+            }
+        }
+        self.handoff = Some(h);
+    }
+
     /// Runs the poll loop until `stop` is set. Pins the thread first.
     pub fn run(mut self) {
         if let Some(c) = self.core {
@@ -642,6 +821,8 @@ impl Worker {
             .map(|_| Vec::with_capacity(MAX_FRAGMENTS))
             .collect();
         let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
+        // Per rx packet: the worker it is handed to (u16::MAX: this one).
+        let mut dest: Vec<u16> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
         let loop_start = cycles(&self.clock);
@@ -661,6 +842,10 @@ impl Worker {
                 self.pipeline.adopt(Some(&current), &rs);
                 current = rs.clone();
             }
+            if self.handoff.is_some() {
+                let now = self.clock.now();
+                self.drain_handoffs(&rs, now, &mut fwd, &mut back, &mut reply, &mut log_limiter);
+            }
             for pi in 0..self.pairs.len() {
                 for ingress in [Side::Network, Side::Host] {
                     let t0 = cycles(&self.clock);
@@ -679,11 +864,18 @@ impl Worker {
                     busy_polls += 1;
                     hist[burst_bucket(n)] += 1;
                     let now = self.clock.now();
-                    // Stage 1: parse-free prefetch of the buckets of every packet.
+                    // Stage 1: prefetch the buckets of every packet (and find the ICMP
+                    // errors another worker owns).
+                    dest.clear();
                     for m in rx.iter() {
+                        let mut d = u16::MAX;
                         if let Ok(Frame::Ip(p)) = packet::parse(m.data()) {
                             self.pipeline.table.prefetch(&p);
+                            if let Some(h) = &self.handoff {
+                                d = h.owner_elsewhere(m.data(), &p).unwrap_or(u16::MAX);
+                            }
                         }
+                        dest.push(d);
                     }
                     let names = &self.pair_names[pi];
                     let view = PairView {
@@ -701,7 +893,28 @@ impl Worker {
                             log_lost.fetch_add(1, Ordering::Relaxed);
                         }
                     };
-                    for m in rx.drain(..) {
+                    for (i, m) in rx.drain(..).enumerate() {
+                        if dest[i] != u16::MAX {
+                            let ring = self
+                                .handoff
+                                .as_ref()
+                                .and_then(|h| h.to[dest[i] as usize].as_ref());
+                            let item = Handoff {
+                                m,
+                                pair: pi as u16,
+                                ingress,
+                            };
+                            let pushed = match ring {
+                                Some(r) => r.push(item),
+                                None => Err(item),
+                            };
+                            if let Err(item) = pushed {
+                                // Not counted in `packets`: the owner never saw it.
+                                self.pipeline.stats.drop(DropReason::HandoffFull);
+                                self.pool.put(item.m);
+                            }
+                            continue;
+                        }
                         let o = self.pipeline.process(
                             &rs,
                             m.data(),
