@@ -1165,3 +1165,231 @@ impl std::fmt::Display for LogRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::{owner_hash, Config};
+    use crate::packet::build::PacketSpec;
+    use crate::port::{PortCounters, PortStats};
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    type Queues = Arc<Mutex<Vec<VecDeque<Vec<u8>>>>>;
+
+    /// An in-memory port handle serving one queue: frames pushed into `rx[q]` are
+    /// received; transmitted frames are appended to `tx[q]`.
+    struct MemPort {
+        rx: Queues,
+        tx: Queues,
+        counters: Arc<PortCounters>,
+    }
+
+    impl Port for MemPort {
+        fn name(&self) -> &str {
+            "mem"
+        }
+        fn rx_burst(
+            &mut self,
+            q: u16,
+            pool: &mut MbufPool,
+            out: &mut Vec<Mbuf>,
+            max: usize,
+        ) -> usize {
+            let mut rx = self.rx.lock().unwrap();
+            let mut n = 0;
+            while n < max {
+                let Some(f) = rx[q as usize].front() else {
+                    break;
+                };
+                let Some(mut m) = pool.get() else { break };
+                m.copy_from(f);
+                rx[q as usize].pop_front();
+                out.push(m);
+                n += 1;
+            }
+            n
+        }
+        fn tx_burst(&mut self, q: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
+            let mut tx = self.tx.lock().unwrap();
+            let n = pkts.len();
+            for m in pkts.drain(..) {
+                tx[q as usize].push_back(m.data().to_vec());
+                pool.put(m);
+            }
+            n
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+        fn queues(&self) -> u16 {
+            2
+        }
+        fn counters(&self) -> Arc<PortCounters> {
+            self.counters.clone()
+        }
+    }
+
+    fn queues() -> Queues {
+        Arc::new(Mutex::new(vec![VecDeque::new(), VecDeque::new()]))
+    }
+
+    fn v4(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn hash_of(f: &[u8]) -> u32 {
+        match packet::parse(f).unwrap() {
+            Frame::Ip(p) => owner_hash(f, &p),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Two workers, forward mode, in-memory ports. A UDP flow goes through its owner A;
+    /// an ICMP port-unreachable about it arrives on B's queue and is handed to A, where
+    /// it is RELATED; an ICMP error about an unknown flow is INVALID.
+    #[test]
+    fn worker_icmp_error_handed_to_owner() {
+        let net_rx = queues();
+        let net_tx = queues();
+        let host_rx = queues();
+        let host_tx = queues();
+        let rs = Arc::new(ArcSwap::from_pointee(Ruleset::accept_all()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clock = Clock::new();
+        let links = HandoffLinks::mesh(2, 64);
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        let expect = Arc::new(crate::conntrack::ExpectTable::new());
+        for (w, link) in links.into_iter().enumerate() {
+            let table =
+                ConnTable::with_expectations(256, Config::default(), expect.clone(), w as u16);
+            let pipeline = Pipeline::new(table, &rs.load(), NonIpPolicy::PassArp);
+            let mk = |rx: &Queues, tx: &Queues| -> Box<dyn Port> {
+                Box::new(MemPort {
+                    rx: rx.clone(),
+                    tx: tx.clone(),
+                    counters: PortCounters::new("mem", 2),
+                })
+            };
+            let worker = Worker {
+                id: w,
+                core: None,
+                pipeline,
+                pool: MbufPool::new(64),
+                pairs: vec![PairPorts {
+                    mode: PairMode::Forward,
+                    network: mk(&net_rx, &net_tx),
+                    host: mk(&host_rx, &host_tx),
+                    queue: w as u16,
+                }],
+                pair_names: vec![("net".into(), "host".into())],
+                burst: 32,
+                ruleset: rs.clone(),
+                stats: Arc::new(CachePadded::new(PublishedStats::default())),
+                commands: Arc::new(crossbeam_queue::ArrayQueue::new(8)),
+                stop: stop.clone(),
+                clock,
+                log_events: None,
+                log_lost: Arc::new(AtomicU64::new(0)),
+                handoff: Some(link),
+            };
+            stats.push(worker.stats.clone());
+            threads.push(std::thread::spawn(move || worker.run()));
+        }
+        // The client behind host, the server behind net.
+        let c = "10.0.0.1:40000".parse().unwrap();
+        let s = "10.0.0.2:53".parse().unwrap();
+        let q = PacketSpec::udp(c, s).payload(b"query").to_vec();
+        let r = PacketSpec::udp(s, c).payload(b"answer").to_vec();
+        let a = queue_of(hash_of(&q), 2) as usize;
+        let b = 1 - a;
+        let wait = |f: &dyn Fn() -> bool| {
+            let t0 = std::time::Instant::now();
+            while !f() {
+                assert!(t0.elapsed().as_secs() < 20, "timed out");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        };
+        let st = |w: usize, i: usize| stats[w].by_state[i].load(Ordering::Relaxed);
+        host_rx.lock().unwrap()[a].push_back(q.clone());
+        wait(&|| st(a, state_index(CtState::New)) == 1);
+        net_rx.lock().unwrap()[a].push_back(r);
+        wait(&|| st(a, state_index(CtState::Established)) == 1);
+        // Port unreachable from the server about the client's datagram, steered (by its
+        // outer tuple) to B's queue.
+        let err = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.1"), 3, 3, [0; 4])
+            .payload(&q[14..])
+            .to_vec();
+        assert_eq!(
+            queue_of(hash_of(&err), 2) as usize,
+            a,
+            "owner = the quoted flow"
+        );
+        net_rx.lock().unwrap()[b].push_back(err);
+        wait(&|| st(a, state_index(CtState::Related)) == 1);
+        assert_eq!(st(b, state_index(CtState::Related)), 0);
+        // It went out of the host port on A's queue.
+        wait(&|| host_tx.lock().unwrap()[a].len() == 2);
+        // An error about a flow never seen: INVALID wherever it is owned.
+        let q2 = PacketSpec::udp("10.0.0.7:1".parse().unwrap(), s).to_vec();
+        let err2 = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.7"), 3, 3, [0; 4])
+            .payload(&q2[14..])
+            .to_vec();
+        let o2 = queue_of(hash_of(&err2), 2) as usize;
+        net_rx.lock().unwrap()[1 - o2].push_back(err2);
+        let inv = state_index(CtState::Invalid);
+        wait(&|| st(0, inv) + st(1, inv) == 1);
+        assert_eq!(st(o2, inv), 1);
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn worker_helper_drop_counted() {
+        // A partial FTP command on a helper-attached control connection is dropped by
+        // the pipeline with DropReason::Helper; the connection stays ESTABLISHED.
+        use crate::packet::tcp_flags::{ACK, PSH, SYN};
+        let rs = Ruleset::accept_all();
+        let mut pl = Pipeline::new(
+            ConnTable::new(64, Config::default()),
+            &rs,
+            NonIpPolicy::Pass,
+        );
+        pl.ftp_ports = vec![21];
+        let c = "10.0.0.1:40021".parse().unwrap();
+        let s = "10.0.0.2:21".parse().unwrap();
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: "net",
+            host: "host",
+        };
+        let mut reply = [0u8; 2048];
+        let mut run = |pl: &mut Pipeline, f: Vec<u8>| {
+            pl.process(&rs, &f, view, Side::Host, 1, &mut reply, &mut |_| {})
+        };
+        let seg = |src, dst, fl, seq, ack, d: &[u8]| {
+            PacketSpec::tcp(src, dst, fl, seq, ack).payload(d).to_vec()
+        };
+        run(&mut pl, seg(c, s, SYN, 1000, 0, b""));
+        run(&mut pl, seg(s, c, SYN | ACK, 5000, 1001, b""));
+        run(&mut pl, seg(c, s, ACK, 1001, 5001, b""));
+        run(&mut pl, seg(c, s, PSH | ACK, 1001, 5001, b"USER a\r\n"));
+        let o = run(&mut pl, seg(c, s, PSH | ACK, 1009, 5001, b"PORT x\r\n"));
+        assert_eq!(o.action, Action::Drop(DropReason::Helper));
+        assert_eq!(o.track.unwrap().state, CtState::Established);
+        let hi = DropReason::ALL
+            .iter()
+            .position(|r| *r == DropReason::Helper)
+            .unwrap();
+        assert_eq!(pl.stats.drops[hi], 1);
+        let o = run(
+            &mut pl,
+            seg(c, s, PSH | ACK, 1009, 5001, b"PORT 10,0,0,1,156,64\r\n"),
+        );
+        assert_eq!(o.action, Action::Forward);
+        assert_eq!(pl.table.expectations().len(), 1);
+    }
+}
