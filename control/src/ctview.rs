@@ -253,10 +253,17 @@ pub fn flush(rt: &Runtime) -> Result<usize> {
 
 /// Expectations (like `conntrack -L expect`).
 pub fn expectations(rt: &Runtime) -> Result<String> {
-    Ok(format!(
+    let list = rt.expect.list(rt.clock.now());
+    let mut out = String::new();
+    for e in &list {
+        out.push_str(&e.conntrack_line());
+        out.push('\n');
+    }
+    out.push_str(&format!(
         "statewall: {} expectations have been shown.\n",
-        rt.expectations()
-    ))
+        list.len()
+    ));
+    Ok(out)
 }
 
 /// Parses an address into the table's form.

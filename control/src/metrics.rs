@@ -335,6 +335,19 @@ pub fn render(rt: &Runtime) -> String {
         "Live conntrack expectations.",
         vec![(vec![], rt.expectations() as f64)],
     );
+    let es = rt.expect.stats();
+    f.counter(
+        "statewall_expectation_events_total",
+        "Conntrack expectation events: created, used, expired, evicted (max_expected), master_gone, register_failed (packet dropped).",
+        vec![
+            (vec![("event", "created".into())], es.created),
+            (vec![("event", "used".into())], es.used),
+            (vec![("event", "expired".into())], es.expired),
+            (vec![("event", "evicted".into())], es.evicted),
+            (vec![("event", "master_gone".into())], es.master_gone),
+            (vec![("event", "register_failed".into())], es.register_failed),
+        ],
+    );
     f.counter(
         "statewall_log_events_lost_total",
         "LOG records dropped because the log queue was full.",

@@ -9,8 +9,12 @@ use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
 use dataplane::port::{self, MbufPool, Port, PortCounters};
 use dataplane::ruleset::Ruleset;
+/// Entries of each worker-to-worker handoff ring.
+const HANDOFF_RING: usize = 1024;
+
 use dataplane::worker::{
-    Clock, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker, WorkerHandle,
+    Clock, HandoffLinks, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker,
+    WorkerHandle,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +69,10 @@ pub struct Runtime {
     embedded: bool,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
+    /// The global expectation table every worker's shard shares.
+    pub expect: Arc<conntrack::ExpectTable>,
+    /// The clock the workers use (expectation timeouts are listed against it).
+    pub clock: Clock,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -280,6 +288,20 @@ impl Runtime {
         }
         let mut workers = Vec::new();
         let mut threads = Vec::new();
+        let expect = Arc::new(conntrack::ExpectTable::new());
+        // ICMP errors reach the worker their outer tuple steers to; the owner of the
+        // quoted flow is computed with our steering hash, which is what the pktgen
+        // backend steers by. (af_packet steers by the kernel's fanout hash, which we
+        // cannot reproduce, and pcap has one worker: no handoff there.)
+        let mut links: Vec<Option<HandoffLinks>> =
+            if n > 1 && cfg.ports.iter().all(|p| p.backend == "pktgen") {
+                HandoffLinks::mesh(n, HANDOFF_RING)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                (0..n).map(|_| None).collect()
+            };
         for (w, mut qports) in per_worker.into_iter().enumerate() {
             let mut pairs = Vec::new();
             let mut names = Vec::new();
@@ -311,7 +333,7 @@ impl Runtime {
                 });
                 names.push((pair.network.clone(), pair.host.clone()));
             }
-            let table = ConnTable::new(per_shard, ct_cfg);
+            let table = ConnTable::with_expectations(per_shard, ct_cfg, expect.clone(), w as u16);
             let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
             pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
             let worker = Worker {
@@ -329,6 +351,7 @@ impl Runtime {
                 clock,
                 log_events: Some(log_events.clone()),
                 log_lost: log_lost.clone(),
+                handoff: links[w].take(),
             };
             workers.push(worker.handle());
             threads.push(
@@ -355,6 +378,8 @@ impl Runtime {
             log_events,
             log_lost,
             stop,
+            expect,
+            clock,
             threads: Mutex::new(threads),
         })
     }
@@ -416,7 +441,7 @@ impl Runtime {
 
     /// Live expectations (global table).
     pub fn expectations(&self) -> usize {
-        0
+        self.expect.len()
     }
 
     /// Opt-in per-rule counters: rules whose comment starts with `metric:`; each as

@@ -13,11 +13,12 @@
 //! through a bounded command queue drained between bursts.
 
 use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
-use crate::conntrack::{ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
+use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::port::{Mbuf, MbufPool, Port};
+use crate::port::{queue_of, Mbuf, MbufPool, Port};
 use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -423,12 +424,18 @@ impl Pipeline {
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
         let accepted = matches!(v, Verdict::Accept);
-        // Linux's confirm step: a NEW entry is committed only if the packet is accepted.
-        let confirmed = !t.candidate || self.table.confirm(&t, accepted, now);
+        // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
+        // NEW/RELATED entry is committed only if the packet is accepted.
+        let confirmed = self.table.confirm(&t, accepted, frame, &p, now);
         match v {
-            Verdict::Accept if confirmed => {
+            Verdict::Accept if confirmed.is_pass() => {
                 self.stats.verdict_accept += 1;
                 self.stats.forwarded += 1;
+            }
+            Verdict::Accept if confirmed == ConfirmResult::HelperDrop => {
+                self.stats.verdict_accept += 1;
+                self.stats.drop(DropReason::Helper);
+                out.action = Action::Drop(DropReason::Helper);
             }
             Verdict::Accept => {
                 // The insert failed (a clash, or no free slot): Linux drops the packet.
@@ -607,6 +614,90 @@ pub struct Worker {
     pub log_events: Option<Arc<crossbeam_queue::ArrayQueue<LogRecord>>>,
     /// LOG events lost because the queue was full.
     pub log_lost: Arc<AtomicU64>,
+    /// Rings to and from the other workers (ICMP errors about a flow another worker
+    /// owns); None with one worker, or when the backend's steering hash is not ours.
+    pub handoff: Option<HandoffLinks>,
+}
+
+/// A packet handed to the worker owning its connection, with where it came in.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The frame (a buffer of the sending worker's pool).
+    pub m: Mbuf,
+    /// Index of the port pair it arrived on.
+    pub pair: u16,
+    /// The side it arrived on.
+    pub ingress: Side,
+}
+
+/// One worker's ends of the handoff mesh (one SPSC ring per ordered worker pair).
+///
+/// Steering sends a packet to the worker whose queue [`queue_of`] picks for the
+/// symmetric hash of its tuple, so every packet of a flow meets the flow's shard. An
+/// ICMP error is steered by its *outer* tuple but belongs to the flow it quotes
+/// ([`crate::conntrack::owner_hash`]); when that owner is another worker, the packet is
+/// pushed into the ring to it (full ring: dropped, `DropReason::HandoffFull`). The owner
+/// drains its incoming rings every loop iteration, runs the packets through its
+/// pipeline (with the recorded pair and side) and sends them on its own queue.
+///
+/// Buffers: a handed-off buffer belongs to the sender's pool. Pools never grow past
+/// their preallocated count (`MbufPool::put` frees a buffer beyond it), so for every
+/// handed-off packet it processed the receiver sends one buffer of its own pool back
+/// through the return ring to the sender, which puts it in its pool: both pools keep
+/// their size. (When the receiver's pool is empty or the return ring is full, nothing
+/// is returned; the sender's pool is then one short until a later handoff.)
+#[derive(Debug, Default)]
+pub struct HandoffLinks {
+    /// This worker's id.
+    pub me: u16,
+    /// Number of workers (queues per port).
+    pub workers: u16,
+    /// `to[w]`: packets from this worker to worker `w` (None for itself).
+    pub to: Vec<Option<Arc<ArrayQueue<Handoff>>>>,
+    /// `from[w]`: packets from worker `w` to this worker.
+    pub from: Vec<Option<Arc<ArrayQueue<Handoff>>>>,
+    /// `ret_to[w]`: buffers this worker gives back to worker `w`.
+    pub ret_to: Vec<Option<Arc<ArrayQueue<Mbuf>>>>,
+    /// `ret_from[w]`: buffers worker `w` gives back to this worker.
+    pub ret_from: Vec<Option<Arc<ArrayQueue<Mbuf>>>>,
+}
+
+impl HandoffLinks {
+    /// The full mesh for `n` workers, rings of `depth` entries.
+    pub fn mesh(n: usize, depth: usize) -> Vec<HandoffLinks> {
+        let ring = || Arc::new(ArrayQueue::<Handoff>::new(depth.max(1)));
+        let bring = || Arc::new(ArrayQueue::<Mbuf>::new(depth.max(1)));
+        // pk[f][t]: packets f -> t; rb[f][t]: buffers returned f -> t.
+        let pk: Vec<Vec<_>> = (0..n)
+            .map(|f| (0..n).map(|t| (f != t).then(ring)).collect())
+            .collect();
+        let rb: Vec<Vec<_>> = (0..n)
+            .map(|f| (0..n).map(|t| (f != t).then(bring)).collect())
+            .collect();
+        (0..n)
+            .map(|w| HandoffLinks {
+                me: w as u16,
+                workers: n as u16,
+                to: pk[w].clone(),
+                from: (0..n).map(|f| pk[f][w].clone()).collect(),
+                ret_to: rb[w].clone(),
+                ret_from: (0..n).map(|f| rb[f][w].clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// The worker that owns this packet when it is not this one: only ICMP/ICMPv6
+    /// errors (not fragments) can belong elsewhere; every other packet is steered by
+    /// the tuple that owns it.
+    pub fn owner_elsewhere(&self, frame: &[u8], p: &packet::Parsed) -> Option<u16> {
+        match p.l4 {
+            packet::L4::Icmp(i) if i.is_error() && !p.frag.is_fragment() => {
+                let w = queue_of(crate::conntrack::owner_hash(frame, p), self.workers);
+                (w != self.me).then_some(w)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Conntrack buckets swept per loop iteration when the iteration carried packets: the
@@ -628,6 +719,100 @@ impl Worker {
         }
     }
 
+    /// Processes the packets other workers handed to this one (ICMP errors about flows
+    /// of this shard) and gives buffers back (see [`HandoffLinks`]).
+    fn drain_handoffs(
+        &mut self,
+        rs: &Ruleset,
+        now: Nanos,
+        fwd: &mut Vec<Mbuf>,
+        back: &mut Vec<Mbuf>,
+        reply: &mut [u8],
+        limiter: &mut LogLimiter,
+    ) {
+        let Some(h) = self.handoff.take() else {
+            return;
+        };
+        for f in 0..h.from.len() {
+            if let Some(r) = &h.ret_from[f] {
+                while let Some(m) = r.pop() {
+                    self.pool.put(m);
+                }
+            }
+            let Some(ring) = &h.from[f] else {
+                continue;
+            };
+            for _ in 0..self.burst {
+                let Some(item) = ring.pop() else {
+                    break;
+                };
+                let pi = item.pair as usize;
+                let mut m = item.m;
+                if pi < self.pairs.len() {
+                    let names = &self.pair_names[pi];
+                    let view = PairView {
+                        mode: self.pairs[pi].mode,
+                        network: &names.0,
+                        host: &names.1,
+                    };
+                    let log_q = &self.log_events;
+                    let log_lost = &self.log_lost;
+                    let mut log = |e: ruleset::LogEvent<'_>| {
+                        let Some(q) = log_q else { return };
+                        if !limiter.allow(now) || q.push(LogRecord::from_event(&e)).is_err() {
+                            log_lost.fetch_add(1, Ordering::Relaxed);
+                        }
+                    };
+                    let o = self.pipeline.process(
+                        rs,
+                        m.data(),
+                        view,
+                        item.ingress,
+                        now,
+                        reply,
+                        &mut log,
+                    );
+                    match o.action {
+                        Action::Forward => fwd.push(m),
+                        Action::Drop(_) if o.reply_len > 0 => {
+                            m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                            m.set_len(o.reply_len);
+                            back.push(m);
+                        }
+                        // Fragments are never handed off, so nothing is held.
+                        _ => self.pool.put(m),
+                    }
+                    let pair = &mut self.pairs[pi];
+                    let q = pair.queue;
+                    let (rx_port, tx_port) = match item.ingress {
+                        Side::Network => (&mut pair.network, &mut pair.host),
+                        Side::Host => (&mut pair.host, &mut pair.network),
+                    };
+                    for (port, list) in [(tx_port, &mut *fwd), (rx_port, &mut *back)] {
+                        if !list.is_empty() {
+                            port.tx_burst(q, list, &mut self.pool);
+                            for m in list.drain(..) {
+                                self.pipeline.stats.drop(DropReason::TxFull);
+                                self.pool.put(m);
+                            }
+                        }
+                    }
+                } else {
+                    self.pool.put(m);
+                }
+                // One buffer back to the sender for the one it lent.
+                if let Some(r) = &h.ret_to[f] {
+                    if let Some(b) = self.pool.get() {
+                        if let Err(b) = r.push(b) {
+                            self.pool.put(b);
+                        }
+                    }
+                }
+            }
+        }
+        self.handoff = Some(h);
+    }
+
     /// Runs the poll loop until `stop` is set. Pins the thread first.
     pub fn run(mut self) {
         if let Some(c) = self.core {
@@ -641,6 +826,8 @@ impl Worker {
             .map(|_| Vec::with_capacity(MAX_FRAGMENTS))
             .collect();
         let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
+        // Per rx packet: the worker it is handed to (u16::MAX: this one).
+        let mut dest: Vec<u16> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
         let loop_start = cycles(&self.clock);
@@ -661,6 +848,10 @@ impl Worker {
                 self.pipeline.adopt(Some(&current), &rs);
                 current = rs.clone();
             }
+            if self.handoff.is_some() {
+                let now = self.clock.now();
+                self.drain_handoffs(&rs, now, &mut fwd, &mut back, &mut reply, &mut log_limiter);
+            }
             for pi in 0..self.pairs.len() {
                 for ingress in [Side::Network, Side::Host] {
                     let t0 = cycles(&self.clock);
@@ -679,11 +870,18 @@ impl Worker {
                     busy_polls += 1;
                     hist[burst_bucket(n)] += 1;
                     let now = self.clock.now();
-                    // Stage 1: parse-free prefetch of the buckets of every packet.
+                    // Stage 1: prefetch the buckets of every packet (and find the ICMP
+                    // errors another worker owns).
+                    dest.clear();
                     for m in rx.iter() {
+                        let mut d = u16::MAX;
                         if let Ok(Frame::Ip(p)) = packet::parse(m.data()) {
                             self.pipeline.table.prefetch(&p);
+                            if let Some(h) = &self.handoff {
+                                d = h.owner_elsewhere(m.data(), &p).unwrap_or(u16::MAX);
+                            }
                         }
+                        dest.push(d);
                     }
                     let names = &self.pair_names[pi];
                     let view = PairView {
@@ -701,7 +899,28 @@ impl Worker {
                             log_lost.fetch_add(1, Ordering::Relaxed);
                         }
                     };
-                    for m in rx.drain(..) {
+                    for (i, m) in rx.drain(..).enumerate() {
+                        if dest[i] != u16::MAX {
+                            let ring = self
+                                .handoff
+                                .as_ref()
+                                .and_then(|h| h.to[dest[i] as usize].as_ref());
+                            let item = Handoff {
+                                m,
+                                pair: pi as u16,
+                                ingress,
+                            };
+                            let pushed = match ring {
+                                Some(r) => r.push(item),
+                                None => Err(item),
+                            };
+                            if let Err(item) = pushed {
+                                // Not counted in `packets`: the owner never saw it.
+                                self.pipeline.stats.drop(DropReason::HandoffFull);
+                                self.pool.put(item.m);
+                            }
+                            continue;
+                        }
                         let o = self.pipeline.process(
                             &rs,
                             m.data(),
@@ -763,6 +982,8 @@ impl Worker {
                 SWEEP_BUDGET_IDLE
             };
             self.pipeline.table.expire(now, budget);
+            // Expectation timers (a sweep at most once a second, by any worker).
+            self.pipeline.table.expectations().maybe_expire(now);
             let pool = &mut self.pool;
             self.pipeline
                 .defrag
@@ -953,5 +1174,233 @@ impl std::fmt::Display for LogRecord {
             ),
             _ => write!(f, "{}", p.proto),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::{owner_hash, Config};
+    use crate::packet::build::PacketSpec;
+    use crate::port::{PortCounters, PortStats};
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    type Queues = Arc<Mutex<Vec<VecDeque<Vec<u8>>>>>;
+
+    /// An in-memory port handle serving one queue: frames pushed into `rx[q]` are
+    /// received; transmitted frames are appended to `tx[q]`.
+    struct MemPort {
+        rx: Queues,
+        tx: Queues,
+        counters: Arc<PortCounters>,
+    }
+
+    impl Port for MemPort {
+        fn name(&self) -> &str {
+            "mem"
+        }
+        fn rx_burst(
+            &mut self,
+            q: u16,
+            pool: &mut MbufPool,
+            out: &mut Vec<Mbuf>,
+            max: usize,
+        ) -> usize {
+            let mut rx = self.rx.lock().unwrap();
+            let mut n = 0;
+            while n < max {
+                let Some(f) = rx[q as usize].front() else {
+                    break;
+                };
+                let Some(mut m) = pool.get() else { break };
+                m.copy_from(f);
+                rx[q as usize].pop_front();
+                out.push(m);
+                n += 1;
+            }
+            n
+        }
+        fn tx_burst(&mut self, q: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
+            let mut tx = self.tx.lock().unwrap();
+            let n = pkts.len();
+            for m in pkts.drain(..) {
+                tx[q as usize].push_back(m.data().to_vec());
+                pool.put(m);
+            }
+            n
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+        fn queues(&self) -> u16 {
+            2
+        }
+        fn counters(&self) -> Arc<PortCounters> {
+            self.counters.clone()
+        }
+    }
+
+    fn queues() -> Queues {
+        Arc::new(Mutex::new(vec![VecDeque::new(), VecDeque::new()]))
+    }
+
+    fn v4(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn hash_of(f: &[u8]) -> u32 {
+        match packet::parse(f).unwrap() {
+            Frame::Ip(p) => owner_hash(f, &p),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Two workers, forward mode, in-memory ports. A UDP flow goes through its owner A;
+    /// an ICMP port-unreachable about it arrives on B's queue and is handed to A, where
+    /// it is RELATED; an ICMP error about an unknown flow is INVALID.
+    #[test]
+    fn worker_icmp_error_handed_to_owner() {
+        let net_rx = queues();
+        let net_tx = queues();
+        let host_rx = queues();
+        let host_tx = queues();
+        let rs = Arc::new(ArcSwap::from_pointee(Ruleset::accept_all()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clock = Clock::new();
+        let links = HandoffLinks::mesh(2, 64);
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        let expect = Arc::new(crate::conntrack::ExpectTable::new());
+        for (w, link) in links.into_iter().enumerate() {
+            let table =
+                ConnTable::with_expectations(256, Config::default(), expect.clone(), w as u16);
+            let pipeline = Pipeline::new(table, &rs.load(), NonIpPolicy::PassArp);
+            let mk = |rx: &Queues, tx: &Queues| -> Box<dyn Port> {
+                Box::new(MemPort {
+                    rx: rx.clone(),
+                    tx: tx.clone(),
+                    counters: PortCounters::new("mem", 2),
+                })
+            };
+            let worker = Worker {
+                id: w,
+                core: None,
+                pipeline,
+                pool: MbufPool::new(64),
+                pairs: vec![PairPorts {
+                    mode: PairMode::Forward,
+                    network: mk(&net_rx, &net_tx),
+                    host: mk(&host_rx, &host_tx),
+                    queue: w as u16,
+                }],
+                pair_names: vec![("net".into(), "host".into())],
+                burst: 32,
+                ruleset: rs.clone(),
+                stats: Arc::new(CachePadded::new(PublishedStats::default())),
+                commands: Arc::new(crossbeam_queue::ArrayQueue::new(8)),
+                stop: stop.clone(),
+                clock,
+                log_events: None,
+                log_lost: Arc::new(AtomicU64::new(0)),
+                handoff: Some(link),
+            };
+            stats.push(worker.stats.clone());
+            threads.push(std::thread::spawn(move || worker.run()));
+        }
+        // The client behind host, the server behind net.
+        let c = "10.0.0.1:40000".parse().unwrap();
+        let s = "10.0.0.2:53".parse().unwrap();
+        let q = PacketSpec::udp(c, s).payload(b"query").to_vec();
+        let r = PacketSpec::udp(s, c).payload(b"answer").to_vec();
+        let a = queue_of(hash_of(&q), 2) as usize;
+        let b = 1 - a;
+        let wait = |f: &dyn Fn() -> bool| {
+            let t0 = std::time::Instant::now();
+            while !f() {
+                assert!(t0.elapsed().as_secs() < 20, "timed out");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        };
+        let st = |w: usize, i: usize| stats[w].by_state[i].load(Ordering::Relaxed);
+        host_rx.lock().unwrap()[a].push_back(q.clone());
+        wait(&|| st(a, state_index(CtState::New)) == 1);
+        net_rx.lock().unwrap()[a].push_back(r);
+        wait(&|| st(a, state_index(CtState::Established)) == 1);
+        // Port unreachable from the server about the client's datagram, steered (by its
+        // outer tuple) to B's queue.
+        let err = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.1"), 3, 3, [0; 4])
+            .payload(&q[14..])
+            .to_vec();
+        assert_eq!(
+            queue_of(hash_of(&err), 2) as usize,
+            a,
+            "owner = the quoted flow"
+        );
+        net_rx.lock().unwrap()[b].push_back(err);
+        wait(&|| st(a, state_index(CtState::Related)) == 1);
+        assert_eq!(st(b, state_index(CtState::Related)), 0);
+        // It went out of the host port on A's queue.
+        wait(&|| host_tx.lock().unwrap()[a].len() == 2);
+        // An error about a flow never seen: INVALID wherever it is owned.
+        let q2 = PacketSpec::udp("10.0.0.7:1".parse().unwrap(), s).to_vec();
+        let err2 = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.7"), 3, 3, [0; 4])
+            .payload(&q2[14..])
+            .to_vec();
+        let o2 = queue_of(hash_of(&err2), 2) as usize;
+        net_rx.lock().unwrap()[1 - o2].push_back(err2);
+        let inv = state_index(CtState::Invalid);
+        wait(&|| st(0, inv) + st(1, inv) == 1);
+        assert_eq!(st(o2, inv), 1);
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn worker_helper_drop_counted() {
+        // A partial FTP command on a helper-attached control connection is dropped by
+        // the pipeline with DropReason::Helper; the connection stays ESTABLISHED.
+        use crate::packet::tcp_flags::{ACK, PSH, SYN};
+        let rs = Ruleset::accept_all();
+        let mut pl = Pipeline::new(
+            ConnTable::new(64, Config::default()),
+            &rs,
+            NonIpPolicy::Pass,
+        );
+        pl.ftp_ports = vec![21];
+        let c = "10.0.0.1:40021".parse().unwrap();
+        let s = "10.0.0.2:21".parse().unwrap();
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: "net",
+            host: "host",
+        };
+        let mut reply = [0u8; 2048];
+        let mut run = |pl: &mut Pipeline, f: Vec<u8>| {
+            pl.process(&rs, &f, view, Side::Host, 1, &mut reply, &mut |_| {})
+        };
+        let seg = |src, dst, fl, seq, ack, d: &[u8]| {
+            PacketSpec::tcp(src, dst, fl, seq, ack).payload(d).to_vec()
+        };
+        run(&mut pl, seg(c, s, SYN, 1000, 0, b""));
+        run(&mut pl, seg(s, c, SYN | ACK, 5000, 1001, b""));
+        run(&mut pl, seg(c, s, ACK, 1001, 5001, b""));
+        run(&mut pl, seg(c, s, PSH | ACK, 1001, 5001, b"USER a\r\n"));
+        let o = run(&mut pl, seg(c, s, PSH | ACK, 1009, 5001, b"PORT x\r\n"));
+        assert_eq!(o.action, Action::Drop(DropReason::Helper));
+        assert_eq!(o.track.unwrap().state, CtState::Established);
+        let hi = DropReason::ALL
+            .iter()
+            .position(|r| *r == DropReason::Helper)
+            .unwrap();
+        assert_eq!(pl.stats.drops[hi], 1);
+        let o = run(
+            &mut pl,
+            seg(c, s, PSH | ACK, 1009, 5001, b"PORT 10,0,0,1,156,64\r\n"),
+        );
+        assert_eq!(o.action, Action::Forward);
+        assert_eq!(pl.table.expectations().len(), 1);
     }
 }

@@ -18,9 +18,7 @@ fuzz_target!(|data: &[u8]| {
         now += step * 100_000_000;
         if let Ok(Frame::Ip(p)) = packet::parse(frame) {
             let tr = t.track(frame, &p, now, TrackOpts::default());
-            if tr.candidate {
-                t.confirm(&tr, step % 7 != 0, now);
-            }
+            let _ = t.confirm(&tr, step % 7 != 0, frame, &p, now);
         }
         assert!(t.len() <= t.capacity());
     }

@@ -14,16 +14,33 @@
 //! * `key`: [`FlowKey`], the canonical (direction-free) key and its symmetric hash;
 //! * `tcp`: the TCP state table (`tcp_conntracks`) and window tracking (`tcp_in_window`);
 //! * `table`: the fixed-capacity table (fingerprint buckets + slab) and the per-protocol logic;
-//! * `view`: [`EntryView`] and its `conntrack -L` rendering.
+//! * `view`: [`EntryView`] and its `conntrack -L` rendering;
+//! * `expect`: the global [`ExpectTable`] shared by every shard (§4.3);
+//! * `ftp`: the FTP helper's parser and per-connection line-start memory (§4.2).
+//!
+//! Multi-worker notes: every shard is owned by one worker, and packets are steered to
+//! workers by the symmetric hash of their tuple. Two things cross shards:
+//! * ICMP errors: they are steered by their outer tuple, but belong to the flow they
+//!   quote; [`owner_hash`] gives the hash of that inner flow, and the worker hands the
+//!   packet to the owning worker (see `worker.rs`).
+//! * FTP data connections: the expectation table is global, so a data connection's
+//!   first packet, steered by its own tuple to whatever worker owns that tuple, finds
+//!   the expectation there and creates its entry in that worker's shard; every later
+//!   packet of the data connection is steered to the same worker. No handoff is needed.
 
+pub mod expect;
+mod ftp;
 mod key;
 mod table;
 mod tcp;
 mod view;
 
 #[cfg(test)]
+mod ftp_tests;
+#[cfg(test)]
 mod tests;
 
+pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
 pub use table::{ConnTable, ENTRY_SIZE};
 pub use tcp::TcpState;
@@ -133,7 +150,8 @@ pub struct Config {
     pub icmpv6_timeout: u32,
     /// `nf_conntrack_generic_timeout`.
     pub generic_timeout: u32,
-    /// `nf_conntrack_expect_max` (used by the expectation table, later).
+    /// `nf_conntrack_expect_max`: the global expectation limit (registration beyond it
+    /// fails and the packet is dropped).
     pub expect_max: u32,
 }
 
@@ -435,6 +453,57 @@ impl Track {
             ..Track::untracked()
         }
     }
+}
+
+/// What [`ConnTable::confirm`] decided for a packet (§1.3 step 9).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmResult {
+    /// The packet may go out.
+    Pass,
+    /// The ruleset did not accept the packet (a candidate was released).
+    NotAccepted,
+    /// The insert failed (a TCP clash, or no room in the probe window): Linux drops it.
+    InsertFailed,
+    /// The table was full at step 5c (the packet is dropped by conntrack).
+    TableFull,
+    /// The connection's helper refused the packet (a partial FTP command, or its
+    /// expectation could not be registered).
+    HelperDrop,
+}
+
+impl ConfirmResult {
+    /// True when the packet may go out.
+    pub fn is_pass(self) -> bool {
+        self == ConfirmResult::Pass
+    }
+}
+
+/// The hash that decides which worker owns a packet's connection: the steering hash
+/// ([`crate::port::symmetric_hash`], as the pktgen backend and `frame_hash` compute it)
+/// of the packet's own tuple, except for an ICMP/ICMPv6 error, which belongs to the flow
+/// it quotes: the hash of the embedded (inner) tuple. An error whose quote cannot be
+/// parsed hashes by its outer tuple (it is INVALID wherever it goes).
+pub fn owner_hash(frame: &[u8], p: &crate::packet::Parsed) -> u32 {
+    use crate::packet::{parse_embedded, L4};
+    use crate::port::symmetric_hash;
+    let ports = |l4: &L4| match *l4 {
+        L4::Tcp(t) => (t.sport, t.dport),
+        L4::Udp(u) => (u.sport, u.dport),
+        L4::Icmp(i) if !i.is_error() => (i.id, i.id),
+        _ => (0, 0),
+    };
+    if let L4::Icmp(i) = p.l4 {
+        if i.is_error() {
+            let end = (p.ip_end as usize).min(frame.len());
+            if let Ok(ip) = parse_embedded(&frame[..end], p.l4_off as usize + 8) {
+                let (sp, dp) = ports(&ip.l4);
+                return symmetric_hash(&ip.src, &ip.dst, sp, dp, ip.proto);
+            }
+        }
+    }
+    let (sp, dp) = ports(&p.l4);
+    symmetric_hash(&p.src, &p.dst, sp, dp, p.proto)
 }
 
 /// Counters, named like `conntrack -S`, plus expirations per protocol.

@@ -20,14 +20,17 @@
 //! Nothing allocates after [`ConnTable::new`] except [`ConnTable::iter`]'s callers'
 //! own collections; there are no locks (one writer per shard).
 
+use super::expect::{ftp_key, ExpectTable, Expectation, MasterRef, EXPECT_TIMEOUT_SECS};
+use super::ftp::{self, FtpMatch, FtpSeq};
 use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
 use super::tcp::{self, EntryCtx, Seen, Seg, TcpAction, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
 use super::{
-    Config, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason, Nanos, Stats,
-    Track, TrackOpts, NS,
+    Config, ConfirmResult, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
+    Nanos, Stats, Track, TrackOpts, NS,
 };
 use crate::packet::{checksum, parse_embedded, proto, Addr, Family, ParseError, Parsed, L4};
+use std::sync::Arc;
 
 /// Ways per bucket.
 const WAYS: usize = 8;
@@ -42,6 +45,9 @@ const M_PENDING: u8 = 1 << 1;
 const M_V6: u8 = 1 << 2;
 const M_ORIG_IS_A: u8 = 1 << 3;
 const M_HELPER_FTP: u8 = 1 << 4;
+/// The entry registered expectations (some may be gone already): its removal must
+/// remove them from the global table. Ordinary entries never touch that table.
+const M_HAS_EXP: u8 = 1 << 5;
 
 /// One hash bucket: 8 fingerprints and 8 slot indices in one cache line.
 #[repr(C, align(64))]
@@ -86,6 +92,17 @@ pub(crate) struct Entry {
 pub const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
 const _: () = assert!(ENTRY_SIZE == 64);
 
+/// Per-slot helper/expectation data, out of the hot line: the FTP helper's line-start
+/// memory for a control connection, or the master of an entry created from an
+/// expectation (an entry is never both: expected entries get no helper).
+#[derive(Debug, Clone, Copy, Default)]
+enum Aux {
+    #[default]
+    None,
+    Ftp(FtpSeq),
+    Master(MasterRef),
+}
+
 /// The TCP last-packet record kept out of the hot line.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cold {
@@ -120,6 +137,7 @@ pub struct ConnTable {
     entries: Box<[Entry]>,
     cold: Box<[Cold]>,
     v6: Box<[[Addr; 2]]>,
+    aux: Box<[Aux]>,
     gens: Box<[u32]>,
     free: Vec<u32>,
     buckets: Box<[Bucket]>,
@@ -128,6 +146,8 @@ pub struct ConnTable {
     len: usize,
     cursor: usize,
     stats: Stats,
+    expect: Arc<ExpectTable>,
+    worker: u16,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -142,8 +162,20 @@ impl std::fmt::Debug for ConnTable {
 }
 
 impl ConnTable {
-    /// A shard holding at most `capacity` entries (at least 1), all memory allocated now.
+    /// A shard holding at most `capacity` entries (at least 1), all memory allocated now,
+    /// with a private expectation table (one shard alone: tests, `replay`, fuzzing).
     pub fn new(capacity: usize, cfg: Config) -> Self {
+        Self::with_expectations(capacity, cfg, Arc::new(ExpectTable::new()), 0)
+    }
+
+    /// A shard of worker `worker` sharing the global expectation table `expect` with the
+    /// other workers' shards.
+    pub fn with_expectations(
+        capacity: usize,
+        cfg: Config,
+        expect: Arc<ExpectTable>,
+        worker: u16,
+    ) -> Self {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         let nb = (capacity * 2).div_ceil(WAYS).next_power_of_two().max(1);
         let mut free: Vec<u32> = Vec::with_capacity(capacity);
@@ -153,6 +185,7 @@ impl ConnTable {
             entries: vec![Entry::default(); capacity].into_boxed_slice(),
             cold: vec![Cold::default(); capacity].into_boxed_slice(),
             v6: vec![[[0u8; 16]; 2]; capacity].into_boxed_slice(),
+            aux: vec![Aux::None; capacity].into_boxed_slice(),
             gens: vec![0u32; capacity].into_boxed_slice(),
             free,
             buckets: vec![Bucket::default(); nb].into_boxed_slice(),
@@ -161,7 +194,19 @@ impl ConnTable {
             len: 0,
             cursor: 0,
             stats: Stats::default(),
+            expect,
+            worker,
         }
+    }
+
+    /// The expectation table this shard uses.
+    pub fn expectations(&self) -> &Arc<ExpectTable> {
+        &self.expect
+    }
+
+    /// This shard's worker id (masters are named by worker id and handle).
+    pub fn worker_id(&self) -> u16 {
+        self.worker
     }
 
     /// Replaces the settings (timeouts and knobs apply to later packets; existing
@@ -325,6 +370,9 @@ impl ConnTable {
             self.buckets[home].spill -= 1;
         }
         self.buckets[bi].tags[w] = 0;
+        if self.entries[slot].meta & M_HAS_EXP != 0 {
+            self.drop_expectations(slot);
+        }
         if expired {
             match k.proto {
                 proto::TCP => self.stats.expired_tcp += 1,
@@ -336,6 +384,16 @@ impl ConnTable {
         }
         self.free_slot(slot);
         self.len -= 1;
+    }
+
+    /// The master at `slot` dies: its expectations go (§4.3).
+    fn drop_expectations(&mut self, slot: usize) {
+        let m = MasterRef {
+            worker: self.worker,
+            handle: self.handle(slot),
+        };
+        self.expect.remove_master(m);
+        self.entries[slot].meta &= !M_HAS_EXP;
     }
 
     fn remove_slot(&mut self, slot: usize) {
@@ -658,7 +716,12 @@ impl ConnTable {
                 let seg = Seg::from_tcp(&t);
                 match tcp::tcp_new(&seg, &self.cfg) {
                     Ok(c) => tcp_init = Some((c, seg)),
-                    Err(r) => return Track::invalid(r),
+                    Err(r) => {
+                        // Linux finds (and unlinks) the expectation when it allocates
+                        // the candidate, before the TCP handler refuses the packet.
+                        let _ = self.take_expectation(p, now);
+                        return Track::invalid(r);
+                    }
                 }
             }
             L4::Icmp(_) if !src_is_a => {
@@ -675,6 +738,8 @@ impl ConnTable {
                 ..Track::untracked()
             };
         };
+        // §1.3 step 5c / §4.4: a matching expectation makes the candidate RELATED.
+        let master = self.take_expectation(p, now);
         let v6 = key.family == Family::V6;
         let mut e = Entry {
             addr: [fold(key.family, &key.a), fold(key.family, &key.b)],
@@ -690,8 +755,14 @@ impl ConnTable {
         if src_is_a {
             e.meta |= M_ORIG_IS_A;
         }
-        if opts.helper == Some(HelperKind::Ftp) {
+        self.aux[slot] = Aux::None;
+        if let Some(m) = master {
+            // EXPECTED, linked to the master; no helper (FTP expectations carry none).
+            e.status = CtStatus::EXPECTED;
+            self.aux[slot] = Aux::Master(m);
+        } else if opts.helper == Some(HelperKind::Ftp) && key.proto == proto::TCP {
             e.meta |= M_HELPER_FTP;
+            self.aux[slot] = Aux::Ftp(FtpSeq::default());
         }
         self.entries[slot] = e;
         self.cold[slot] = Cold::default();
@@ -729,15 +800,30 @@ impl ConnTable {
         };
         self.entries[slot].deadline = timeout as u64 * NS;
         Track {
-            state: CtState::New,
+            state: if master.is_some() {
+                CtState::Related
+            } else {
+                CtState::New
+            },
             dir: Direction::Original,
-            status: CtStatus(0),
+            status: CtStatus(self.entries[slot].status),
             tcp_state,
             reason: None,
             handle: Some(self.handle(slot)),
             candidate: true,
             table_full_drop: false,
         }
+    }
+
+    /// Finds and consumes the expectation a new connection's first packet matches.
+    fn take_expectation(&mut self, p: &Parsed, now: Nanos) -> Option<MasterRef> {
+        if self.expect.is_empty() {
+            return None;
+        }
+        let (_, dport) = p.ports()?;
+        self.expect
+            .take(p.family, p.proto, p.src, p.dst, dport, now)
+            .map(|e| e.master)
     }
 
     /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
@@ -794,28 +880,48 @@ impl ConnTable {
         }
     }
 
-    /// §1.3 step 9: commits the candidate of `t` if the packet was `accepted`, releases
-    /// it otherwise (a dropped first packet leaves no entry). Returns whether the packet
-    /// may still go out: false when it was not accepted, or when the insert failed
-    /// (Linux drops the packet: a TCP clash or no room in the probe window).
-    /// Tracks without a candidate are left alone (true, unless a table-full drop).
-    pub fn confirm(&mut self, t: &Track, accepted: bool, now: Nanos) -> bool {
+    /// §1.3 step 9, for every packet after the ruleset: first the connection's helper
+    /// (FTP, §4) runs on an accepted ESTABLISHED packet with payload and may DROP it (and
+    /// register an expectation); then the candidate of a NEW/RELATED packet is committed
+    /// if the packet was `accepted`, or released (a dropped first packet leaves no
+    /// entry). The result says whether the packet may go out.
+    pub fn confirm(
+        &mut self,
+        t: &Track,
+        accepted: bool,
+        frame: &[u8],
+        p: &Parsed,
+        now: Nanos,
+    ) -> ConfirmResult {
         if !t.candidate {
-            return !t.table_full_drop;
+            if t.table_full_drop {
+                return ConfirmResult::TableFull;
+            }
+            if !accepted {
+                return ConfirmResult::NotAccepted;
+            }
+            if t.state == CtState::Established {
+                if let Some(h) = t.handle {
+                    if self.run_helper(h, t.dir, frame, p, now) {
+                        return ConfirmResult::HelperDrop;
+                    }
+                }
+            }
+            return ConfirmResult::Pass;
         }
         let Some(hd) = t.handle else {
-            return false;
+            return ConfirmResult::NotAccepted;
         };
         let slot = hd.slot as usize;
         if slot >= self.entries.len()
             || self.gens[slot] != hd.gen
             || self.entries[slot].meta & (M_USED | M_PENDING) != (M_USED | M_PENDING)
         {
-            return false;
+            return ConfirmResult::NotAccepted;
         }
         if !accepted {
             self.free_slot(slot);
-            return false;
+            return ConfirmResult::NotAccepted;
         }
         let k = self.key_of_slot(slot);
         let h = k.hash64();
@@ -825,15 +931,15 @@ impl ConnTable {
             if k.proto == proto::TCP {
                 self.stats.insert_failed += 1;
                 self.stats.drop += 1;
-                return false;
+                return ConfirmResult::InsertFailed;
             }
-            return true; // UDP/ICMP/generic: merged into the existing entry
+            return ConfirmResult::Pass; // UDP/ICMP/generic: merged into the existing entry
         }
         if !self.index_insert(h, slot) {
             self.free_slot(slot);
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
-            return false;
+            return ConfirmResult::InsertFailed;
         }
         let e = &mut self.entries[slot];
         e.meta &= !M_PENDING;
@@ -841,7 +947,85 @@ impl ConnTable {
         e.deadline = now.saturating_add(e.deadline);
         self.len += 1;
         self.stats.insert += 1;
-        true
+        ConfirmResult::Pass
+    }
+
+    /// The FTP helper (`nf_conntrack_ftp.c` `help()`), on an accepted ESTABLISHED
+    /// packet. Returns true when the packet must be DROPPED (a partial match, or the
+    /// expectation could not be registered).
+    fn run_helper(
+        &mut self,
+        h: EntryHandle,
+        dir: Direction,
+        frame: &[u8],
+        p: &Parsed,
+        now: Nanos,
+    ) -> bool {
+        let slot = h.slot as usize;
+        let Some(e) = self.entries.get(slot) else {
+            return false;
+        };
+        if e.meta & (M_HELPER_FTP | M_USED) != (M_HELPER_FTP | M_USED) || self.gens[slot] != h.gen {
+            return false;
+        }
+        let L4::Tcp(tcp) = p.l4 else {
+            return false;
+        };
+        let len = tcp.payload_len as usize;
+        let start = p.l4_off as usize + tcp.hdr_len as usize;
+        let end = (start + len).min(frame.len());
+        if len == 0 || start >= end {
+            return false;
+        }
+        let data = &frame[start..end];
+        let d = dir as usize;
+        let mut st = match self.aux[slot] {
+            Aux::Ftp(s) => s,
+            _ => FtpSeq::default(),
+        };
+        let ends_in_nl = data[data.len() - 1] == b'\n';
+        let mut drop = false;
+        let mut update_nl = true;
+        if st.at_line_start(d, tcp.seq) {
+            match ftp::parse(data, d, p.family, &p.src) {
+                FtpMatch::None => {}
+                FtpMatch::Partial => {
+                    drop = true;
+                    update_nl = false;
+                }
+                FtpMatch::Found { addr, port } if addr == p.src => {
+                    let (sport, dport) = (tcp.sport, tcp.dport);
+                    let master_orig = match dir {
+                        Direction::Original => (p.src, p.dst, sport, dport),
+                        Direction::Reply => (p.dst, p.src, dport, sport),
+                    };
+                    let exp = Expectation {
+                        key: ftp_key(p.family, p.src, p.dst, port),
+                        class: 0,
+                        helper: HelperKind::Ftp,
+                        master: MasterRef {
+                            worker: self.worker,
+                            handle: h,
+                        },
+                        master_key: self.key_of_slot(slot),
+                        master_orig,
+                        created: now,
+                        deadline: now.saturating_add(EXPECT_TIMEOUT_SECS * NS),
+                    };
+                    match self.expect.register(exp, self.cfg.expect_max, now) {
+                        Ok(()) => self.entries[slot].meta |= M_HAS_EXP,
+                        Err(_) => drop = true,
+                    }
+                }
+                // The address differs from the sender's: no expectation (loose=0).
+                FtpMatch::Found { .. } => {}
+            }
+        }
+        if update_nl && ends_in_nl {
+            st.remember(d, tcp.seq.wrapping_add(len as u32));
+        }
+        self.aux[slot] = Aux::Ftp(st);
+        drop
     }
 
     // ----- maintenance and control ------------------------------------------------------
@@ -918,6 +1102,10 @@ impl ConnTable {
             timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
             helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),
             handle: self.handle(slot),
+            master: match self.aux[slot] {
+                Aux::Master(m) if e.status & CtStatus::EXPECTED != 0 => Some((m.worker, m.handle)),
+                _ => None,
+            },
         }
     }
 
@@ -957,6 +1145,11 @@ impl ConnTable {
 
     /// Deletes every entry (`conntrack -F`); pending candidates are dropped too.
     pub fn flush(&mut self) {
+        for slot in 0..self.entries.len() {
+            if self.entries[slot].meta & M_HAS_EXP != 0 {
+                self.drop_expectations(slot);
+            }
+        }
         for b in self.buckets.iter_mut() {
             *b = Bucket::default();
         }

@@ -86,7 +86,7 @@ impl H {
     fn run(&mut self, f: &[u8], opts: TrackOpts, accept: bool) -> Track {
         let p = parsed(f);
         let t = self.t.track(f, &p, self.now, opts);
-        self.t.confirm(&t, accept, self.now);
+        let _ = self.t.confirm(&t, accept, f, &p, self.now);
         t
     }
     fn go(&mut self, f: &[u8]) -> Track {
@@ -1218,16 +1218,16 @@ fn burst_duplicate_candidates() {
     let p = parsed(&s);
     let t1 = h.t.track(&s, &p, h.now, TrackOpts::default());
     let t2 = h.t.track(&s, &p, h.now, TrackOpts::default());
-    assert!(h.t.confirm(&t1, true, h.now));
-    assert!(!h.t.confirm(&t2, true, h.now));
+    assert!(h.t.confirm(&t1, true, &s, &p, h.now).is_pass());
+    assert!(!h.t.confirm(&t2, true, &s, &p, h.now).is_pass());
     assert_eq!(h.t.stats().insert_failed, 1);
     // UDP: merged.
     let u = udp(UC, US);
     let p = parsed(&u);
     let t1 = h.t.track(&u, &p, h.now, TrackOpts::default());
     let t2 = h.t.track(&u, &p, h.now, TrackOpts::default());
-    assert!(h.t.confirm(&t1, true, h.now));
-    assert!(h.t.confirm(&t2, true, h.now));
+    assert!(h.t.confirm(&t1, true, &u, &p, h.now).is_pass());
+    assert!(h.t.confirm(&t2, true, &u, &p, h.now).is_pass());
     assert_eq!(h.t.len(), 2);
 }
 
@@ -1330,7 +1330,7 @@ mod props {
                 let f = frame(o);
                 let p = parsed(&f);
                 let tr = t.track(&f, &p, now, TrackOpts::default());
-                let ok = t.confirm(&tr, o.accept, now);
+                let ok = t.confirm(&tr, o.accept, &f, &p, now).is_pass();
                 prop_assert!(t.len() <= t.capacity());
                 if tr.candidate && o.accept && ok {
                     let k = FlowKey::from_parsed(&p).unwrap();
@@ -1366,7 +1366,7 @@ mod props {
             let r = udp(US, UC);
             let mut now: Nanos = NS;
             let tr = t.track(&q, &parsed(&q), now, TrackOpts::default());
-            prop_assert!(t.confirm(&tr, true, now));
+            prop_assert!(t.confirm(&tr, true, &q, &parsed(&q), now).is_pass());
             let mut deadline = now + 30 * NS;
             let key = FlowKey::from_parsed(&parsed(&q)).unwrap();
             let mut orig_fwd = true;
@@ -1385,7 +1385,7 @@ mod props {
                     prop_assert!(tr.candidate);
                     orig_fwd = fwd;
                 }
-                prop_assert!(t.confirm(&tr, true, now));
+                prop_assert!(t.confirm(&tr, true, f, &parsed(f), now).is_pass());
                 let v = t.get(&key, now).unwrap();
                 deadline = now + v.timeout_secs as u64 * NS;
             }
@@ -1407,7 +1407,7 @@ mod props {
                 if let Ok(Frame::Ip(p)) = packet::parse(frame) {
                     for i in 0..3u64 {
                         let tr = t.track(frame, &p, NS * (1 + i), TrackOpts::default());
-                        t.confirm(&tr, true, NS * (1 + i));
+                        let _ = t.confirm(&tr, true, frame, &p, NS * (1 + i));
                         t.prefetch(&p);
                         let _ = ConnTable::hash_of(&p);
                     }

@@ -40,6 +40,9 @@ pub struct EntryView {
     pub helper: Option<HelperKind>,
     /// The entry's handle.
     pub handle: EntryHandle,
+    /// For an entry created from an expectation (EXPECTED): its master, as (worker id,
+    /// handle in that worker's shard).
+    pub master: Option<(u16, EntryHandle)>,
 }
 
 /// The protocol name `conntrack` prints.
