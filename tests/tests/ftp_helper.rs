@@ -99,7 +99,6 @@ fn fetch(topo: &Topology, opts: &[&str]) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs the FTP helper (branch ftp)"]
 fn ftp_active_and_passive_through_the_helper() {
     let test = "ftp_active_and_passive_through_the_helper";
     if skip_unless_root(test) || skip_unless_tools(test, &["vsftpd", "curl", "ethtool", "ss"]) {
