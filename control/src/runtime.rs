@@ -113,16 +113,39 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
     Ok(k)
 }
 
-/// Loads the rules named by the config (the demo ruleset for the embedded default,
-/// accept-all when none is configured).
+/// Loads the rules named by the config: `rules.file` (iptables-restore) and
+/// `rules.file6` (ip6tables-restore), paired so each packet meets its family's rules, as
+/// with iptables and ip6tables. A family without a file meets empty ACCEPT chains, as an
+/// empty ip6tables would give it. Without any file: the demo ruleset for the embedded
+/// default, accept-all otherwise.
 pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
-    match (&cfg.rules.file, embedded) {
-        (Some(p), _) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}")),
-        (None, true) => {
+    let read = |p: &std::path::Path, fam| {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("rules: reading {}", p.display()))?;
+        dataplane::ruleset::parse_ruleset(&text, &p.display().to_string(), Some(fam))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let v4 = cfg
+        .rules
+        .file
+        .as_deref()
+        .map(|p| read(p, dataplane::packet::Family::V4))
+        .transpose()?;
+    let v6 = cfg
+        .rules
+        .file6
+        .as_deref()
+        .map(|p| read(p, dataplane::packet::Family::V6))
+        .transpose()?;
+    match (v4, v6) {
+        (Some(a), Some(b)) => a.with_other_family(b).map_err(|e| anyhow::anyhow!("{e}")),
+        (Some(a), None) => Ok(a),
+        (None, Some(b)) => Ok(b),
+        (None, None) if embedded => {
             dataplane::ruleset::parse_ruleset(crate::config::DEMO_RULES, "demo.rules", None)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
-        (None, false) => Ok(Ruleset::accept_all()),
+        (None, None) => Ok(Ruleset::accept_all()),
     }
 }
 

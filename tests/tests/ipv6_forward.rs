@@ -20,7 +20,6 @@ COMMIT
 ";
 
 #[test]
-#[ignore = "rules.file6 is not loaded yet: the worker applies the IPv4 ruleset to IPv6 packets"]
 fn ipv6_forward_inside_opens_outside_cannot() {
     let test = "ipv6_forward_inside_opens_outside_cannot";
     if skip_unless_root(test) || skip_unless_tools(test, &["curl", "ethtool", "ss", "ping"]) {

@@ -221,6 +221,13 @@ impl Ruleset {
         counters: &mut RuleCounters,
         log: &mut impl FnMut(LogEvent),
     ) -> Verdict {
+        if ctx.parsed.family != self.family {
+            // The other family's ruleset (ip6tables beside iptables), or none: accept.
+            return match (self.for_family(ctx.parsed.family), counters.for_other()) {
+                (Some(o), Some(c)) => o.eval_filter(chain, ctx, c, log),
+                _ => Verdict::Accept,
+            };
+        }
         let base = match chain {
             FilterChain::Input => self.builtin[2],
             FilterChain::Forward => self.builtin[3],
@@ -262,6 +269,12 @@ impl Ruleset {
         counters: &mut RuleCounters,
         log: &mut impl FnMut(LogEvent),
     ) -> RawVerdict {
+        if ctx.parsed.family != self.family {
+            return match (self.for_family(ctx.parsed.family), counters.for_other()) {
+                (Some(o), Some(c)) => o.eval_raw_log(chain, ctx, c, log),
+                _ => RawVerdict::default(),
+            };
+        }
         let base = match chain {
             RawChain::Prerouting => self.builtin[0],
             RawChain::Output => self.builtin[1],

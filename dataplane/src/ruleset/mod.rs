@@ -519,6 +519,10 @@ pub struct Ruleset {
     /// Publication generation (1 for the first ruleset, +1 per reload); set by the
     /// control plane before publishing.
     pub(crate) generation: u64,
+    /// The other family's ruleset (ip6tables beside iptables), consulted for packets of
+    /// that family. Without one, packets of the other family meet empty built-in chains
+    /// with ACCEPT policies, as an empty ip6tables/iptables would give them.
+    pub(crate) other: Option<std::sync::Arc<Ruleset>>,
 }
 
 /// Reads and compiles `iptables-restore` text. `family_hint` forces the family; without
@@ -562,6 +566,39 @@ impl Ruleset {
         .expect("the accept-all ruleset compiles")
     }
 
+    /// Pairs this ruleset with one for the other address family (an iptables-restore
+    /// file with an ip6tables-restore file). Refused when both are of one family.
+    pub fn with_other_family(mut self, other: Ruleset) -> Result<Ruleset, RulesetError> {
+        if other.family == self.family {
+            return Err(RulesetError {
+                file: other.file.clone(),
+                line: 0,
+                column: 0,
+                message: format!(
+                    "both rules files are {}; give one IPv4 (iptables) and one IPv6 (ip6tables) file",
+                    if self.family == Family::V4 { "IPv4" } else { "IPv6" }
+                ),
+            });
+        }
+        self.other = Some(std::sync::Arc::new(other));
+        Ok(self)
+    }
+
+    /// The ruleset for packets of `family`: this one, the paired one, or None (accept).
+    #[inline]
+    pub(crate) fn for_family(&self, family: Family) -> Option<&Ruleset> {
+        if family == self.family {
+            Some(self)
+        } else {
+            self.other.as_deref()
+        }
+    }
+
+    /// The paired ruleset of the other family, if any.
+    pub fn other_family(&self) -> Option<&Ruleset> {
+        self.other.as_deref()
+    }
+
     /// The publication generation.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -575,6 +612,19 @@ impl Ruleset {
     /// Rules whose `-m comment` starts with `metric:`: the opt-in set exported as
     /// Prometheus series, as (rule id, table, chain, name after the prefix).
     pub fn metric_rules(&self) -> Vec<(usize, String, String, String)> {
+        let mut out = self.metric_rules_own();
+        if let Some(o) = &self.other {
+            let base = self.counter_slots();
+            out.extend(
+                o.metric_rules_own()
+                    .into_iter()
+                    .map(|(id, t, c, n)| (base + id, format!("ip6{t}"), c, n)),
+            );
+        }
+        out
+    }
+
+    fn metric_rules_own(&self) -> Vec<(usize, String, String, String)> {
         (0..self.rules.len())
             .filter_map(|id| {
                 let name = self
@@ -595,6 +645,21 @@ impl Ruleset {
     /// Every table of the ruleset listed like `iptables -L -v -n --line-numbers`
     /// (`iptables -t raw -L ...` for raw), with the summed counter snapshot.
     pub fn listing(&self, counters: &[(u64, u64)]) -> String {
+        let own = self.counter_slots().min(counters.len());
+        let mut out = self.listing_own(&counters[..own]);
+        if let Some(o) = &self.other {
+            let name = if o.family == Family::V6 {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            out.push_str(&format!("\n# {name} ({})\n", o.file));
+            out.push_str(&o.listing_own(&counters[own..]));
+        }
+        out
+    }
+
+    fn listing_own(&self, counters: &[(u64, u64)]) -> String {
         let mut out = String::new();
         for &t in &self.tables {
             if !out.is_empty() {
@@ -633,7 +698,7 @@ impl Ruleset {
 
     /// True when the raw table has LOG rules: use [`Ruleset::eval_raw_log`] to get them.
     pub fn raw_logs(&self) -> bool {
-        self.raw_logs
+        self.raw_logs || self.other.as_ref().is_some_and(|o| o.raw_logs)
     }
 
     /// The table, chain and 1-based position in the chain of a rule id.
@@ -706,6 +771,8 @@ pub(crate) struct LimitState {
 pub struct RuleCounters {
     pub(crate) slots: Vec<(u64, u64)>,
     pub(crate) limits: Vec<LimitState>,
+    /// Counters of the paired other-family ruleset.
+    pub(crate) other: Option<Box<RuleCounters>>,
 }
 
 impl RuleCounters {
@@ -713,23 +780,44 @@ impl RuleCounters {
     /// their counts (and chain policies theirs); the rest start at zero. `-m limit`
     /// buckets start full.
     pub fn carry_over(&self, old: &Ruleset, new: &Ruleset) -> RuleCounters {
+        let other = new.other.as_deref().map(|n| {
+            Box::new(match (old.other.as_deref(), self.other.as_deref()) {
+                (Some(o), Some(c)) if o.family == n.family => c.carry_over(o, n),
+                _ => RuleCounters::for_ruleset(n),
+            })
+        });
         RuleCounters {
             slots: carry_counters(&self.slots, &Ruleset::remap(old, new)),
             limits: vec![LimitState::default(); new.limit_count()],
+            other,
         }
     }
 
-    /// Zeroed counters (and full limit buckets) sized for `rs`.
+    /// Zeroed counters (and full limit buckets) sized for `rs` (and its paired family).
     pub fn for_ruleset(rs: &Ruleset) -> RuleCounters {
         RuleCounters {
             slots: vec![(0, 0); rs.counter_slots()],
             limits: vec![LimitState::default(); rs.limit_count()],
+            other: rs
+                .other
+                .as_deref()
+                .map(|o| Box::new(RuleCounters::for_ruleset(o))),
         }
+    }
+
+    /// The counters to use with `rs` when it is the paired other-family ruleset.
+    #[inline]
+    pub(crate) fn for_other(&mut self) -> Option<&mut RuleCounters> {
+        self.other.as_deref_mut()
     }
 
     /// (packets, bytes) per slot: rule ids first, then one per chain (policy counters).
     pub fn snapshot(&self) -> Vec<(u64, u64)> {
-        self.slots.clone()
+        let mut v = self.slots.clone();
+        if let Some(o) = &self.other {
+            v.extend(o.snapshot());
+        }
+        v
     }
 
     /// (packets, bytes) of one slot.

@@ -1694,6 +1694,7 @@ fn compile(mut r: Reader) -> Res<Ruleset> {
         builtin,
         raw_logs,
         generation: 1,
+        other: None,
     })
 }
 

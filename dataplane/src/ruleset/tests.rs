@@ -213,8 +213,43 @@ fn ruleset_match_addresses() {
     )
     .unwrap();
     assert_eq!(fwd(&r, &p6, ENV), Verdict::Accept);
-    // A v4 packet never matches a v6 address match.
-    assert_eq!(fwd(&r, &p, ENV), Verdict::Drop);
+    // A v4 packet never meets ip6tables rules: with no iptables ruleset beside it, it
+    // meets empty ACCEPT chains (as an empty iptables would give it) ...
+    assert_eq!(fwd(&r, &p, ENV), Verdict::Accept);
+    // ... and with one, that ruleset decides, with its own counters.
+    let v4 = parse_ruleset(
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.9.9.9 -j ACCEPT\nCOMMIT\n",
+        "rules.v4",
+        None,
+    )
+    .unwrap();
+    let both = v4.with_other_family(r).unwrap();
+    assert_eq!(fwd(&both, &p, ENV), Verdict::Drop);
+    assert_eq!(fwd(&both, &p6, ENV), Verdict::Accept);
+    let mut c = RuleCounters::for_ruleset(&both);
+    let ctx6 = ctx(&p6, ENV);
+    assert_eq!(
+        both.eval_filter(FilterChain::Forward, &ctx6, &mut c, &mut |_| {}),
+        Verdict::Accept
+    );
+    let snap = c.snapshot();
+    assert_eq!(
+        snap.len(),
+        both.counter_slots() + both.other_family().unwrap().counter_slots()
+    );
+    assert_eq!(
+        snap[both.counter_slots()].0,
+        1,
+        "the ip6tables rule counted the IPv6 packet"
+    );
+    assert!(
+        parse_ruleset("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n", "a.v4", None)
+            .unwrap()
+            .with_other_family(
+                parse_ruleset("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n", "b.v4", None).unwrap()
+            )
+            .is_err()
+    );
 }
 
 #[test]
