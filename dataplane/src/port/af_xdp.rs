@@ -1344,6 +1344,23 @@ mod tests {
         }
     }
 
+    /// Polls queue 0 of `rx` for `secs` seconds; returns (frames, elapsed seconds).
+    fn drain_for<P: Port>(rx: &mut P, secs: f64) -> (u64, f64) {
+        let mut pool = MbufPool::new(1024);
+        let mut out = Vec::with_capacity(64);
+        let t0 = Instant::now();
+        let mut got = 0u64;
+        while t0.elapsed().as_secs_f64() < secs {
+            let n = rx.rx_burst(0, &mut pool, &mut out, 64);
+            got += n as u64;
+            pool.put_all(&mut out);
+            if n == 0 {
+                std::thread::yield_now();
+            }
+        }
+        (got, t0.elapsed().as_secs_f64())
+    }
+
     /// Frames per second received on one veth end, af_xdp vs af_packet, with the same
     /// af_packet sender flooding from the peer. `cargo test -p dataplane --release
     /// port_af_xdp_throughput -- --ignored --nocapture`.
@@ -1357,24 +1374,24 @@ mod tests {
                 return;
             };
             let (va, vb) = (ns.veth_a(), ns.veth_b());
-            let mut rx: Box<dyn Port> = match backend {
-                "af_packet" => Box::new(open_packet(&ns, &ns.a, &va)),
-                b => {
-                    let mode = if b.contains("generic") {
-                        XdpMode::Generic
-                    } else {
-                        XdpMode::Auto
-                    };
-                    let cfg = XdpConfig {
-                        mode,
-                        ..Default::default()
-                    };
-                    match open_xdp(&ns, &ns.a, &va, 1, cfg, test) {
-                        Some(p) => Box::new(p),
-                        None => return,
-                    }
+            let (mut xdp, mut pkt) = (None, None);
+            if backend == "af_packet" {
+                pkt = Some(open_packet(&ns, &ns.a, &va));
+            } else {
+                let mode = if backend.contains("generic") {
+                    XdpMode::Generic
+                } else {
+                    XdpMode::Auto
+                };
+                let cfg = XdpConfig {
+                    mode,
+                    ..Default::default()
+                };
+                match open_xdp(&ns, &ns.a, &va, 1, cfg, test) {
+                    Some(p) => xdp = Some(p),
+                    None => return,
                 }
-            };
+            }
             let mut peer = open_packet(&ns, &ns.b, &vb);
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let stop2 = stop.clone();
@@ -1393,23 +1410,24 @@ mod tests {
                 }
                 sent
             });
-            let mut pool = MbufPool::new(1024);
-            let mut out = Vec::with_capacity(64);
-            let t0 = Instant::now();
-            let mut got = 0u64;
-            while t0.elapsed().as_secs_f64() < secs {
-                let n = rx.rx_burst(0, &mut pool, &mut out, 64);
-                got += n as u64;
-                pool.put_all(&mut out);
-                if n == 0 {
-                    std::thread::yield_now();
+            let (got, el, missed) = match (xdp.as_mut(), pkt.as_mut()) {
+                (Some(p), _) => {
+                    let (g, el) = drain_for(p, secs);
+                    p.refresh_stats();
+                    (g, el, p.stats().rx_missed)
                 }
-            }
-            let el = t0.elapsed().as_secs_f64();
+                (None, Some(p)) => {
+                    let (g, el) = drain_for(p, secs);
+                    p.refresh_stats();
+                    (g, el, p.stats().rx_missed)
+                }
+                _ => unreachable!(),
+            };
             stop.store(true, Ordering::Relaxed);
             let sent = sender.join().unwrap();
             println!(
-                "THROUGHPUT {backend:>16}: {:>10.0} frames/s received ({got} in {el:.2}s; sender {:.0} frames/s)",
+                "THROUGHPUT {backend:>16}: {:>9.0} frames/s received ({got} in {el:.2}s; \
+                 sender {:.0} frames/s; rx_missed {missed})",
                 got as f64 / el,
                 sent as f64 / el
             );
