@@ -258,6 +258,18 @@ fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>>
                 .map(|q| Box::new(q) as Box<dyn Port>)
                 .collect())
         }
+        "af_xdp" => {
+            let ifname = p.interface.as_deref().unwrap_or_default();
+            let descriptors = u32::try_from(p.descriptors).unwrap_or(u32::MAX);
+            let cfg = port::af_xdp::XdpConfig::with_descriptors(descriptors);
+            let port = port::af_xdp::AfXdpPort::open(ifname, queues, &cfg)
+                .with_context(|| format!("port[{i}] ({}): opening af_xdp on {ifname}", p.name))?;
+            Ok(port
+                .split_queues()
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn Port>)
+                .collect())
+        }
         other => bail!("port[{i}].backend: backend {other:?} is not built into this binary"),
     }
 }
@@ -668,5 +680,37 @@ impl Runtime {
             dataplane::ruleset::parse_ruleset(text, origin, None)
                 .map_err(|e| anyhow::anyhow!("{e}")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(backend: &str, interface: &str) -> PortConfig {
+        PortConfig {
+            name: "wan".into(),
+            backend: backend.into(),
+            interface: Some(interface.into()),
+            pcap_in: None,
+            pcap_out: None,
+            descriptors: 256,
+            side: None,
+        }
+    }
+
+    #[test]
+    fn open_one_af_xdp_names_port_and_interface_on_error() {
+        for backend in ["af_packet", "af_xdp"] {
+            let e = open_one(0, &live(backend, "sw-nosuch0"), 1)
+                .err()
+                .expect("no such interface");
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains(&format!("port[0] (wan): opening {backend} on sw-nosuch0")),
+                "{msg}"
+            );
+            assert!(msg.contains("no such interface"), "{msg}");
+        }
     }
 }

@@ -570,95 +570,14 @@ impl Port for AfPacketPort {
 mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
-    use std::process::Command;
-    use std::sync::atomic::AtomicUsize;
+    use crate::port::testnet::{self, Netns};
     use std::time::{Duration, Instant};
 
-    /// Two network namespaces joined by a veth pair; deleted on drop, even on failure.
-    struct Netns {
-        a: String,
-        b: String,
-    }
-
-    fn ip(args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    impl Netns {
-        /// None (after printing SKIP) when not root or `ip` is missing.
-        fn new(test: &str) -> Option<Self> {
-            // SAFETY: geteuid has no preconditions.
-            let root = unsafe { libc::geteuid() } == 0;
-            let has_ip = Command::new("ip")
-                .arg("-V")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !root || !has_ip {
-                println!("SKIP {test}: needs root/netns (root={root}, ip={has_ip})");
-                return None;
-            }
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let id = format!("{}{n}", std::process::id());
-            let ns = Netns {
-                a: format!("swa{id}"),
-                b: format!("swb{id}"),
-            };
-            let (va, vb) = (ns.veth_a(), ns.veth_b());
-            for ok in [
-                ip(&["netns", "add", &ns.a]),
-                ip(&["netns", "add", &ns.b]),
-                ip(&[
-                    "link", "add", &va, "netns", &ns.a, "type", "veth", "peer", "name", &vb,
-                    "netns", &ns.b,
-                ]),
-                // No IPv6 addresses: no neighbour discovery noise on the link.
-                ip(&["-n", &ns.a, "link", "set", &va, "addrgenmode", "none"]),
-                ip(&["-n", &ns.b, "link", "set", &vb, "addrgenmode", "none"]),
-                ip(&["-n", &ns.a, "link", "set", &va, "up"]),
-                ip(&["-n", &ns.b, "link", "set", &vb, "up"]),
-            ] {
-                if !ok {
-                    println!("SKIP {test}: cannot create netns/veth");
-                    return None;
-                }
-            }
-            Some(ns)
-        }
-
-        fn veth_a(&self) -> String {
-            format!("v{}", &self.a[..self.a.len().min(14)])
-        }
-
-        fn veth_b(&self) -> String {
-            format!("v{}", &self.b[..self.b.len().min(14)])
-        }
-
-        /// Opens a port inside namespace `ns` (sockets keep the namespace they were made in).
-        fn open(&self, ns: &str, ifname: &str, queues: u16) -> AfPacketPort {
-            let path = format!("/var/run/netns/{ns}");
-            let ifname = ifname.to_string();
-            std::thread::spawn(move || {
-                let f = std::fs::File::open(&path).expect("netns file");
-                // SAFETY: `f` is an open namespace file; setns only changes this thread's
-                // network namespace, and this thread exits right after.
-                let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", io::Error::last_os_error());
-                AfPacketPort::open(&ifname, queues, &RingConfig::default()).expect("open port")
-            })
-            .join()
-            .expect("open thread")
-        }
-    }
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            ip(&["netns", "del", &self.a]);
-            ip(&["netns", "del", &self.b]);
-        }
+    fn open(ns: &Netns, which: &str, ifname: &str, queues: u16) -> AfPacketPort {
+        let ifname = ifname.to_string();
+        ns.run_in(which, move || {
+            AfPacketPort::open(&ifname, queues, &RingConfig::default()).expect("open port")
+        })
     }
 
     fn udp_frame(i: u16, rev: bool) -> Vec<u8> {
@@ -670,34 +589,15 @@ mod tests {
             .to_vec()
     }
 
-    /// Receives until `want` test frames (by payload marker) arrived or `ms` passed.
+    const MARKER: &[u8] = b"statewall-af-packet-test";
+
     fn receive(
         port: &mut AfPacketPort,
         pool: &mut MbufPool,
         want: usize,
         ms: u64,
     ) -> Vec<(u16, Vec<u8>)> {
-        let mut got = Vec::new();
-        let mut out = Vec::with_capacity(32);
-        let t0 = Instant::now();
-        while got.len() < want && t0.elapsed() < Duration::from_millis(ms) {
-            let mut any = false;
-            for q in port.queue_range() {
-                if port.rx_burst(q, pool, &mut out, 32) > 0 {
-                    any = true;
-                }
-                for m in out.drain(..) {
-                    if m.data().ends_with(b"statewall-af-packet-test") {
-                        got.push((q, m.data().to_vec()));
-                    }
-                    pool.put(m);
-                }
-            }
-            if !any {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        got
+        testnet::receive(port, pool, want, ms, MARKER)
     }
 
     #[test]
@@ -705,8 +605,8 @@ mod tests {
         let Some(ns) = Netns::new("port_af_packet_veth_send_and_receive") else {
             return;
         };
-        let mut a = ns.open(&ns.a, &ns.veth_a(), 1);
-        let mut b = ns.open(&ns.b, &ns.veth_b(), 1);
+        let mut a = open(&ns, &ns.a, &ns.veth_a(), 1);
+        let mut b = open(&ns, &ns.b, &ns.veth_b(), 1);
         let mut pool = MbufPool::new(256);
         let frames: Vec<Vec<u8>> = (0..100).map(|i| udp_frame(i, false)).collect();
         let mut pkts = Vec::with_capacity(128);
@@ -745,8 +645,8 @@ mod tests {
         let Some(ns) = Netns::new("port_af_packet_fanout_is_symmetric") else {
             return;
         };
-        let mut a = ns.open(&ns.a, &ns.veth_a(), 1);
-        let b = ns.open(&ns.b, &ns.veth_b(), 4);
+        let mut a = open(&ns, &ns.a, &ns.veth_a(), 1);
+        let b = open(&ns, &ns.b, &ns.veth_b(), 4);
         let mut pool = MbufPool::new(512);
         // 64 flows, each in both directions (as a bump in the wire would see them).
         let mut frames = Vec::new();

@@ -4,7 +4,8 @@
 //!   preallocated at start; getting and putting a buffer never allocates.
 //! * [`Port`]: `rx_burst` / `tx_burst` on a queue, plus counters ([`PortStats`]).
 //! * Backends: [`pktgen`] (the built-in generator, a linked inside/outside pair),
-//!   [`pcap`] (capture files), [`af_packet`] (TPACKET_V3 rings on any Linux interface).
+//!   [`pcap`] (capture files), [`af_packet`] (TPACKET_V3 rings on any Linux interface),
+//!   [`af_xdp`] (XDP sockets with raw system calls, copy or zero-copy mode).
 //! * [`symmetric_hash`]: the steering hash that sends both directions of a
 //!   connection to the same queue (and so the same worker).
 //!
@@ -19,9 +20,12 @@
 //! per burst (or per ring block), never per packet.
 
 pub mod af_packet;
+pub mod af_xdp;
 mod mbuf;
 pub mod pcap;
 pub mod pktgen;
+#[cfg(test)]
+mod testnet;
 
 pub use mbuf::{Mbuf, MbufPool, DEFAULT_MBUF_SIZE};
 
