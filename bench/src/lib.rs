@@ -302,33 +302,50 @@ pub fn ovs_packet(tid: u16, i: u16, change: bool) -> Vec<u8> {
     v
 }
 
-/// Runs OVS's benchmark loop for one thread: `packets` packets in batches of `batch`
-/// through its own table, each committed (tracked, and confirmed when new). Returns
-/// packets that ended with an entry.
-pub fn ovs_thread(tid: u16, packets: u64, batch: usize, change: bool) -> u64 {
-    let frames: Vec<Vec<u8>> = (0..batch)
-        .map(|i| ovs_packet(tid, i as u16, change))
-        .collect();
-    let mut ps: Vec<Parsed> = frames.iter().map(|f| parsed(f)).collect();
-    let mut t = ConnTable::new(batch.max(64) * 2, Default::default());
-    let mut ok = 0u64;
-    let mut done = 0u64;
-    let now = 1_000_000;
-    while done < packets {
-        // Like conntrack_execute: extract every packet of the batch (and prefetch its
-        // bucket), then track and commit each.
-        for (k, f) in frames.iter().enumerate() {
-            ps[k] = parsed(f);
-            t.prefetch(&ps[k]);
+/// One thread of OVS's benchmark: its batch of packets and its own table.
+pub struct OvsThread {
+    frames: Vec<Vec<u8>>,
+    ps: Vec<Parsed>,
+    table: ConnTable,
+}
+
+impl OvsThread {
+    /// Prepares thread `tid`'s batch (OVS's `prepare_packets`) and table.
+    pub fn new(tid: u16, batch: usize, change: bool) -> Self {
+        let frames: Vec<Vec<u8>> = (0..batch)
+            .map(|i| ovs_packet(tid, i as u16, change))
+            .collect();
+        let ps = frames.iter().map(|f| parsed(f)).collect();
+        OvsThread {
+            frames,
+            ps,
+            table: ConnTable::new(batch.max(64) * 2, Default::default()),
         }
-        for (k, f) in frames.iter().enumerate() {
-            let tr = t.track(f, &ps[k], now, TrackOpts::default());
-            let c = !tr.candidate || t.confirm(&tr, true, now);
-            ok += (c && tr.handle.is_some()) as u64;
-        }
-        done += batch as u64;
     }
-    ok
+
+    /// OVS's loop: `packets` packets in batches, each committed (tracked, and confirmed
+    /// when new). Returns packets that ended with an entry.
+    pub fn run(&mut self, packets: u64) -> u64 {
+        let (t, ps) = (&mut self.table, &mut self.ps);
+        let mut ok = 0u64;
+        let mut done = 0u64;
+        let now = 1_000_000;
+        while done < packets {
+            // Like conntrack_execute: extract every packet of the batch (and prefetch its
+            // bucket), then track and commit each.
+            for (k, f) in self.frames.iter().enumerate() {
+                ps[k] = parsed(f);
+                t.prefetch(&ps[k]);
+            }
+            for (k, f) in self.frames.iter().enumerate() {
+                let tr = t.track(f, &ps[k], now, TrackOpts::default());
+                let c = !tr.candidate || t.confirm(&tr, true, now);
+                ok += (c && tr.handle.is_some()) as u64;
+            }
+            done += self.frames.len() as u64;
+        }
+        ok
+    }
 }
 
 #[cfg(test)]
@@ -357,7 +374,7 @@ mod tests {
                 .expect("compiles");
             assert_eq!(rs.rule_count(), n);
         }
-        assert!(ovs_thread(0, 64, 32, true) > 0);
+        assert_eq!(OvsThread::new(0, 32, true).run(64), 64);
     }
 
     #[test]
