@@ -1132,7 +1132,7 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     sh("ip -n swb-fw addr add 10.99.1.1/24 dev fa && ip -n swb-fw addr add 10.99.2.1/24 dev fb \
         && ip netns exec swb-fw sysctl -qw net.ipv4.ip_forward=1 \
         && ip -n swb-fw neigh replace 10.99.2.2 lladdr $(ip -n swb-b -br link show bf | awk '{print $3}') dev fb")?;
-    sh("ip netns exec swb-fw nft -f - <<'EOF'\ntable inet f {\n chain fwd {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  ct state invalid drop\n  iifname \"fa\" ct state new accept\n }\n}\nEOF")?;
+    sh("ip netns exec swb-fw nft -f - <<'EOF'\ntable inet swb {\n chain forward_filter {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  ct state invalid drop\n  iifname \"fa\" ct state new accept\n }\n}\nEOF")?;
     let (k_pps, k_sent) = measure("kernel")?;
     // statewall: no kernel forwarding; af_packet on fa/fb with the demo rules.
     sh("ip netns exec swb-fw nft flush ruleset && ip netns exec swb-fw sysctl -qw net.ipv4.ip_forward=0 \
