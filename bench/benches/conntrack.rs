@@ -3,12 +3,12 @@
 //! `STATEWALL_BENCH_FULL=1`, 10 M entries. Criterion reports time per packet
 //! (`Throughput::Elements`); bytes per entry are printed per table size.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::conntrack::{FlowKey, TrackOpts};
 use dataplane::packet::tcp_flags as tf;
 use statewall_bench::*;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn sizes() -> Vec<u32> {
     let mut v = vec![1_000, 1_000_000];
@@ -71,19 +71,20 @@ fn bench(c: &mut Criterion) {
             slen[k] = tcp_frame(i, true, tf::SYN, isn(i).0, 0, &[], &mut syn[k]);
         }
         g.bench_function("insert_syn_confirm", |b| {
-            b.iter_batched_ref(
-                || {
+            b.iter_custom(|iters| {
+                let mut d = Duration::ZERO;
+                for _ in 0..iters {
                     for k in &keys {
                         t.delete(k);
                     }
-                },
-                |_| {
+                    let t0 = Instant::now();
                     for k in 0..BURST {
                         black_box(track_accept(&mut t, &syn[k][..slen[k]], 3_000));
                     }
-                },
-                BatchSize::SmallInput,
-            )
+                    d += t0.elapsed();
+                }
+                d
+            })
         });
         // update: SYN-ACK + ACK moving those flows from SYN_SENT to ESTABLISHED (state
         // and window updates of existing entries); the SYNs are inserted untimed.
@@ -96,22 +97,23 @@ fn bench(c: &mut Criterion) {
         }
         g.throughput(Throughput::Elements(2 * BURST as u64));
         g.bench_function("update_synack_ack", |b| {
-            b.iter_batched_ref(
-                || {
+            b.iter_custom(|iters| {
+                let mut d = Duration::ZERO;
+                for _ in 0..iters {
                     for k in &keys {
                         t.delete(k);
                     }
                     for k in 0..BURST {
                         track_accept(&mut t, &syn[k][..slen[k]], 3_000);
                     }
-                },
-                |_| {
+                    let t0 = Instant::now();
                     for k in 0..2 * BURST {
                         black_box(track_accept(&mut t, &upd[k][..ulen[k]], 3_500));
                     }
-                },
-                BatchSize::SmallInput,
-            )
+                    d += t0.elapsed();
+                }
+                d
+            })
         });
         g.finish();
         drop(t);
