@@ -235,6 +235,17 @@ impl ConnTable {
         self.entries.len()
     }
 
+    /// Bytes allocated by this shard (slab, side arrays, free list and buckets), for
+    /// memory-per-connection figures. Fixed at [`ConnTable::new`].
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let cap = self.entries.len();
+        cap * (size_of::<Entry>() + size_of::<Cold>() + size_of::<[Addr; 2]>() + size_of::<u32>())
+            + self.free.capacity() * size_of::<u32>()
+            + self.buckets.len() * size_of::<Bucket>()
+            + size_of::<Self>()
+    }
+
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

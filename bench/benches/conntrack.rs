@@ -1,0 +1,131 @@
+//! Conntrack microbenchmarks: lookup (established packets), insert (SYN + confirm) and
+//! update (ACK of a SYN_SENT/SYN_RECV entry moving its state) at 1 k, 1 M and, with
+//! `STATEWALL_BENCH_FULL=1`, 10 M entries. Criterion reports time per packet
+//! (`Throughput::Elements`); bytes per entry are printed per table size.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dataplane::conntrack::{FlowKey, TrackOpts};
+use dataplane::packet::tcp_flags as tf;
+use statewall_bench::*;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn sizes() -> Vec<u32> {
+    let mut v = vec![1_000, 1_000_000];
+    if std::env::var("STATEWALL_BENCH_FULL").as_deref() == Ok("1") {
+        v.push(10_000_000);
+    }
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    for n in sizes() {
+        let rss0 = rss_bytes();
+        let (mut t, failed) = established_table(n as usize + n as usize / 8 + 64, n);
+        let rss1 = rss_bytes();
+        println!(
+            "conntrack {n} entries: {:.1} B/entry of capacity ({} B table / {} capacity), RSS {:.1} B/conn, {failed} failed handshakes",
+            t.memory_bytes() as f64 / t.capacity() as f64,
+            t.memory_bytes(),
+            t.capacity(),
+            rss1.saturating_sub(rss0) as f64 / t.len() as f64
+        );
+        let frames = data_frames(n);
+        let order = access_order(n, 1 << 16, Pattern::Uniform, 7);
+        let mut g = c.benchmark_group(format!("conntrack/{n}"));
+        g.throughput(Throughput::Elements(BURST as u64));
+        // lookup: a burst of 32 established data packets, parse + prefetch + track.
+        let mut pos = 0usize;
+        g.bench_function("lookup_burst32", |b| {
+            b.iter(|| {
+                let mut ps = [None; BURST];
+                for k in 0..BURST {
+                    let i = order[(pos + k) & 0xffff] as usize * FRAME;
+                    let p = parsed(&frames[i..i + FRAME]);
+                    t.prefetch(&p);
+                    ps[k] = Some(p);
+                }
+                for k in 0..BURST {
+                    let i = order[(pos + k) & 0xffff] as usize * FRAME;
+                    let p = ps[k].as_ref().expect("parsed");
+                    black_box(t.track(&frames[i..i + FRAME], p, 2_000, TrackOpts::default()));
+                }
+                pos += BURST;
+            })
+        });
+        // The same 32 new flows every iteration: deleted again before each batch
+        // (untimed), so the table stays at n (+ 32) entries however long criterion runs.
+        let fresh: Vec<u32> = (0..BURST as u32).map(|k| n + 1 + k * 7919 % 1_000_000).collect();
+        let keys: Vec<FlowKey> = fresh
+            .iter()
+            .map(|&i| {
+                let mut b = [0u8; 128];
+                let l = tcp_frame(i, true, tf::SYN, isn(i).0, 0, &[], &mut b);
+                FlowKey::from_parsed(&parsed(&b[..l])).expect("key")
+            })
+            .collect();
+        // insert: 32 SYNs of new flows, tracked and confirmed.
+        let mut syn = vec![[0u8; 128]; BURST];
+        let mut slen = [0usize; BURST];
+        for (k, &i) in fresh.iter().enumerate() {
+            slen[k] = tcp_frame(i, true, tf::SYN, isn(i).0, 0, &[], &mut syn[k]);
+        }
+        g.bench_function("insert_syn_confirm", |b| {
+            b.iter_custom(|iters| {
+                let mut d = Duration::ZERO;
+                for _ in 0..iters {
+                    for k in &keys {
+                        t.delete(k);
+                    }
+                    let t0 = Instant::now();
+                    for k in 0..BURST {
+                        black_box(track_accept(&mut t, &syn[k][..slen[k]], 3_000));
+                    }
+                    d += t0.elapsed();
+                }
+                d
+            })
+        });
+        // update: SYN-ACK + ACK moving those flows from SYN_SENT to ESTABLISHED (state
+        // and window updates of existing entries); the SYNs are inserted untimed.
+        let mut upd = vec![[0u8; 128]; 2 * BURST];
+        let mut ulen = [0usize; 2 * BURST];
+        for (k, &i) in fresh.iter().enumerate() {
+            let (ci, si) = isn(i);
+            ulen[2 * k] = tcp_frame(i, false, tf::SYN | tf::ACK, si, ci.wrapping_add(1), &[], &mut upd[2 * k]);
+            ulen[2 * k + 1] = tcp_frame(i, true, tf::ACK, ci.wrapping_add(1), si.wrapping_add(1), &[], &mut upd[2 * k + 1]);
+        }
+        g.throughput(Throughput::Elements(2 * BURST as u64));
+        g.bench_function("update_synack_ack", |b| {
+            b.iter_custom(|iters| {
+                let mut d = Duration::ZERO;
+                for _ in 0..iters {
+                    for k in &keys {
+                        t.delete(k);
+                    }
+                    for k in 0..BURST {
+                        track_accept(&mut t, &syn[k][..slen[k]], 3_000);
+                    }
+                    let t0 = Instant::now();
+                    for k in 0..2 * BURST {
+                        black_box(track_accept(&mut t, &upd[k][..ulen[k]], 3_500));
+                    }
+                    d += t0.elapsed();
+                }
+                d
+            })
+        });
+        g.finish();
+        drop(t);
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = bench }
+criterion_main!(benches);
