@@ -165,7 +165,7 @@ pub fn track_accept(t: &mut ConnTable, frame: &[u8], now: Nanos) -> Track {
     let p = parsed(frame);
     let tr = t.track(frame, &p, now, TrackOpts::default());
     if tr.candidate {
-        t.confirm(&tr, true, now);
+        let _ = t.confirm(&tr, true, frame, &p, now);
     }
     tr
 }
@@ -339,7 +339,7 @@ impl OvsThread {
             }
             for (k, f) in self.frames.iter().enumerate() {
                 let tr = t.track(f, &ps[k], now, TrackOpts::default());
-                let c = !tr.candidate || t.confirm(&tr, true, now);
+                let c = !tr.candidate || t.confirm(&tr, true, f, &ps[k], now).is_pass();
                 ok += (c && tr.handle.is_some()) as u64;
             }
             done += self.frames.len() as u64;

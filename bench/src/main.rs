@@ -354,9 +354,7 @@ fn time_established(t: &mut ConnTable, frames: &[u8], order: &[u32]) -> (f64, u6
         let mut e = 0u64;
         for k in 0..BURST {
             let tr = t.track(&hot[k], &ps[k], now, TrackOpts::default());
-            if tr.candidate {
-                t.confirm(&tr, true, now);
-            }
+            let _ = t.confirm(&tr, true, &hot[k], &ps[k], now);
             e += (tr.state == CtState::Established) as u64;
         }
         let dt = t0.elapsed();
@@ -464,9 +462,7 @@ fn run_bursts(t: &mut ConnTable, bursts: &[Burst], ps: &mut [Parsed], now: Nanos
         for k in 0..BURST {
             let f = &b.buf[k][..b.len[k]];
             let tr = t.track(f, &ps[k], now, TrackOpts::default());
-            if tr.candidate {
-                t.confirm(&tr, true, now);
-            }
+            let _ = t.confirm(&tr, true, f, &ps[k], now);
             invalid += (tr.state == CtState::Invalid) as u64;
         }
         t.expire(now, 64);
