@@ -360,7 +360,15 @@ pub fn render(rt: &Runtime) -> String {
             by,
         );
     }
+    // A family without series (e.g. the opt-in rule counters when no rule opts in) is
+    // left out: the encoder refuses it, and would stop at it, truncating the exposition.
+    let fams: Vec<MetricFamily> =
+        f.0.into_iter()
+            .filter(|m| !m.get_metric().is_empty())
+            .collect();
     let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&f.0, &mut out);
+    if let Err(e) = TextEncoder::new().encode(&fams, &mut out) {
+        tracing::error!(error = %e, "encoding /metrics");
+    }
     String::from_utf8(out).unwrap_or_default()
 }

@@ -56,6 +56,9 @@ pub struct Runtime {
     pub ct_limit: usize,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
+    /// Started with the embedded demo configuration (reloads then use the demo rules
+    /// when no rules file is set; otherwise no file means accept-all).
+    embedded: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -99,6 +102,11 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
 /// Loads the rules named by the config (the demo ruleset for the embedded default,
 /// accept-all when none is configured).
 pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
+    if let Some(p6) = &cfg.rules.file6 {
+        // Validated with the IPv4 file so that a broken file6 is refused at start and at
+        // reload, never discovered later.
+        Ruleset::from_file(p6).map_err(|e| anyhow::anyhow!("rules.file6: {e}"))?;
+    }
     match (&cfg.rules.file, embedded) {
         (Some(p), _) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}")),
         (None, true) => {
@@ -348,15 +356,23 @@ impl Runtime {
             log_events,
             log_lost,
             stop,
+            embedded,
             threads: Mutex::new(threads),
         })
     }
 
     /// Re-reads the rules file and publishes it atomically; on failure the running
-    /// ruleset stays and the failure is counted.
+    /// ruleset stays and the failure is counted and logged.
     pub fn reload(&self) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match load_rules(&self.cfg, self.cfg.rules.file.is_none()) {
+        let loaded = load_rules(&self.cfg, self.embedded);
+        self.publish(loaded, "reload")
+    }
+
+    /// Publishes a freshly compiled ruleset (or counts and logs the failure). Called
+    /// with `reload_lock` held.
+    fn publish(&self, loaded: Result<Ruleset>, what: &str) -> Result<u64> {
+        match loaded {
             Ok(mut rs) => {
                 let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
                 rs.set_generation(gen);
@@ -367,11 +383,18 @@ impl Runtime {
                 self.reloads
                     .last_ok_time
                     .store(unix_now(), Ordering::Relaxed);
+                tracing::info!(generation = gen, "{what}: ruleset published");
+                crate::notify::status(&format!("ruleset generation {gen} ({what} ok)"));
                 Ok(gen)
             }
             Err(e) => {
                 self.reloads.failed.fetch_add(1, Ordering::Relaxed);
                 self.reloads.last_ok.store(false, Ordering::Relaxed);
+                let gen = self.reloads.generation.load(Ordering::Relaxed);
+                tracing::error!(error = %format!("{e:#}"), generation = gen, "{what} failed; the running ruleset stays");
+                crate::notify::status(&format!(
+                    "ruleset generation {gen}; last {what} FAILED: {e:#}"
+                ));
                 Err(e)
             }
         }
@@ -485,6 +508,13 @@ fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
 pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let interval = cfg.control.stats_interval;
     let listen = cfg.control.listen.clone();
+    // Bind the control address first: a busy or malformed `control.listen` must fail
+    // before any port is opened or worker started.
+    let server = if listen.is_empty() {
+        None
+    } else {
+        Some(crate::api::bind(&listen)?)
+    };
     let rt = Arc::new(Runtime::start(cfg, embedded)?);
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -492,13 +522,15 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
             .context("installing the Ctrl-C handler")?;
     }
+    // SIGTERM (systemd's default KillSignal, `kill`, Kubernetes) stops as cleanly as Ctrl-C.
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
+        .context("installing the SIGTERM handler")?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing the SIGHUP handler")?;
-    let api = if listen.is_empty() {
-        None
-    } else {
-        Some(crate::api::serve(rt.clone(), &listen)?)
+    let api = match server {
+        None => None,
+        Some(server) => Some(crate::api::serve_on(rt.clone(), server)?),
     };
     tracing::info!(
         workers = rt.workers.len(),
@@ -516,6 +548,10 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
             .unwrap_or_default()
     );
     crate::notify::ready();
+    crate::notify::status(&format!(
+        "ruleset generation {}",
+        rt.reloads.generation.load(Ordering::Relaxed)
+    ));
     let start = Instant::now();
     let mut last = Instant::now();
     let mut prev = Vec::new();
@@ -529,12 +565,8 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         if hup.swap(false, Ordering::Relaxed) {
             crate::notify::reloading();
-            match rt.reload() {
-                Ok(g) => tracing::info!(generation = g, "SIGHUP: ruleset reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running ruleset stays")
-                }
-            }
+            // Runtime::reload logs and counts the outcome and sets STATUS=.
+            let _ = rt.reload();
             crate::notify::ready();
         }
         while let Some(ev) = rt.log_events.pop() {
@@ -603,24 +635,8 @@ impl Runtime {
     /// Replaces the running ruleset with `text` (validated first; refused whole on error).
     pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match dataplane::ruleset::parse_ruleset(text, origin, None) {
-            Ok(mut rs) => {
-                let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
-                rs.set_generation(gen);
-                self.ruleset.store(Arc::new(rs));
-                self.reloads.generation.store(gen, Ordering::Relaxed);
-                self.reloads.ok.fetch_add(1, Ordering::Relaxed);
-                self.reloads.last_ok.store(true, Ordering::Relaxed);
-                self.reloads
-                    .last_ok_time
-                    .store(unix_now(), Ordering::Relaxed);
-                Ok(gen)
-            }
-            Err(e) => {
-                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
-                self.reloads.last_ok.store(false, Ordering::Relaxed);
-                Err(anyhow::anyhow!("{e}"))
-            }
-        }
+        let parsed = dataplane::ruleset::parse_ruleset(text, origin, None)
+            .map_err(|e| anyhow::anyhow!("{e}"));
+        self.publish(parsed, "replace")
     }
 }

@@ -107,25 +107,30 @@ pub fn ct_stats_json(rt: &Runtime) -> Value {
 }
 
 /// `iptables -L -v -n --line-numbers`, with every worker's counters summed.
+///
+/// Each worker answers with its counters only if they belong to the generation being
+/// listed; a reload racing with the request is retried, so the sum never silently
+/// misses a worker.
 pub fn rules_listing(rt: &Runtime) -> anyhow::Result<String> {
-    let rs = rt.ruleset.load_full();
-    let gen = rs.generation();
-    let snaps = rt.on_all(move |p, _| {
-        if p.counters_generation == gen {
-            Some(p.counters.snapshot())
-        } else {
-            None
+    for _ in 0..5 {
+        let rs = rt.ruleset.load_full();
+        let gen = rs.generation();
+        let snaps =
+            rt.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        if snaps.iter().any(|s| s.is_none()) {
+            continue;
         }
-    })?;
-    let mut sum: Vec<(u64, u64)> = Vec::new();
-    for s in snaps.into_iter().flatten() {
-        if sum.len() < s.len() {
-            sum.resize(s.len(), (0, 0));
+        let mut sum: Vec<(u64, u64)> = Vec::new();
+        for s in snaps.into_iter().flatten() {
+            if sum.len() < s.len() {
+                sum.resize(s.len(), (0, 0));
+            }
+            for (i, (p, b)) in s.into_iter().enumerate() {
+                sum[i].0 += p;
+                sum[i].1 += b;
+            }
         }
-        for (i, (p, b)) in s.into_iter().enumerate() {
-            sum[i].0 += p;
-            sum[i].1 += b;
-        }
+        return Ok(rs.listing(&sum));
     }
-    Ok(rs.listing(&sum))
+    anyhow::bail!("the ruleset changed during every attempt to list it; try again")
 }
