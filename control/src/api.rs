@@ -10,8 +10,8 @@
 //! | GET | `/api/v1/ports` | port counters (testpmd words) |
 //! | GET | `/api/v1/workers` | per-worker counters |
 //! | GET | `/api/v1/rules` | `iptables -L -v -n --line-numbers` listing with counters |
-//! | PUT | `/api/v1/rules` | replace the ruleset with the body (refused whole on error) |
-//! | POST | `/api/v1/rules/check` | parse and compile the body, change nothing |
+//! | PUT | `/api/v1/rules?name=FILE` | replace the ruleset with the body (refused whole on error) |
+//! | POST | `/api/v1/rules/check?name=FILE` | parse and compile the body, change nothing |
 //! | POST | `/api/v1/reload` | re-read the rules file (same as SIGHUP) |
 //! | GET | `/api/v1/conntrack?FILTERS` | list entries (`format=json` for JSON) |
 //! | GET | `/api/v1/conntrack/count?FILTERS` | count entries |
@@ -142,6 +142,13 @@ fn err(code: u16, msg: impl std::fmt::Display) -> (u16, &'static str, String) {
 pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'static str, String) {
     let (path, q) = query(url);
     let want_json = q.iter().any(|(k, v)| k == "format" && v == "json");
+    // `name=FILE` names uploaded rules in errors (`FILE:line:col: message`).
+    let origin = q
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("api");
     match (method, path) {
         ("GET", "/") => (200, "text/html; charset=utf-8", LANDING.to_string()),
         ("GET", "/metrics") => (
@@ -160,12 +167,18 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, e),
         },
-        ("PUT", "/api/v1/rules") => match rt.replace_rules(body, "api") {
+        // An empty body would replace the firewall with an empty (accept-all) ruleset;
+        // iptables-restore changes nothing on empty input, so refuse it.
+        ("PUT", "/api/v1/rules") if body.trim().is_empty() => err(
+            400,
+            "empty ruleset refused (send iptables-restore text with at least one table)",
+        ),
+        ("PUT", "/api/v1/rules") => match rt.replace_rules(body, origin) {
             Ok(g) => (200, JSON, json!({ "generation": g }).to_string() + "\n"),
             Err(e) => err(400, format!("{e:#}")),
         },
         ("POST", "/api/v1/rules/check") => {
-            match dataplane::ruleset::parse_ruleset(body, "api", None) {
+            match dataplane::ruleset::parse_ruleset(body, origin, None) {
                 Ok(rs) => (
                     200,
                     JSON,

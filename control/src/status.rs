@@ -99,9 +99,12 @@ pub fn ct_stats_json(rt: &Runtime) -> Value {
             Value::Object(m)
         })
         .collect();
+    // The total is the sum of the per-worker values shown (one read of each counter),
+    // so the lines always add up, even under traffic.
     let mut total = serde_json::Map::new();
-    for (k, f) in CT_STAT_FIELDS.iter().enumerate() {
-        total.insert(f.to_string(), json!(rt.sum(|w| ld(&w.ct_stats[k]))));
+    for f in CT_STAT_FIELDS {
+        let t: u64 = per.iter().map(|w| w[f].as_u64().unwrap_or(0)).sum();
+        total.insert(f.to_string(), json!(t));
     }
     json!({ "workers": per, "total": total, "entries": rt.sum(|w| ld(&w.ct_entries)), "limit": rt.ct_limit })
 }
