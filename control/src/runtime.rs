@@ -117,14 +117,18 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     }
 }
 
+/// One port's queue handles.
+type PortHandles = Vec<Box<dyn Port>>;
+/// Every port's queue handles, in config order.
+type PortQueues = Vec<PortHandles>;
+/// An opted-in rule's counters: (table, chain, name, packets, bytes).
+pub type RuleMetric = (String, String, String, u64, u64);
+
 /// Per-queue port handles for every configured port: `handles[port][queue]`.
 fn open_ports(
     cfg: &Config,
     queues: u16,
-) -> Result<(
-    Vec<Vec<Box<dyn Port>>>,
-    Option<Arc<port::pktgen::PktgenStats>>,
-)> {
+) -> Result<(PortQueues, Option<Arc<port::pktgen::PktgenStats>>)> {
     let mut out: Vec<Option<Vec<Box<dyn Port>>>> = cfg.ports.iter().map(|_| None).collect();
     let mut pktgen_stats = None;
     // pktgen ports come as a linked pair.
@@ -152,7 +156,7 @@ fn open_ports(
         let gcfg = pktgen_config(cfg, queues);
         let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
         pktgen_stats = Some(pair.stats());
-        let (ins, outs): (Vec<Box<dyn Port>>, Vec<Box<dyn Port>>) = pair
+        let (ins, outs): (PortHandles, PortHandles) = pair
             .into_queue_ports()
             .into_iter()
             .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
@@ -313,7 +317,7 @@ impl Runtime {
                 });
                 names.push((pair.network.clone(), pair.host.clone()));
             }
-            let table = ConnTable::new(per_shard, ct_cfg.clone());
+            let table = ConnTable::new(per_shard, ct_cfg);
             let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
             pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
             let worker = Worker {
@@ -431,7 +435,7 @@ impl Runtime {
 
     /// Opt-in per-rule counters: rules whose comment starts with `metric:`; each as
     /// (table, chain, name, packets, bytes) summed over workers.
-    pub fn rule_metrics(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
+    pub fn rule_metrics(&self) -> Result<Vec<RuleMetric>> {
         let rs = self.ruleset.load_full();
         let named = rs.metric_rules();
         if named.is_empty() {

@@ -393,7 +393,7 @@ fn conntrack_list_json_and_filters() {
     );
     check(
         &["-p", "tcp", "--sport", &sport],
-        &|e| e["original"]["sport"].to_string() == sport,
+        &|e| e["original"]["sport"] == e0["original"]["sport"],
         true,
     );
     check(
