@@ -442,8 +442,17 @@ impl Runtime {
             return Ok(Vec::new());
         }
         let gen = rs.generation();
-        let snaps =
-            self.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        // Workers whose counters are not (yet) of this generation answer None; retry a
+        // few times so a reload racing with a scrape does not drop a worker's share.
+        let mut snaps = Vec::new();
+        for _ in 0..5 {
+            snaps = self.on_all(move |p, _| {
+                (p.counters_generation == gen).then(|| p.counters.snapshot())
+            })?;
+            if snaps.iter().all(|s| s.is_some()) {
+                break;
+            }
+        }
         Ok(named
             .into_iter()
             .map(|(id, table, chain, name)| {

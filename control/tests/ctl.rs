@@ -655,3 +655,64 @@ fn api_answers_garbage_without_dying() {
     // Still serving.
     assert!(sw.get("/").contains("/metrics"));
 }
+
+#[test]
+fn sighup_reloads_and_tells_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let cfg = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:9469", &format!("127.0.0.1:{port}"))
+        .replace("workers = 0 ", "workers = 1 ")
+        + "[rules]\nfile = \"fw.rules\"\n[pktgen]\nrate_pps = 2000\n";
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(dir.path().join("fw.rules"), DEMO_RULES).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(recv(), "READY=1");
+    assert_eq!(recv(), "STATUS=ruleset generation 1");
+    // SAFETY: kill() with a pid of our own child and a valid signal number.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    assert!(recv().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(recv(), "STATUS=ruleset generation 2 (reload ok)");
+    assert_eq!(recv(), "READY=1");
+    // A broken file: the reload fails, the status says so.
+    std::fs::write(dir.path().join("fw.rules"), BAD_RULES).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    assert!(recv().starts_with("RELOADING=1"));
+    let st = recv();
+    assert!(
+        st.starts_with("STATUS=ruleset generation 2; last reload FAILED: ")
+            && st.contains("fw.rules:4:12"),
+        "{st}"
+    );
+    assert_eq!(recv(), "READY=1");
+    let (_, body) =
+        statewall::ctl::request(&format!("127.0.0.1:{port}"), "GET", "/metrics", "").unwrap();
+    assert_eq!(
+        metric(&body, "statewall_ruleset_last_reload_successful"),
+        0.0
+    );
+    assert_eq!(metric(&body, "statewall_ruleset_generation"), 2.0);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(recv(), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}

@@ -276,8 +276,12 @@ fn hundred_reloads_under_traffic_lose_nothing() {
         .unwrap()
         .snapshot()
         .connections_started;
-    for i in 0..100 {
-        assert_eq!(sw.rt.reload().unwrap(), i + 2);
+    // Through the control API, as `statewall ctl rules reload` does it.
+    for i in 0..100u64 {
+        assert_eq!(
+            sw.ok(&["rules", "reload"]).trim(),
+            format!("reloaded: ruleset generation {}", i + 2)
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // Let connections opened around the last reload finish.
