@@ -28,6 +28,8 @@ pub fn status_json(rt: &Runtime) -> Value {
         "workers": rt.workers.len(),
         "ports": rt.ports.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "ruleset_generation": ld(&rt.reloads.generation),
+        "last_reload_successful": rt.reloads.last_ok.load(Ordering::Relaxed),
+        "reloads": { "success": ld(&rt.reloads.ok), "failure": ld(&rt.reloads.failed) },
         "conntrack_entries": rt.sum(|w| ld(&w.ct_entries)),
         "conntrack_limit": rt.ct_limit,
         "packets": rt.sum(|w| ld(&w.packets)),

@@ -54,6 +54,11 @@ fn status_ports_workers() {
     let st: Value = serde_json::from_str(&sw.ok(&["status"])).unwrap();
     assert_eq!(st["workers"], 2);
     assert_eq!(st["ruleset_generation"], 1);
+    assert_eq!(st["last_reload_successful"], true);
+    assert_eq!(
+        st["reloads"],
+        serde_json::json!({"success": 0, "failure": 0})
+    );
     assert_eq!(st["ports"], serde_json::json!(["inside", "outside"]));
     assert!(st["packets"].as_u64().unwrap() > 0, "{st}");
     assert!(st["conntrack_entries"].as_u64().unwrap() > 0, "{st}");
@@ -207,6 +212,7 @@ fn rules_replace_refuses_a_bad_ruleset_whole() {
     assert!(e.contains("bad.rules:4:12: unknown match"), "{e}");
     let st: Value = serde_json::from_str(&sw.ok(&["status"])).unwrap();
     assert_eq!(st["ruleset_generation"], 1, "generation unchanged");
+    assert_eq!(st["last_reload_successful"], false);
     let after = sw.ok(&["rules", "list"]);
     // Same rules (counters move): compare the listing without the counter columns.
     let shape = |l: &str| {
@@ -290,8 +296,7 @@ fn rules_reload_rereads_the_file() {
 #[test]
 fn rules_reload_without_a_rules_file_stays_accept_all() {
     // Started with no rules file: accept-all, and a reload must not switch to the demo rules.
-    let _g = start(DEMO_RULES, ""); // takes the serial lock; unused runtime
-    drop(_g);
+    let _serial = serial();
     let cfg = statewall::config::Config::parse(
         "[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"pktgen\"\nside = \"inside\"\n\
          [[port]]\nname = \"outside\"\nbackend = \"pktgen\"\nside = \"outside\"\n\
@@ -546,9 +551,11 @@ fn conntrack_delete_with_loose_pickup_makes_flows_new_again() {
 
 #[test]
 fn conntrack_flush_refills_from_traffic() {
-    let sw = start(DEMO_RULES, "");
+    // 64 concurrent connections: after the flush, at most those in flight (picked up
+    // again mid-stream, tcp_loose = 1) and the few opened since come back at once.
+    let sw = start(DEMO_RULES, "[pktgen]\nrate_pps = 5000\nflows = 64\n");
     sw.wait_traffic();
-    sw.wait(20, "a few hundred entries", |s| count(s, &[]) > 500);
+    sw.wait(30, "a thousand entries", |s| count(s, &[]) > 1000);
     let before = count(&sw, &[]);
     let out = sw.ok(&["conntrack", "flush"]);
     let flushed: u64 = out
@@ -560,7 +567,7 @@ fn conntrack_flush_refills_from_traffic() {
         .unwrap();
     assert!(flushed >= before, "{flushed} >= {before}");
     let after = count(&sw, &[]);
-    assert!(after < before / 4, "flushed: {before} -> {after}");
+    assert!(after < 250, "flushed: {before} -> {after}");
     sw.wait(10, "refill", |s| count(s, &[]) > after + 50);
 }
 

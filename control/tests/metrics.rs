@@ -82,6 +82,15 @@ fn promtool_check_metrics_passes_without_warnings() {
                 &format!("statewall_worker_burst_size_count{{worker=\"{w}\"}}")
             )
         );
+        let sum = metric(
+            &scrape,
+            &format!("statewall_worker_burst_size_sum{{worker=\"{w}\"}}"),
+        );
+        let count = *b.last().unwrap();
+        assert!(
+            sum >= count && sum <= count * 256.0,
+            "sum {sum} count {count}"
+        );
     }
     // Pre-initialised label sets.
     for r in [

@@ -15,6 +15,11 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The demo ruleset (inside may open connections; INVALID dropped).
 pub const DEMO_RULES: &str = include_str!("../../../deploy/examples/demo.rules");
 
+/// Takes the per-binary lock for a test that starts its own runtime.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running statewall.
 pub struct Sw {
     pub rt: Arc<Runtime>,
@@ -27,7 +32,7 @@ pub struct Sw {
 /// Starts 2 workers on a pktgen pair with `rules` as the rules file and `extra` TOML
 /// appended (e.g. a `[pktgen]` or `[conntrack]` section).
 pub fn start(rules: &str, extra: &str) -> Sw {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let rules_path = dir.path().join("fw.rules");
     std::fs::write(&rules_path, rules).unwrap();
