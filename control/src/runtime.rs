@@ -285,7 +285,11 @@ impl Runtime {
             }
         }
         let mut workers = Vec::new();
-        let mut threads = Vec::new();
+        // Workers already running are stopped and joined if a later step fails.
+        let mut threads = Spawned {
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
         for (w, mut qports) in per_worker.into_iter().enumerate() {
             let mut pairs = Vec::new();
             let mut names = Vec::new();
@@ -337,7 +341,7 @@ impl Runtime {
                 log_lost: log_lost.clone(),
             };
             workers.push(worker.handle());
-            threads.push(
+            threads.threads.push(
                 std::thread::Builder::new()
                     .name(format!("statewall-w{w}"))
                     .spawn(move || worker.run())
@@ -361,7 +365,7 @@ impl Runtime {
             log_lost,
             stop,
             embedded,
-            threads: Mutex::new(threads),
+            threads: Mutex::new(std::mem::take(&mut threads.threads)),
         })
     }
 
@@ -469,6 +473,25 @@ impl Runtime {
     }
 }
 
+/// Worker threads started by [`Runtime::start`] before it returns: stopped and joined
+/// when start-up fails half-way, so no worker is left spinning.
+struct Spawned {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.shutdown();
@@ -528,7 +551,6 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     } else {
         Some(crate::api::bind(&listen)?)
     };
-    let rt = Arc::new(Runtime::start(cfg, embedded)?);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -541,6 +563,9 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing the SIGHUP handler")?;
+    // Signals are handled before the ports open: a SIGHUP or SIGTERM during start-up
+    // must not kill the process with the default action half-way.
+    let rt = Arc::new(Runtime::start(cfg, embedded)?);
     let api = match server {
         None => None,
         Some(server) => Some(crate::api::serve_on(rt.clone(), server)?),

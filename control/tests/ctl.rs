@@ -723,3 +723,26 @@ fn sighup_reloads_and_tells_systemd() {
     assert_eq!(recv(), "STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn expect_and_unreachable_address() {
+    let sw = start(DEMO_RULES, "[pktgen]\nrate_pps = 1000\n");
+    assert_eq!(
+        sw.ok(&["expect"]),
+        "statewall: 0 expectations have been shown.\n"
+    );
+    // A statewall that is not there: a clear error naming the address, exit status 1.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let o = Command::new(bin())
+        .args(["ctl", "--addr", &dead, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains(&format!(
+            "connecting to statewall at {dead} (is it running? see --addr)"
+        )),
+        "{e}"
+    );
+}
