@@ -2,6 +2,8 @@
 //! update (ACK of a SYN_SENT/SYN_RECV entry moving its state) at 1 k, 1 M and, with
 //! `STATEWALL_BENCH_FULL=1`, 10 M entries. Criterion reports time per packet
 //! (`Throughput::Elements`); bytes per entry are printed per table size.
+// criterion_group! generates undocumented functions.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::conntrack::{FlowKey, TrackOpts};
@@ -55,7 +57,9 @@ fn bench(c: &mut Criterion) {
         });
         // The same 32 new flows every iteration: deleted again before each batch
         // (untimed), so the table stays at n (+ 32) entries however long criterion runs.
-        let fresh: Vec<u32> = (0..BURST as u32).map(|k| n + 1 + k * 7919 % 1_000_000).collect();
+        let fresh: Vec<u32> = (0..BURST as u32)
+            .map(|k| n + 1 + k * 7919 % 1_000_000)
+            .collect();
         let keys: Vec<FlowKey> = fresh
             .iter()
             .map(|&i| {
@@ -92,8 +96,24 @@ fn bench(c: &mut Criterion) {
         let mut ulen = [0usize; 2 * BURST];
         for (k, &i) in fresh.iter().enumerate() {
             let (ci, si) = isn(i);
-            ulen[2 * k] = tcp_frame(i, false, tf::SYN | tf::ACK, si, ci.wrapping_add(1), &[], &mut upd[2 * k]);
-            ulen[2 * k + 1] = tcp_frame(i, true, tf::ACK, ci.wrapping_add(1), si.wrapping_add(1), &[], &mut upd[2 * k + 1]);
+            ulen[2 * k] = tcp_frame(
+                i,
+                false,
+                tf::SYN | tf::ACK,
+                si,
+                ci.wrapping_add(1),
+                &[],
+                &mut upd[2 * k],
+            );
+            ulen[2 * k + 1] = tcp_frame(
+                i,
+                true,
+                tf::ACK,
+                ci.wrapping_add(1),
+                si.wrapping_add(1),
+                &[],
+                &mut upd[2 * k + 1],
+            );
         }
         g.throughput(Throughput::Elements(2 * BURST as u64));
         g.bench_function("update_synack_ack", |b| {

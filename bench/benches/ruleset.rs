@@ -1,6 +1,8 @@
 //! Ruleset microbenchmarks: compile time and per-packet `eval_filter` at 10, 1 000 and
 //! 10 000 rules, for NEW packets (they walk the chain to its last rule) and ESTABLISHED
 //! packets (they hit the early ESTABLISHED,RELATED rule).
+// criterion_group! generates undocumented functions.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::conntrack::{CtState, CtStatus, Direction};
@@ -27,7 +29,11 @@ fn bench(c: &mut Criterion) {
             let ctx = PacketCtx {
                 frame: &frame,
                 parsed: &p,
-                ct_state: if mix == RuleMix::NewHeavy { CtState::New } else { CtState::Established },
+                ct_state: if mix == RuleMix::NewHeavy {
+                    CtState::New
+                } else {
+                    CtState::Established
+                },
                 ct_dir: Direction::Original,
                 ct_status: CtStatus::default(),
                 in_port: "inside",
@@ -36,7 +42,12 @@ fn bench(c: &mut Criterion) {
             };
             g.bench_function(format!("eval_{}", mix.name()), |b| {
                 b.iter(|| {
-                    black_box(rs.eval_filter(FilterChain::Forward, black_box(&ctx), &mut counters, &mut |_| {}))
+                    black_box(rs.eval_filter(
+                        FilterChain::Forward,
+                        black_box(&ctx),
+                        &mut counters,
+                        &mut |_| {},
+                    ))
                 })
             });
         }

@@ -176,7 +176,15 @@ pub fn handshake(t: &mut ConnTable, i: u32, now: Nanos, buf: &mut [u8]) -> bool 
     let (ci, si) = isn(i);
     let n = tcp_frame(i, true, tf::SYN, ci, 0, &[], buf);
     let a = track_accept(t, &buf[..n], now);
-    let n = tcp_frame(i, false, tf::SYN | tf::ACK, si, ci.wrapping_add(1), &[], buf);
+    let n = tcp_frame(
+        i,
+        false,
+        tf::SYN | tf::ACK,
+        si,
+        ci.wrapping_add(1),
+        &[],
+        buf,
+    );
     let b = track_accept(t, &buf[..n], now);
     let n = tcp_frame(
         i,
@@ -268,7 +276,10 @@ pub fn ruleset_text(n: usize, accept_dport: Option<u16>) -> String {
                 "-A FORWARD -s {src}/32 -p udp -m udp --dport {} -j ACCEPT\n",
                 1 + k % 60000
             )),
-            2 => s.push_str(&format!("-A FORWARD -s {src}/32 -d 192.0.2.{}/32 -j DROP\n", k % 250)),
+            2 => s.push_str(&format!(
+                "-A FORWARD -s {src}/32 -d 192.0.2.{}/32 -j DROP\n",
+                k % 250
+            )),
             _ => s.push_str(&format!(
                 "-A FORWARD -s {src}/32 -p tcp -m multiport --dports 22,{} -j ACCEPT\n",
                 1000 + k % 50000
@@ -289,7 +300,8 @@ pub fn ruleset_text(n: usize, accept_dport: Option<u16>) -> String {
 /// source port 1 + `tid`, destination port 2 (+ `i` when `change`), the exact bytes of
 /// `tests/test-conntrack.c`'s `payload`.
 pub fn ovs_packet(tid: u16, i: u16, change: bool) -> Vec<u8> {
-    const HEX: &str = "50540000000a50540000000908004500001c000000000011a4cd0a0101010a0101020001000200080000";
+    const HEX: &str =
+        "50540000000a50540000000908004500001c000000000011a4cd0a0101010a0101020001000200080000";
     let mut v: Vec<u8> = (0..HEX.len() / 2)
         .map(|k| u8::from_str_radix(&HEX[2 * k..2 * k + 2], 16).expect("hex"))
         .collect();

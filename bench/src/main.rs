@@ -10,9 +10,7 @@ use arc_swap::ArcSwap;
 use dataplane::conntrack::{ConnTable, CtState, Nanos, TrackOpts};
 use dataplane::packet::build::PacketSpec;
 use dataplane::packet::{tcp_flags as tf, Parsed};
-use dataplane::port::pktgen::{
-    PktgenConfig, PktgenPair, RangeProto, RangeTraffic, Traffic,
-};
+use dataplane::port::pktgen::{PktgenConfig, PktgenPair, RangeProto, RangeTraffic, Traffic};
 use dataplane::port::{Mbuf, MbufPool, Port};
 use dataplane::ruleset::{parse_ruleset, Ruleset};
 use dataplane::worker::{Action, NonIpPolicy, PairMode, PairView, Pipeline, Side};
@@ -64,7 +62,8 @@ struct Row {
 }
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_row(r: &Row) {
@@ -74,7 +73,9 @@ fn print_row(r: &Row) {
         r.params,
         fmt_opt(r.mpps, 3),
         fmt_opt(r.ns_pkt, 1),
-        r.cps.map(|c| format!("{:.0}", c)).unwrap_or_else(|| "-".into()),
+        r.cps
+            .map(|c| format!("{:.0}", c))
+            .unwrap_or_else(|| "-".into()),
         r.peer
     );
 }
@@ -104,7 +105,12 @@ fn main() {
         match a.as_str() {
             "--quick" => o.mode = Mode::Quick,
             "--full" => o.mode = Mode::Full,
-            "--only" => o.only = it.next().map(|s| s.split(',').map(String::from).collect()).unwrap_or_default(),
+            "--only" => {
+                o.only = it
+                    .next()
+                    .map(|s| s.split(',').map(String::from).collect())
+                    .unwrap_or_default()
+            }
             "--ovs-ref-ms" => o.ovs_ref_ms = it.next().and_then(|s| s.parse().ok()),
             "-h" | "--help" => {
                 println!("statewall-bench [--quick|--full] [--only SCEN,..] [--ovs-ref-ms MS]\nstatewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]\nstatewall-bench flood DST_IP SECONDS [FLOWS]");
@@ -120,14 +126,23 @@ fn main() {
         o.mode = Mode::Full;
     }
     let started = Instant::now();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!(
         "statewall-bench: mode {:?}, {} core(s) available, {}",
         o.mode,
         cores,
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(
+                |s| s.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
             .unwrap_or_default()
     );
     let mut rows: Vec<Row> = Vec::new();
@@ -284,7 +299,10 @@ fn established(o: &Opts) -> Vec<Row> {
             match (&peer, &keys) {
                 (Ok(bin), Some(Ok(kf))) => match run_rte_hash(bin, kf, &order) {
                     Ok(rns) => {
-                        r.peer = format!("rte_hash bulk {rns:.1} ns/key; statewall/rte_hash = {:.2}x", ns / rns);
+                        r.peer = format!(
+                            "rte_hash bulk {rns:.1} ns/key; statewall/rte_hash = {:.2}x",
+                            ns / rns
+                        );
                         r.extra["rte_hash_ns_per_key"] = json!(rns);
                         r.extra["ratio_vs_rte_hash"] = json!(ns / rns);
                     }
@@ -374,7 +392,9 @@ fn build_rte_hash_peer() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("pkg-config not found ({e}); install pkg-config libdpdk-dev"))?;
     if !flags.status.success() {
-        return Err("libdpdk-dev not installed (pkg-config libdpdk failed): rte_hash peer skipped".into());
+        return Err(
+            "libdpdk-dev not installed (pkg-config libdpdk failed): rte_hash peer skipped".into(),
+        );
     }
     let out = std::env::temp_dir().join(format!("statewall-rte-hash-bench-{}", std::process::id()));
     let flags = String::from_utf8_lossy(&flags.stdout).to_string();
@@ -386,7 +406,14 @@ fn build_rte_hash_peer() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("cc not found: {e}"))?;
     if !st.status.success() {
-        return Err(format!("building rte_hash_bench failed: {}", String::from_utf8_lossy(&st.stderr).lines().take(3).collect::<Vec<_>>().join(" | ")));
+        return Err(format!(
+            "building rte_hash_bench failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
     }
     Ok(out)
 }
@@ -396,7 +423,9 @@ fn write_keys(n: u32) -> Result<PathBuf, String> {
     let mut v = Vec::with_capacity(n as usize * 16);
     for i in 0..n {
         let (c, s) = (client(i), server(i));
-        let (IpAddr::V4(ca), IpAddr::V4(sa)) = (c.ip(), s.ip()) else { unreachable!() };
+        let (IpAddr::V4(ca), IpAddr::V4(sa)) = (c.ip(), s.ip()) else {
+            unreachable!()
+        };
         v.extend_from_slice(&ca.octets());
         v.extend_from_slice(&sa.octets());
         v.extend_from_slice(&c.port().to_be_bytes());
@@ -420,16 +449,31 @@ fn run_rte_hash(bin: &Path, keys: &Path, order: &[u32]) -> Result<f64, String> {
         .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&of);
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("rte_hash ")).ok_or_else(|| {
-        format!("no result: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))
-    })?;
-    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rte_hash "))
+        .ok_or_else(|| {
+            format!(
+                "no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )
+        })?;
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+    };
     let found: u64 = field("found=").and_then(|x| x.parse().ok()).unwrap_or(0);
     let lookups: u64 = field("lookups=").and_then(|x| x.parse().ok()).unwrap_or(1);
     if found != lookups {
         return Err(format!("rte_hash found {found} of {lookups}"));
     }
-    field("ns_per_key=").and_then(|x| x.parse().ok()).ok_or_else(|| "unparsable".into())
+    field("ns_per_key=")
+        .and_then(|x| x.parse().ok())
+        .ok_or_else(|| "unparsable".into())
 }
 
 // ---------------------------------------------------------------- churn
@@ -446,7 +490,10 @@ struct Burst {
 
 impl Burst {
     fn new() -> Self {
-        Burst { buf: vec![[0u8; 128]; BURST], len: vec![0; BURST] }
+        Burst {
+            buf: vec![[0u8; 128]; BURST],
+            len: vec![0; BURST],
+        }
     }
 }
 
@@ -488,9 +535,27 @@ fn churn_tcp(secs: f64) -> Row {
                 (true, tf::SYN, c, 0, &[]),
                 (false, tf::SYN | tf::ACK, s, c.wrapping_add(1), &[]),
                 (true, tf::ACK, c.wrapping_add(1), s.wrapping_add(1), &[]),
-                (true, tf::PSH | tf::ACK, c.wrapping_add(1), s.wrapping_add(1), &[0x5a; 10]),
-                (true, tf::FIN | tf::ACK, c.wrapping_add(11), s.wrapping_add(1), &[]),
-                (false, tf::FIN | tf::ACK, s.wrapping_add(1), c.wrapping_add(12), &[]),
+                (
+                    true,
+                    tf::PSH | tf::ACK,
+                    c.wrapping_add(1),
+                    s.wrapping_add(1),
+                    &[0x5a; 10],
+                ),
+                (
+                    true,
+                    tf::FIN | tf::ACK,
+                    c.wrapping_add(11),
+                    s.wrapping_add(1),
+                    &[],
+                ),
+                (
+                    false,
+                    tf::FIN | tf::ACK,
+                    s.wrapping_add(1),
+                    c.wrapping_add(12),
+                    &[],
+                ),
                 (true, tf::ACK, c.wrapping_add(12), s.wrapping_add(2), &[]),
             ];
             for (st, b) in steps.iter().zip(bursts.iter_mut()) {
@@ -561,9 +626,18 @@ fn churn_udp(secs: f64) -> Row {
 /// pipeline) prefetch + `Pipeline::process` each packet, tx what is forwarded out of the
 /// other side; without a pipeline it only forwards (the raw I/O ceiling).
 /// Returns (packets received, packets forwarded, seconds).
-fn pair_loop(traffic: Traffic, mut pl: Option<(&mut Pipeline, &Ruleset)>, secs: f64) -> (u64, u64, f64) {
-    let pair = PktgenPair::new(&PktgenConfig { queues: 1, traffic, rate_pps: 0, ..Default::default() })
-        .expect("pktgen");
+fn pair_loop(
+    traffic: Traffic,
+    mut pl: Option<(&mut Pipeline, &Ruleset)>,
+    secs: f64,
+) -> (u64, u64, f64) {
+    let pair = PktgenPair::new(&PktgenConfig {
+        queues: 1,
+        traffic,
+        rate_pps: 0,
+        ..Default::default()
+    })
+    .expect("pktgen");
     let (mut inside, mut outside) = pair.into_ports();
     let mut pool = MbufPool::new(4096);
     let mut rx: Vec<Mbuf> = Vec::with_capacity(BURST);
@@ -593,11 +667,17 @@ fn pair_loop(traffic: Traffic, mut pl: Option<(&mut Pipeline, &Ruleset)>, secs: 
                 None => fwd.append(&mut rx),
                 Some((p, rs)) => {
                     for m in rx.iter() {
-                        if let Ok(dataplane::packet::Frame::Ip(pp)) = dataplane::packet::parse(m.data()) {
+                        if let Ok(dataplane::packet::Frame::Ip(pp)) =
+                            dataplane::packet::parse(m.data())
+                        {
                             p.table.prefetch(&pp);
                         }
                     }
-                    let view = PairView { mode: PairMode::Forward, network: "outside", host: "inside" };
+                    let view = PairView {
+                        mode: PairMode::Forward,
+                        network: "outside",
+                        host: "inside",
+                    };
                     for m in rx.drain(..) {
                         let o = p.process(rs, m.data(), view, side, now, &mut reply, &mut |_| {});
                         match o.action {
@@ -627,7 +707,10 @@ fn pipeline_range(o: &Opts) -> Vec<Row> {
     let traffic = || {
         Traffic::Range(RangeTraffic {
             proto: RangeProto::Udp,
-            src_ip: (Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 254)),
+            src_ip: (
+                Ipv4Addr::new(203, 0, 113, 1),
+                Ipv4Addr::new(203, 0, 113, 254),
+            ),
             flows: 4096,
             ..Default::default()
         })
@@ -635,7 +718,11 @@ fn pipeline_range(o: &Opts) -> Vec<Row> {
     let (rp, rf, rs_) = pair_loop(traffic(), None, o.secs());
     let raw_mpps = rp as f64 / rs_ / 1e6;
     let rs = realistic_rules();
-    let mut p = Pipeline::new(ConnTable::new(1 << 16, Default::default()), &rs, NonIpPolicy::PassArp);
+    let mut p = Pipeline::new(
+        ConnTable::new(1 << 16, Default::default()),
+        &rs,
+        NonIpPolicy::PassArp,
+    );
     let (sp, sf, ss) = pair_loop(traffic(), Some((&mut p, &rs)), o.secs());
     let sw_mpps = sp as f64 / ss / 1e6;
     vec![
@@ -653,7 +740,10 @@ fn pipeline_range(o: &Opts) -> Vec<Row> {
             params: "pktgen range udp 4096 flows, rules.v4".into(),
             mpps: Some(sw_mpps),
             ns_pkt: Some(1e3 / sw_mpps),
-            peer: format!("{:.0}% of raw I/O; {sf} of {sp} forwarded", 100.0 * sw_mpps / raw_mpps),
+            peer: format!(
+                "{:.0}% of raw I/O; {sf} of {sp} forwarded",
+                100.0 * sw_mpps / raw_mpps
+            ),
             extra: json!({"packets": sp, "forwarded": sf, "ratio_vs_raw_io": sw_mpps / raw_mpps,
                           "rules": rs.rule_count()}),
             ..Default::default()
@@ -666,12 +756,18 @@ fn pipeline_range(o: &Opts) -> Vec<Row> {
 fn syn_frame(i: u32, dport: u16, buf: &mut [u8]) -> usize {
     let c = client(i);
     let s = SocketAddr::new(server(i).ip(), dport);
-    PacketSpec::tcp(c, s, tf::SYN, isn(i).0, 0).write(buf).expect("fits")
+    PacketSpec::tcp(c, s, tf::SYN, isn(i).0, 0)
+        .write(buf)
+        .expect("fits")
 }
 
 /// Handshakes flows `0..n` through the pipeline itself (inside opens, outside answers).
 fn pipeline_handshakes(p: &mut Pipeline, rs: &Ruleset, n: u32) -> u32 {
-    let view = PairView { mode: PairMode::Forward, network: "outside", host: "inside" };
+    let view = PairView {
+        mode: PairMode::Forward,
+        network: "outside",
+        host: "inside",
+    };
     let mut buf = [0u8; 128];
     let mut reply = [0u8; 2048];
     let mut ok = 0;
@@ -684,7 +780,11 @@ fn pipeline_handshakes(p: &mut Pipeline, rs: &Ruleset, n: u32) -> u32 {
             (true, tf::ACK, c.wrapping_add(1), s.wrapping_add(1)),
         ] {
             let len = tcp_frame(i, from_client, flags, seq, ack, &[], &mut buf);
-            let side = if from_client { Side::Host } else { Side::Network };
+            let side = if from_client {
+                Side::Host
+            } else {
+                Side::Network
+            };
             let o = p.process(rs, &buf[..len], view, side, 1_000, &mut reply, &mut |_| {});
             fwd &= o.action == Action::Forward;
         }
@@ -695,7 +795,11 @@ fn pipeline_handshakes(p: &mut Pipeline, rs: &Ruleset, n: u32) -> u32 {
 
 fn ruleset_size(o: &Opts) -> Vec<Row> {
     let mut out = Vec::new();
-    let view = PairView { mode: PairMode::Forward, network: "outside", host: "inside" };
+    let view = PairView {
+        mode: PairMode::Forward,
+        network: "outside",
+        host: "inside",
+    };
     let flows = 1024u32;
     let data = data_frames(flows);
     let syn_n = 1u32 << 16;
@@ -712,7 +816,11 @@ fn ruleset_size(o: &Opts) -> Vec<Row> {
         let rs = parse_ruleset(&text, "bench", None).expect("compiles");
         let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
         for mix in [RuleMix::EstablishedHeavy, RuleMix::NewHeavy] {
-            let mut p = Pipeline::new(ConnTable::new(1 << 17, Default::default()), &rs, NonIpPolicy::PassArp);
+            let mut p = Pipeline::new(
+                ConnTable::new(1 << 17, Default::default()),
+                &rs,
+                NonIpPolicy::PassArp,
+            );
             let ok = pipeline_handshakes(&mut p, &rs, flows);
             let (mut timed, mut pkts, mut fwd) = (Duration::ZERO, 0u64, 0u64);
             let wall = Instant::now();
@@ -724,7 +832,8 @@ fn ruleset_size(o: &Opts) -> Vec<Row> {
                     RuleMix::EstablishedHeavy => {
                         for k in 0..flows as usize {
                             let f = &data[k * FRAME..(k + 1) * FRAME];
-                            let r = p.process(&rs, f, view, Side::Host, now, &mut reply, &mut |_| {});
+                            let r =
+                                p.process(&rs, f, view, Side::Host, now, &mut reply, &mut |_| {});
                             fwd += (r.action == Action::Forward) as u64;
                         }
                         pkts += flows as u64;
@@ -732,7 +841,8 @@ fn ruleset_size(o: &Opts) -> Vec<Row> {
                     RuleMix::NewHeavy => {
                         for k in 0..syn_n as usize {
                             let f = &syns[k * FRAME..k * FRAME + syn_len];
-                            let r = p.process(&rs, f, view, Side::Host, now, &mut reply, &mut |_| {});
+                            let r =
+                                p.process(&rs, f, view, Side::Host, now, &mut reply, &mut |_| {});
                             fwd += (r.action == Action::Forward) as u64;
                         }
                         pkts += syn_n as u64;
@@ -840,12 +950,22 @@ fn rule_swaps(o: &Opts) -> Vec<Row> {
     let mut base_p99 = 0u64;
     for swapping in [false, true] {
         let shared = Arc::new(ArcSwap::from_pointee(compile(&text_a, 1)));
-        let mut p = Pipeline::new(ConnTable::new(1 << 16, Default::default()), &shared.load(), NonIpPolicy::PassArp);
+        let mut p = Pipeline::new(
+            ConnTable::new(1 << 16, Default::default()),
+            &shared.load(),
+            NonIpPolicy::PassArp,
+        );
         pipeline_handshakes(&mut p, &shared.load(), est_flows);
         let stop = Arc::new(AtomicBool::new(false));
         let swaps = Arc::new(AtomicU64::new(0));
         let swapper = swapping.then(|| {
-            let (shared, stop, swaps, ta, tb) = (shared.clone(), stop.clone(), swaps.clone(), text_a.clone(), text_b.clone());
+            let (shared, stop, swaps, ta, tb) = (
+                shared.clone(),
+                stop.clone(),
+                swaps.clone(),
+                text_a.clone(),
+                text_b.clone(),
+            );
             std::thread::spawn(move || {
                 let mut g = 1u64;
                 let mut next = Instant::now();
@@ -863,7 +983,11 @@ fn rule_swaps(o: &Opts) -> Vec<Row> {
                 }
             })
         });
-        let view = PairView { mode: PairMode::Forward, network: "outside", host: "inside" };
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: "outside",
+            host: "inside",
+        };
         let mut reply = [0u8; 2048];
         let mut lat: Vec<u64> = Vec::with_capacity(1 << 22);
         let (mut offered, mut verdicts, mut mismatches) = (0u64, 0u64, 0u64);
@@ -911,7 +1035,12 @@ fn rule_swaps(o: &Opts) -> Vec<Row> {
         let bursts = lat.len();
         let busy: u64 = lat.iter().sum();
         lat.sort_unstable();
-        let (p50, p99, p999, max) = (percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), *lat.last().unwrap_or(&0));
+        let (p50, p99, p999, max) = (
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 0.999),
+            *lat.last().unwrap_or(&0),
+        );
         let nswaps = swaps.load(Ordering::Relaxed);
         if !swapping {
             base_p99 = p99;
@@ -973,7 +1102,12 @@ fn ovs_benchmark_cmd(args: &[String]) {
         eprintln!("usage: statewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]");
         std::process::exit(2);
     }
-    let (threads, packets, batch, change) = (num(0, 1) as usize, num(1, 0), num(2, 32) as usize, num(3, 0) == 1);
+    let (threads, packets, batch, change) = (
+        num(0, 1) as usize,
+        num(1, 0),
+        num(2, 32) as usize,
+        num(3, 0) == 1,
+    );
     let (ms, _) = ovs_benchmark(threads.max(1), packets, batch.clamp(1, 255), change);
     println!("conntrack:  {:5.0} ms", ms);
 }
@@ -993,7 +1127,10 @@ fn ovs_scenario(o: &Opts, cores: usize) -> Vec<Row> {
         let (ms, ok) = ovs_benchmark(threads, packets, 32, change == 1);
         let mpps_core = packets as f64 / (ms * 1e3);
         let peer = match (i, o.ovs_ref_ms) {
-            (0, Some(r)) => format!("QUOTED OVS figure {r:.0} ms (not measured here): statewall is {:.2}x faster", r / ms),
+            (0, Some(r)) => format!(
+                "QUOTED OVS figure {r:.0} ms (not measured here): statewall is {:.2}x faster",
+                r / ms
+            ),
             (0, None) => "OVS reference: no figure supplied (--ovs-ref-ms); nothing quoted".into(),
             _ => String::new(),
         };
@@ -1016,7 +1153,10 @@ fn ovs_scenario(o: &Opts, cores: usize) -> Vec<Row> {
 /// `flood DST SECONDS [FLOWS]`: sends 64-byte UDP frames (18-byte payload) to DST as fast
 /// as sendmmsg allows, cycling FLOWS destination ports; prints packets sent.
 fn flood_cmd(args: &[String]) {
-    let dst: Ipv4Addr = args.first().and_then(|s| s.parse().ok()).unwrap_or(Ipv4Addr::new(10, 99, 2, 2));
+    let dst: Ipv4Addr = args
+        .first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Ipv4Addr::new(10, 99, 2, 2));
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let flows: u16 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1024);
     // SAFETY: plain socket syscalls on buffers that outlive them.
@@ -1033,7 +1173,10 @@ fn flood_cmd(args: &[String]) {
             a.sin_family = libc::AF_INET as u16;
             a.sin_addr.s_addr = u32::from(dst).to_be();
             addrs.push(a);
-            iovs.push(libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() });
+            iovs.push(libc::iovec {
+                iov_base: payload.as_ptr() as *mut _,
+                iov_len: payload.len(),
+            });
         }
         for k in 0..N {
             let mut m: libc::mmsghdr = std::mem::zeroed();
@@ -1055,27 +1198,46 @@ fn flood_cmd(args: &[String]) {
                 sent += r as u64;
             }
         }
-        println!("flood: sent {sent} in {:.2} s", start.elapsed().as_secs_f64());
+        println!(
+            "flood: sent {sent} in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
     }
 }
 
 fn sh(cmd: &str) -> Result<String, String> {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().map_err(|e| e.to_string())?;
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !o.status.success() {
-        return Err(format!("`{cmd}`: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        return Err(format!(
+            "`{cmd}`: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&o.stdout).to_string())
 }
 
 fn rx_packets(ns: &str, dev: &str) -> u64 {
-    sh(&format!("ip netns exec {ns} cat /sys/class/net/{dev}/statistics/rx_packets"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    sh(&format!(
+        "ip netns exec {ns} cat /sys/class/net/{dev}/statistics/rx_packets"
+    ))
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 fn kernel_peer(o: &Opts) -> Vec<Row> {
-    let skip = |why: &str| vec![Row { scenario: "peer kernel nft".into(), params: "skipped".into(), peer: why.into(), ..Default::default() }];
+    let skip = |why: &str| {
+        vec![Row {
+            scenario: "peer kernel nft".into(),
+            params: "skipped".into(),
+            peer: why.into(),
+            ..Default::default()
+        }]
+    };
     if o.mode != Mode::Full {
         return skip("full mode only (--full)");
     }
@@ -1117,10 +1279,16 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
         && ip -n swb-b link set bf promisc on")?;
     let measure = |label: &str| -> Result<(f64, u64), String> {
         let r0 = rx_packets("swb-b", "bf");
-        let out = sh(&format!("ip netns exec swb-a {me} flood 10.99.2.2 {secs} 1024"))?;
+        let out = sh(&format!(
+            "ip netns exec swb-a {me} flood 10.99.2.2 {secs} 1024"
+        ))?;
         std::thread::sleep(Duration::from_millis(200));
         let r1 = rx_packets("swb-b", "bf");
-        let sent: u64 = out.split_whitespace().nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let sent: u64 = out
+            .split_whitespace()
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let _ = label;
         Ok(((r1 - r0) as f64 / secs, sent))
     };
@@ -1139,7 +1307,10 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     std::fs::write(&cfg, format!("[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"fa\"\n[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"fb\"\n[[pair]]\nmode = \"forward\"\nnetwork = \"outside\"\nhost = \"inside\"\n[rules]\nfile = \"{}\"\n[control]\nlisten = \"\"\nstats_interval = 0\n", rules.display())).map_err(|e| e.to_string())?;
     let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/statewall");
     if !sw.exists() {
-        return Err(format!("{} not built (cargo build --release -p statewall)", sw.display()));
+        return Err(format!(
+            "{} not built (cargo build --release -p statewall)",
+            sw.display()
+        ));
     }
     let child = Command::new("ip")
         .args(["netns", "exec", "swb-fw"])
@@ -1154,7 +1325,12 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     std::thread::sleep(Duration::from_millis(1000));
     let s = measure("statewall");
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let summary = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.contains("summary:")).unwrap_or("").trim().to_string();
+    let summary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("summary:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let (s_pps, s_sent) = s?;
     kernel_teardown()?;
     Ok(vec![
@@ -1170,7 +1346,10 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
             scenario: "statewall af_packet".into(),
             params: "same veth topology, 1 worker".into(),
             mpps: Some(s_pps / 1e6),
-            peer: format!("statewall/kernel = {:.2}x; sent {s_sent}; {summary}", s_pps / k_pps.max(1.0)),
+            peer: format!(
+                "statewall/kernel = {:.2}x; sent {s_sent}; {summary}",
+                s_pps / k_pps.max(1.0)
+            ),
             extra: json!({"pps": s_pps, "sent": s_sent, "ratio_vs_kernel": s_pps / k_pps.max(1.0)}),
             ..Default::default()
         },

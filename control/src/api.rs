@@ -10,8 +10,8 @@
 //! | GET | `/api/v1/ports` | port counters (testpmd words) |
 //! | GET | `/api/v1/workers` | per-worker counters |
 //! | GET | `/api/v1/rules` | `iptables -L -v -n --line-numbers` listing with counters |
-//! | PUT | `/api/v1/rules` | replace the ruleset with the body (refused whole on error) |
-//! | POST | `/api/v1/rules/check` | parse and compile the body, change nothing |
+//! | PUT | `/api/v1/rules?name=FILE` | replace the ruleset with the body (refused whole on error) |
+//! | POST | `/api/v1/rules/check?name=FILE` | parse and compile the body, change nothing |
 //! | POST | `/api/v1/reload` | re-read the rules file (same as SIGHUP) |
 //! | GET | `/api/v1/conntrack?FILTERS` | list entries (`format=json` for JSON) |
 //! | GET | `/api/v1/conntrack/count?FILTERS` | count entries |
@@ -39,10 +39,20 @@ const LANDING: &str = "<html><head><title>statewall</title></head><body><h1>stat
 <li><a href=\"/api/v1/conntrack\">/api/v1/conntrack</a></li>\
 <li><a href=\"/api/v1/conntrack/stats\">/api/v1/conntrack/stats</a></li></ul></body></html>\n";
 
+/// Binds the control address (before anything else starts, so that a busy or bad
+/// `control.listen` fails `statewall run` at once, naming the field).
+pub fn bind(listen: &str) -> Result<tiny_http::Server> {
+    tiny_http::Server::http(listen)
+        .map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen:?}: {e}"))
+}
+
 /// Starts the API server on its own thread; returns the bound address.
 pub fn serve(rt: Arc<Runtime>, listen: &str) -> Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(listen)
-        .map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen}: {e}"))?;
+    serve_on(rt, bind(listen)?)
+}
+
+/// Serves the API on an already bound server, on its own thread; returns its address.
+pub fn serve_on(rt: Arc<Runtime>, server: tiny_http::Server) -> Result<std::net::SocketAddr> {
     let addr = server
         .server_addr()
         .to_ip()
@@ -52,14 +62,27 @@ pub fn serve(rt: Arc<Runtime>, listen: &str) -> Result<std::net::SocketAddr> {
         .spawn(move || {
             for mut req in server.incoming_requests() {
                 let mut body = String::new();
-                let _ = req.as_reader().take(16 << 20).read_to_string(&mut body);
-                let (code, ctype, text) = handle(&rt, req.method().as_str(), req.url(), &body);
-                let resp = tiny_http::Response::from_string(text)
-                    .with_status_code(code)
-                    .with_header(
-                        tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
-                            .expect("valid header"),
-                    );
+                let (code, ctype, text) =
+                    match req.as_reader().take(16 << 20).read_to_string(&mut body) {
+                        Err(e) => err(400, format!("reading the request body: {e}")),
+                        Ok(_) => {
+                            let method = req.method().as_str().to_string();
+                            let url = req.url().to_string();
+                            // A bug in a handler must not take the control plane down.
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                handle(&rt, &method, &url, &body)
+                            }))
+                            .unwrap_or_else(|_| {
+                                tracing::error!(%method, %url, "API handler panicked");
+                                err(500, "internal error (see the statewall log)")
+                            })
+                        }
+                    };
+                let mut resp = tiny_http::Response::from_string(text).with_status_code(code);
+                if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
+                {
+                    resp = resp.with_header(h);
+                }
                 let _ = req.respond(resp);
             }
         })?;
@@ -84,19 +107,19 @@ fn query(url: &str) -> (&str, Vec<(String, String)>) {
 
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    out.push(v);
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
                     i += 2;
-                } else {
-                    out.push(b'%');
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -119,6 +142,13 @@ fn err(code: u16, msg: impl std::fmt::Display) -> (u16, &'static str, String) {
 pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'static str, String) {
     let (path, q) = query(url);
     let want_json = q.iter().any(|(k, v)| k == "format" && v == "json");
+    // `name=FILE` names uploaded rules in errors (`FILE:line:col: message`).
+    let origin = q
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("api");
     match (method, path) {
         ("GET", "/") => (200, "text/html; charset=utf-8", LANDING.to_string()),
         ("GET", "/metrics") => (
@@ -137,12 +167,18 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, e),
         },
-        ("PUT", "/api/v1/rules") => match rt.replace_rules(body, "api") {
+        // An empty body would replace the firewall with an empty (accept-all) ruleset;
+        // iptables-restore changes nothing on empty input, so refuse it.
+        ("PUT", "/api/v1/rules") if body.trim().is_empty() => err(
+            400,
+            "empty ruleset refused (send iptables-restore text with at least one table)",
+        ),
+        ("PUT", "/api/v1/rules") => match rt.replace_rules(body, origin) {
             Ok(g) => (200, JSON, json!({ "generation": g }).to_string() + "\n"),
             Err(e) => err(400, format!("{e:#}")),
         },
         ("POST", "/api/v1/rules/check") => {
-            match dataplane::ruleset::parse_ruleset(body, "api", None) {
+            match dataplane::ruleset::parse_ruleset(body, origin, None) {
                 Ok(rs) => (
                     200,
                     JSON,
@@ -155,15 +191,10 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             crate::notify::reloading();
             let r = rt.reload();
             crate::notify::ready();
+            // Runtime::reload logs and counts the outcome.
             match r {
-                Ok(g) => {
-                    tracing::info!(generation = g, "ruleset reloaded through the API");
-                    (200, JSON, json!({ "generation": g }).to_string() + "\n")
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "ruleset reload failed; the running ruleset stays");
-                    err(400, format!("{e:#}"))
-                }
+                Ok(g) => (200, JSON, json!({ "generation": g }).to_string() + "\n"),
+                Err(e) => err(400, format!("{e:#}")),
             }
         }
         ("GET", "/api/v1/conntrack")
@@ -197,5 +228,25 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Err(e) => err(500, format!("{e:#}")),
         },
         _ => err(404, format!("no route for {method} {path}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unescape_never_panics() {
+        assert_eq!(super::unescape("a%20b+c"), "a b c");
+        assert_eq!(super::unescape("%zz%"), "%zz%");
+        assert_eq!(super::unescape("%\u{e9}\u{e9}"), "%\u{e9}\u{e9}");
+        assert_eq!(super::unescape("%4"), "%4");
+        let (p, q) = super::query("/x?%C3%A9=%\u{e9}&&k");
+        assert_eq!(p, "/x");
+        assert_eq!(
+            q,
+            vec![
+                ("\u{e9}".to_string(), "%\u{e9}".to_string()),
+                ("k".into(), "".into())
+            ]
+        );
     }
 }

@@ -140,7 +140,7 @@ pub enum ConntrackCtl {
 fn escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' | b'/' => {
                 (b as char).to_string()
             }
             _ => format!("%{b:02X}"),
@@ -243,7 +243,8 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                 } else {
                     ("POST", "/api/v1/rules/check")
                 };
-                let (c, b) = request(a, m, p, &text)?;
+                let p = format!("{p}?name={}", escape(&file.display().to_string()));
+                let (c, b) = request(a, m, &p, &text)?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
                 if replace {
                     writeln!(out, "replaced: ruleset generation {}", v["generation"])?;

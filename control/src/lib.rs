@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod ctview;
+pub mod doctor;
 pub mod metrics;
 pub mod notify;
 pub mod replay;

@@ -44,6 +44,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Check the host against a configuration (hugepages, memlock, capabilities,
+    /// interfaces, cores, libdpdk, AF_XDP); changes nothing. Exit 0 no FAIL, 1 a FAIL,
+    /// 2 the configuration is invalid.
+    Doctor {
+        /// Configuration (default /etc/statewall/statewall.toml, else the embedded demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON output: [{"check", "status", "detail", "fix"}].
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +92,15 @@ fn main() -> ExitCode {
         .init();
     match real_main(cli) {
         Ok(code) => code,
+        // `statewall ctl conntrack list | head`: a closed stdout is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("statewall: {e:#}");
             ExitCode::FAILURE
@@ -134,6 +154,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             );
             println!("{}", rs.summary());
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor { config, json } => {
+            let mut roots = statewall::doctor::Roots::default();
+            // Fixture trees for tests, as deploy/host/prepare-host.sh takes them.
+            if let Some(p) = std::env::var_os("STATEWALL_SYSFS") {
+                roots.sys = p.into();
+            }
+            if let Some(p) = std::env::var_os("STATEWALL_PROCFS") {
+                roots.proc_ = p.into();
+            }
+            let mut out = std::io::stdout().lock();
+            let code = statewall::doctor::doctor(config.as_deref(), json, &roots, &mut out)?;
+            Ok(ExitCode::from(code))
         }
         Cmd::Rules {
             cmd: RulesCmd::Check { file },

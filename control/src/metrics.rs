@@ -196,13 +196,11 @@ pub fn render(rt: &Runtime) -> String {
             m.set_label(labels(&wl(i)));
             let mut h = Histogram::default();
             let mut cum = 0u64;
-            let mut sum = 0f64;
             let mut buckets = Vec::new();
             for b in 1..10 {
                 let c = ld(&w.burst_hist[b]);
                 cum += c;
                 let ub = (1u64 << (b - 1)) as f64;
-                sum += c as f64 * ub; // upper-bound estimate
                 let mut bk = Bucket::default();
                 bk.set_cumulative_count(cum);
                 bk.set_upper_bound(ub);
@@ -210,14 +208,16 @@ pub fn render(rt: &Runtime) -> String {
             }
             h.set_bucket(buckets);
             h.set_sample_count(cum);
-            h.set_sample_sum(sum);
+            // Every packet received is processed once, so the sum of the burst sizes is
+            // exactly the worker's packet count (published in the same iteration).
+            h.set_sample_sum(ld(&w.packets) as f64);
             m.set_histogram(h);
             m
         })
         .collect();
     f.family(
         "statewall_worker_burst_size",
-        "Packets per non-empty receive burst (sum estimated from bucket bounds).",
+        "Packets per non-empty receive burst.",
         MetricType::HISTOGRAM,
         hist,
     );
@@ -373,7 +373,15 @@ pub fn render(rt: &Runtime) -> String {
             by,
         );
     }
+    // A family without series (e.g. the opt-in rule counters when no rule opts in) is
+    // left out: the encoder refuses it, and would stop at it, truncating the exposition.
+    let fams: Vec<MetricFamily> =
+        f.0.into_iter()
+            .filter(|m| !m.get_metric().is_empty())
+            .collect();
     let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&f.0, &mut out);
+    if let Err(e) = TextEncoder::new().encode(&fams, &mut out) {
+        tracing::error!(error = %e, "encoding /metrics");
+    }
     String::from_utf8(out).unwrap_or_default()
 }

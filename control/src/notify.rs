@@ -35,6 +35,16 @@ pub fn reloading() {
     send(&format!("RELOADING=1\nMONOTONIC_USEC={ts}"));
 }
 
+/// Sets the free-form status line `systemctl status` shows (STATUS=...).
+pub fn status(text: &str) {
+    // One line: systemd reads newline-separated assignments.
+    let line: String = text
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    send(&format!("STATUS={line}"));
+}
+
 /// Tells systemd the service is stopping.
 pub fn stopping() {
     send("STOPPING=1");

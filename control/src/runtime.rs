@@ -21,13 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A port handle owned by one worker.
-type BoxPort = Box<dyn Port>;
-/// Every port's handles, one per queue: `[port][queue]`.
-type PortQueues = Vec<Vec<BoxPort>>;
-/// One opted-in rule's counters: (table, chain, name, packets, bytes).
-pub type RuleMetric = (String, String, String, u64, u64);
-
 /// Ruleset reload bookkeeping (read by metrics and the API).
 #[derive(Debug, Default)]
 pub struct ReloadStats {
@@ -149,6 +142,13 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     }
 }
 
+/// One port's queue handles.
+type PortHandles = Vec<Box<dyn Port>>;
+/// Every port's queue handles, in config order.
+type PortQueues = Vec<PortHandles>;
+/// An opted-in rule's counters: (table, chain, name, packets, bytes).
+pub type RuleMetric = (String, String, String, u64, u64);
+
 /// Per-queue port handles for every configured port: `handles[port][queue]`.
 fn open_ports(
     cfg: &Config,
@@ -181,7 +181,7 @@ fn open_ports(
         let gcfg = pktgen_config(cfg, queues);
         let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
         pktgen_stats = Some(pair.stats());
-        let (ins, outs): (Vec<BoxPort>, Vec<BoxPort>) = pair
+        let (ins, outs): (PortHandles, PortHandles) = pair
             .into_queue_ports()
             .into_iter()
             .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
@@ -322,7 +322,11 @@ impl Runtime {
             }
         }
         let mut workers = Vec::new();
-        let mut threads = Vec::new();
+        // Workers already running are stopped and joined if a later step fails.
+        let mut threads = Spawned {
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
         let expect = Arc::new(conntrack::ExpectTable::new());
         // ICMP errors reach the worker their outer tuple steers to; the owner of the
         // quoted flow is computed with our steering hash, which is what the pktgen
@@ -389,7 +393,7 @@ impl Runtime {
                 handoff: links[w].take(),
             };
             workers.push(worker.handle());
-            threads.push(
+            threads.threads.push(
                 std::thread::Builder::new()
                     .name(format!("statewall-w{w}"))
                     .spawn(move || worker.run())
@@ -415,21 +419,22 @@ impl Runtime {
             stop,
             expect,
             clock,
-            threads: Mutex::new(threads),
+            threads: Mutex::new(std::mem::take(&mut threads.threads)),
         })
     }
 
     /// Re-reads the rules file and publishes it atomically; on failure the running
-    /// ruleset stays and the failure is counted.
+    /// ruleset stays and the failure is counted and logged.
     pub fn reload(&self) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.publish(load_rules(&self.cfg, self.embedded))
+        let loaded = load_rules(&self.cfg, self.embedded);
+        self.publish(loaded, "reload")
     }
 
-    /// Publishes a freshly compiled ruleset (or counts the failure to build one).
-    /// Callers hold `reload_lock`.
-    fn publish(&self, compiled: Result<Ruleset>) -> Result<u64> {
-        match compiled {
+    /// Publishes a freshly compiled ruleset (or counts and logs the failure). Called
+    /// with `reload_lock` held.
+    fn publish(&self, loaded: Result<Ruleset>, what: &str) -> Result<u64> {
+        match loaded {
             Ok(mut rs) => {
                 let gen = self.reloads.generation.load(Ordering::Relaxed) + 1;
                 rs.set_generation(gen);
@@ -440,11 +445,18 @@ impl Runtime {
                 self.reloads
                     .last_ok_time
                     .store(unix_now(), Ordering::Relaxed);
+                tracing::info!(generation = gen, "{what}: ruleset published");
+                crate::notify::status(&format!("ruleset generation {gen} ({what} ok)"));
                 Ok(gen)
             }
             Err(e) => {
                 self.reloads.failed.fetch_add(1, Ordering::Relaxed);
                 self.reloads.last_ok.store(false, Ordering::Relaxed);
+                let gen = self.reloads.generation.load(Ordering::Relaxed);
+                tracing::error!(error = %format!("{e:#}"), generation = gen, "{what} failed; the running ruleset stays");
+                crate::notify::status(&format!(
+                    "ruleset generation {gen}; last {what} FAILED: {e:#}"
+                ));
                 Err(e)
             }
         }
@@ -488,8 +500,17 @@ impl Runtime {
             return Ok(Vec::new());
         }
         let gen = rs.generation();
-        let snaps =
-            self.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        // Workers whose counters are not (yet) of this generation answer None; retry a
+        // few times so a reload racing with a scrape does not drop a worker's share.
+        let mut snaps = Vec::new();
+        for _ in 0..5 {
+            snaps = self.on_all(move |p, _| {
+                (p.counters_generation == gen).then(|| p.counters.snapshot())
+            })?;
+            if snaps.iter().all(|s| s.is_some()) {
+                break;
+            }
+        }
         Ok(named
             .into_iter()
             .map(|(id, table, chain, name)| {
@@ -503,6 +524,25 @@ impl Runtime {
                 (table, chain, name, pk, by)
             })
             .collect())
+    }
+}
+
+/// Worker threads started by [`Runtime::start`] before it returns: stopped and joined
+/// when start-up fails half-way, so no worker is left spinning.
+struct Spawned {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -558,20 +598,31 @@ fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
 pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let interval = cfg.control.stats_interval;
     let listen = cfg.control.listen.clone();
-    let rt = Arc::new(Runtime::start(cfg, embedded)?);
+    // Bind the control address first: a busy or malformed `control.listen` must fail
+    // before any port is opened or worker started.
+    let server = if listen.is_empty() {
+        None
+    } else {
+        Some(crate::api::bind(&listen)?)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
             .context("installing the Ctrl-C handler")?;
     }
+    // SIGTERM (systemd's default KillSignal, `kill`, Kubernetes) stops as cleanly as Ctrl-C.
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
+        .context("installing the SIGTERM handler")?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing the SIGHUP handler")?;
-    let api = if listen.is_empty() {
-        None
-    } else {
-        Some(crate::api::serve(rt.clone(), &listen)?)
+    // Signals are handled before the ports open: a SIGHUP or SIGTERM during start-up
+    // must not kill the process with the default action half-way.
+    let rt = Arc::new(Runtime::start(cfg, embedded)?);
+    let api = match server {
+        None => None,
+        Some(server) => Some(crate::api::serve_on(rt.clone(), server)?),
     };
     tracing::info!(
         workers = rt.workers.len(),
@@ -589,6 +640,10 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
             .unwrap_or_default()
     );
     crate::notify::ready();
+    crate::notify::status(&format!(
+        "ruleset generation {}",
+        rt.reloads.generation.load(Ordering::Relaxed)
+    ));
     let start = Instant::now();
     let mut last = Instant::now();
     let mut prev = Vec::new();
@@ -602,12 +657,8 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         if hup.swap(false, Ordering::Relaxed) {
             crate::notify::reloading();
-            match rt.reload() {
-                Ok(g) => tracing::info!(generation = g, "SIGHUP: ruleset reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running ruleset stays")
-                }
-            }
+            // Runtime::reload logs and counts the outcome and sets STATUS=.
+            let _ = rt.reload();
             crate::notify::ready();
         }
         while let Some(ev) = rt.log_events.pop() {
@@ -676,10 +727,9 @@ impl Runtime {
     /// Replaces the running ruleset with `text` (validated first; refused whole on error).
     pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.publish(
-            dataplane::ruleset::parse_ruleset(text, origin, None)
-                .map_err(|e| anyhow::anyhow!("{e}")),
-        )
+        let parsed = dataplane::ruleset::parse_ruleset(text, origin, None)
+            .map_err(|e| anyhow::anyhow!("{e}"));
+        self.publish(parsed, "replace")
     }
 }
 

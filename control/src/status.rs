@@ -28,6 +28,8 @@ pub fn status_json(rt: &Runtime) -> Value {
         "workers": rt.workers.len(),
         "ports": rt.ports.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "ruleset_generation": ld(&rt.reloads.generation),
+        "last_reload_successful": rt.reloads.last_ok.load(Ordering::Relaxed),
+        "reloads": { "success": ld(&rt.reloads.ok), "failure": ld(&rt.reloads.failed) },
         "conntrack_entries": rt.sum(|w| ld(&w.ct_entries)),
         "conntrack_limit": rt.ct_limit,
         "packets": rt.sum(|w| ld(&w.packets)),
@@ -99,33 +101,41 @@ pub fn ct_stats_json(rt: &Runtime) -> Value {
             Value::Object(m)
         })
         .collect();
+    // The total is the sum of the per-worker values shown (one read of each counter),
+    // so the lines always add up, even under traffic.
     let mut total = serde_json::Map::new();
-    for (k, f) in CT_STAT_FIELDS.iter().enumerate() {
-        total.insert(f.to_string(), json!(rt.sum(|w| ld(&w.ct_stats[k]))));
+    for f in CT_STAT_FIELDS {
+        let t: u64 = per.iter().map(|w| w[f].as_u64().unwrap_or(0)).sum();
+        total.insert(f.to_string(), json!(t));
     }
     json!({ "workers": per, "total": total, "entries": rt.sum(|w| ld(&w.ct_entries)), "limit": rt.ct_limit })
 }
 
 /// `iptables -L -v -n --line-numbers`, with every worker's counters summed.
+///
+/// Each worker answers with its counters only if they belong to the generation being
+/// listed; a reload racing with the request is retried, so the sum never silently
+/// misses a worker.
 pub fn rules_listing(rt: &Runtime) -> anyhow::Result<String> {
-    let rs = rt.ruleset.load_full();
-    let gen = rs.generation();
-    let snaps = rt.on_all(move |p, _| {
-        if p.counters_generation == gen {
-            Some(p.counters.snapshot())
-        } else {
-            None
+    for _ in 0..5 {
+        let rs = rt.ruleset.load_full();
+        let gen = rs.generation();
+        let snaps =
+            rt.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        if snaps.iter().any(|s| s.is_none()) {
+            continue;
         }
-    })?;
-    let mut sum: Vec<(u64, u64)> = Vec::new();
-    for s in snaps.into_iter().flatten() {
-        if sum.len() < s.len() {
-            sum.resize(s.len(), (0, 0));
+        let mut sum: Vec<(u64, u64)> = Vec::new();
+        for s in snaps.into_iter().flatten() {
+            if sum.len() < s.len() {
+                sum.resize(s.len(), (0, 0));
+            }
+            for (i, (p, b)) in s.into_iter().enumerate() {
+                sum[i].0 += p;
+                sum[i].1 += b;
+            }
         }
-        for (i, (p, b)) in s.into_iter().enumerate() {
-            sum[i].0 += p;
-            sum[i].1 += b;
-        }
+        return Ok(rs.listing(&sum));
     }
-    Ok(rs.listing(&sum))
+    anyhow::bail!("the ruleset changed during every attempt to list it; try again")
 }

@@ -837,16 +837,18 @@ impl Worker {
         let mut busy_polls = 0u64;
         let mut hist = [0u64; 10];
         while !self.stop.load(Ordering::Relaxed) {
-            while let Some(cmd) = self.commands.pop() {
-                let now = self.clock.now();
-                cmd(&mut self.pipeline, now);
-            }
             let busy_before = busy_polls;
-            // One ruleset load per iteration (per burst of every pair).
+            // One ruleset load per iteration (per burst of every pair). Adopt it before
+            // running control commands, so that a command issued after a reload sees the
+            // per-rule counters of the new generation.
             let rs = self.ruleset.load_full();
             if !Arc::ptr_eq(&rs, &current) {
                 self.pipeline.adopt(Some(&current), &rs);
                 current = rs.clone();
+            }
+            while let Some(cmd) = self.commands.pop() {
+                let now = self.clock.now();
+                cmd(&mut self.pipeline, now);
             }
             if self.handoff.is_some() {
                 let now = self.clock.now();

@@ -1,0 +1,174 @@
+//! Shared harness: a statewall runtime on pktgen ports, in-process, with its control
+//! API on a free loopback port.
+#![allow(dead_code)]
+
+use clap::Parser;
+use statewall::ctl::CtlArgs;
+use statewall::runtime::Runtime;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Busy-polling workers on a 2-core machine: one running statewall per test binary at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The demo ruleset (inside may open connections; INVALID dropped).
+pub const DEMO_RULES: &str = include_str!("../../../deploy/examples/demo.rules");
+
+/// Takes the per-binary lock for a test that starts its own runtime.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running statewall.
+pub struct Sw {
+    pub rt: Arc<Runtime>,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub rules: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Starts 2 workers on a pktgen pair with `rules` as the rules file and `extra` TOML
+/// appended (e.g. a `[pktgen]` or `[conntrack]` section).
+pub fn start(rules: &str, extra: &str) -> Sw {
+    let serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let rules_path = dir.path().join("fw.rules");
+    std::fs::write(&rules_path, rules).unwrap();
+    let mut toml = format!(
+        "[dataplane]\nworkers = 2\n\
+         [[port]]\nname = \"inside\"\nbackend = \"pktgen\"\nside = \"inside\"\n\
+         [[port]]\nname = \"outside\"\nbackend = \"pktgen\"\nside = \"outside\"\n\
+         [[pair]]\nnetwork = \"outside\"\nhost = \"inside\"\n\
+         [rules]\nfile = {:?}\n\
+         [control]\nlisten = \"127.0.0.1:0\"\nstats_interval = 0\n",
+        rules_path.display().to_string()
+    );
+    toml.push_str(extra);
+    if !extra.contains("[pktgen]") {
+        toml.push_str("[pktgen]\nrate_pps = 20000\nflows = 256\n");
+    }
+    let cfg = statewall::config::Config::parse(&toml, "test.toml").unwrap();
+    let rt = Arc::new(Runtime::start(cfg, false).unwrap());
+    let addr = statewall::api::serve(rt.clone(), "127.0.0.1:0")
+        .unwrap()
+        .to_string();
+    Sw {
+        rt,
+        addr,
+        dir,
+        rules: rules_path,
+        _serial: serial,
+    }
+}
+
+impl Drop for Sw {
+    fn drop(&mut self) {
+        self.rt.shutdown();
+    }
+}
+
+#[derive(Parser)]
+struct Wrap {
+    #[command(flatten)]
+    args: CtlArgs,
+}
+
+impl Sw {
+    /// `statewall ctl --addr ADDR ARGS...` through the library; Ok(stdout) or the error text.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut argv = vec!["ctl", "--addr", &self.addr];
+        argv.extend_from_slice(args);
+        let w = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        statewall::ctl::run(&w.args, &mut out).map_err(|e| format!("{e:#}"))?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// Like [`Sw::ctl`] but panics on error.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ctl(args)
+            .unwrap_or_else(|e| panic!("statewall ctl {args:?} failed: {e}"))
+    }
+
+    /// GET a path of the API.
+    pub fn get(&self, path: &str) -> String {
+        let (code, body) = statewall::ctl::request(&self.addr, "GET", path, "").unwrap();
+        assert_eq!(code, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// The /metrics exposition.
+    pub fn scrape(&self) -> String {
+        self.get("/metrics")
+    }
+
+    /// Value of one series in a scrape (`name` or `name{labels}` exactly as exposed).
+    pub fn metric(&self, series: &str) -> f64 {
+        metric(&self.scrape(), series)
+    }
+
+    /// Per-state packet counts summed over workers.
+    pub fn state(&self, name: &str) -> u64 {
+        self.rt.sum(|w| {
+            w.by_state[dataplane::worker::STATE_NAMES
+                .iter()
+                .position(|s| *s == name)
+                .unwrap()]
+            .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// Waits (at most `secs`) until `f` holds.
+    pub fn wait(&self, secs: u64, what: &str, mut f: impl FnMut(&Sw) -> bool) {
+        let t = Instant::now();
+        while !f(self) {
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "timed out after {secs} s waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for traffic on both workers.
+    pub fn wait_traffic(&self) {
+        self.wait(20, "packets on both workers", |s| {
+            s.rt.workers
+                .iter()
+                .all(|w| w.stats.packets.load(std::sync::atomic::Ordering::Relaxed) > 200)
+        });
+    }
+}
+
+/// Value of `series` in exposition text.
+pub fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then(|| v.parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no series {series} in the scrape:\n{scrape}"))
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The statewall binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_statewall"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
