@@ -408,7 +408,6 @@ impl Pipeline {
         let opts = TrackOpts {
             notrack: raw.notrack,
             helper,
-            ..Default::default()
         };
         let t = self.table.track(frame, &p, now, opts);
         self.stats.by_state[state_index(t.state)] += 1;
