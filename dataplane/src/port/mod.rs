@@ -4,7 +4,8 @@
 //!   preallocated at start; getting and putting a buffer never allocates.
 //! * [`Port`]: `rx_burst` / `tx_burst` on a queue, plus counters ([`PortStats`]).
 //! * Backends: [`pktgen`] (the built-in generator, a linked inside/outside pair),
-//!   [`pcap`] (capture files), [`af_packet`] (TPACKET_V3 rings on any Linux interface).
+//!   [`pcap`] (capture files), [`af_packet`] (TPACKET_V3 rings on any Linux interface),
+//!   `dpdk` (DPDK poll-mode drivers and vdevs; cargo feature `dpdk`).
 //! * [`symmetric_hash`]: the steering hash that sends both directions of a
 //!   connection to the same queue (and so the same worker).
 //!
@@ -19,6 +20,8 @@
 //! per burst (or per ring block), never per packet.
 
 pub mod af_packet;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod mbuf;
 pub mod pcap;
 pub mod pktgen;
