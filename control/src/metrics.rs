@@ -41,7 +41,7 @@ impl Fams {
         f.set_name(name.to_string());
         f.set_help(help.to_string());
         f.set_field_type(ty);
-        f.set_metric(metrics.into());
+        f.set_metric(metrics);
         self.0.push(f);
     }
 
@@ -50,7 +50,7 @@ impl Fams {
             .into_iter()
             .map(|(ls, v)| {
                 let mut m = Metric::default();
-                m.set_label(labels(&ls).into());
+                m.set_label(labels(&ls));
                 let mut c = Counter::default();
                 c.set_value(v as f64);
                 m.set_counter(c);
@@ -65,7 +65,7 @@ impl Fams {
             .into_iter()
             .map(|(ls, v)| {
                 let mut m = Metric::default();
-                m.set_label(labels(&ls).into());
+                m.set_label(labels(&ls));
                 let mut g = Gauge::default();
                 g.set_value(v);
                 m.set_gauge(g);
@@ -193,7 +193,7 @@ pub fn render(rt: &Runtime) -> String {
         .enumerate()
         .map(|(i, w)| {
             let mut m = Metric::default();
-            m.set_label(labels(&wl(i)).into());
+            m.set_label(labels(&wl(i)));
             let mut h = Histogram::default();
             let mut cum = 0u64;
             let mut sum = 0f64;
@@ -208,7 +208,7 @@ pub fn render(rt: &Runtime) -> String {
                 bk.set_upper_bound(ub);
                 buckets.push(bk);
             }
-            h.set_bucket(buckets.into());
+            h.set_bucket(buckets);
             h.set_sample_count(cum);
             h.set_sample_sum(sum);
             m.set_histogram(h);

@@ -32,6 +32,9 @@ pub struct ReloadStats {
     pub last_ok_time: AtomicU64,
 }
 
+/// One opt-in rule counter: (table, chain, name, packets, bytes).
+pub type RuleMetric = (String, String, String, u64, u64);
+
 /// A running dataplane.
 pub struct Runtime {
     /// The configuration it was started with.
@@ -109,14 +112,14 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     }
 }
 
+/// One port's handles, one per queue.
+type QueueHandles = Vec<Box<dyn Port>>;
+
 /// Per-queue port handles for every configured port: `handles[port][queue]`.
 fn open_ports(
     cfg: &Config,
     queues: u16,
-) -> Result<(
-    Vec<Vec<Box<dyn Port>>>,
-    Option<Arc<port::pktgen::PktgenStats>>,
-)> {
+) -> Result<(Vec<QueueHandles>, Option<Arc<port::pktgen::PktgenStats>>)> {
     let mut out: Vec<Option<Vec<Box<dyn Port>>>> = cfg.ports.iter().map(|_| None).collect();
     let mut pktgen_stats = None;
     // pktgen ports come as a linked pair.
@@ -144,7 +147,7 @@ fn open_ports(
         let gcfg = pktgen_config(cfg, queues);
         let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
         pktgen_stats = Some(pair.stats());
-        let (ins, outs): (Vec<Box<dyn Port>>, Vec<Box<dyn Port>>) = pair
+        let (ins, outs): (QueueHandles, QueueHandles) = pair
             .into_queue_ports()
             .into_iter()
             .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
@@ -305,7 +308,7 @@ impl Runtime {
                 });
                 names.push((pair.network.clone(), pair.host.clone()));
             }
-            let table = ConnTable::new(per_shard, ct_cfg.clone());
+            let table = ConnTable::new(per_shard, ct_cfg);
             let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
             pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
             let worker = Worker {
@@ -408,7 +411,7 @@ impl Runtime {
 
     /// Opt-in per-rule counters: rules whose comment starts with `metric:`; each as
     /// (table, chain, name, packets, bytes) summed over workers.
-    pub fn rule_metrics(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
+    pub fn rule_metrics(&self) -> Result<Vec<RuleMetric>> {
         let rs = self.ruleset.load_full();
         let named = rs.metric_rules();
         if named.is_empty() {
