@@ -2,7 +2,9 @@
 # statewall over memif against the testpmd-only ceiling, in one run.
 #
 #   gen:    dpdk-testpmd, flowgen mode (multi-flow UDP, $SIZE-byte frames) on two memif
-#           servers; it also receives on both and counts what comes back (Rx-pps).
+#           servers (one socket, interface ids 0 and 1; two memif sockets in one testpmd
+#           client failed to connect in DPDK 22.11); it also receives on both and counts
+#           what comes back (Rx-pps).
 #   middle: either dpdk-testpmd in io forward mode (the ceiling: memif0 <-> memif1 with
 #           no work per packet) or statewall (conntrack + a stateful ruleset) as the two
 #           memif clients.
@@ -48,8 +50,8 @@ trap cleanup EXIT
 start_gen() { # $1: tag
     "$TESTPMD" -l "$GEN_LCORES" --main-lcore "${GEN_LCORES%%,*}" $EAL_MEM --no-pci --no-telemetry \
         --file-prefix "swb-gen-$1" \
-        --vdev "net_memif0,role=server,id=0,socket=$WORK/$1-a.sock" \
-        --vdev "net_memif1,role=server,id=0,socket=$WORK/$1-b.sock" \
+        --vdev "net_memif0,role=server,id=0,socket=$WORK/$1.sock" \
+        --vdev "net_memif1,role=server,id=1,socket=$WORK/$1.sock" \
         -- --forward-mode=flowgen --flowgen-flows="$FLOWS" --txpkts="$SIZE" --nb-cores=1 \
         --total-num-mbufs=32768 --stats-period=1 --auto-start \
         >"$WORK/gen-$1.log" 2>&1 </dev/null &
@@ -78,8 +80,8 @@ run_ceiling() {
     # shellcheck disable=SC2086
     "$TESTPMD" -l "$MAIN_CORE,$MID_CORE" --main-lcore "$MAIN_CORE" $EAL_MEM --no-pci --no-telemetry \
         --file-prefix swb-fwd \
-        --vdev "net_memif0,role=client,id=0,socket=$WORK/ceiling-a.sock" \
-        --vdev "net_memif1,role=client,id=0,socket=$WORK/ceiling-b.sock" \
+        --vdev "net_memif0,role=client,id=0,socket=$WORK/ceiling.sock" \
+        --vdev "net_memif1,role=client,id=1,socket=$WORK/ceiling.sock" \
         -- --forward-mode=io --nb-cores=1 --total-num-mbufs=32768 --stats-period=1 --auto-start \
         >"$WORK/fwd.log" 2>&1 </dev/null &
     PIDS+=($!)
@@ -106,8 +108,8 @@ RULES
     cat >"$WORK/statewall.toml" <<CFG
 [dpdk]
 eal_args = ["-l", "$MAIN_CORE", ${mem} "--no-pci", "--no-telemetry", "--file-prefix=swb-sw",
-            "--vdev=net_memif0,role=client,id=0,socket=$WORK/sw-a.sock",
-            "--vdev=net_memif1,role=client,id=0,socket=$WORK/sw-b.sock"]
+            "--vdev=net_memif0,role=client,id=0,socket=$WORK/sw.sock",
+            "--vdev=net_memif1,role=client,id=1,socket=$WORK/sw.sock"]
 [dataplane]
 workers = 1
 cores = [$MID_CORE]
