@@ -33,6 +33,20 @@ pub struct Config {
     /// The built-in generator (pktgen backend).
     #[serde(default)]
     pub pktgen: PktgenSection,
+    /// DPDK's EAL (dpdk backend).
+    #[serde(default)]
+    pub dpdk: DpdkSection,
+}
+
+/// `[dpdk]`: how DPDK's EAL is initialised (once per process, before the first dpdk port
+/// opens).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkSection {
+    /// Arguments passed verbatim to `rte_eal_init` (`-l`, `-a`, `--vdev`, `--file-prefix`,
+    /// `--socket-mem`, `--in-memory`, `--no-huge`, ...).
+    #[serde(default)]
+    pub eal_args: Vec<String>,
 }
 
 /// `[pktgen]`: what the built-in generator offers.
@@ -148,6 +162,17 @@ pub struct PortConfig {
     /// pktgen: which side of the generator pair this port is ("inside" or "outside").
     #[serde(default)]
     pub side: Option<String>,
+    /// dpdk: the DPDK device name: a vdev (`net_memif0`, `net_null0`) or a PCI address
+    /// (`0000:03:00.0`).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// dpdk: rx (and tx) queues; must equal the number of workers (the default: one per
+    /// worker, steered by symmetric RSS).
+    #[serde(default)]
+    pub rx_queues: Option<u16>,
+    /// dpdk: NUMA socket for the port's mempools and rings (default: the device's).
+    #[serde(default)]
+    pub socket_id: Option<i32>,
 }
 
 fn default_ring() -> usize {
@@ -358,6 +383,9 @@ impl Config {
                 "pcap" if p.pcap_in.is_none() && p.pcap_out.is_none() => {
                     bail!("port[{i}].pcap_in: a pcap port needs pcap_in and/or pcap_out")
                 }
+                "dpdk" if p.device.is_none() => bail!(
+                    "port[{i}].device: required for backend \"dpdk\" (a vdev name such as \"net_memif0\", or a PCI address)"
+                ),
                 "pktgen" => match p.side.as_deref() {
                     Some("inside") | Some("outside") => {}
                     other => bail!("port[{i}].side: a pktgen port needs side = \"inside\" or \"outside\", got {other:?}"),
@@ -369,6 +397,26 @@ impl Config {
                     "port[{i}].descriptors: must be a power of two >= 64, got {}",
                     p.descriptors
                 );
+            }
+            if p.backend == "dpdk" && p.descriptors > 32768 {
+                bail!(
+                    "port[{i}].descriptors: at most 32768 for a dpdk port, got {}",
+                    p.descriptors
+                );
+            }
+            if let Some(q) = p.rx_queues {
+                if p.backend != "dpdk" {
+                    bail!("port[{i}].rx_queues: only for backend \"dpdk\"");
+                }
+                if usize::from(q) != self.worker_count() {
+                    bail!(
+                        "port[{i}].rx_queues: must equal the number of workers ({}), one rx queue per worker; got {q}",
+                        self.worker_count()
+                    );
+                }
+            }
+            if p.backend != "dpdk" && (p.device.is_some() || p.socket_id.is_some()) {
+                bail!("port[{i}].device: device and socket_id are only for backend \"dpdk\"");
             }
         }
         if self.pairs.is_empty() {
@@ -490,5 +538,26 @@ mod tests {
             err(&base.replace("backend='pktgen'\nside='inside'", "backend='af_packet'"))
                 .contains("port[0].interface")
         );
+    }
+
+    #[test]
+    fn dpdk_section_and_port_fields() {
+        let text = "[dpdk]\neal_args = ['-l', '0-1', '--vdev=net_null0', '--vdev=net_null1']\n\
+            [dataplane]\nworkers = 1\n\
+            [[port]]\nname='a'\nbackend='dpdk'\ndevice='net_null0'\nrx_queues=1\nsocket_id=0\n\
+            [[port]]\nname='b'\nbackend='dpdk'\ndevice='net_null1'\n\
+            [[pair]]\nnetwork='a'\nhost='b'\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.dpdk.eal_args[2], "--vdev=net_null0");
+        assert_eq!(c.ports[0].device.as_deref(), Some("net_null0"));
+        assert_eq!(
+            (c.ports[0].rx_queues, c.ports[0].socket_id),
+            (Some(1), Some(0))
+        );
+        assert!(err(&text.replace("device='net_null1'\n", ""))
+            .contains("port[1].device: required for backend \"dpdk\""));
+        assert!(err(&text.replace("rx_queues=1", "rx_queues=3"))
+            .contains("port[0].rx_queues: must equal the number of workers (1)"));
+        assert!(err(&text.replace("eal_args", "eal_arg")).contains("eal_arg"));
     }
 }

@@ -36,6 +36,9 @@ pub struct ReloadStats {
     pub last_ok_time: AtomicU64,
 }
 
+/// One opt-in rule counter: (table, chain, name, packets, bytes).
+pub type RuleMetric = (String, String, String, u64, u64);
+
 /// A running dataplane.
 pub struct Runtime {
     /// The configuration it was started with.
@@ -146,8 +149,6 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
 type PortHandles = Vec<Box<dyn Port>>;
 /// Every port's queue handles, in config order.
 type PortQueues = Vec<PortHandles>;
-/// An opted-in rule's counters: (table, chain, name, packets, bytes).
-pub type RuleMetric = (String, String, String, u64, u64);
 
 /// Per-queue port handles for every configured port: `handles[port][queue]`.
 fn open_ports(
@@ -193,7 +194,7 @@ fn open_ports(
         if out[i].is_some() {
             continue;
         }
-        out[i] = Some(open_one(i, p, queues)?);
+        out[i] = Some(open_one(cfg, i, p, queues)?);
     }
     Ok((
         out.into_iter()
@@ -236,7 +237,7 @@ pub fn pktgen_config(cfg: &Config, queues: u16) -> port::pktgen::PktgenConfig {
     }
 }
 
-fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
+fn open_one(cfg: &Config, i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
     match p.backend.as_str() {
         "pcap" => {
             if queues != 1 {
@@ -270,8 +271,40 @@ fn open_one(i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>>
                 .map(|q| Box::new(q) as Box<dyn Port>)
                 .collect())
         }
+        "dpdk" => open_dpdk(cfg, i, p, queues),
         other => bail!("port[{i}].backend: backend {other:?} is not built into this binary"),
     }
+}
+
+/// Opens a dpdk port, initialising DPDK's EAL first (once per process) with
+/// `[dpdk] eal_args`.
+#[cfg(feature = "dpdk")]
+fn open_dpdk(cfg: &Config, i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
+    use port::dpdk;
+    dpdk::eal_init(&cfg.dpdk.eal_args).context("[dpdk] eal_args")?;
+    let device = p.device.as_deref().unwrap_or_default();
+    let pcfg = dpdk::DpdkPortConfig {
+        queues: p.rx_queues.unwrap_or(queues),
+        descriptors: u16::try_from(p.descriptors).unwrap_or(u16::MAX),
+        pool_size: u32::try_from(cfg.dataplane.pool_size).unwrap_or(u32::MAX),
+        socket_id: p.socket_id,
+        ..Default::default()
+    };
+    let port = dpdk::DpdkPort::open(&p.name, device, &pcfg)
+        .with_context(|| format!("port[{i}] ({}): opening DPDK device {device:?}", p.name))?;
+    if !port.link_up() {
+        tracing::warn!(port = %p.name, device, "DPDK link is down (memif: is the peer running?)");
+    }
+    Ok(port
+        .split_queues()
+        .into_iter()
+        .map(|q| Box::new(q) as Box<dyn Port>)
+        .collect())
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(_cfg: &Config, i: usize, _p: &PortConfig, _queues: u16) -> Result<Vec<Box<dyn Port>>> {
+    bail!("port[{i}].backend: this binary was built without DPDK support (rebuild with --features dpdk)")
 }
 
 impl Runtime {
@@ -675,6 +708,11 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     rt.stop.store(true, Ordering::Relaxed);
     // Wait for the workers: the API thread keeps its clone of the runtime, so join here.
     rt.join();
+    // Every port and mbuf went with the workers: release DPDK's EAL (runtime files).
+    #[cfg(feature = "dpdk")]
+    if let Err(e) = port::dpdk::eal_cleanup() {
+        tracing::warn!(error = %e, "DPDK cleanup");
+    }
     let pk = rt.sum(|w| load(&w.packets));
     println!("statewall: stopped after {elapsed:.1} s");
     print_stats(&rt, &mut Vec::new(), elapsed.max(1e-9));
@@ -746,13 +784,16 @@ mod tests {
             pcap_out: None,
             descriptors: 256,
             side: None,
+            device: None,
+            rx_queues: None,
+            socket_id: None,
         }
     }
 
     #[test]
     fn open_one_af_xdp_names_port_and_interface_on_error() {
         for backend in ["af_packet", "af_xdp"] {
-            let e = open_one(0, &live(backend, "sw-nosuch0"), 1)
+            let e = open_one(&Config::embedded(), 0, &live(backend, "sw-nosuch0"), 1)
                 .err()
                 .expect("no such interface");
             let msg = format!("{e:#}");

@@ -22,13 +22,15 @@ except ImportError:  # Python < 3.11
 
 SCHEMA = {
     "dataplane": {"workers", "cores", "burst", "pool_size", "non_ip"},
-    "port": {"name", "backend", "interface", "pcap_in", "pcap_out", "descriptors", "side"},
+    "port": {"name", "backend", "interface", "pcap_in", "pcap_out", "descriptors", "side",
+             "device", "rx_queues", "socket_id"},
     "pair": {"mode", "network", "host"},
     "conntrack": {"nf_conntrack_max", "nf_conntrack_tcp_loose", "nf_conntrack_tcp_be_liberal",
                   "nf_conntrack_tcp_ignore_invalid_rst", "nf_conntrack_tcp_max_retrans",
                   "nf_conntrack_checksum", "timeouts", "ftp_ports"},
     "rules": {"file", "file6"},
     "control": {"listen", "stats_interval"},
+    "dpdk": {"eal_args"},
 }
 TIMEOUTS = {"tcp_timeout_syn_sent", "tcp_timeout_syn_recv", "tcp_timeout_established",
             "tcp_timeout_fin_wait", "tcp_timeout_close_wait", "tcp_timeout_last_ack",
@@ -75,6 +77,8 @@ def check(path):
             errs.append(f"port[{i}].interface: required for {b}")
         if b == "pcap" and not (p.get("pcap_in") or p.get("pcap_out")):
             errs.append(f"port[{i}].pcap_in: required for pcap")
+        if b == "dpdk" and not p.get("device"):
+            errs.append(f"port[{i}].device: required for dpdk")
         if b == "pktgen" and p.get("side") not in ("inside", "outside"):
             errs.append(f"port[{i}].side: required for pktgen")
         n = p.get("descriptors", 2048)

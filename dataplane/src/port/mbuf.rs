@@ -10,6 +10,12 @@
 //! burst call, so there is no lock or atomic on the hot path. A buffer that is dropped
 //! instead of `put` back is simply freed (the pool shrinks by one); [`MbufPool::outstanding`]
 //! lets tests check that nothing leaks.
+//!
+//! With the `dpdk` feature an `Mbuf` can instead wrap a DPDK `rte_mbuf` received by the
+//! [`super::dpdk`] backend (zero-copy): `data()` is the mbuf's own data, dropping it or
+//! [`MbufPool::put`] frees it to its DPDK mempool, and the DPDK `tx_burst` hands it to the
+//! driver without a copy. Every other backend only ever sees pool buffers; without the
+//! feature the type is exactly the plain buffer.
 
 use super::Nanos;
 
@@ -31,24 +37,65 @@ pub struct Mbuf {
     /// Steering hash (the [`super::symmetric_hash`] of the tuple where the backend knows
     /// it; 0 otherwise).
     pub hash: u32,
+    /// A DPDK mbuf that holds the frame instead of `buf` (then `buf` is empty).
+    #[cfg(feature = "dpdk")]
+    rte: Option<super::dpdk::RteMbuf>,
 }
 
 impl Mbuf {
+    /// Wraps a received DPDK mbuf (zero-copy).
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) fn from_rte(m: super::dpdk::RteMbuf, len: u32) -> Mbuf {
+        Mbuf {
+            buf: Box::default(),
+            len,
+            port: 0,
+            queue: 0,
+            timestamp: 0,
+            hash: 0,
+            rte: Some(m),
+        }
+    }
+
+    /// The DPDK mbuf behind this buffer, if any.
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) fn rte(&self) -> Option<&super::dpdk::RteMbuf> {
+        self.rte.as_ref()
+    }
+
+    /// Takes the DPDK mbuf out (the driver now owns it); the rest is dropped.
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) fn take_rte(mut self) -> Option<super::dpdk::RteMbuf> {
+        self.rte.take()
+    }
+
     /// The frame bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
+        #[cfg(feature = "dpdk")]
+        if let Some(m) = &self.rte {
+            return &m.room()[..self.len as usize];
+        }
         &self.buf[..self.len as usize]
     }
 
     /// The frame bytes, mutable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len as usize]
+        let n = self.len as usize;
+        &mut self.data_mut_full()[..n]
     }
 
     /// The whole buffer (capacity bytes), for writing a frame before [`Mbuf::set_len`].
     #[inline]
     pub fn data_mut_full(&mut self) -> &mut [u8] {
+        #[cfg(feature = "dpdk")]
+        if let Some(m) = &mut self.rte {
+            return m.room_mut();
+        }
         &mut self.buf
     }
 
@@ -62,21 +109,29 @@ impl Mbuf {
     /// Buffer capacity.
     #[inline]
     pub fn capacity(&self) -> usize {
+        #[cfg(feature = "dpdk")]
+        if let Some(m) = &self.rte {
+            return m.room().len();
+        }
         self.buf.len()
     }
 
     /// Sets the frame length; clamped to the capacity.
     #[inline]
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.buf.len()) as u32;
+        self.len = len.min(self.capacity()) as u32;
+        #[cfg(feature = "dpdk")]
+        if let Some(m) = &mut self.rte {
+            m.set_len(self.len);
+        }
     }
 
     /// Copies `frame` in (truncated to the capacity) and sets the length.
     #[inline]
     pub fn copy_from(&mut self, frame: &[u8]) {
-        let n = frame.len().min(self.buf.len());
-        self.buf[..n].copy_from_slice(&frame[..n]);
-        self.len = n as u32;
+        let n = frame.len().min(self.capacity());
+        self.data_mut_full()[..n].copy_from_slice(&frame[..n]);
+        self.set_len(n);
     }
 }
 
@@ -117,12 +172,20 @@ impl MbufPool {
             queue: 0,
             timestamp: 0,
             hash: 0,
+            #[cfg(feature = "dpdk")]
+            rte: None,
         })
     }
 
-    /// Returns a buffer. A buffer of another size, or one beyond the pool's size, is freed.
+    /// Returns a buffer. A buffer of another size, or one beyond the pool's size, is freed;
+    /// a DPDK mbuf goes back to its own mempool.
     #[inline]
     pub fn put(&mut self, m: Mbuf) {
+        #[cfg(feature = "dpdk")]
+        if m.rte.is_some() {
+            drop(m);
+            return;
+        }
         if m.buf.len() == self.size && self.free.len() < self.total {
             self.free.push(m.buf);
         }

@@ -6,6 +6,7 @@
 //! * Backends: [`pktgen`] (the built-in generator, a linked inside/outside pair),
 //!   [`pcap`] (capture files), [`af_packet`] (TPACKET_V3 rings on any Linux interface),
 //!   [`af_xdp`] (XDP sockets with raw system calls, copy or zero-copy mode).
+//!   `dpdk` (DPDK poll-mode drivers and vdevs; cargo feature `dpdk`).
 //! * [`symmetric_hash`]: the steering hash that sends both directions of a
 //!   connection to the same queue (and so the same worker).
 //!
@@ -21,6 +22,8 @@
 
 pub mod af_packet;
 pub mod af_xdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod mbuf;
 pub mod pcap;
 pub mod pktgen;
