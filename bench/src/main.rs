@@ -82,8 +82,8 @@ fn print_row(r: &Row) {
 
 fn header() {
     println!(
-        "{:<22} {:<34} {:>9} {:>9} {:>11}  {}",
-        "scenario", "parameters", "Mpps/core", "ns/pkt", "conn/s", "peer / notes"
+        "{:<22} {:<34} {:>9} {:>9} {:>11}  peer / notes",
+        "scenario", "parameters", "Mpps/core", "ns/pkt", "conn/s"
     );
     println!("{}", "-".repeat(130));
 }
@@ -339,9 +339,9 @@ fn established(o: &Opts) -> Vec<Row> {
 }
 
 fn human(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
@@ -497,22 +497,22 @@ impl Burst {
     }
 }
 
-/// Runs bursts through `t` (parse + prefetch all, then track + confirm each; one
-/// expiry sweep of 64 slots per burst as the worker does). Returns INVALID packets.
+/// Runs bursts through `t` (parse + prefetch all, then track + confirm each; the
+/// bounded expiry sweep the worker does after a busy burst). Returns INVALID packets.
 fn run_bursts(t: &mut ConnTable, bursts: &[Burst], ps: &mut [Parsed], now: Nanos) -> u64 {
     let mut invalid = 0;
     for b in bursts {
-        for k in 0..BURST {
-            ps[k] = parsed(&b.buf[k][..b.len[k]]);
-            t.prefetch(&ps[k]);
+        for (k, p) in ps.iter_mut().enumerate().take(BURST) {
+            *p = parsed(&b.buf[k][..b.len[k]]);
+            t.prefetch(p);
         }
-        for k in 0..BURST {
+        for (k, p) in ps.iter().enumerate().take(BURST) {
             let f = &b.buf[k][..b.len[k]];
-            let tr = t.track(f, &ps[k], now, TrackOpts::default());
-            let _ = t.confirm(&tr, true, f, &ps[k], now);
+            let tr = t.track(f, p, now, TrackOpts::default());
+            let _ = t.confirm(&tr, true, f, p, now);
             invalid += (tr.state == CtState::Invalid) as u64;
         }
-        t.expire(now, 64);
+        t.expire(now, dataplane::worker::SWEEP_BUDGET_BUSY);
     }
     invalid
 }
@@ -649,7 +649,7 @@ fn pair_loop(
     let mut iter = 0u64;
     loop {
         iter += 1;
-        if iter % 64 == 0 && start.elapsed().as_secs_f64() >= secs {
+        if iter.is_multiple_of(64) && start.elapsed().as_secs_f64() >= secs {
             break;
         }
         for side in [Side::Host, Side::Network] {
@@ -692,7 +692,8 @@ fn pair_loop(
             pool.put_all(&mut fwd);
         }
         if let Some((p, _)) = pl.as_mut() {
-            p.table.expire(clock.now(), 64);
+            p.table
+                .expire(clock.now(), dataplane::worker::SWEEP_BUDGET_BUSY);
         }
     }
     (pkts, fwded, start.elapsed().as_secs_f64())

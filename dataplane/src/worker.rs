@@ -703,9 +703,9 @@ impl HandoffLinks {
 /// Conntrack buckets swept per loop iteration when the iteration carried packets: the
 /// sweep touches random entries (a cache miss each), so under load it stays tiny and
 /// lazy expiry on lookup does the rest; when idle the worker sweeps faster.
-const SWEEP_BUDGET_BUSY: usize = 2;
+pub const SWEEP_BUDGET_BUSY: usize = 2;
 /// Buckets swept per idle iteration.
-const SWEEP_BUDGET_IDLE: usize = 64;
+pub const SWEEP_BUDGET_IDLE: usize = 64;
 /// Datagrams each worker can reassemble at once.
 pub const DEFRAG_SLOTS: usize = 64;
 
