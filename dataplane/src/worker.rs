@@ -261,6 +261,24 @@ impl Pipeline {
         reply: &mut [u8],
         log: &mut dyn FnMut(ruleset::LogEvent<'_>),
     ) -> Outcome {
+        let parsed = packet::parse(frame);
+        self.process_parsed(rs, frame, parsed, pair, ingress, now, reply, log)
+    }
+
+    /// [`Pipeline::process`] for a frame the caller has already parsed (the poll loop
+    /// parses a whole burst first to prefetch the table buckets).
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_parsed(
+        &mut self,
+        rs: &Ruleset,
+        frame: &[u8],
+        parsed: Result<Frame, ParseError>,
+        pair: PairView<'_>,
+        ingress: Side,
+        now: Nanos,
+        reply: &mut [u8],
+        log: &mut dyn FnMut(ruleset::LogEvent<'_>),
+    ) -> Outcome {
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
         let mut out = Outcome {
@@ -272,7 +290,7 @@ impl Pipeline {
             completes: None,
             discard: None,
         };
-        let p = match packet::parse(frame) {
+        let p = match parsed {
             Ok(Frame::Ip(p)) => p,
             Ok(Frame::NonIp(et)) => {
                 let pass = match self.non_ip {
@@ -828,6 +846,8 @@ impl Worker {
         let mut back: Vec<Mbuf> = Vec::with_capacity(burst);
         // Per rx packet: the worker it is handed to (u16::MAX: this one).
         let mut dest: Vec<u16> = Vec::with_capacity(burst);
+        // Each packet's parse from stage 1, reused by the pipeline in stage 2.
+        let mut parsed: Vec<Result<Frame, ParseError>> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
         let loop_start = cycles(&self.clock);
@@ -875,15 +895,18 @@ impl Worker {
                     // Stage 1: prefetch the buckets of every packet (and find the ICMP
                     // errors another worker owns).
                     dest.clear();
+                    parsed.clear();
                     for m in rx.iter() {
                         let mut d = u16::MAX;
-                        if let Ok(Frame::Ip(p)) = packet::parse(m.data()) {
-                            self.pipeline.table.prefetch(&p);
+                        let r = packet::parse(m.data());
+                        if let Ok(Frame::Ip(p)) = &r {
+                            self.pipeline.table.prefetch(p);
                             if let Some(h) = &self.handoff {
-                                d = h.owner_elsewhere(m.data(), &p).unwrap_or(u16::MAX);
+                                d = h.owner_elsewhere(m.data(), p).unwrap_or(u16::MAX);
                             }
                         }
                         dest.push(d);
+                        parsed.push(r);
                     }
                     let names = &self.pair_names[pi];
                     let view = PairView {
@@ -923,9 +946,10 @@ impl Worker {
                             }
                             continue;
                         }
-                        let o = self.pipeline.process(
+                        let o = self.pipeline.process_parsed(
                             &rs,
                             m.data(),
+                            parsed[i],
                             view,
                             ingress,
                             now,
