@@ -41,11 +41,15 @@ fn bench(c: &mut Criterion) {
         g.bench_function("lookup_burst32", |b| {
             b.iter(|| {
                 let mut ps = [None; BURST];
+                let mut hs = [0u64; BURST];
                 for k in 0..BURST {
                     let i = order[(pos + k) & 0xffff] as usize * FRAME;
                     let p = parsed(&frames[i..i + FRAME]);
-                    t.prefetch(&p);
+                    hs[k] = t.prefetch(&p);
                     ps[k] = Some(p);
+                }
+                for &h in &hs {
+                    t.prefetch_entries(h);
                 }
                 for k in 0..BURST {
                     let i = order[(pos + k) & 0xffff] as usize * FRAME;

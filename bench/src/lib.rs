@@ -345,9 +345,13 @@ impl OvsThread {
         while done < packets {
             // Like conntrack_execute: extract every packet of the batch (and prefetch its
             // bucket), then track and commit each.
+            let mut hs = [0u64; 64];
             for (k, f) in self.frames.iter().enumerate() {
                 ps[k] = parsed(f);
-                t.prefetch(&ps[k]);
+                hs[k & 63] = t.prefetch(&ps[k]);
+            }
+            for &h in hs.iter().take(self.frames.len()) {
+                t.prefetch_entries(h);
             }
             for (k, f) in self.frames.iter().enumerate() {
                 let tr = t.track(f, &ps[k], now, TrackOpts::default());

@@ -365,9 +365,13 @@ fn time_established(t: &mut ConnTable, frames: &[u8], order: &[u32]) -> (f64, u6
         }
         now += 1_000;
         let t0 = Instant::now();
+        let mut hs = [0u64; BURST];
         for k in 0..BURST {
             ps[k] = parsed(&hot[k]);
-            t.prefetch(&ps[k]);
+            hs[k] = t.prefetch(&ps[k]);
+        }
+        for &h in &hs {
+            t.prefetch_entries(h);
         }
         let mut e = 0u64;
         for k in 0..BURST {
@@ -502,9 +506,13 @@ impl Burst {
 fn run_bursts(t: &mut ConnTable, bursts: &[Burst], ps: &mut [Parsed], now: Nanos) -> u64 {
     let mut invalid = 0;
     for b in bursts {
+        let mut hs = [0u64; BURST];
         for (k, p) in ps.iter_mut().enumerate().take(BURST) {
             *p = parsed(&b.buf[k][..b.len[k]]);
-            t.prefetch(p);
+            hs[k] = t.prefetch(p);
+        }
+        for &h in &hs {
+            t.prefetch_entries(h);
         }
         for (k, p) in ps.iter().enumerate().take(BURST) {
             let f = &b.buf[k][..b.len[k]];

@@ -848,6 +848,7 @@ impl Worker {
         let mut dest: Vec<u16> = Vec::with_capacity(burst);
         // Each packet's parse from stage 1, reused by the pipeline in stage 2.
         let mut parsed: Vec<Result<Frame, ParseError>> = Vec::with_capacity(burst);
+        let mut hashes: Vec<u64> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
         let loop_start = cycles(&self.clock);
@@ -892,21 +893,28 @@ impl Worker {
                     busy_polls += 1;
                     hist[burst_bucket(n)] += 1;
                     let now = self.clock.now();
-                    // Stage 1: prefetch the buckets of every packet (and find the ICMP
-                    // errors another worker owns).
+                    // Stage 1: parse every packet, hash it and prefetch its bucket (and
+                    // find the ICMP errors another worker owns).
                     dest.clear();
                     parsed.clear();
+                    hashes.clear();
                     for m in rx.iter() {
                         let mut d = u16::MAX;
+                        let mut h = 0;
                         let r = packet::parse(m.data());
                         if let Ok(Frame::Ip(p)) = &r {
-                            self.pipeline.table.prefetch(p);
-                            if let Some(h) = &self.handoff {
-                                d = h.owner_elsewhere(m.data(), p).unwrap_or(u16::MAX);
+                            h = self.pipeline.table.prefetch(p);
+                            if let Some(ho) = &self.handoff {
+                                d = ho.owner_elsewhere(m.data(), p).unwrap_or(u16::MAX);
                             }
                         }
                         dest.push(d);
                         parsed.push(r);
+                        hashes.push(h);
+                    }
+                    // Stage 2: the buckets are arriving; prefetch the candidate entries.
+                    for &h in hashes.iter() {
+                        self.pipeline.table.prefetch_entries(h);
                     }
                     let names = &self.pair_names[pi];
                     let view = PairView {

@@ -121,6 +121,23 @@ fn fold(family: Family, a: &Addr) -> u32 {
     }
 }
 
+/// Asks the CPU to bring the cache line of `x` in (no effect on the program's state).
+#[inline(always)]
+fn prefetch_line<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ptr = x as *const T as *const i8;
+        // SAFETY: `ptr` comes from a reference, so it points into a live allocation; a
+        // prefetch never faults and has no architectural effect, and SSE is baseline
+        // on x86_64.
+        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = x;
+    }
+}
+
 #[inline]
 fn tag_of(h: u64) -> u16 {
     let t = (h >> 16) as u16;
@@ -263,22 +280,33 @@ impl ConnTable {
         }
     }
 
-    /// Hashes the packet's key and prefetches its home bucket (staged burst processing).
-    pub fn prefetch(&self, p: &Parsed) {
+    /// Stage 1 of a burst: hashes the packet's key and prefetches its home bucket;
+    /// returns the hash for [`ConnTable::prefetch_entries`] (0 when nothing to track).
+    pub fn prefetch(&self, p: &Parsed) -> u64 {
         let Some(k) = FlowKey::from_parsed(p) else {
-            return;
+            return 0;
         };
-        let b = &self.buckets[self.bucket_of(k.hash64())];
-        #[cfg(target_arch = "x86_64")]
-        {
-            let ptr = b as *const Bucket as *const i8;
-            // SAFETY: `ptr` points into `self.buckets` (a live allocation); a prefetch
-            // never faults and has no architectural effect, and SSE is baseline on x86_64.
-            unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+        let h = k.hash64();
+        prefetch_line(&self.buckets[self.bucket_of(h)]);
+        h
+    }
+
+    /// Stage 2 of a burst: with the bucket of hash `h` (from [`ConnTable::prefetch`])
+    /// already on its way, reads its tags and prefetches the entries that may hold the
+    /// key (and their TCP last-packet line), so the lookup in `track` finds them in
+    /// cache. Only the home bucket is read; a spilled key is found by `track` anyway.
+    pub fn prefetch_entries(&self, h: u64) {
+        if h == 0 {
+            return;
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = std::hint::black_box(b.spill);
+        let b = &self.buckets[self.bucket_of(h)];
+        let tag = tag_of(h);
+        for w in 0..WAYS {
+            if b.tags[w] == tag {
+                let slot = b.slots[w] as usize;
+                prefetch_line(&self.entries[slot]);
+                prefetch_line(&self.cold[slot]);
+            }
         }
     }
 
