@@ -1708,6 +1708,61 @@ mod prop {
             }
             prop_assert_eq!(c1.snapshot(), c2.snapshot());
         }
+
+        /// Swapping rulesets while packets are evaluated (the worker's way: one
+        /// `ArcSwap` load per burst) never yields a verdict that neither the old nor the
+        /// new ruleset gives.
+        #[test]
+        fn ruleset_swap_never_mixes(a in ruleset_strategy(), b in ruleset_strategy(),
+                                    pkts in proptest::collection::vec(packet_strategy(), 1..6)) {
+            let ra = std::sync::Arc::new(rs(&a));
+            let rb = std::sync::Arc::new(rs(&b));
+            let frames: Vec<Pkt> = pkts
+                .iter()
+                .map(|&(proto, dport, sport, _, _, flags)| match proto {
+                    0 => mk(PacketSpec::tcp(sa(&format!("10.1.1.1:{sport}")), sa(&format!("192.168.0.1:{dport}")), flags, 1, 2)),
+                    1 => udp(&format!("10.1.1.1:{sport}"), &format!("192.168.0.1:{dport}")),
+                    _ => icmp("10.1.1.1", "192.168.0.1", 8, 0),
+                })
+                .collect();
+            let states: Vec<CtState> = pkts.iter().map(|p| [CtState::New, CtState::Established, CtState::Invalid][p.4 as usize]).collect();
+            // The verdicts each ruleset alone gives.
+            let alone = |r: &Ruleset| -> Vec<Verdict> {
+                let mut c = RuleCounters::for_ruleset(r);
+                frames.iter().zip(&states).map(|(p, &state)| {
+                    r.eval_filter(FilterChain::Input, &ctx(p, Env { state, ..ENV }), &mut c, &mut |_| {})
+                }).collect()
+            };
+            let (va, vb) = (alone(&ra), alone(&rb));
+            let current = std::sync::Arc::new(arc_swap::ArcSwap::new(ra.clone()));
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let swapper = {
+                let (current, stop, ra, rb) = (current.clone(), stop.clone(), ra.clone(), rb.clone());
+                std::thread::spawn(move || {
+                    let mut flip = false;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        current.store(if flip { ra.clone() } else { rb.clone() });
+                        flip = !flip;
+                        std::thread::yield_now();
+                    }
+                })
+            };
+            for _ in 0..200 {
+                // One burst: one load, every packet judged by that ruleset.
+                let r = current.load_full();
+                let mut c = RuleCounters::for_ruleset(&r);
+                let mut got = Vec::with_capacity(frames.len());
+                for (p, &state) in frames.iter().zip(&states) {
+                    got.push(r.eval_filter(FilterChain::Input, &ctx(p, Env { state, ..ENV }), &mut c, &mut |_| {}));
+                }
+                for (i, v) in got.iter().enumerate() {
+                    prop_assert!(*v == va[i] || *v == vb[i], "verdict {:?} for packet {} is neither old {:?} nor new {:?}", v, i, va[i], vb[i]);
+                }
+                prop_assert!(got == va || got == vb, "a burst mixed two rulesets: {:?} vs {:?} / {:?}", got, va, vb);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            swapper.join().unwrap();
+        }
     }
 }
 
