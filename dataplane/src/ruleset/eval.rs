@@ -22,37 +22,40 @@ pub(super) enum Hit {
 struct Key {
     class: usize,
     dport: Option<u16>,
+    /// The source address (masked per chain index).
+    src: u128,
 }
 
-/// A position in a chain's candidate lists: two ascending lists merged.
+/// A position in a chain's candidate lists: three ascending lists (wildcards, the
+/// packet's port segment, its source network's rules) merged in rule order.
 #[derive(Clone, Copy)]
 struct Cursor<'a> {
     a: &'a [u32],
     b: &'a [u32],
+    c: &'a [u32],
     i: usize,
     j: usize,
+    k: usize,
 }
 
 impl<'a> Cursor<'a> {
     #[inline]
     fn next(&mut self) -> Option<usize> {
-        let x = self.a.get(self.i).copied();
-        let y = self.b.get(self.j).copied();
-        match (x, y) {
-            (Some(x), Some(y)) if x < y => {
-                self.i += 1;
-                Some(x as usize)
-            }
-            (_, Some(y)) => {
-                self.j += 1;
-                Some(y as usize)
-            }
-            (Some(x), None) => {
-                self.i += 1;
-                Some(x as usize)
-            }
-            (None, None) => None,
+        let x = self.a.get(self.i).copied().unwrap_or(u32::MAX);
+        let y = self.b.get(self.j).copied().unwrap_or(u32::MAX);
+        let z = self.c.get(self.k).copied().unwrap_or(u32::MAX);
+        let m = x.min(y).min(z);
+        if m == u32::MAX {
+            return None;
         }
+        if m == x {
+            self.i += 1;
+        } else if m == y {
+            self.j += 1;
+        } else {
+            self.k += 1;
+        }
+        Some(m as usize)
     }
 }
 
@@ -81,12 +84,26 @@ impl Ruleset {
         Key {
             class: proto_class(p.proto),
             dport,
+            src: if p.family == self.family {
+                addr_u128(&p.src)
+            } else {
+                0
+            },
         }
     }
 
     #[inline]
     fn cursor(&self, chain: usize, key: Key) -> Cursor<'_> {
         let ix = &self.chains[chain].index[key.class];
+        let src: &[u32] = if ix.src_mask != 0 {
+            let net = key.src & ix.src_mask;
+            match ix.src_keys.binary_search(&net) {
+                Ok(n) => &ix.src_rules[ix.src_start[n] as usize..ix.src_start[n + 1] as usize],
+                Err(_) => &[],
+            }
+        } else {
+            &[]
+        };
         match key.dport {
             Some(port) if !ix.bounds.is_empty() => {
                 let seg = ix.bounds.partition_point(|&b| b <= port) - 1;
@@ -95,24 +112,39 @@ impl Ruleset {
                 Cursor {
                     a: &ix.wild,
                     b: &ix.seg_rules[s..e],
+                    c: src,
                     i: 0,
                     j: 0,
+                    k: 0,
                 }
             }
-            _ => Cursor {
+            // A TCP/UDP-class packet without ports (malformed L4) may match port rules'
+            // hotdrop: it walks everything.
+            None if !ix.bounds.is_empty() => Cursor {
                 a: &ix.all,
                 b: &[],
+                c: &[],
                 i: 0,
                 j: 0,
+                k: 0,
+            },
+            _ => Cursor {
+                a: &ix.wild,
+                b: &[],
+                c: src,
+                i: 0,
+                j: 0,
+                k: 0,
             },
         }
     }
 
     #[inline]
-    fn resume(&self, (chain, i, j): (u32, u32, u32), key: Key) -> (usize, Cursor<'_>) {
+    fn resume(&self, (chain, i, j, k): (u32, u32, u32, u32), key: Key) -> (usize, Cursor<'_>) {
         let mut c = self.cursor(chain as usize, key);
         c.i = i as usize;
         c.j = j as usize;
+        c.k = k as usize;
         (chain as usize, c)
     }
 
@@ -129,9 +161,9 @@ impl Ruleset {
         let key = self.key(ctx);
         let bytes = ctx.parsed.ip_len() as u64;
         let mut cur = self.cursor(base, key);
-        // Return frames: (chain, positions in its two lists); 12 bytes each, so the
+        // Return frames: (chain, positions in its three lists); 16 bytes each, so the
         // fixed stack stays small to set up. The lists are found again on return.
-        let mut stack = [(0u32, 0u32, 0u32); MAX_CALL_DEPTH];
+        let mut stack = [(0u32, 0u32, 0u32, 0u32); MAX_CALL_DEPTH];
         let mut sp = 0usize;
         let mut chain = base;
         loop {
@@ -166,7 +198,7 @@ impl Ruleset {
                 }
                 Target::Jump(c) => {
                     // The compiler refused call chains deeper than the stack.
-                    stack[sp] = (chain as u32, cur.i as u32, cur.j as u32);
+                    stack[sp] = (chain as u32, cur.i as u32, cur.j as u32, cur.k as u32);
                     sp += 1;
                     chain = *c;
                     cur = self.cursor(*c, key);

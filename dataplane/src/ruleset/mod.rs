@@ -463,14 +463,23 @@ pub(crate) struct Rule {
 pub(crate) struct ProtoIndex {
     /// Every rule of the chain that may match this protocol, in order.
     pub all: Vec<u32>,
-    /// Rules of `all` without an indexable destination port (TCP/UDP classes only).
+    /// Rules of `all` in neither the port segments nor the source index.
     pub wild: Vec<u32>,
-    /// Segment starts of the destination-port space, ascending, starting at 0.
+    /// Segment starts of the destination-port space, ascending, starting at 0 (TCP/UDP
+    /// classes only; empty when no rule has an indexable destination port).
     pub bounds: Vec<u16>,
     /// `seg_start[i]..seg_start[i + 1]` indexes `seg_rules` for segment `i`.
     pub seg_start: Vec<u32>,
     /// The port-specific rules of each segment, in order.
     pub seg_rules: Vec<u32>,
+    /// Mask of the source prefix length indexed (0: no source index).
+    pub src_mask: u128,
+    /// Source networks (address & `src_mask`), ascending.
+    pub src_keys: Vec<u128>,
+    /// `src_start[i]..src_start[i + 1]` indexes `src_rules` for `src_keys[i]`.
+    pub src_start: Vec<u32>,
+    /// The rules whose `-s` is exactly that network (and not port-indexed), in order.
+    pub src_rules: Vec<u32>,
 }
 
 /// Number of protocol classes in a chain index: TCP, UDP, ICMP, ICMPv6, other.
