@@ -1781,9 +1781,7 @@ fn rule_keys(rule: &Rule) -> RuleKeys {
                 ports: p,
                 neg: false,
             } if ports.is_none() => ports = Some(p.clone()),
-            Match::Src { net, neg: false } if src.is_none() && net.mask != 0 => {
-                src = Some(net.clone())
-            }
+            Match::Src { net, neg: false } if src.is_none() && net.mask != 0 => src = Some(*net),
             _ => {}
         }
     }
