@@ -1286,6 +1286,14 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
         && ip -n swb-fw link set fa address 02:00:00:00:99:01 \
         && ip -n swb-fw link set fa promisc on && ip -n swb-fw link set fb promisc on \
         && ip -n swb-b link set bf promisc on")?;
+    // Checksum offload off, as for any veth statewall polls: with it on, frames from a
+    // local stack carry partial checksums that conntrack (like the receiving hosts)
+    // would call invalid.
+    for (ns, dev) in [("swb-a", "af"), ("swb-fw", "fa"), ("swb-fw", "fb"), ("swb-b", "bf")] {
+        sh(&format!(
+            "ip netns exec {ns} ethtool -K {dev} tx off rx off gso off gro off tso off >/dev/null 2>&1 || true"
+        ))?;
+    }
     let measure = |label: &str| -> Result<(f64, u64), String> {
         let r0 = rx_packets("swb-b", "bf");
         let out = sh(&format!(
