@@ -1289,7 +1289,12 @@ fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     // Checksum offload off, as for any veth statewall polls: with it on, frames from a
     // local stack carry partial checksums that conntrack (like the receiving hosts)
     // would call invalid.
-    for (ns, dev) in [("swb-a", "af"), ("swb-fw", "fa"), ("swb-fw", "fb"), ("swb-b", "bf")] {
+    for (ns, dev) in [
+        ("swb-a", "af"),
+        ("swb-fw", "fa"),
+        ("swb-fw", "fb"),
+        ("swb-b", "bf"),
+    ] {
         sh(&format!(
             "ip netns exec {ns} ethtool -K {dev} tx off rx off gso off gro off tso off >/dev/null 2>&1 || true"
         ))?;

@@ -267,6 +267,33 @@ fn icmp_error_quote() {
     assert_eq!(q.ports(), Some((5353, 53)));
 }
 
+/// Found by the fuzzer: ICMPv6 (protocol 58) inside IPv4 made the checksum read an
+/// IPv6 pseudo-header out of a 20-byte IPv4 header.
+#[test]
+fn icmpv6_in_ipv4_checksum_does_not_panic() {
+    let f = PacketSpec::new(
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+        L4Spec::Raw {
+            proto: proto::ICMPV6,
+        },
+    )
+    .payload(&[128, 0, 0, 0, 0, 7, 0, 1])
+    .to_vec();
+    let p = parsed(&f);
+    assert!(matches!(p.l4, L4::Icmp(i) if i.v6));
+    assert!(checksum::l4_ok(&f, &p));
+    let crash = [
+        0x0a, 0x99, 0x00, 0x08, 0x00, 0x00, 0x00, 0x99, 0x08, 0x09, 0xfb, 0x00, 0x08, 0x00, 0x47,
+        0xca, 0x00, 0x27, 0x6f, 0x00, 0x00, 0x00, 0x00, 0x3a, 0xf4, 0x00, 0x00, 0x6d, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0xfb, 0x7a, 0xb2, 0xff, 0xff, 0xff, 0xff, 0xb2, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0x85, 0xff, 0xff,
+    ];
+    if let Ok(Frame::Ip(p)) = parse(&crash) {
+        let _ = checksum::l4_ok(&crash, &p);
+    }
+}
+
 proptest! {
     #[test]
     fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
