@@ -187,7 +187,9 @@ impl FlowKey {
         } else {
             (0, 0)
         };
-        let src_is_a = (src, sport) <= (dst, dport);
+        // Big-endian u128 order is the byte-wise order of the addresses, in two
+        // integer compares instead of a byte loop.
+        let src_is_a = (u128::from_be_bytes(src), sport) <= (u128::from_be_bytes(dst), dport);
         let (a, pa, b, pb) = if src_is_a {
             (src, sport, dst, dport)
         } else {
