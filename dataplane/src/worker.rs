@@ -1438,3 +1438,123 @@ mod tests {
         assert_eq!(pl.table.expectations().len(), 1);
     }
 }
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use crate::conntrack::Config;
+    use crate::packet::build::PacketSpec;
+
+    fn pipeline(rules: &str) -> (Pipeline, Ruleset) {
+        let rs = crate::ruleset::parse_ruleset(rules, "t.rules", None).unwrap();
+        (
+            Pipeline::new(
+                ConnTable::new(1024, Config::default()),
+                &rs,
+                NonIpPolicy::PassArp,
+            ),
+            rs,
+        )
+    }
+
+    const PAIR: PairView<'static> = PairView {
+        mode: PairMode::Forward,
+        network: "outside",
+        host: "inside",
+    };
+
+    /// Splits an IPv4 frame into fragments of `size` payload bytes (multiple of 8).
+    fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let payload = &frame[34..];
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < payload.len() {
+            let n = size.min(payload.len() - off);
+            let more = off + n < payload.len();
+            let mut f = frame[..34].to_vec();
+            f.extend_from_slice(&payload[off..off + n]);
+            f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
+            let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+            f[20..22].copy_from_slice(&fo.to_be_bytes());
+            f[24] = 0;
+            f[25] = 0;
+            let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            out.push(f);
+            off += n;
+        }
+        out
+    }
+
+    /// A UDP datagram of an established flow arrives in three fragments, the last one
+    /// first: the first two are held, the last completes it, and the whole datagram is
+    /// judged once (ESTABLISHED) and forwarded with its held fragments.
+    #[test]
+    fn fragmented_datagram_of_an_established_flow_passes_whole() {
+        let (mut pl, rs) = pipeline(
+            "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m state --state ESTABLISHED -j ACCEPT\n-A FORWARD -i inside -m state --state NEW -j ACCEPT\nCOMMIT\n",
+        );
+        let mut reply = [0u8; 2048];
+        let mut log = |_e: ruleset::LogEvent<'_>| {};
+        let c = "10.0.0.1:5000".parse().unwrap();
+        let s = "10.0.0.2:53".parse().unwrap();
+        let q = PacketSpec::udp(c, s).payload(b"query").to_vec();
+        let o = pl.process(&rs, &q, PAIR, Side::Host, 1, &mut reply, &mut log);
+        assert_eq!(
+            (o.action, o.track.unwrap().state),
+            (Action::Forward, CtState::New)
+        );
+        let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let answer = PacketSpec::udp(s, c).payload(&big).to_vec();
+        let mut frags = fragments(&answer, 1480);
+        assert_eq!(frags.len(), 3);
+        frags.rotate_right(1); // the last fragment arrives first
+        let mut held = Vec::new();
+        let mut done = None;
+        for (i, f) in frags.iter().enumerate() {
+            let o = pl.process(
+                &rs,
+                f,
+                PAIR,
+                Side::Network,
+                2 + i as u64,
+                &mut reply,
+                &mut log,
+            );
+            match o.action {
+                Action::Held(slot) => held.push((slot, i)),
+                other => done = Some((i, other, o)),
+            }
+        }
+        let (last, action, o) = done.expect("the datagram completed");
+        assert_eq!(last, 2, "the third fragment to arrive completes it");
+        assert_eq!(held.len(), 2);
+        assert!(
+            held.iter().all(|(slot, _)| Some(*slot) == o.completes),
+            "held fragments are released with it"
+        );
+        assert_eq!(action, Action::Forward);
+        let t = o.track.unwrap();
+        assert_eq!((t.state, t.dir), (CtState::Established, Direction::Reply));
+        assert_eq!(
+            pl.stats.by_state[state_index(CtState::Established)],
+            1,
+            "judged once"
+        );
+        // An overlapping fragment train is discarded whole.
+        let mut bad = fragments(&answer, 1480);
+        bad[1][20..22].copy_from_slice(&(0x2000u16 | 100).to_be_bytes()); // offset 800: overlaps the first
+        bad[1][24] = 0;
+        bad[1][25] = 0;
+        let ck = crate::packet::checksum::fold(crate::packet::checksum::sum(&bad[1][14..34], 0));
+        bad[1][24..26].copy_from_slice(&ck.to_be_bytes());
+        let o0 = pl.process(&rs, &bad[0], PAIR, Side::Network, 10, &mut reply, &mut log);
+        assert!(matches!(o0.action, Action::Held(_)));
+        let o1 = pl.process(&rs, &bad[1], PAIR, Side::Network, 11, &mut reply, &mut log);
+        assert_eq!(o1.action, Action::Drop(DropReason::Fragment));
+        assert!(
+            o1.discard.is_some(),
+            "the held first fragment is dropped too"
+        );
+    }
+}
