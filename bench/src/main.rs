@@ -249,8 +249,132 @@ fn write_json(o: &Opts, rows: &[Row], cores: usize, total: f64) -> std::io::Resu
     let path = dir.join(format!("{stamp}.json"));
     std::fs::write(&path, &text)?;
     std::fs::write(dir.join("latest.json"), &text)?;
-    println!("statewall-bench: results in {}", path.display());
+    let svg = plot_svg(rows);
+    std::fs::write(dir.join(format!("{stamp}.svg")), &svg)?;
+    std::fs::write(dir.join("latest.svg"), &svg)?;
+    println!(
+        "statewall-bench: results in {} (plot: latest.svg)",
+        path.display()
+    );
     Ok(())
+}
+
+/// One line of a chart: a label, a colour and its (x, y) points.
+type Series = (String, &'static str, Vec<(f64, f64)>);
+
+/// Two charts as one SVG: established Mpps per core against the number of tracked
+/// connections (log x, uniform and zipf), and total Mpps against workers (scaling).
+fn plot_svg(rows: &[Row]) -> String {
+    let mut est: Vec<Series> = vec![
+        ("uniform".into(), "#1f77b4", Vec::new()),
+        ("zipf".into(), "#ff7f0e", Vec::new()),
+    ];
+    let mut scale: Vec<Series> = vec![("total Mpps".into(), "#2ca02c", Vec::new())];
+    for r in rows {
+        match (r.scenario.as_str(), r.mpps) {
+            ("established", Some(m)) => {
+                let n = r.extra["connections"].as_f64().unwrap_or(0.0);
+                let i = usize::from(r.extra["pattern"].as_str() == Some("zipf"));
+                est[i].2.push((n.log10(), m));
+            }
+            ("scaling", Some(_)) => {
+                if let (Some(w), Some(t)) =
+                    (r.extra["workers"].as_f64(), r.extra["total_mpps"].as_f64())
+                {
+                    scale[0].2.push((w, t));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::from(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"920\" height=\"360\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"920\" height=\"360\" fill=\"white\"/>\n",
+    );
+    out += &chart(
+        0.0,
+        "Established packets: Mpps per core vs tracked connections",
+        "connections (log10)",
+        &est,
+    );
+    out += &chart(
+        460.0,
+        "Scaling: total Mpps vs workers (pktgen, established)",
+        "workers",
+        &scale,
+    );
+    out += "</svg>\n";
+    out
+}
+
+fn chart(x0: f64, title: &str, xlabel: &str, series: &[Series]) -> String {
+    let (w, h, l, t) = (400.0, 260.0, x0 + 50.0, 50.0);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.2.iter().copied()).collect();
+    let mut o = format!(
+        "<text x=\"{}\" y=\"24\" font-weight=\"bold\">{title}</text>\n",
+        x0 + 10.0
+    );
+    if pts.is_empty() {
+        return o + &format!(
+            "<text x=\"{}\" y=\"150\">no data in this run</text>\n",
+            l + 100.0
+        );
+    }
+    let (xmin, xmax) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let ymax = pts.iter().fold(0.0f64, |a, p| a.max(p.1)) * 1.1;
+    let xspan = if xmax > xmin { xmax - xmin } else { 1.0 };
+    let sx = |x: f64| l + (x - xmin) / xspan * w;
+    let sy = |y: f64| t + h - y / ymax.max(1e-9) * h;
+    o += &format!(
+        "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n",
+        t + h, l + w, t + h, t + h
+    );
+    o += &format!(
+        "<text x=\"{}\" y=\"{}\">{xlabel}</text>\n",
+        l + w / 2.0 - 40.0,
+        t + h + 35.0
+    );
+    for k in 0..=4 {
+        let y = ymax * k as f64 / 4.0;
+        o += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{y:.1}</text>\n",
+            l - 5.0,
+            sy(y) + 4.0
+        );
+    }
+    for &(x, _) in &pts {
+        o += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x:.0}</text>\n",
+            sx(x),
+            t + h + 15.0
+        );
+    }
+    for (i, (name, colour, p)) in series.iter().enumerate() {
+        let mut p = p.clone();
+        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = p
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        o += &format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            path.join(" ")
+        );
+        for &(x, y) in &p {
+            o += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n",
+                sx(x),
+                sy(y)
+            );
+        }
+        o += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+            l + w - 80.0,
+            t + 15.0 + 15.0 * i as f64
+        );
+    }
+    o
 }
 
 // ---------------------------------------------------------------- established + memory
