@@ -12,13 +12,15 @@
 //!   ring still needs a `send` per burst to kick the kernel, and sendmmsg keeps buffers in
 //!   our pool (no second copy into a ring slot to manage) with simpler error handling.
 //!   A full device queue (`EAGAIN`/`ENOBUFS`) leaves the frames in the caller's vector.
-//! * Queues: every socket joins one `PACKET_FANOUT_HASH` group. The kernel demultiplexes
-//!   fanout by `__skb_get_hash_symmetric` (`fanout_demux_hash` in net/packet/af_packet.c):
-//!   the flow dissector hashes the tuple with addresses and ports put in order, so both
-//!   directions of a connection land on the same socket. The test
-//!   `port_af_packet_fanout_is_symmetric` checks that on the running kernel. (Fragments
-//!   hash by addresses only, so a fragment can reach another queue than its flow's
-//!   unfragmented packets; the worker hands those off.)
+//! * Queues: every socket joins one `PACKET_FANOUT_CBPF` group steered by our classic
+//!   BPF program ([`super::steer`]): a symmetric hash of addresses and ports, so both
+//!   directions of a connection land on the same socket, and for an ICMP/ICMPv6 error the
+//!   hash of the packet it quotes, so the error reaches the worker that owns its flow
+//!   (the kernel's own `PACKET_FANOUT_HASH` is symmetric too but hashes errors by their
+//!   outer header). `port_af_packet_fanout_is_symmetric` checks, on the running kernel,
+//!   that every frame lands on queue `steer_hash(frame) % queues`. (Fragments hash by
+//!   addresses only, so a fragment can reach another queue than its flow's unfragmented
+//!   packets.)
 //! * `PACKET_IGNORE_OUTGOING` so a socket does not see frames sent on its interface
 //!   (plus a check of `sll_pkttype` for kernels without it), and promiscuous membership.
 //! * `Mbuf::hash` is the kernel's rx hash (`TP_FT_REQ_FILL_RXHASH`), not
@@ -43,7 +45,10 @@ const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_FT_REQ_FILL_RXHASH: u32 = 1;
 const PACKET_OUTGOING: u8 = 4;
-const PACKET_FANOUT_HASH: u32 = 0;
+/// Fanout by a classic BPF program (ours: [`super::steer`]).
+const PACKET_FANOUT_CBPF: u32 = 6;
+/// Sets the fanout group's program.
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 /// Offsets in `struct tpacket_block_desc` (version, offset_to_priv, then `tpacket_hdr_v1`).
 const BLK_STATUS: usize = 8;
 const BLK_NUM_PKTS: usize = 12;
@@ -239,9 +244,17 @@ impl Queue {
             setsockopt(&q.fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
                 .map_err(|_| last_err("promiscuous membership", ifname))?;
         }
-        let fanout = i32::from(fanout_id) | ((PACKET_FANOUT_HASH as i32) << 16);
+        let fanout = i32::from(fanout_id) | ((PACKET_FANOUT_CBPF as i32) << 16);
         setsockopt(&q.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)
-            .map_err(|_| last_err("PACKET_FANOUT_HASH", ifname))?;
+            .map_err(|_| last_err("PACKET_FANOUT_CBPF", ifname))?;
+        // The group's steering program (any member may set it; every one does).
+        let prog = super::steer::steering_program();
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        setsockopt(&q.fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog)
+            .map_err(|_| last_err("PACKET_FANOUT_DATA (steering program)", ifname))?;
         q.block = 0;
         Ok(q)
     }
@@ -651,8 +664,21 @@ mod tests {
         // 64 flows, each in both directions (as a bump in the wire would see them).
         let mut frames = Vec::new();
         for i in 0..64 {
-            frames.push(udp_frame(i, false));
+            let q = udp_frame(i, false);
+            frames.push(q.clone());
             frames.push(udp_frame(i, true));
+            // A port-unreachable from a router about the flow, quoting the query.
+            frames.push(
+                PacketSpec::icmp(
+                    "10.9.9.9".parse().unwrap(),
+                    "10.1.0.1".parse().unwrap(),
+                    3,
+                    3,
+                    [0; 4],
+                )
+                .payload(&q[14..])
+                .to_vec(),
+            );
         }
         let mut pkts = Vec::with_capacity(frames.len());
         for f in &frames {
@@ -679,15 +705,32 @@ mod tests {
         let mut queue_of_flow = std::collections::HashMap::new();
         let mut used = std::collections::HashSet::new();
         for (q, f) in &got {
-            let h = crate::port::frame_hash(f);
+            // The kernel ran our program: the queue is the Rust model's.
+            let want = (crate::port::steer::steer_hash(f) % 4) as u16;
+            assert_eq!(*q, want, "frame steered as steer_hash says");
             used.insert(*q);
-            let prev = queue_of_flow.insert(h, *q);
-            assert!(prev.is_none_or(|p| p == *q), "both directions on one queue");
+            let flow = match crate::packet::parse(f) {
+                Ok(crate::packet::Frame::Ip(p)) if matches!(p.l4, crate::packet::L4::Icmp(_)) => {
+                    crate::port::frame_hash(
+                        &f[..14]
+                            .iter()
+                            .chain(&f[p.l4_off as usize + 8..])
+                            .copied()
+                            .collect::<Vec<u8>>(),
+                    )
+                }
+                _ => crate::port::frame_hash(f),
+            };
+            let prev = queue_of_flow.insert(flow, *q);
+            assert!(
+                prev.is_none_or(|p| p == *q),
+                "both directions and the ICMP error on one queue"
+            );
         }
         assert_eq!(queue_of_flow.len(), 64);
         assert!(used.len() > 1, "fanout spreads flows: {used:?}");
         let total: u64 = handles.iter().map(|h| h.stats().rx_packets).sum();
-        assert!(total >= 128);
+        assert!(total >= 192);
         assert_eq!(handles[0].counters().total().rx_packets, total);
         assert_eq!(pool.outstanding(), 0);
     }

@@ -1,0 +1,426 @@
+//! The classic-BPF steering program for `PACKET_FANOUT_CBPF`: which socket (worker) of
+//! an AF_PACKET fanout group receives a frame.
+//!
+//! The kernel's `PACKET_FANOUT_HASH` is symmetric, so both directions of a connection
+//! reach one worker, but it hashes an ICMP error by its outer header: an error about a
+//! flow, sent by a router, lands on some other worker, whose shard does not hold the
+//! flow, and would be INVALID instead of RELATED (breaking path-MTU discovery, for one).
+//! This program hashes like the kernel's in spirit (a symmetric mix of addresses and
+//! ports, so both directions meet) but, for an ICMP or ICMPv6 *error*, it hashes the
+//! packet quoted inside it: the error reaches the worker that owns the flow, in the
+//! kernel, with no hand-off between workers.
+//!
+//! The hash: `x = src ^ dst ^ (sport ^ dport)` over 32-bit words (IPv6 addresses fold
+//! their four words), then a 32-bit avalanche; the kernel takes it modulo the number of
+//! sockets. Fragments and protocols without ports use the addresses only; so do
+//! ICMP queries (request and reply have the same addresses). A load past the end of a
+//! short frame ends the program with 0 (socket 0): never a fault.
+//!
+//! At fanout time the frame's data starts at the network header (the Ethernet header
+//! has been pulled), so offsets below are relative to the IP header; the ethertype comes
+//! from the ancillary `skb->protocol` load.
+//!
+//! [`steer_hash`] is the same function in Rust, for tests (and any user-space steering
+//! that must agree with the kernel's choice).
+
+use crate::packet::{self, Frame};
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockFilter {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant.
+    pub k: u32,
+}
+
+// Opcode parts (linux/filter.h, linux/bpf_common.h).
+const LD: u16 = 0x00;
+const LDX: u16 = 0x01;
+const ST: u16 = 0x02;
+const ALU: u16 = 0x04;
+const JMP: u16 = 0x05;
+const RET: u16 = 0x06;
+const MISC: u16 = 0x07;
+const W: u16 = 0x00;
+const H: u16 = 0x08;
+const B: u16 = 0x10;
+const IMM: u16 = 0x00;
+const ABS: u16 = 0x20;
+const IND: u16 = 0x40;
+const MEM: u16 = 0x60;
+const MSH: u16 = 0xa0;
+const ADD: u16 = 0x00;
+const MUL: u16 = 0x20;
+const AND: u16 = 0x50;
+const LSH: u16 = 0x60;
+const RSH: u16 = 0x70;
+const XOR: u16 = 0xa0;
+const K: u16 = 0x00;
+const X: u16 = 0x08;
+const JA: u16 = 0x00;
+const JEQ: u16 = 0x10;
+const JGE: u16 = 0x30;
+const JSET: u16 = 0x40;
+const RET_A: u16 = 0x10;
+const TAX: u16 = 0x00;
+/// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the ancillary load of `skb->protocol` (host order).
+const AD_PROTOCOL: u32 = 0xffff_f000;
+/// Multiplier of the avalanche (a well-mixing odd 32-bit constant).
+const MIX: u32 = 0x045d_9f3b;
+
+/// Assembly with labels, resolved into relative jumps.
+enum Ins {
+    S(u16, u32),
+    J(u16, u32, &'static str, &'static str),
+    Ja(&'static str),
+    L(&'static str),
+}
+
+use Ins::{Ja, J, L, S};
+
+fn xor_words(p: &mut Vec<Ins>, base: u32, words: u32) {
+    // A = word[base] ^ ... ^ word[base + 4 * (words - 1)], via M[0].
+    p.push(S(LD | W | ABS, base));
+    for i in 1..words {
+        p.push(S(ST, 0));
+        p.push(S(LD | W | ABS, base + 4 * i));
+        p.push(S(LDX | MEM, 0));
+        p.push(S(ALU | XOR | X, 0));
+    }
+}
+
+fn program() -> Vec<Ins> {
+    let mut p = vec![
+        S(LD | W | ABS, AD_PROTOCOL),
+        J(JMP | JEQ | K, 0x0800, "v4", "not4"),
+        // ---------------- IPv4
+        L("v4"),
+        S(LD | H | ABS, 6),
+        J(JMP | JSET | K, 0x3fff, "addr4", "v4whole"), // a fragment: addresses only
+        L("v4whole"),
+        S(LD | B | ABS, 9),
+        J(JMP | JEQ | K, 1, "icmp4", "v4tcp"),
+        L("v4tcp"),
+        J(JMP | JEQ | K, 6, "ports4", "v4udp"),
+        L("v4udp"),
+        J(JMP | JEQ | K, 17, "ports4", "addr4"),
+        // ICMP: errors hash the quoted packet.
+        L("icmp4"),
+        S(LDX | B | MSH, 0),
+        S(LD | B | IND, 0), // type
+        J(JMP | JEQ | K, 3, "err4", "t4"),
+        L("t4"),
+        J(JMP | JEQ | K, 11, "err4", "t5"),
+        L("t5"),
+        J(JMP | JEQ | K, 12, "err4", "t6"),
+        L("t6"),
+        J(JMP | JEQ | K, 4, "err4", "t7"),
+        L("t7"),
+        J(JMP | JEQ | K, 5, "err4", "addr4"),
+        L("err4"),
+        // M[4] = outer ihl; the quoted header starts at ihl + 8.
+        S(MISC | 0x80, 0), // TXA
+        S(ST, 4),
+        S(LD | B | IND, 17), // quoted protocol (ihl + 8 + 9)
+        J(JMP | JEQ | K, 6, "iports4", "iudp4"),
+        L("iudp4"),
+        J(JMP | JEQ | K, 17, "iports4", "inoports4"),
+        L("iports4"),
+        S(LD | B | IND, 8), // quoted version/ihl
+        S(ALU | AND | K, 0x0f),
+        S(ALU | LSH | K, 2),
+        S(ALU | ADD | X, 0),
+        S(MISC | TAX, 0), // X = ihl + quoted ihl * 4
+        S(LD | H | IND, 8),
+        S(ST, 0),
+        S(LD | H | IND, 10),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(ST, 3),
+        Ja("iaddr4"),
+        L("inoports4"),
+        S(LD | IMM, 0),
+        S(ST, 3),
+        L("iaddr4"),
+        S(LDX | MEM, 4),
+        S(LD | W | IND, 20), // quoted source (ihl + 8 + 12)
+        S(ST, 0),
+        S(LD | W | IND, 24), // quoted destination
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(LDX | MEM, 3),
+        S(ALU | XOR | X, 0),
+        Ja("mix"),
+        L("ports4"),
+        S(LDX | B | MSH, 0), // X = ihl * 4
+        S(LD | H | IND, 0),
+        S(ST, 0),
+        S(LD | H | IND, 2),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(ST, 3),
+        Ja("words4"),
+        L("addr4"),
+        S(LD | IMM, 0),
+        S(ST, 3),
+        L("words4"),
+        S(LD | W | ABS, 12),
+        S(ST, 0),
+        S(LD | W | ABS, 16),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(LDX | MEM, 3),
+        S(ALU | XOR | X, 0),
+        Ja("mix"),
+        // ---------------- IPv6 (fixed header; extension headers: addresses only)
+        L("not4"),
+        J(JMP | JEQ | K, 0x86dd, "v6", "other"),
+        L("v6"),
+        S(LD | B | ABS, 6),
+        J(JMP | JEQ | K, 58, "icmp6", "v6tcp"),
+        L("v6tcp"),
+        J(JMP | JEQ | K, 6, "ports6", "v6udp"),
+        L("v6udp"),
+        J(JMP | JEQ | K, 17, "ports6", "addr6"),
+        L("icmp6"),
+        S(LD | B | ABS, 40),
+        J(JMP | JGE | K, 128, "addr6", "err6"),
+        L("err6"),
+        S(LD | B | ABS, 54), // quoted next header (48 + 6)
+        J(JMP | JEQ | K, 6, "iports6", "iudp6"),
+        L("iudp6"),
+        J(JMP | JEQ | K, 17, "iports6", "inoports6"),
+        L("iports6"),
+        S(LD | H | ABS, 88),
+        S(ST, 0),
+        S(LD | H | ABS, 90),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(ST, 3),
+        Ja("iwords6"),
+        L("inoports6"),
+        S(LD | IMM, 0),
+        S(ST, 3),
+        L("iwords6"),
+    ];
+    xor_words(&mut p, 56, 8);
+    p.extend([
+        S(LDX | MEM, 3),
+        S(ALU | XOR | X, 0),
+        Ja("mix"),
+        L("ports6"),
+        S(LD | H | ABS, 40),
+        S(ST, 0),
+        S(LD | H | ABS, 42),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(ST, 3),
+        Ja("words6"),
+        L("addr6"),
+        S(LD | IMM, 0),
+        S(ST, 3),
+        L("words6"),
+    ]);
+    xor_words(&mut p, 8, 8);
+    p.extend([
+        S(LDX | MEM, 3),
+        S(ALU | XOR | X, 0),
+        Ja("mix"),
+        L("other"),
+        S(RET | K, 0),
+        // ---------------- avalanche: A ^= A >> 16; A *= MIX; (twice); A ^= A >> 16
+        L("mix"),
+    ]);
+    for _ in 0..2 {
+        p.extend([
+            S(ST, 0),
+            S(ALU | RSH | K, 16),
+            S(LDX | MEM, 0),
+            S(ALU | XOR | X, 0),
+            S(ALU | MUL | K, MIX),
+        ]);
+    }
+    p.extend([
+        S(ST, 0),
+        S(ALU | RSH | K, 16),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(RET | RET_A, 0),
+    ]);
+    p
+}
+
+/// The assembled steering program.
+pub fn steering_program() -> Vec<SockFilter> {
+    let src = program();
+    let mut pos = std::collections::HashMap::new();
+    let mut n = 0usize;
+    for i in &src {
+        match i {
+            L(name) => {
+                pos.insert(*name, n);
+            }
+            _ => n += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in &src {
+        let here = out.len();
+        let rel = |label: &str| -> usize {
+            let to = pos[label];
+            assert!(to > here, "steering program: backward jump to {label}");
+            to - here - 1
+        };
+        match i {
+            L(_) => {}
+            S(code, k) => out.push(SockFilter {
+                code: *code,
+                jt: 0,
+                jf: 0,
+                k: *k,
+            }),
+            J(code, k, t, f) => {
+                let (jt, jf) = (rel(t), rel(f));
+                assert!(jt < 256 && jf < 256, "steering program: jump too far");
+                out.push(SockFilter {
+                    code: *code,
+                    jt: jt as u8,
+                    jf: jf as u8,
+                    k: *k,
+                });
+            }
+            Ja(t) => out.push(SockFilter {
+                code: JMP | JA,
+                jt: 0,
+                jf: 0,
+                k: rel(t) as u32,
+            }),
+        }
+    }
+    out
+}
+
+fn word(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn half(b: &[u8], off: usize) -> Option<u32> {
+    Some(u16::from_be_bytes(b.get(off..off + 2)?.try_into().ok()?) as u32)
+}
+
+fn avalanche(mut a: u32) -> u32 {
+    for _ in 0..2 {
+        a ^= a >> 16;
+        a = a.wrapping_mul(MIX);
+    }
+    a ^ (a >> 16)
+}
+
+/// The program's result for an Ethernet frame (without VLAN tags), computed in Rust:
+/// the kernel delivers the frame to socket `steer_hash(frame) % sockets`.
+pub fn steer_hash(frame: &[u8]) -> u32 {
+    let Ok(Frame::Ip(p)) = packet::parse(frame) else {
+        return 0;
+    };
+    let ip = &frame[p.l3_off as usize..];
+    let x = |v: Option<u32>| v.unwrap_or(0);
+    let h = match p.family {
+        packet::Family::V4 => {
+            let frag = x(half(ip, 6)) & 0x3fff != 0;
+            let ihl = ((ip[0] & 0x0f) as usize) * 4;
+            let ports = |b: &[u8], at: usize| x(half(b, at)) ^ x(half(b, at + 2));
+            match (frag, ip[9]) {
+                (false, 6 | 17) => x(word(ip, 12)) ^ x(word(ip, 16)) ^ ports(ip, ihl),
+                (false, 1) if matches!(ip.get(ihl), Some(3 | 4 | 5 | 11 | 12)) => {
+                    let q = ihl + 8;
+                    let pp = match ip.get(q + 9) {
+                        Some(6 | 17) => {
+                            let qihl = (ip.get(q).copied().unwrap_or(0) & 0x0f) as usize * 4;
+                            ports(ip, q + qihl)
+                        }
+                        _ => 0,
+                    };
+                    x(word(ip, q + 12)) ^ x(word(ip, q + 16)) ^ pp
+                }
+                _ => x(word(ip, 12)) ^ x(word(ip, 16)),
+            }
+        }
+        packet::Family::V6 => {
+            let words = |at: usize| (0..8).fold(0u32, |a, i| a ^ x(word(ip, at + 4 * i)));
+            match ip[6] {
+                6 | 17 => words(8) ^ x(half(ip, 40)) ^ x(half(ip, 42)),
+                58 if ip.get(40).is_some_and(|&t| t < 128) => {
+                    let pp = match ip.get(54) {
+                        Some(6 | 17) => x(half(ip, 88)) ^ x(half(ip, 90)),
+                        _ => 0,
+                    };
+                    words(56) ^ pp
+                }
+                _ => words(8),
+            }
+        }
+    };
+    avalanche(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::build::PacketSpec;
+
+    #[test]
+    fn program_assembles_and_is_small() {
+        let p = steering_program();
+        assert!(p.len() < 200, "{}", p.len());
+        assert_eq!(p.last().unwrap().code, RET | RET_A);
+    }
+
+    #[test]
+    fn hash_is_symmetric_and_follows_the_quoted_flow() {
+        let c = "10.0.0.1:40000".parse().unwrap();
+        let s = "10.0.0.2:53".parse().unwrap();
+        let q = PacketSpec::udp(c, s).payload(b"q").to_vec();
+        let r = PacketSpec::udp(s, c).payload(b"r").to_vec();
+        assert_eq!(steer_hash(&q), steer_hash(&r));
+        // A port-unreachable from a router about the query.
+        let err = PacketSpec::icmp(
+            "10.0.0.254".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            3,
+            3,
+            [0; 4],
+        )
+        .payload(&q[14..14 + 28])
+        .to_vec();
+        assert_eq!(steer_hash(&err), steer_hash(&q));
+        let c6 = "[fd00::1]:40000".parse().unwrap();
+        let s6 = "[fd00::2]:80".parse().unwrap();
+        let syn = PacketSpec::tcp(c6, s6, 2, 1, 0).to_vec();
+        let synack = PacketSpec::tcp(s6, c6, 0x12, 9, 2).to_vec();
+        assert_eq!(steer_hash(&syn), steer_hash(&synack));
+        let ptb = PacketSpec::icmp(
+            "fd00::fe".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+            2,
+            0,
+            [0, 0, 5, 0],
+        )
+        .payload(&syn[14..14 + 60])
+        .to_vec();
+        assert_eq!(steer_hash(&ptb), steer_hash(&syn));
+        // Different flows spread.
+        let spread: std::collections::HashSet<u32> = (0..64u16)
+            .map(|i| {
+                let c = std::net::SocketAddr::new("10.0.0.1".parse().unwrap(), 1000 + i);
+                steer_hash(&PacketSpec::udp(c, s).to_vec()) % 4
+            })
+            .collect();
+        assert_eq!(spread.len(), 4);
+    }
+}
