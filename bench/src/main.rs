@@ -147,48 +147,24 @@ fn main() {
     );
     let mut rows: Vec<Row> = Vec::new();
     header();
-    let emit = |r: Row, rows: &mut Vec<Row>| {
-        print_row(&r);
-        rows.push(r);
-    };
-    if o.wants("established") || o.wants("memory") {
-        for r in established(&o) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("churn") {
-        for r in churn(&o) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("pipeline") {
-        for r in pipeline_range(&o) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("ruleset") {
-        for r in ruleset_size(&o) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("scaling") {
-        for r in scaling(&o, cores) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("rule-swap") {
-        for r in rule_swaps(&o) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("ovs") {
-        for r in ovs_scenario(&o, cores) {
-            emit(r, &mut rows);
-        }
-    }
-    if o.wants("kernel") {
-        for r in kernel_peer(&o) {
-            emit(r, &mut rows);
+    // Each scenario family: the names `--only` selects it by, and its runner.
+    type Runner<'a> = Box<dyn Fn() -> Vec<Row> + 'a>;
+    let scenarios: Vec<(&[&str], Runner)> = vec![
+        (&["established", "memory"], Box::new(|| established(&o))),
+        (&["churn"], Box::new(|| churn(&o))),
+        (&["pipeline"], Box::new(|| pipeline_range(&o))),
+        (&["ruleset"], Box::new(|| ruleset_size(&o))),
+        (&["scaling"], Box::new(|| scaling(&o, cores))),
+        (&["rule-swap"], Box::new(|| rule_swaps(&o))),
+        (&["ovs"], Box::new(|| ovs_scenario(&o, cores))),
+        (&["kernel"], Box::new(|| kernel_peer(&o))),
+    ];
+    for (names, run) in &scenarios {
+        if names.iter().any(|n| o.wants(n)) {
+            for r in run() {
+                print_row(&r);
+                rows.push(r);
+            }
         }
     }
     let total = started.elapsed().as_secs_f64();
