@@ -307,12 +307,7 @@ impl Queue {
 
 /// An AF_PACKET port: one socket and ring per queue, all in one fanout group.
 pub struct AfPacketPort {
-    name: String,
-    port_id: u16,
-    first: u16,
-    nq: u16,
-    queues: Vec<Queue>,
-    counters: Arc<PortCounters>,
+    h: super::QueueHandle<Queue>,
 }
 
 impl AfPacketPort {
@@ -337,59 +332,32 @@ impl AfPacketPort {
         let qs = (0..queues)
             .map(|_| Queue::open(ifname, ifindex as i32, cfg, fanout_id))
             .collect::<io::Result<Vec<_>>>()?;
-        let name = format!("af_packet:{ifname}");
         Ok(AfPacketPort {
-            counters: PortCounters::new(&name, queues),
-            name,
-            port_id: 0,
-            first: 0,
-            nq: queues,
-            queues: qs,
+            h: super::QueueHandle::new(format!("af_packet:{ifname}"), qs),
         })
     }
 
     /// Sets the port id written into received buffers.
     pub fn set_port_id(&mut self, id: u16) {
-        self.port_id = id;
+        self.h.port_id = id;
     }
 
     /// One handle per queue, for one worker per queue (counters stay shared).
     pub fn split_queues(self) -> Vec<AfPacketPort> {
-        let AfPacketPort {
-            name,
-            port_id,
-            first,
-            nq,
-            queues,
-            counters,
-        } = self;
-        queues
+        self.h
+            .split()
             .into_iter()
-            .enumerate()
-            .map(|(i, q)| AfPacketPort {
-                name: name.clone(),
-                port_id,
-                first: first + i as u16,
-                nq,
-                queues: vec![q],
-                counters: counters.clone(),
-            })
+            .map(|h| AfPacketPort { h })
             .collect()
-    }
-
-    fn index(&self, queue: u16) -> Option<usize> {
-        queue
-            .checked_sub(self.first)
-            .map(usize::from)
-            .filter(|&i| i < self.queues.len())
     }
 
     /// Folds the kernel's drop counters into `rx_missed` now (also done per released
     /// block and every few thousand idle polls).
     pub fn refresh_stats(&mut self) {
-        for (i, q) in self.queues.iter().enumerate() {
-            self.counters
-                .queue(self.first + i as u16)
+        for (i, q) in self.h.queues.iter().enumerate() {
+            self.h
+                .counters
+                .queue(self.h.first + i as u16)
                 .add_rx_missed(q.kernel_drops());
         }
     }
@@ -397,7 +365,7 @@ impl AfPacketPort {
 
 impl Port for AfPacketPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.h.name
     }
 
     fn rx_burst(
@@ -407,12 +375,12 @@ impl Port for AfPacketPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.index(queue) else {
+        let Some(idx) = self.h.index(queue) else {
             return 0;
         };
-        let port_id = self.port_id;
-        let c = self.counters.queue(queue);
-        let q = &mut self.queues[idx];
+        let port_id = self.h.port_id;
+        let c = self.h.counters.queue(queue);
+        let q = &mut self.h.queues[idx];
         let (mut n, mut bytes, mut errors, mut released) = (0usize, 0u64, 0u64, false);
         while n < max {
             if !q.in_block {
@@ -501,11 +469,11 @@ impl Port for AfPacketPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.index(queue) else {
+        let Some(idx) = self.h.index(queue) else {
             return 0;
         };
-        let c = self.counters.queue(queue);
-        let q = &mut self.queues[idx];
+        let c = self.h.counters.queue(queue);
+        let q = &mut self.h.queues[idx];
         let mut done = 0;
         while !pkts.is_empty() {
             let k = pkts.len().min(TX_BATCH);
@@ -562,20 +530,21 @@ impl Port for AfPacketPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.counters
-            .sum(self.first..self.first + self.queues.len() as u16)
+        self.h
+            .counters
+            .sum(self.h.first..self.h.first + self.h.queues.len() as u16)
     }
 
     fn queues(&self) -> u16 {
-        self.nq
+        self.h.nq
     }
 
     fn queue_range(&self) -> std::ops::Range<u16> {
-        self.first..self.first + self.queues.len() as u16
+        self.h.first..self.h.first + self.h.queues.len() as u16
     }
 
     fn counters(&self) -> Arc<PortCounters> {
-        self.counters.clone()
+        self.h.counters.clone()
     }
 }
 

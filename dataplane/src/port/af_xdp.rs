@@ -805,12 +805,7 @@ fn monotonic_ns() -> u64 {
 
 /// An AF_XDP port: one XDP socket and UMEM per queue, steered by one XDP program.
 pub struct AfXdpPort {
-    name: String,
-    port_id: u16,
-    first: u16,
-    nq: u16,
-    queues: Vec<Queue>,
-    counters: Arc<PortCounters>,
+    h: super::QueueHandle<Queue>,
 }
 
 impl AfXdpPort {
@@ -854,76 +849,48 @@ impl AfXdpPort {
             prog.insert(ifname, qi, q.fd.as_raw_fd())?;
             qs.push(q);
         }
-        let name = format!("af_xdp:{ifname}");
         Ok(AfXdpPort {
-            counters: PortCounters::new(&name, queues),
-            name,
-            port_id: 0,
-            first: 0,
-            nq: queues,
-            queues: qs,
+            h: super::QueueHandle::new(format!("af_xdp:{ifname}"), qs),
         })
     }
 
     /// Sets the port id written into received buffers.
     pub fn set_port_id(&mut self, id: u16) {
-        self.port_id = id;
+        self.h.port_id = id;
     }
 
     /// Whether the steering program runs in native (driver) mode, not generic mode.
     pub fn native(&self) -> bool {
-        self.queues.first().is_some_and(|q| q._prog.native)
+        self.h.queues.first().is_some_and(|q| q._prog.native)
     }
 
     /// Whether the sockets of this handle are bound in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
-        self.queues.iter().all(|q| q.zero_copy)
+        self.h.queues.iter().all(|q| q.zero_copy)
     }
 
     /// One handle per queue, for one worker per queue (counters and the XDP program stay
     /// shared; the program detaches when the last handle drops).
     pub fn split_queues(self) -> Vec<AfXdpPort> {
-        let AfXdpPort {
-            name,
-            port_id,
-            first,
-            nq,
-            queues,
-            counters,
-        } = self;
-        queues
+        self.h
+            .split()
             .into_iter()
-            .enumerate()
-            .map(|(i, q)| AfXdpPort {
-                name: name.clone(),
-                port_id,
-                first: first + i as u16,
-                nq,
-                queues: vec![q],
-                counters: counters.clone(),
-            })
+            .map(|h| AfXdpPort { h })
             .collect()
-    }
-
-    fn index(&self, queue: u16) -> Option<usize> {
-        queue
-            .checked_sub(self.first)
-            .map(usize::from)
-            .filter(|&i| i < self.queues.len())
     }
 
     /// Folds the kernel's XDP_STATISTICS into the counters now (also done every
     /// [`STATS_EVERY`] empty receive polls).
     pub fn refresh_stats(&mut self) {
-        for (i, q) in self.queues.iter_mut().enumerate() {
-            q.fold_stats(self.counters.queue(self.first + i as u16));
+        for (i, q) in self.h.queues.iter_mut().enumerate() {
+            q.fold_stats(self.h.counters.queue(self.h.first + i as u16));
         }
     }
 }
 
 impl Port for AfXdpPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.h.name
     }
 
     fn rx_burst(
@@ -933,12 +900,12 @@ impl Port for AfXdpPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.index(queue) else {
+        let Some(idx) = self.h.index(queue) else {
             return 0;
         };
-        let port_id = self.port_id;
-        let c = self.counters.queue(queue);
-        let q = &mut self.queues[idx];
+        let port_id = self.h.port_id;
+        let c = self.h.counters.queue(queue);
+        let q = &mut self.h.queues[idx];
         if q.kick_pending {
             let e = q.kick_tx();
             c.add_tx_errors(e);
@@ -1022,11 +989,11 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.index(queue) else {
+        let Some(idx) = self.h.index(queue) else {
             return 0;
         };
-        let c = self.counters.queue(queue);
-        let q = &mut self.queues[idx];
+        let c = self.h.counters.queue(queue);
+        let q = &mut self.h.queues[idx];
         q.reclaim();
         let want = pkts.len().min(q.tx_free.len()).min(u32::MAX as usize) as u32;
         let room = q.tx.prod_free(want).min(want) as usize;
@@ -1077,20 +1044,21 @@ impl Port for AfXdpPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.counters
-            .sum(self.first..self.first + self.queues.len() as u16)
+        self.h
+            .counters
+            .sum(self.h.first..self.h.first + self.h.queues.len() as u16)
     }
 
     fn queues(&self) -> u16 {
-        self.nq
+        self.h.nq
     }
 
     fn queue_range(&self) -> std::ops::Range<u16> {
-        self.first..self.first + self.queues.len() as u16
+        self.h.first..self.h.first + self.h.queues.len() as u16
     }
 
     fn counters(&self) -> Arc<PortCounters> {
-        self.counters.clone()
+        self.h.counters.clone()
     }
 }
 

@@ -82,6 +82,65 @@ pub trait Port: Send {
     fn counters(&self) -> Arc<PortCounters>;
 }
 
+/// What a kernel-socket port handle (af_packet, af_xdp) holds about its queues: the
+/// port's name and id, which queues this handle serves (`first..first + queues.len()`
+/// of `nq`), the per-queue state `Q`, and the port-wide counters. Backends deref to it.
+pub(crate) struct QueueHandle<Q> {
+    pub name: String,
+    pub port_id: u16,
+    pub first: u16,
+    pub nq: u16,
+    pub queues: Vec<Q>,
+    pub counters: Arc<PortCounters>,
+}
+
+impl<Q> QueueHandle<Q> {
+    /// All `nq` queues of a port named `name`, with fresh counters.
+    pub fn new(name: String, queues: Vec<Q>) -> Self {
+        let nq = queues.len() as u16;
+        QueueHandle {
+            counters: PortCounters::new(&name, nq),
+            name,
+            port_id: 0,
+            first: 0,
+            nq,
+            queues,
+        }
+    }
+
+    /// One handle per queue (for one worker each); counters stay shared.
+    pub fn split(self) -> Vec<QueueHandle<Q>> {
+        let QueueHandle {
+            name,
+            port_id,
+            first,
+            nq,
+            queues,
+            counters,
+        } = self;
+        queues
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| QueueHandle {
+                name: name.clone(),
+                port_id,
+                first: first + i as u16,
+                nq,
+                queues: vec![q],
+                counters: counters.clone(),
+            })
+            .collect()
+    }
+
+    /// The index in `queues` of port queue `queue`, if this handle serves it.
+    pub fn index(&self, queue: u16) -> Option<usize> {
+        queue
+            .checked_sub(self.first)
+            .map(usize::from)
+            .filter(|&i| i < self.queues.len())
+    }
+}
+
 /// Port counters (one queue, or a sum).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {
