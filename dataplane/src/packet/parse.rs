@@ -55,6 +55,7 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
 
 /// Parses an IP packet (version from its first nibble) starting at `l3_off` in `buf`.
 /// The IP length fields must fit inside `buf`.
+#[inline]
 pub fn parse_ip(buf: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
     parse_l3(buf, l3_off, false)
 }
@@ -67,6 +68,7 @@ pub fn parse_embedded(buf: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
     parse_l3(buf, l3_off, true)
 }
 
+#[inline(always)]
 fn parse_l3(buf: &[u8], l3: usize, inner: bool) -> Result<Parsed, ParseError> {
     let first = *buf.get(l3).ok_or(ParseError::TruncatedIp)?;
     let avail = buf.len();
@@ -194,6 +196,7 @@ fn parse_l3(buf: &[u8], l3: usize, inner: bool) -> Result<Parsed, ParseError> {
     Ok(p)
 }
 
+#[inline(always)]
 fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
     match proto_num {
         proto::TCP => {
