@@ -530,9 +530,7 @@ impl Port for AfPacketPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.h
-            .counters
-            .sum(self.h.first..self.h.first + self.h.queues.len() as u16)
+        self.h.stats()
     }
 
     fn queues(&self) -> u16 {
@@ -540,7 +538,7 @@ impl Port for AfPacketPort {
     }
 
     fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.first..self.h.first + self.h.queues.len() as u16
+        self.h.range()
     }
 
     fn counters(&self) -> Arc<PortCounters> {

@@ -1044,9 +1044,7 @@ impl Port for AfXdpPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.h
-            .counters
-            .sum(self.h.first..self.h.first + self.h.queues.len() as u16)
+        self.h.stats()
     }
 
     fn queues(&self) -> u16 {
@@ -1054,7 +1052,7 @@ impl Port for AfXdpPort {
     }
 
     fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.first..self.h.first + self.h.queues.len() as u16
+        self.h.range()
     }
 
     fn counters(&self) -> Arc<PortCounters> {

@@ -132,6 +132,16 @@ impl<Q> QueueHandle<Q> {
             .collect()
     }
 
+    /// The port queues this handle serves.
+    pub fn range(&self) -> Range<u16> {
+        self.first..self.first + self.queues.len() as u16
+    }
+
+    /// Counters of the queues this handle serves, summed.
+    pub fn stats(&self) -> PortStats {
+        self.counters.sum(self.range())
+    }
+
     /// The index in `queues` of port queue `queue`, if this handle serves it.
     pub fn index(&self, queue: u16) -> Option<usize> {
         queue
