@@ -170,6 +170,15 @@ pub fn render(rt: &Runtime) -> String {
             .map(|(i, w)| (wl(i), ld(&w.packets)))
             .collect(),
     );
+    f.counter(
+        "statewall_worker_handoff_packets_total",
+        "Packets handed to the worker owning their connection (ICMP errors, reassembled \
+         fragments, packets a port steered elsewhere).",
+        ws.iter()
+            .enumerate()
+            .map(|(i, w)| (wl(i), ld(&w.handed_off)))
+            .collect(),
+    );
     f.gauge(
         "statewall_worker_info",
         "Worker to core mapping.",

@@ -208,6 +208,8 @@ pub fn state_name(s: CtState) -> &'static str {
 fn verdict_name(o: &Outcome) -> &'static str {
     match (o.verdict, o.action) {
         (_, Action::Held(_)) => "HELD",
+        // Replay runs one worker, which owns everything; shown for completeness.
+        (_, Action::HandOff(_)) => "HANDOFF",
         (Some(Verdict::Accept), Action::Forward) => "ACCEPT",
         (Some(Verdict::Accept), Action::Drop(_)) => "DROP",
         (Some(Verdict::Drop), _) => "DROP",

@@ -7,14 +7,14 @@ use crate::config::{Config, PortConfig};
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
-use dataplane::port::{self, MbufPool, Port, PortCounters};
+use dataplane::port::{self, MbufPool, Port, PortCounters, Steering};
 use dataplane::ruleset::Ruleset;
 /// Entries of each worker-to-worker handoff ring.
 const HANDOFF_RING: usize = 1024;
 
 use dataplane::worker::{
-    Clock, HandoffLinks, NonIpPolicy, PairMode, PairPorts, Pipeline, PublishedStats, Worker,
-    WorkerHandle,
+    Clock, HandoffLinks, NonIpPolicy, Ownership, PairMode, PairPorts, Pipeline, PublishedStats,
+    Worker, WorkerHandle,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -361,19 +361,25 @@ impl Runtime {
             threads: Vec::new(),
         };
         let expect = Arc::new(conntrack::ExpectTable::new());
-        // ICMP errors reach the worker their outer tuple steers to; the owner of the
-        // quoted flow is computed with our steering hash, which is what the pktgen
-        // backend steers by. (af_packet steers by the kernel's fanout hash, which we
-        // cannot reproduce, and pcap has one worker: no handoff there.)
-        let mut links: Vec<Option<HandoffLinks>> =
-            if n > 1 && cfg.ports.iter().all(|p| p.backend == "pktgen") {
-                HandoffLinks::mesh(n, HANDOFF_RING)
-                    .into_iter()
-                    .map(Some)
-                    .collect()
-            } else {
-                (0..n).map(|_| None).collect()
-            };
+        // With several workers, every connection has one owner: the worker the ports'
+        // steering model picks for it. Ports whose steering the workers can evaluate
+        // (pktgen, af_packet's fanout program) deliver almost everything to its owner;
+        // the exceptions (ICMP errors quoting a flow, datagrams reassembled from
+        // fragments steered by addresses) are handed over through SPSC rings. Ports whose
+        // steering is unknown (af_xdp and DPDK queues fed by NIC or veth RSS) have every
+        // packet checked, and strays handed to their owner.
+        let model = per_worker
+            .first()
+            .and_then(|ports| ports.iter().find_map(|p| p.steering()))
+            .unwrap_or(Steering::Symmetric);
+        let mut links: Vec<Option<HandoffLinks>> = if n > 1 {
+            HandoffLinks::mesh(n, HANDOFF_RING)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            (0..n).map(|_| None).collect()
+        };
         for (w, mut qports) in per_worker.into_iter().enumerate() {
             let mut pairs = Vec::new();
             let mut names = Vec::new();
@@ -408,6 +414,11 @@ impl Runtime {
             let table = ConnTable::with_expectations(per_shard, ct_cfg, expect.clone(), w as u16);
             let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
             pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
+            pipeline.ownership = (n > 1).then_some(Ownership {
+                me: w as u16,
+                workers: n as u16,
+                model,
+            });
             let worker = Worker {
                 id: w,
                 core: Some(cores[w]),

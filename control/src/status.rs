@@ -76,6 +76,7 @@ pub fn workers_json(rt: &Runtime) -> Value {
                 json!({
                     "worker": i, "cpu": w.core,
                     "packets": ld(&s.packets), "bytes": ld(&s.bytes), "forwarded": ld(&s.forwarded),
+                    "handed_off": ld(&s.handed_off),
                     "busy_cycles": ld(&s.busy_cycles), "total_cycles": ld(&s.total_cycles),
                     "polls": ld(&s.polls), "busy_polls": ld(&s.busy_polls),
                     "conntrack_entries": ld(&s.ct_entries),

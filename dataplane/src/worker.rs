@@ -15,7 +15,7 @@
 use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::port::{queue_of, Mbuf, MbufPool, Port};
+use crate::port::{Mbuf, MbufPool, Port, Steering};
 use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
@@ -119,6 +119,10 @@ pub enum Action {
     /// A fragment kept for reassembly in this slot: the caller holds the buffer until
     /// an outcome names the slot in `completes` or `discard`.
     Held(usize),
+    /// This fragment completed a datagram whose connection another worker owns (see
+    /// [`Ownership`]): hand the fragments held for the slot in `completes`, then this
+    /// one, to that worker, which reassembles and judges them. Nothing was judged here.
+    HandOff(u16),
 }
 
 /// The result of [`Pipeline::process`] for one packet.
@@ -139,6 +143,21 @@ pub struct Outcome {
     pub completes: Option<usize>,
     /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
     pub discard: Option<usize>,
+}
+
+impl Outcome {
+    /// The outcome of a packet handed, unjudged, to worker `to`.
+    pub fn handed_off(to: u16) -> Self {
+        Outcome {
+            action: Action::HandOff(to),
+            track: None,
+            parse_error: None,
+            verdict: None,
+            reply_len: 0,
+            completes: None,
+            discard: None,
+        }
+    }
 }
 
 /// Index of a [`CtState`] in per-state counters.
@@ -180,6 +199,8 @@ pub struct LocalStats {
     pub non_ip_passed: u64,
     /// Malformed frames by parse reason (debug aid; summed into drops).
     pub malformed: u64,
+    /// Packets handed to the worker owning their connection (not in `packets`).
+    pub handed_off: u64,
 }
 
 impl LocalStats {
@@ -207,6 +228,37 @@ pub struct Pipeline {
     pub defrag: Defrag,
     /// Scratch copy of a reassembled datagram.
     whole: Box<[u8]>,
+    /// Which worker owns a connection, with several workers (None: this one owns all).
+    pub ownership: Option<Ownership>,
+}
+
+/// Which worker owns a connection: the steering model every worker evaluates, the
+/// number of workers and this worker's index.
+///
+/// Steering places packets by a hash of what they carry, which is not always the
+/// connection they belong to: an ICMP error carries the flow it quotes, a fragment only
+/// its addresses (a non-first fragment has no ports), and a port whose steering is not
+/// known (NIC or veth RSS) can place anything anywhere. The poll loop checks those
+/// packets against `model` and hands the ones owned elsewhere to their worker through
+/// the SPSC rings of [`HandoffLinks`]; a reassembled datagram is checked here, in the
+/// pipeline, and comes out as [`Action::HandOff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// This worker.
+    pub me: u16,
+    /// Number of workers (queues per port).
+    pub workers: u16,
+    /// The steering function that defines ownership.
+    pub model: Steering,
+}
+
+impl Ownership {
+    /// The worker owning the connection of the whole packet `p`, when it is not this one.
+    #[inline]
+    pub fn elsewhere(&self, frame: &[u8], p: &packet::Parsed) -> Option<u16> {
+        let w = self.model.owner(frame, p, self.workers);
+        (w != self.me).then_some(w)
+    }
 }
 
 /// Names and mode of the pair a packet is travelling through.
@@ -232,6 +284,7 @@ impl Pipeline {
             ftp_ports: Vec::new(),
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
+            ownership: None,
         }
     }
 
@@ -336,7 +389,23 @@ impl Pipeline {
                     let whole = std::mem::take(&mut self.whole);
                     let mut o = match packet::parse(&whole[..n]) {
                         Ok(Frame::Ip(wp)) => {
-                            self.judge(rs, &whole[..n], &wp, pair, ingress, now, reply, log, out)
+                            match self.ownership.and_then(|ow| ow.elsewhere(&whole[..n], &wp)) {
+                                Some(w) => Outcome {
+                                    action: Action::HandOff(w),
+                                    ..out
+                                },
+                                None => self.judge(
+                                    rs,
+                                    &whole[..n],
+                                    &wp,
+                                    pair,
+                                    ingress,
+                                    now,
+                                    reply,
+                                    log,
+                                    out,
+                                ),
+                            }
                         }
                         _ => {
                             self.stats.drop(DropReason::Fragment);
@@ -516,6 +585,8 @@ pub struct PublishedStats {
     pub ct_stats: [AtomicU64; 8],
     /// Entries expired by protocol: tcp, udp, icmp, icmpv6, other.
     pub expired: [AtomicU64; 5],
+    /// Packets handed to the worker owning their connection.
+    pub handed_off: AtomicU64,
 }
 
 impl PublishedStats {
@@ -530,6 +601,7 @@ impl PublishedStats {
             st(&self.drops[i], s.drops[i]);
         }
         st(&self.forwarded, s.forwarded);
+        st(&self.handed_off, s.handed_off);
         st(&self.rejects_sent, s.rejects_sent);
         st(&self.verdicts[0], s.verdict_accept);
         st(&self.verdicts[1], s.verdict_drop);
@@ -650,12 +722,12 @@ pub struct Handoff {
 
 /// One worker's ends of the handoff mesh (one SPSC ring per ordered worker pair).
 ///
-/// Steering sends a packet to the worker whose queue [`queue_of`] picks for the
-/// symmetric hash of its tuple, so every packet of a flow meets the flow's shard. An
-/// ICMP error is steered by its *outer* tuple but belongs to the flow it quotes
-/// ([`crate::conntrack::owner_hash`]); when that owner is another worker, the packet is
-/// pushed into the ring to it (full ring: dropped, `DropReason::HandoffFull`). The owner
-/// drains its incoming rings every loop iteration, runs the packets through its
+/// Steering sends a packet to some worker's queue; [`Ownership`] says which worker owns
+/// its connection. A packet owned elsewhere (an ICMP error about another worker's flow,
+/// the fragments of a datagram whose ports hash to another worker, any stray packet of
+/// a port whose steering is not known) is pushed into the ring to its owner (a
+/// fragment train all or nothing; full ring: dropped, `DropReason::HandoffFull`). The
+/// owner drains its incoming rings every loop iteration, runs the packets through its
 /// pipeline (with the recorded pair and side) and sends them on its own queue.
 ///
 /// Buffers: a handed-off buffer belongs to the sender's pool. Pools never grow past
@@ -666,10 +738,6 @@ pub struct Handoff {
 /// is returned; the sender's pool is then one short until a later handoff.)
 #[derive(Debug, Default)]
 pub struct HandoffLinks {
-    /// This worker's id.
-    pub me: u16,
-    /// Number of workers (queues per port).
-    pub workers: u16,
     /// `to[w]`: packets from this worker to worker `w` (None for itself).
     pub to: Vec<Option<Arc<ArrayQueue<Handoff>>>>,
     /// `from[w]`: packets from worker `w` to this worker.
@@ -694,8 +762,6 @@ impl HandoffLinks {
             .collect();
         (0..n)
             .map(|w| HandoffLinks {
-                me: w as u16,
-                workers: n as u16,
                 to: pk[w].clone(),
                 from: (0..n).map(|f| pk[f][w].clone()).collect(),
                 ret_to: rb[w].clone(),
@@ -704,16 +770,100 @@ impl HandoffLinks {
             .collect()
     }
 
-    /// The worker that owns this packet when it is not this one: only ICMP/ICMPv6
-    /// errors (not fragments) can belong elsewhere; every other packet is steered by
-    /// the tuple that owns it.
-    pub fn owner_elsewhere(&self, frame: &[u8], p: &packet::Parsed) -> Option<u16> {
-        match p.l4 {
-            packet::L4::Icmp(i) if i.is_error() && !p.frag.is_fragment() => {
-                let w = queue_of(crate::conntrack::owner_hash(frame, p), self.workers);
-                (w != self.me).then_some(w)
+    /// Pushes the fragments `held` (possibly none) and then `m` into the ring to worker
+    /// `to`, all or none: a train that does not fit is dropped whole
+    /// (`DropReason::HandoffFull`), since a part would only time out at the owner.
+    /// The packets leave this worker's `packets`/`bytes` (their owner counts them).
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        to: u16,
+        held: &mut Vec<Mbuf>,
+        m: Mbuf,
+        pair: u16,
+        ingress: Side,
+        pool: &mut MbufPool,
+        stats: &mut LocalStats,
+    ) {
+        let k = held.len() as u64 + 1;
+        let ring = self.to.get(to as usize).and_then(Option::as_ref);
+        // Single producer: the free room seen here can only grow until we push.
+        let fits = ring.is_some_and(|r| r.capacity() - r.len() >= k as usize);
+        for m in held.drain(..).chain(std::iter::once(m)) {
+            stats.packets = stats.packets.saturating_sub(1);
+            stats.bytes = stats.bytes.saturating_sub(m.len() as u64);
+            let item = Handoff { m, pair, ingress };
+            let pushed = match ring {
+                Some(r) if fits => r.push(item),
+                _ => Err(item),
+            };
+            match pushed {
+                Ok(()) => stats.handed_off += 1,
+                Err(item) => {
+                    stats.drop(DropReason::HandoffFull);
+                    pool.put(item.m);
+                }
             }
-            _ => None,
+        }
+    }
+}
+
+/// Where one packet goes once the pipeline has decided: forwarded (with the fragments
+/// it completes), held for reassembly, dropped (its buffer reused for a REJECT reply),
+/// or handed to the worker owning its connection.
+#[allow(clippy::too_many_arguments)]
+fn dispose(
+    o: &Outcome,
+    m: Mbuf,
+    reply: &[u8],
+    held: &mut [Vec<Mbuf>],
+    fwd: &mut Vec<Mbuf>,
+    back: &mut Vec<Mbuf>,
+    pool: &mut MbufPool,
+    stats: &mut LocalStats,
+    links: Option<&HandoffLinks>,
+    pair: u16,
+    ingress: Side,
+) {
+    if let Some(slot) = o.discard {
+        pool.put_all(&mut held[slot]);
+    }
+    match o.action {
+        Action::Held(slot) => held[slot].push(m),
+        Action::Forward => {
+            if let Some(slot) = o.completes {
+                fwd.append(&mut held[slot]);
+            }
+            fwd.push(m);
+        }
+        Action::HandOff(to) => {
+            let mut none = Vec::new();
+            let train = match o.completes {
+                Some(slot) => &mut held[slot],
+                None => &mut none,
+            };
+            match links {
+                Some(l) => l.send(to, train, m, pair, ingress, pool, stats),
+                None => {
+                    // No rings (cannot happen: ownership is only set with them).
+                    pool.put_all(train);
+                    pool.put(m);
+                }
+            }
+        }
+        Action::Drop(_) => {
+            if let Some(slot) = o.completes {
+                pool.put_all(&mut held[slot]);
+            }
+            if o.reply_len > 0 {
+                // Reuse the offending packet's buffer for the reply.
+                let mut m = m;
+                m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
+                m.set_len(o.reply_len);
+                back.push(m);
+            } else {
+                pool.put(m);
+            }
         }
     }
 }
@@ -737,12 +887,14 @@ impl Worker {
         }
     }
 
-    /// Processes the packets other workers handed to this one (ICMP errors about flows
+    /// Processes the packets other workers handed to this one (packets of connections
     /// of this shard) and gives buffers back (see [`HandoffLinks`]).
+    #[allow(clippy::too_many_arguments)]
     fn drain_handoffs(
         &mut self,
         rs: &Ruleset,
         now: Nanos,
+        held: &mut [Vec<Mbuf>],
         fwd: &mut Vec<Mbuf>,
         back: &mut Vec<Mbuf>,
         reply: &mut [u8],
@@ -751,6 +903,9 @@ impl Worker {
         let Some(h) = self.handoff.take() else {
             return;
         };
+        // What was handed here is owned here: no second hand-off (a datagram another
+        // worker found owned here is reassembled and judged here).
+        let ownership = self.pipeline.ownership.take();
         for f in 0..h.from.len() {
             if let Some(r) = &h.ret_from[f] {
                 while let Some(m) = r.pop() {
@@ -765,7 +920,6 @@ impl Worker {
                     break;
                 };
                 let pi = item.pair as usize;
-                let mut m = item.m;
                 if pi < self.pairs.len() {
                     let names = &self.pair_names[pi];
                     let view = PairView {
@@ -783,23 +937,26 @@ impl Worker {
                     };
                     let o = self.pipeline.process(
                         rs,
-                        m.data(),
+                        item.m.data(),
                         view,
                         item.ingress,
                         now,
                         reply,
                         &mut log,
                     );
-                    match o.action {
-                        Action::Forward => fwd.push(m),
-                        Action::Drop(_) if o.reply_len > 0 => {
-                            m.data_mut_full()[..o.reply_len].copy_from_slice(&reply[..o.reply_len]);
-                            m.set_len(o.reply_len);
-                            back.push(m);
-                        }
-                        // Fragments are never handed off, so nothing is held.
-                        _ => self.pool.put(m),
-                    }
+                    dispose(
+                        &o,
+                        item.m,
+                        reply,
+                        held,
+                        fwd,
+                        back,
+                        &mut self.pool,
+                        &mut self.pipeline.stats,
+                        None,
+                        item.pair,
+                        item.ingress,
+                    );
                     let pair = &mut self.pairs[pi];
                     let q = pair.queue;
                     let (rx_port, tx_port) = match item.ingress {
@@ -816,7 +973,7 @@ impl Worker {
                         }
                     }
                 } else {
-                    self.pool.put(m);
+                    self.pool.put(item.m);
                 }
                 // One buffer back to the sender for the one it lent.
                 if let Some(r) = &h.ret_to[f] {
@@ -828,6 +985,7 @@ impl Worker {
                 }
             }
         }
+        self.pipeline.ownership = ownership;
         self.handoff = Some(h);
     }
 
@@ -851,6 +1009,18 @@ impl Worker {
         let mut hashes: Vec<u64> = Vec::with_capacity(burst);
         let mut reply = [0u8; 2048];
         let mut current = self.ruleset.load_full();
+        if self.handoff.is_none() {
+            // No rings to hand anything to: this worker owns every connection it sees.
+            self.pipeline.ownership = None;
+        }
+        // Per pair and side: the port's steering is not the ownership model, so the
+        // owner of every packet it delivers must be checked.
+        let model = self.pipeline.ownership.map(|o| o.model);
+        let unknown: Vec<[bool; 2]> = self
+            .pairs
+            .iter()
+            .map(|p| [p.network.steering() != model, p.host.steering() != model])
+            .collect();
         let loop_start = cycles(&self.clock);
         let mut log_limiter = LogLimiter::new(LOG_RATE_PER_SEC, LOG_BURST);
         let mut local_busy = 0u64;
@@ -873,7 +1043,15 @@ impl Worker {
             }
             if self.handoff.is_some() {
                 let now = self.clock.now();
-                self.drain_handoffs(&rs, now, &mut fwd, &mut back, &mut reply, &mut log_limiter);
+                self.drain_handoffs(
+                    &rs,
+                    now,
+                    &mut held,
+                    &mut fwd,
+                    &mut back,
+                    &mut reply,
+                    &mut log_limiter,
+                );
             }
             for pi in 0..self.pairs.len() {
                 for ingress in [Side::Network, Side::Host] {
@@ -898,14 +1076,20 @@ impl Worker {
                     dest.clear();
                     parsed.clear();
                     hashes.clear();
+                    let own = self.pipeline.ownership;
+                    let check_all = unknown.get(pi).is_some_and(|u| u[ingress as usize]);
                     for m in rx.iter() {
                         let mut d = u16::MAX;
                         let mut h = 0;
                         let r = packet::parse(m.data());
                         if let Ok(Frame::Ip(p)) = &r {
                             h = self.pipeline.table.prefetch(p);
-                            if let Some(ho) = &self.handoff {
-                                d = ho.owner_elsewhere(m.data(), p).unwrap_or(u16::MAX);
+                            // Fragments are checked once reassembled (in the pipeline).
+                            if let Some(ow) = own.filter(|_| !p.frag.is_fragment()) {
+                                let error = matches!(p.l4, packet::L4::Icmp(i) if i.is_error());
+                                if check_all || error {
+                                    d = ow.elsewhere(m.data(), p).unwrap_or(u16::MAX);
+                                }
                             }
                         }
                         dest.push(d);
@@ -933,64 +1117,36 @@ impl Worker {
                         }
                     };
                     for (i, m) in rx.drain(..).enumerate() {
-                        if dest[i] != u16::MAX {
-                            let ring = self
-                                .handoff
-                                .as_ref()
-                                .and_then(|h| h.to[dest[i] as usize].as_ref());
-                            let item = Handoff {
-                                m,
-                                pair: pi as u16,
+                        let o = if dest[i] != u16::MAX {
+                            // Owned by another worker: counted there, not here.
+                            self.pipeline.stats.packets += 1;
+                            self.pipeline.stats.bytes += m.len() as u64;
+                            Outcome::handed_off(dest[i])
+                        } else {
+                            self.pipeline.process_parsed(
+                                &rs,
+                                m.data(),
+                                parsed[i],
+                                view,
                                 ingress,
-                            };
-                            let pushed = match ring {
-                                Some(r) => r.push(item),
-                                None => Err(item),
-                            };
-                            if let Err(item) = pushed {
-                                // Not counted in `packets`: the owner never saw it.
-                                self.pipeline.stats.drop(DropReason::HandoffFull);
-                                self.pool.put(item.m);
-                            }
-                            continue;
-                        }
-                        let o = self.pipeline.process_parsed(
-                            &rs,
-                            m.data(),
-                            parsed[i],
-                            view,
+                                now,
+                                &mut reply,
+                                &mut log,
+                            )
+                        };
+                        dispose(
+                            &o,
+                            m,
+                            &reply,
+                            &mut held,
+                            &mut fwd,
+                            &mut back,
+                            &mut self.pool,
+                            &mut self.pipeline.stats,
+                            self.handoff.as_ref(),
+                            pi as u16,
                             ingress,
-                            now,
-                            &mut reply,
-                            &mut log,
                         );
-                        if let Some(slot) = o.discard {
-                            self.pool.put_all(&mut held[slot]);
-                        }
-                        match o.action {
-                            Action::Held(slot) => held[slot].push(m),
-                            Action::Forward => {
-                                if let Some(slot) = o.completes {
-                                    fwd.append(&mut held[slot]);
-                                }
-                                fwd.push(m);
-                            }
-                            Action::Drop(_) => {
-                                if let Some(slot) = o.completes {
-                                    self.pool.put_all(&mut held[slot]);
-                                }
-                                if o.reply_len > 0 {
-                                    // Reuse the offending packet's buffer for the reply.
-                                    let mut m = m;
-                                    m.data_mut_full()[..o.reply_len]
-                                        .copy_from_slice(&reply[..o.reply_len]);
-                                    m.set_len(o.reply_len);
-                                    back.push(m);
-                                } else {
-                                    self.pool.put(m);
-                                }
-                            }
-                        }
                     }
                     if !fwd.is_empty() {
                         tx_port.tx_burst(q, &mut fwd, &mut self.pool);
@@ -1228,6 +1384,7 @@ mod tests {
         rx: Queues,
         tx: Queues,
         counters: Arc<PortCounters>,
+        steering: Option<Steering>,
     }
 
     impl Port for MemPort {
@@ -1273,6 +1430,9 @@ mod tests {
         fn counters(&self) -> Arc<PortCounters> {
             self.counters.clone()
         }
+        fn steering(&self) -> Option<Steering> {
+            self.steering
+        }
     }
 
     fn queues() -> Queues {
@@ -1290,106 +1450,224 @@ mod tests {
         }
     }
 
+    /// Two running workers in forward mode over in-memory ports whose steering is
+    /// `steering` (None: unknown), ownership by the pktgen model; stopped on drop.
+    struct TwoWorkers {
+        net_rx: Queues,
+        net_tx: Queues,
+        host_rx: Queues,
+        host_tx: Queues,
+        stats: Vec<Arc<CachePadded<PublishedStats>>>,
+        stop: Arc<AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+
+    impl TwoWorkers {
+        fn start(steering: Option<Steering>) -> Self {
+            let (net_rx, net_tx, host_rx, host_tx) = (queues(), queues(), queues(), queues());
+            let rs = Arc::new(ArcSwap::from_pointee(Ruleset::accept_all()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let clock = Clock::new();
+            let mut stats = Vec::new();
+            let mut threads = Vec::new();
+            let expect = Arc::new(crate::conntrack::ExpectTable::new());
+            for (w, link) in HandoffLinks::mesh(2, 64).into_iter().enumerate() {
+                let table =
+                    ConnTable::with_expectations(256, Config::default(), expect.clone(), w as u16);
+                let mut pipeline = Pipeline::new(table, &rs.load(), NonIpPolicy::PassArp);
+                pipeline.ownership = Some(Ownership {
+                    me: w as u16,
+                    workers: 2,
+                    model: Steering::Symmetric,
+                });
+                let mk = |rx: &Queues, tx: &Queues| -> Box<dyn Port> {
+                    Box::new(MemPort {
+                        rx: rx.clone(),
+                        tx: tx.clone(),
+                        counters: PortCounters::new("mem", 2),
+                        steering,
+                    })
+                };
+                let worker = Worker {
+                    id: w,
+                    core: None,
+                    pipeline,
+                    pool: MbufPool::new(64),
+                    pairs: vec![PairPorts {
+                        mode: PairMode::Forward,
+                        network: mk(&net_rx, &net_tx),
+                        host: mk(&host_rx, &host_tx),
+                        queue: w as u16,
+                    }],
+                    pair_names: vec![("net".into(), "host".into())],
+                    burst: 32,
+                    ruleset: rs.clone(),
+                    stats: Arc::new(CachePadded::new(PublishedStats::default())),
+                    commands: Arc::new(crossbeam_queue::ArrayQueue::new(8)),
+                    stop: stop.clone(),
+                    clock,
+                    log_events: None,
+                    log_lost: Arc::new(AtomicU64::new(0)),
+                    handoff: Some(link),
+                };
+                stats.push(worker.stats.clone());
+                threads.push(std::thread::spawn(move || worker.run()));
+            }
+            TwoWorkers {
+                net_rx,
+                net_tx,
+                host_rx,
+                host_tx,
+                stats,
+                stop,
+                threads,
+            }
+        }
+
+        /// Packets of worker `w` in conntrack state `s`.
+        fn st(&self, w: usize, s: CtState) -> u64 {
+            self.stats[w].by_state[state_index(s)].load(Ordering::Relaxed)
+        }
+
+        fn handed_off(&self, w: usize) -> u64 {
+            self.stats[w].handed_off.load(Ordering::Relaxed)
+        }
+
+        fn packets(&self, w: usize) -> u64 {
+            self.stats[w].packets.load(Ordering::Relaxed)
+        }
+
+        fn wait(&self, what: &str, f: &dyn Fn() -> bool) {
+            let t0 = std::time::Instant::now();
+            while !f() {
+                assert!(t0.elapsed().as_secs() < 20, "timed out waiting for {what}");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+
+    impl Drop for TwoWorkers {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// The worker owning a whole packet's connection, by the pktgen model.
+    fn owner2(f: &[u8]) -> usize {
+        crate::port::queue_of(hash_of(f), 2) as usize
+    }
+
     /// Two workers, forward mode, in-memory ports. A UDP flow goes through its owner A;
     /// an ICMP port-unreachable about it arrives on B's queue and is handed to A, where
     /// it is RELATED; an ICMP error about an unknown flow is INVALID.
     #[test]
     fn worker_icmp_error_handed_to_owner() {
-        let net_rx = queues();
-        let net_tx = queues();
-        let host_rx = queues();
-        let host_tx = queues();
-        let rs = Arc::new(ArcSwap::from_pointee(Ruleset::accept_all()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let clock = Clock::new();
-        let links = HandoffLinks::mesh(2, 64);
-        let mut stats = Vec::new();
-        let mut threads = Vec::new();
-        let expect = Arc::new(crate::conntrack::ExpectTable::new());
-        for (w, link) in links.into_iter().enumerate() {
-            let table =
-                ConnTable::with_expectations(256, Config::default(), expect.clone(), w as u16);
-            let pipeline = Pipeline::new(table, &rs.load(), NonIpPolicy::PassArp);
-            let mk = |rx: &Queues, tx: &Queues| -> Box<dyn Port> {
-                Box::new(MemPort {
-                    rx: rx.clone(),
-                    tx: tx.clone(),
-                    counters: PortCounters::new("mem", 2),
-                })
-            };
-            let worker = Worker {
-                id: w,
-                core: None,
-                pipeline,
-                pool: MbufPool::new(64),
-                pairs: vec![PairPorts {
-                    mode: PairMode::Forward,
-                    network: mk(&net_rx, &net_tx),
-                    host: mk(&host_rx, &host_tx),
-                    queue: w as u16,
-                }],
-                pair_names: vec![("net".into(), "host".into())],
-                burst: 32,
-                ruleset: rs.clone(),
-                stats: Arc::new(CachePadded::new(PublishedStats::default())),
-                commands: Arc::new(crossbeam_queue::ArrayQueue::new(8)),
-                stop: stop.clone(),
-                clock,
-                log_events: None,
-                log_lost: Arc::new(AtomicU64::new(0)),
-                handoff: Some(link),
-            };
-            stats.push(worker.stats.clone());
-            threads.push(std::thread::spawn(move || worker.run()));
-        }
+        let t = TwoWorkers::start(Some(Steering::Symmetric));
         // The client behind host, the server behind net.
         let c = "10.0.0.1:40000".parse().unwrap();
         let s = "10.0.0.2:53".parse().unwrap();
         let q = PacketSpec::udp(c, s).payload(b"query").to_vec();
         let r = PacketSpec::udp(s, c).payload(b"answer").to_vec();
-        let a = queue_of(hash_of(&q), 2) as usize;
+        let a = owner2(&q);
         let b = 1 - a;
-        let wait = |f: &dyn Fn() -> bool| {
-            let t0 = std::time::Instant::now();
-            while !f() {
-                assert!(t0.elapsed().as_secs() < 20, "timed out");
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        };
-        let st = |w: usize, i: usize| stats[w].by_state[i].load(Ordering::Relaxed);
-        host_rx.lock().unwrap()[a].push_back(q.clone());
-        wait(&|| st(a, state_index(CtState::New)) == 1);
-        net_rx.lock().unwrap()[a].push_back(r);
-        wait(&|| st(a, state_index(CtState::Established)) == 1);
+        t.host_rx.lock().unwrap()[a].push_back(q.clone());
+        t.wait("NEW", &|| t.st(a, CtState::New) == 1);
+        t.net_rx.lock().unwrap()[a].push_back(r);
+        t.wait("ESTABLISHED", &|| t.st(a, CtState::Established) == 1);
         // Port unreachable from the server about the client's datagram, steered (by its
         // outer tuple) to B's queue.
         let err = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.1"), 3, 3, [0; 4])
             .payload(&q[14..])
             .to_vec();
-        assert_eq!(
-            queue_of(hash_of(&err), 2) as usize,
-            a,
-            "owner = the quoted flow"
-        );
-        net_rx.lock().unwrap()[b].push_back(err);
-        wait(&|| st(a, state_index(CtState::Related)) == 1);
-        assert_eq!(st(b, state_index(CtState::Related)), 0);
+        assert_eq!(owner2(&err), a, "owner = the quoted flow");
+        t.net_rx.lock().unwrap()[b].push_back(err);
+        t.wait("RELATED", &|| t.st(a, CtState::Related) == 1);
+        assert_eq!(t.st(b, CtState::Related), 0);
+        assert_eq!((t.handed_off(b), t.packets(b)), (1, 0));
         // It went out of the host port on A's queue.
-        wait(&|| host_tx.lock().unwrap()[a].len() == 2);
+        t.wait("forwarding", &|| t.host_tx.lock().unwrap()[a].len() == 2);
         // An error about a flow never seen: INVALID wherever it is owned.
         let q2 = PacketSpec::udp("10.0.0.7:1".parse().unwrap(), s).to_vec();
         let err2 = PacketSpec::icmp(v4("10.0.0.2"), v4("10.0.0.7"), 3, 3, [0; 4])
             .payload(&q2[14..])
             .to_vec();
-        let o2 = queue_of(hash_of(&err2), 2) as usize;
-        net_rx.lock().unwrap()[1 - o2].push_back(err2);
-        let inv = state_index(CtState::Invalid);
-        wait(&|| st(0, inv) + st(1, inv) == 1);
-        assert_eq!(st(o2, inv), 1);
-        stop.store(true, Ordering::Relaxed);
-        for t in threads {
-            t.join().unwrap();
+        let o2 = owner2(&err2);
+        t.net_rx.lock().unwrap()[1 - o2].push_back(err2);
+        t.wait("INVALID", &|| {
+            t.st(0, CtState::Invalid) + t.st(1, CtState::Invalid) == 1
+        });
+        assert_eq!(t.st(o2, CtState::Invalid), 1);
+    }
+
+    /// Fragments are steered by addresses only, so a datagram can be reassembled on a
+    /// worker that does not own its connection: that worker hands the whole train to
+    /// the owner, which reassembles it again, judges it once on its shard and forwards
+    /// the fragments from its own queue.
+    #[test]
+    fn worker_fragment_train_handed_to_owner() {
+        let t = TwoWorkers::start(Some(Steering::Symmetric));
+        let s = "10.0.0.2:53".parse().unwrap();
+        // A client port whose flow is owned by worker 1; its fragments land on worker 0.
+        let (c, q) = (1024..2048u16)
+            .map(|p| {
+                let c: std::net::SocketAddr = std::net::SocketAddr::new(v4("10.0.0.1"), p);
+                (c, PacketSpec::udp(c, s).payload(&[7u8; 3000]).to_vec())
+            })
+            .find(|(_, q)| owner2(q) == 1)
+            .unwrap();
+        let frags = super::pipeline_tests::fragments(&q, 1480);
+        assert_eq!(frags.len(), 3);
+        for f in &frags {
+            t.host_rx.lock().unwrap()[0].push_back(f.clone());
         }
+        t.wait("the datagram judged by its owner", &|| {
+            t.st(1, CtState::New) == 1
+        });
+        assert_eq!(t.st(0, CtState::New), 0, "never judged on the wrong shard");
+        assert_eq!(t.handed_off(0), 3);
+        assert_eq!((t.packets(0), t.packets(1)), (0, 3));
+        // The fragments leave, in order, from the owner's queue.
+        t.wait("forwarding", &|| t.net_tx.lock().unwrap()[1].len() == 3);
+        assert_eq!(Vec::from(t.net_tx.lock().unwrap()[1].clone()), frags);
+        assert!(t.net_tx.lock().unwrap()[0].is_empty());
+        // The unfragmented answer, steered by its ports to the owner: ESTABLISHED there.
+        let r = PacketSpec::udp(s, c).payload(b"ok").to_vec();
+        t.net_rx.lock().unwrap()[1].push_back(r);
+        t.wait("ESTABLISHED", &|| t.st(1, CtState::Established) == 1);
+        assert_eq!(t.st(0, CtState::Invalid) + t.st(1, CtState::Invalid), 0);
+    }
+
+    /// A port whose steering is unknown (NIC or veth RSS) can deliver any packet to any
+    /// worker: each worker checks every packet against the model and hands strays to
+    /// their owner, so every connection still lives on one shard.
+    #[test]
+    fn worker_unknown_steering_checks_every_packet() {
+        let t = TwoWorkers::start(None);
+        let s = "10.0.0.2:80".parse().unwrap();
+        let mut conns = 0;
+        for p in 3000..3016u16 {
+            let c = std::net::SocketAddr::new(v4("10.0.0.1"), p);
+            let q = PacketSpec::udp(c, s).payload(b"q").to_vec();
+            let r = PacketSpec::udp(s, c).payload(b"r").to_vec();
+            // Worst case: the request on one queue, the answer on the other.
+            let first = (p % 2) as usize;
+            t.host_rx.lock().unwrap()[first].push_back(q);
+            conns += 1;
+            t.wait("NEW", &|| {
+                t.st(0, CtState::New) + t.st(1, CtState::New) == conns
+            });
+            t.net_rx.lock().unwrap()[1 - first].push_back(r);
+            t.wait("ESTABLISHED", &|| {
+                t.st(0, CtState::Established) + t.st(1, CtState::Established) == conns
+            });
+        }
+        // Half of the packets arrived at the worker that does not own them.
+        assert_eq!(t.handed_off(0) + t.handed_off(1), 16);
+        assert_eq!(t.packets(0) + t.packets(1), 32);
+        assert!(t.st(0, CtState::New) > 0 && t.st(1, CtState::New) > 0);
     }
 
     #[test]
@@ -1464,7 +1742,7 @@ mod pipeline_tests {
     };
 
     /// Splits an IPv4 frame into fragments of `size` payload bytes (multiple of 8).
-    fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    pub(super) fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
         let payload = &frame[34..];
         let mut out = Vec::new();
         let mut off = 0;

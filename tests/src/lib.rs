@@ -426,7 +426,9 @@ static BUILD_ERR: Mutex<Option<String>> = Mutex::new(None);
 
 /// The `statewall` binary: `$STATEWALL_BIN`, else `statewall` next to this test
 /// binary's `deps/` directory (the same target directory and profile), built with
-/// `cargo build -p statewall` once if it is not there yet.
+/// `cargo build -p statewall` once if it is not there yet or is older than a source
+/// file of `control/` or `dataplane/` (so `cargo test -p statewall-e2e` alone never
+/// runs a stale binary).
 pub fn statewall_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("STATEWALL_BIN") {
         return PathBuf::from(p);
@@ -440,8 +442,16 @@ pub fn statewall_bin() -> PathBuf {
         .to_path_buf();
     let bin = profile_dir.join("statewall");
     BUILD.call_once(|| {
-        if bin.is_file() {
-            return;
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let newest = ["control/src", "dataplane/src", "control/Cargo.toml"]
+            .iter()
+            .filter_map(|d| newest_mtime(&root.join(d)))
+            .max();
+        if let (Some(b), Some(n)) = (built, newest) {
+            if b >= n {
+                return;
+            }
         }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let target_dir = profile_dir.parent().unwrap();
@@ -469,6 +479,19 @@ pub fn statewall_bin() -> PathBuf {
     }
     assert!(bin.is_file(), "{} does not exist", bin.display());
     bin
+}
+
+/// The newest modification time of a file, or of any file under a directory.
+fn newest_mtime(p: &Path) -> Option<std::time::SystemTime> {
+    let m = std::fs::metadata(p).ok()?;
+    if !m.is_dir() {
+        return m.modified().ok();
+    }
+    std::fs::read_dir(p)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

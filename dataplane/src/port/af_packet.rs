@@ -20,7 +20,8 @@
 //!   outer header). `port_af_packet_fanout_is_symmetric` checks, on the running kernel,
 //!   that every frame lands on queue `steer_hash(frame) % queues`. (Fragments hash by
 //!   addresses only, so a fragment can reach another queue than its flow's unfragmented
-//!   packets.)
+//!   packets: the worker that reassembles the datagram hands the fragments to the
+//!   flow's owner, see `worker::Ownership`.)
 //! * `PACKET_IGNORE_OUTGOING` so a socket does not see frames sent on its interface
 //!   (plus a check of `sll_pkttype` for kernels without it), and promiscuous membership.
 //! * `Mbuf::hash` is the kernel's rx hash (`TP_FT_REQ_FILL_RXHASH`), not
@@ -543,6 +544,10 @@ impl Port for AfPacketPort {
 
     fn counters(&self) -> Arc<PortCounters> {
         self.h.counters.clone()
+    }
+
+    fn steering(&self) -> Option<super::Steering> {
+        Some(super::Steering::Fanout)
     }
 }
 

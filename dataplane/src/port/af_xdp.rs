@@ -50,12 +50,15 @@
 //! * Multi-queue: a socket receives only the frames of the queue it is bound to (the
 //!   kernel refuses a redirect to a socket of another queue), so the XDP program cannot
 //!   re-steer across queues: which queue, and so which worker, sees a flow is the NIC's
-//!   RSS. For a stateful firewall both directions of a connection must reach the same
-//!   worker, so on real NICs configure symmetric RSS (`ethtool -N IF rx-flow-hash udp4
-//!   sdfn` with a symmetric-xor/Toeplitz-symmetric hash where the driver supports it).
-//!   veth has one queue unless made with `numrxqueues N numtxqueues N`, and picks its
-//!   receive queue from the sender's transmit queue (XPS/flow hash), which is not
-//!   symmetric either. One queue (one worker) per port is always correct.
+//!   RSS, which statewall cannot evaluate ([`Port::steering`] is `None`). The workers
+//!   therefore check the owner of every packet from these queues and hand the strays to
+//!   the worker owning their connection (`worker::Ownership`), so both directions of a
+//!   connection meet one shard whatever the RSS does. veth has one queue unless made
+//!   with `numrxqueues N numtxqueues N`, and picks its receive queue from the sender's
+//!   transmit queue (XPS/flow hash), which is not symmetric: the two-queue test in
+//!   `control/tests/af_xdp.rs` runs exactly that. On real NICs a symmetric RSS
+//!   (`ethtool -X IF hfunc toeplitz` with a symmetric key, or `symmetric-xor`) keeps
+//!   the hand-off traffic small.
 //! * `Mbuf::hash` is 0 and `Mbuf::timestamp` is the burst's `CLOCK_MONOTONIC` read (XDP
 //!   sockets carry no timestamp in copy mode).
 //!

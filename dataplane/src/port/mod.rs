@@ -80,6 +80,46 @@ pub trait Port: Send {
 
     /// The shared counters of the whole port, readable from any thread.
     fn counters(&self) -> Arc<PortCounters>;
+
+    /// How the port spreads received packets over its queues, when that is a function
+    /// the workers can evaluate ([`Steering`]); `None` when it is not known (NIC or
+    /// veth RSS): the workers then check the owner of every packet themselves.
+    fn steering(&self) -> Option<Steering> {
+        None
+    }
+}
+
+/// A steering function that workers can evaluate in software: given a whole packet,
+/// the queue (and so the worker) that owns its connection.
+///
+/// Every packet of a flow must meet the worker that owns the flow's conntrack entry.
+/// A port steers by some hash of the packet; where the workers know that hash they only
+/// need to check the packets it cannot place (an ICMP error belongs to the flow it
+/// quotes, a reassembled datagram to the flow of its ports, not to the addresses its
+/// fragments were steered by). Where they do not know it, they check every packet
+/// against one model and hand the strays to their owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// `queue_of(symmetric_hash(tuple))`, ICMP errors by the quoted tuple: the pktgen
+    /// backend's placement.
+    Symmetric,
+    /// `steer_hash(frame) % queues`: af_packet's classic-BPF fanout program
+    /// ([`steer`]).
+    Fanout,
+}
+
+impl Steering {
+    /// The queue, of `queues`, that owns the connection of the whole (not fragmented)
+    /// packet `p` parsed from `frame`.
+    #[inline]
+    pub fn owner(self, frame: &[u8], p: &crate::packet::Parsed, queues: u16) -> u16 {
+        match self {
+            Steering::Symmetric => queue_of(crate::conntrack::owner_hash(frame, p), queues),
+            Steering::Fanout => {
+                (steer::steer_hash_parsed(frame, p) % u32::from(queues.max(1))) as u16
+            }
+        }
+    }
 }
 
 /// What a kernel-socket port handle (af_packet, af_xdp) holds about its queues: the

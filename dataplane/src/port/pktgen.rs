@@ -1113,6 +1113,10 @@ impl Port for PktgenPort {
     fn counters(&self) -> Arc<PortCounters> {
         self.counters.clone()
     }
+
+    fn steering(&self) -> Option<super::Steering> {
+        Some(super::Steering::Symmetric)
+    }
 }
 
 /// The linked inside/outside ports of the generator.

@@ -325,10 +325,18 @@ fn avalanche(mut a: u32) -> u32 {
 /// The program's result for an Ethernet frame (without VLAN tags), computed in Rust:
 /// the kernel delivers the frame to socket `steer_hash(frame) % sockets`.
 pub fn steer_hash(frame: &[u8]) -> u32 {
-    let Ok(Frame::Ip(p)) = packet::parse(frame) else {
+    match packet::parse(frame) {
+        Ok(Frame::Ip(p)) => steer_hash_parsed(frame, &p),
+        _ => 0,
+    }
+}
+
+/// [`steer_hash`] of a frame already parsed into `p` (the worker's ownership check
+/// reuses its parse).
+pub fn steer_hash_parsed(frame: &[u8], p: &packet::Parsed) -> u32 {
+    let Some(ip) = frame.get(p.l3_off as usize..) else {
         return 0;
     };
-    let ip = &frame[p.l3_off as usize..];
     let x = |v: Option<u32>| v.unwrap_or(0);
     let h = match p.family {
         packet::Family::V4 => {
