@@ -1019,7 +1019,10 @@ impl Worker {
         let unknown: Vec<[bool; 2]> = self
             .pairs
             .iter()
-            .map(|p| [p.network.steering() != model, p.host.steering() != model])
+            .map(|p| {
+                let check = |port: &dyn Port| port.steering() != model || !port.steering_trusted();
+                [check(&*p.network), check(&*p.host)]
+            })
             .collect();
         let loop_start = cycles(&self.clock);
         let mut log_limiter = LogLimiter::new(LOG_RATE_PER_SEC, LOG_BURST);
@@ -1647,15 +1650,14 @@ mod tests {
     fn worker_unknown_steering_checks_every_packet() {
         let t = TwoWorkers::start(None);
         let s = "10.0.0.2:80".parse().unwrap();
-        let mut conns = 0;
-        for p in 3000..3016u16 {
+        for (done, p) in (3000..3016u16).enumerate() {
+            let conns = done as u64 + 1;
             let c = std::net::SocketAddr::new(v4("10.0.0.1"), p);
             let q = PacketSpec::udp(c, s).payload(b"q").to_vec();
             let r = PacketSpec::udp(s, c).payload(b"r").to_vec();
             // Worst case: the request on one queue, the answer on the other.
             let first = (p % 2) as usize;
             t.host_rx.lock().unwrap()[first].push_back(q);
-            conns += 1;
             t.wait("NEW", &|| {
                 t.st(0, CtState::New) + t.st(1, CtState::New) == conns
             });

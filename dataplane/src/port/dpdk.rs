@@ -16,9 +16,15 @@
 //!   pool (REJECT replies built elsewhere, frames from another backend) are copied into a
 //!   fresh mbuf from the queue's mempool on transmit: one copy, only on that path.
 //! * Queues: one mempool and one rx/tx queue pair per worker. With more than one queue
-//!   the device is configured for RSS with the symmetric Toeplitz key (0x6d5a repeated),
-//!   so both directions of a connection reach the same queue and worker. Devices without
-//!   RSS (memif, null) leave steering to the peer.
+//!   the device is configured for RSS with the symmetric Toeplitz key (0x6d5a repeated)
+//!   and a redirection table of `i % queues`, so both directions of a connection reach
+//!   the same queue and worker, and the workers can compute the same placement in
+//!   software ([`super::rss`]) for what the device cannot place: ICMP errors (hashed by
+//!   their outer header) and datagrams reassembled from fragments (hashed by addresses)
+//!   are handed to the worker owning their connection. The placement is checked per
+//!   packet rather than trusted (a driver may hash differently), so a device that steers
+//!   otherwise costs hand-offs, never correctness. Devices without RSS (memif, null)
+//!   leave steering to the peer: every packet is checked the same way.
 //! * Counters: rx/tx packets and bytes are counted per queue in software at each burst;
 //!   the device-only counters (`imissed`, `ierrors`, `oerrors`, `rx_nombuf`) come from
 //!   `rte_eth_stats_get`, polled every [`STATS_POLL_BURSTS`] rx polls by the handle that
@@ -26,7 +32,8 @@
 //! * Multi-segment (chained) mbufs are not supported: only the first segment is seen.
 //!   Configure jumbo frames off (the default).
 
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use super::rss::{RssModel, RssTypes};
+use super::{Mbuf, MbufPool, Port, PortCounters, PortStats, Steering};
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -83,6 +90,8 @@ extern "C" {
         socket: c_int,
         pools: *const *mut RteMempool,
     ) -> c_int;
+    fn sw_port_rss(port: u16, nb_rxq: u16, rss_hf: *mut u64, reta_size: *mut u16) -> c_int;
+    fn sw_softrss(tuple: *mut u32, words: u32, key: *const u8) -> u32;
     fn sw_port_link_up(port: u16) -> c_int;
     fn sw_port_stop(port: u16) -> c_int;
     fn sw_port_close(port: u16) -> c_int;
@@ -393,6 +402,8 @@ pub struct DpdkPort {
     registered: bool,
     /// Device counters already added to queue 0 (only the handle serving queue 0).
     seen: DeviceStats,
+    /// The device's RSS as configured (None: no RSS, the peer or driver steers).
+    rss: Option<RssModel>,
 }
 
 // SAFETY: the scratch arrays hold raw pointers only during a burst call (never between
@@ -504,6 +515,14 @@ impl DpdkPort {
             r,
         )?;
         let dev = Arc::new(Device { port_id, pools });
+        let (mut rss_hf, mut reta_size) = (0u64, 0u16);
+        // SAFETY: the port is configured and started; the out pointers are valid.
+        let r = unsafe { sw_port_rss(port_id, queues, &mut rss_hf, &mut reta_size) };
+        check(format_args!("{device}: reading its RSS configuration"), r)?;
+        let rss = (reta_size > 0).then_some(RssModel {
+            reta_size,
+            types: RssTypes::from_dpdk_rss_hf(rss_hf),
+        });
         let deadline = Instant::now() + cfg.link_wait;
         let link_up = || {
             // SAFETY: the port is started; link_get_nowait only reads its state.
@@ -526,6 +545,7 @@ impl DpdkPort {
             polls: 0,
             registered: false,
             seen,
+            rss,
         })
     }
 
@@ -546,6 +566,7 @@ impl DpdkPort {
                 polls: 0,
                 registered: false,
                 seen: self.seen,
+                rss: self.rss,
             })
             .collect()
     }
@@ -723,6 +744,28 @@ impl Port for DpdkPort {
     fn counters(&self) -> Arc<PortCounters> {
         self.counters.clone()
     }
+
+    /// The symmetric RSS statewall configured, when the device does RSS.
+    fn steering(&self) -> Option<Steering> {
+        self.rss.map(Steering::Rss)
+    }
+
+    /// Not trusted: a driver may hash other fields than the model (or ignore the key
+    /// after reporting it), so workers check every packet; with a device that does as
+    /// configured, nothing is handed over but ICMP errors and fragment trains.
+    fn steering_trusted(&self) -> bool {
+        false
+    }
+}
+
+/// DPDK's own software Toeplitz hash (`rte_softrss`) of `tuple` (32-bit words in host
+/// order, as `rte_thash.h` takes them) under `key` (40 bytes), for cross-checks.
+pub fn softrss(tuple: &[u32], key: &[u8; 40]) -> u32 {
+    let mut t = tuple.to_vec();
+    assert!(t.len() <= 9, "at most 9 words");
+    // SAFETY: `t` holds `t.len()` words and `key` 40 bytes, all rte_softrss reads for
+    // inputs of up to 36 bytes (9 words), checked above.
+    unsafe { sw_softrss(t.as_mut_ptr(), t.len() as u32, key.as_ptr()) }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod dpdk;
 mod mbuf;
 pub mod pcap;
 pub mod pktgen;
+pub mod rss;
 pub mod steer;
 #[cfg(test)]
 mod testnet;
@@ -87,6 +88,15 @@ pub trait Port: Send {
     fn steering(&self) -> Option<Steering> {
         None
     }
+
+    /// Whether packets can be taken to arrive where [`Port::steering`] says. False when
+    /// the steering is a device configuration that statewall cannot confirm (a NIC's
+    /// RSS: a driver may ignore the key or hash other fields): the workers then check
+    /// every packet against the model, which costs a hash per packet and hands over
+    /// only the packets the device placed differently.
+    fn steering_trusted(&self) -> bool {
+        true
+    }
 }
 
 /// A steering function that workers can evaluate in software: given a whole packet,
@@ -106,6 +116,9 @@ pub enum Steering {
     /// `steer_hash(frame) % queues`: af_packet's classic-BPF fanout program
     /// ([`steer`]).
     Fanout,
+    /// A NIC's RSS with the symmetric Toeplitz key and a RETA of `i % queues`
+    /// ([`rss::RssModel`]): the DPDK backend's configuration.
+    Rss(rss::RssModel),
 }
 
 impl Steering {
@@ -118,6 +131,7 @@ impl Steering {
             Steering::Fanout => {
                 (steer::steer_hash_parsed(frame, p) % u32::from(queues.max(1))) as u16
             }
+            Steering::Rss(m) => m.owner(frame, p, queues),
         }
     }
 }

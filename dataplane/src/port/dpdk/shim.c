@@ -11,6 +11,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_ethdev.h>
+#include <rte_thash.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -55,9 +56,10 @@ struct rte_mempool *sw_pool_create(const char *name, unsigned n, unsigned cache,
     return rte_pktmbuf_pool_create(name, n, cache, 0, data_room, socket);
 }
 
-/* 40-byte symmetric Toeplitz key: 0x6d5a repeated makes the hash of (src, dst) equal to
- * the hash of (dst, src), so both directions of a flow reach the same queue. */
-static uint8_t sw_sym_rss_key[40];
+/* Symmetric Toeplitz key: 0x6d5a repeated makes the hash of (src, dst) equal to the hash
+ * of (dst, src), so both directions of a flow reach the same queue. 40 bytes is the
+ * common size; some devices take longer keys (52 bytes on i40e), hence the room. */
+static uint8_t sw_sym_rss_key[64];
 
 /* Configures `port` with nb_rxq/nb_txq queues (RSS over IP/TCP/UDP with the symmetric key
  * when nb_rxq > 1 and the device hashes), sets up every queue with `pools[q]` as queue q's
@@ -84,7 +86,7 @@ int sw_port_configure(uint16_t port, uint16_t nb_rxq, uint16_t nb_txq, uint16_t 
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_key = sw_sym_rss_key;
         conf.rx_adv_conf.rss_conf.rss_key_len =
-            info.hash_key_size ? info.hash_key_size : sizeof(sw_sym_rss_key);
+            info.hash_key_size ? info.hash_key_size : 40;
         if (conf.rx_adv_conf.rss_conf.rss_key_len > sizeof(sw_sym_rss_key))
             conf.rx_adv_conf.rss_conf.rss_key_len = sizeof(sw_sym_rss_key);
         conf.rx_adv_conf.rss_conf.rss_hf =
@@ -117,6 +119,53 @@ int sw_port_configure(uint16_t port, uint16_t nb_rxq, uint16_t nb_txq, uint16_t 
 }
 
 /* 1 when the link is up, 0 when down, negative errno on error. */
+/* After sw_port_configure: when the device does RSS, sets its redirection table to
+ * entry i = queue i % nb_rxq and reports the hashed types (rss_hf) and the table's size,
+ * which is what statewall's software model of the device's steering needs. Returns 0
+ * with *reta_size = 0 when the device does no RSS (or cannot report or set it). */
+int sw_port_rss(uint16_t port, uint16_t nb_rxq, uint64_t *rss_hf, uint16_t *reta_size) {
+    struct rte_eth_dev_info info;
+    struct rte_eth_rss_conf rss;
+    struct rte_eth_rss_reta_entry64 reta[RTE_ETH_RSS_RETA_SIZE_512 / RTE_ETH_RETA_GROUP_SIZE];
+    uint8_t key[64];
+    unsigned i;
+    int r;
+
+    *rss_hf = 0;
+    *reta_size = 0;
+    r = rte_eth_dev_info_get(port, &info);
+    if (r != 0)
+        return r;
+    if (nb_rxq < 2 || info.flow_type_rss_offloads == 0 || info.reta_size == 0 ||
+        info.reta_size > RTE_ETH_RSS_RETA_SIZE_512 ||
+        (info.reta_size & (info.reta_size - 1)) != 0)
+        return 0;
+    memset(&rss, 0, sizeof(rss));
+    rss.rss_key = key;
+    rss.rss_key_len = sizeof(key);
+    if (rte_eth_dev_rss_hash_conf_get(port, &rss) != 0)
+        return 0;
+    /* The key the device reports must be ours (a driver may keep its own). */
+    for (i = 0; i < rss.rss_key_len && i < sizeof(key); i++)
+        if (key[i] != sw_sym_rss_key[i])
+            return 0;
+    memset(reta, 0, sizeof(reta));
+    for (i = 0; i < info.reta_size; i++) {
+        reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ULL << (i % RTE_ETH_RETA_GROUP_SIZE);
+        reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = i % nb_rxq;
+    }
+    if (rte_eth_dev_rss_reta_update(port, reta, info.reta_size) != 0)
+        return 0;
+    *rss_hf = rss.rss_hf;
+    *reta_size = info.reta_size;
+    return 0;
+}
+
+/* DPDK's own software Toeplitz hash (rte_thash.h), for cross-checking statewall's. */
+uint32_t sw_softrss(uint32_t *tuple, uint32_t words, const uint8_t *key) {
+    return rte_softrss(tuple, words, key);
+}
+
 int sw_port_link_up(uint16_t port) {
     struct rte_eth_link link;
     int r = rte_eth_link_get_nowait(port, &link);

@@ -89,10 +89,57 @@ fn case_runner() {
         "null_queues" => case_null_queues(),
         "pcap" => case_pcap(),
         "errors" => case_errors(),
+        "softrss" => case_softrss(),
         other => panic!("unknown case {other}"),
     }
     eal_cleanup().unwrap();
     println!("case {case}: ok");
+}
+
+/// statewall's Toeplitz hash (port::rss) equals DPDK's `rte_softrss` on random IPv4
+/// and IPv6 tuples, under the symmetric key and another; and a net_null port, which
+/// does no RSS, reports no steering (its workers check every packet).
+fn case_softrss() {
+    use crate::port::rss::{Toeplitz, SYMMETRIC_KEY};
+    eal_init(&eal_args("softrss", &["net_null0".into()])).unwrap();
+    let other: [u8; 40] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for key in [SYMMETRIC_KEY, other] {
+        let t = Toeplitz::new(&key);
+        for len in [8usize, 12, 32, 36] {
+            for _ in 0..200 {
+                let mut input = [0u8; 36];
+                for b in input.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                let words: Vec<u32> = input[..len]
+                    .chunks(4)
+                    .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                    .collect();
+                assert_eq!(t.hash(&input[..len]), softrss(&words, &key), "len {len}");
+            }
+        }
+    }
+    let port = DpdkPort::open(
+        "n",
+        "net_null0",
+        &DpdkPortConfig {
+            queues: 2,
+            ..small()
+        },
+    )
+    .unwrap();
+    assert_eq!(port.steering(), None, "net_null does no RSS");
+    assert!(!port.steering_trusted());
+    drop(port);
+}
+
+#[test]
+fn dpdk_toeplitz_matches_rte_softrss() {
+    run_case("softrss");
 }
 
 #[test]
