@@ -54,7 +54,11 @@ fn bench(c: &mut Criterion) {
                 for k in 0..BURST {
                     let i = order[(pos + k) & 0xffff] as usize * FRAME;
                     let p = ps[k].as_ref().expect("parsed");
-                    black_box(t.track(&frames[i..i + FRAME], p, 2_000, TrackOpts::default()));
+                    let opts = TrackOpts {
+                        hash: hs[k],
+                        ..Default::default()
+                    };
+                    black_box(t.track(&frames[i..i + FRAME], p, 2_000, opts));
                 }
                 pos += BURST;
             })

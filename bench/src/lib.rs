@@ -354,7 +354,12 @@ impl OvsThread {
                 t.prefetch_entries(h);
             }
             for (k, f) in self.frames.iter().enumerate() {
-                let tr = t.track(f, &ps[k], now, TrackOpts::default());
+                let opts = TrackOpts {
+                    // The prefetch hash of this frame (batches of up to 64 keep them all).
+                    hash: if self.frames.len() <= 64 { hs[k] } else { 0 },
+                    ..Default::default()
+                };
+                let tr = t.track(f, &ps[k], now, opts);
                 let c = !tr.candidate || t.confirm(&tr, true, f, &ps[k], now).is_pass();
                 ok += (c && tr.handle.is_some()) as u64;
             }

@@ -475,7 +475,12 @@ fn time_established(t: &mut ConnTable, frames: &[u8], order: &[u32]) -> (f64, u6
         }
         let mut e = 0u64;
         for k in 0..BURST {
-            let tr = t.track(&hot[k], &ps[k], now, TrackOpts::default());
+            // The stage-1 hash goes along, as the worker's pipeline passes it.
+            let opts = TrackOpts {
+                hash: hs[k],
+                ..Default::default()
+            };
+            let tr = t.track(&hot[k], &ps[k], now, opts);
             let _ = t.confirm(&tr, true, &hot[k], &ps[k], now);
             e += (tr.state == CtState::Established) as u64;
         }

@@ -315,17 +315,19 @@ impl Pipeline {
         log: &mut dyn FnMut(ruleset::LogEvent<'_>),
     ) -> Outcome {
         let parsed = packet::parse(frame);
-        self.process_parsed(rs, frame, parsed, pair, ingress, now, reply, log)
+        self.process_parsed(rs, frame, &parsed, 0, pair, ingress, now, reply, log)
     }
 
     /// [`Pipeline::process`] for a frame the caller has already parsed (the poll loop
-    /// parses a whole burst first to prefetch the table buckets).
+    /// parses a whole burst first to prefetch the table buckets). `hash` is what
+    /// [`ConnTable::prefetch`] returned for this frame's parse (0: not prefetched).
     #[allow(clippy::too_many_arguments)]
     pub fn process_parsed(
         &mut self,
         rs: &Ruleset,
         frame: &[u8],
-        parsed: Result<Frame, ParseError>,
+        parsed: &Result<Frame, ParseError>,
+        hash: u64,
         pair: PairView<'_>,
         ingress: Side,
         now: Nanos,
@@ -348,7 +350,7 @@ impl Pipeline {
             Ok(Frame::NonIp(et)) => {
                 let pass = match self.non_ip {
                     NonIpPolicy::Pass => true,
-                    NonIpPolicy::PassArp => et == ETH_P_ARP,
+                    NonIpPolicy::PassArp => *et == ETH_P_ARP,
                     NonIpPolicy::Drop => false,
                 };
                 if pass {
@@ -363,13 +365,13 @@ impl Pipeline {
             Err(e) => {
                 self.stats.malformed += 1;
                 self.stats.drop(DropReason::Malformed);
-                out.parse_error = Some(e);
+                out.parse_error = Some(*e);
                 out.action = Action::Drop(DropReason::Malformed);
                 return out;
             }
         };
         if p.frag.is_fragment() {
-            match self.defrag.push(frame, &p, now) {
+            match self.defrag.push(frame, p, now) {
                 DefragResult::NotFragment => {}
                 DefragResult::Held { slot } => {
                     out.action = Action::Held(slot);
@@ -398,6 +400,7 @@ impl Pipeline {
                                     rs,
                                     &whole[..n],
                                     &wp,
+                                    0,
                                     pair,
                                     ingress,
                                     now,
@@ -421,7 +424,7 @@ impl Pipeline {
                 }
             }
         }
-        self.judge(rs, frame, &p, pair, ingress, now, reply, log, out)
+        self.judge(rs, frame, p, hash, pair, ingress, now, reply, log, out)
     }
 
     /// Raw table, conntrack, filter table and confirm for one whole IP packet.
@@ -431,6 +434,7 @@ impl Pipeline {
         rs: &Ruleset,
         frame: &[u8],
         p: &packet::Parsed,
+        hash: u64,
         pair: PairView<'_>,
         ingress: Side,
         now: Nanos,
@@ -438,7 +442,6 @@ impl Pipeline {
         log: &mut dyn FnMut(ruleset::LogEvent<'_>),
         mut out: Outcome,
     ) -> Outcome {
-        let p = *p;
         // Which chains and interface names apply.
         let (raw_chain, filter_chain, in_port, out_port) = match (pair.mode, ingress) {
             (PairMode::Forward, Side::Network) => (
@@ -462,7 +465,7 @@ impl Pipeline {
         };
         let mut ctx = PacketCtx {
             frame,
-            parsed: &p,
+            parsed: p,
             ct_state: CtState::Invalid,
             ct_dir: Direction::Original,
             ct_status: Default::default(),
@@ -496,8 +499,9 @@ impl Pipeline {
         let opts = TrackOpts {
             notrack: raw.notrack,
             helper,
+            hash,
         };
-        let t = self.table.track(frame, &p, now, opts);
+        let t = self.table.track(frame, p, now, opts);
         self.stats.by_state[state_index(t.state)] += 1;
         out.track = Some(t);
         if t.table_full_drop {
@@ -513,7 +517,7 @@ impl Pipeline {
         let accepted = matches!(v, Verdict::Accept);
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
-        let confirmed = self.table.confirm(&t, accepted, frame, &p, now);
+        let confirmed = self.table.confirm(&t, accepted, frame, p, now);
         match v {
             Verdict::Accept if confirmed.is_pass() => {
                 self.stats.verdict_accept += 1;
@@ -539,7 +543,7 @@ impl Pipeline {
                 self.stats.verdict_reject += 1;
                 self.stats.drop(DropReason::Reject);
                 out.action = Action::Drop(DropReason::Reject);
-                if let Some(n) = ruleset::build_reject(kind, frame, &p, reply) {
+                if let Some(n) = ruleset::build_reject(kind, frame, p, reply) {
                     out.reply_len = n;
                     self.stats.rejects_sent += 1;
                 }
@@ -1129,7 +1133,8 @@ impl Worker {
                             self.pipeline.process_parsed(
                                 &rs,
                                 m.data(),
-                                parsed[i],
+                                &parsed[i],
+                                hashes[i],
                                 view,
                                 ingress,
                                 now,

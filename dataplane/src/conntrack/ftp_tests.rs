@@ -33,8 +33,8 @@ fn seg(src: &str, dst: &str, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<
 }
 fn ftp_opts() -> TrackOpts {
     TrackOpts {
-        notrack: false,
         helper: Some(HelperKind::Ftp),
+        ..Default::default()
     }
 }
 

@@ -118,11 +118,13 @@ impl FlowKey {
 
     /// The key of a packet, or None when it has none (fragment, malformed L4, ICMP
     /// error or ICMP type without a request/reply pair).
+    #[inline(always)]
     pub fn from_parsed(p: &Parsed) -> Option<FlowKey> {
         Self::of_parsed(p).map(|x| x.0)
     }
 
     /// Key plus "the packet's source is endpoint `a`".
+    #[inline(always)]
     pub(crate) fn of_parsed(p: &Parsed) -> Option<(FlowKey, bool)> {
         match p.l4 {
             L4::Tcp(t) => Some(Self::ordered(
@@ -142,6 +144,7 @@ impl FlowKey {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn icmp_dir(
         family: Family,
         src: Addr,
@@ -174,6 +177,7 @@ impl FlowKey {
         ))
     }
 
+    #[inline(always)]
     pub(crate) fn ordered(
         family: Family,
         proto_num: u8,
@@ -215,6 +219,7 @@ impl FlowKey {
 
     /// The 64-bit hash the table uses: the low 32 bits are [`FlowKey::symmetric_hash`]
     /// (worker steering), bits 32.. pick the bucket and bits 16..32 the fingerprint.
+    #[inline(always)]
     pub(crate) fn hash64(&self) -> u64 {
         #[inline(always)]
         fn mix(h: u64, x: u64) -> u64 {

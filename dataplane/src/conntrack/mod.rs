@@ -397,6 +397,10 @@ pub struct TrackOpts {
     pub notrack: bool,
     /// `CT --helper`: the helper to attach to an entry this packet creates.
     pub helper: Option<HelperKind>,
+    /// [`ConnTable::prefetch`]'s result for this very packet, so the key is not hashed
+    /// twice; 0: hash it here. (A hash of another packet would look up the wrong
+    /// bucket: debug builds check it.)
+    pub hash: u64,
 }
 
 /// A reference to an entry slot, valid until the entry is removed (generation-checked).

@@ -560,6 +560,7 @@ impl ConnTable {
     /// `CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
     /// candidate for a NEW packet, run the protocol tracker, set SEEN_REPLY.
     /// A candidate (`Track::candidate`) must then be passed to [`ConnTable::confirm`].
+    #[inline]
     pub fn track(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
         if opts.notrack {
             self.stats.ignore += 1;
@@ -572,6 +573,7 @@ impl ConnTable {
         t
     }
 
+    #[inline(always)]
     fn track_inner(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
         if p.frag.offset != 0 {
             return Track::invalid(InvalidReason::Fragment);
@@ -616,7 +618,12 @@ impl ConnTable {
             // Only ICMP types without a request/reply pair get here.
             return Track::invalid(InvalidReason::IcmpNoEntry);
         };
-        let h = key.hash64();
+        let h = if opts.hash != 0 {
+            debug_assert_eq!(opts.hash, key.hash64(), "TrackOpts::hash of another packet");
+            opts.hash
+        } else {
+            key.hash64()
+        };
         // At most one restart: a TCP reopen removes the entry it found.
         for _ in 0..2 {
             if let Some(slot) = self.lookup_live(&key, h, now) {

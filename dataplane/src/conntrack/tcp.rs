@@ -314,14 +314,10 @@ fn tcp_options(s: &mut Seen, seg: &Seg) {
     }
 }
 
-/// `tcp_sack`: the highest right edge among the SACK blocks, or `sack` itself.
-fn tcp_sack(seg: &Seg, mut sack: u32) -> u32 {
-    for &(_, right) in seg.opts.sack.iter().take(seg.opts.sack_count as usize) {
-        if after(right, sack) {
-            sack = right;
-        }
-    }
-    sack
+/// `tcp_sack`: the highest right edge among the SACK blocks (folded from the ACK
+/// number by the parser), or `sack` itself.
+fn tcp_sack(seg: &Seg, sack: u32) -> u32 {
+    seg.opts.sack_right.unwrap_or(sack)
 }
 
 fn state_reset(s: &mut Seen) {

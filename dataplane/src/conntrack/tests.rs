@@ -100,7 +100,7 @@ impl H {
             f,
             TrackOpts {
                 notrack: true,
-                helper: None,
+                ..Default::default()
             },
             true,
         )

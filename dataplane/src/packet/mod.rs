@@ -180,10 +180,11 @@ pub struct TcpOptions {
     pub sack_perm: bool,
     /// Timestamps (value, echo reply).
     pub timestamps: Option<(u32, u32)>,
-    /// SACK blocks (left, right), `sack_count` of them valid.
-    pub sack: [(u32, u32); 4],
-    /// Number of valid entries in `sack`.
-    pub sack_count: u8,
+    /// With SACK blocks: the segment's ACK number advanced to the highest right edge
+    /// among them (conntrack's `tcp_sack`, serial-number order, starting from the ACK
+    /// number); None without SACK blocks. Kept instead of the blocks themselves, which
+    /// nothing else reads: `Parsed` stays small enough to copy cheaply.
+    pub sack_right: Option<u32>,
 }
 
 /// The TCP header fields.

@@ -231,7 +231,13 @@ fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
                 hdr_len: doff as u8,
                 flags: s[13],
                 window: u16::from_be_bytes([s[14], s[15]]),
-                options: tcp_options(&s[20..doff]),
+                // Most segments carry no options (and no call: the callee's result
+                // would come back through memory and stall the load that follows).
+                options: if doff == 20 {
+                    TcpOptions::default()
+                } else {
+                    tcp_options(&s[20..doff], u32::from_be_bytes([s[8], s[9], s[10], s[11]]))
+                },
                 payload_len: (s.len() - doff) as u16,
             }))
         }
@@ -277,7 +283,7 @@ fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
 }
 
 /// Parses TCP options; a malformed option ends the walk (as Linux's parser does).
-fn tcp_options(mut o: &[u8]) -> TcpOptions {
+fn tcp_options(mut o: &[u8], ack: u32) -> TcpOptions {
     let mut r = TcpOptions::default();
     while let Some(&kind) = o.first() {
         match kind {
@@ -300,10 +306,14 @@ fn tcp_options(mut o: &[u8]) -> TcpOptions {
             (4, 2) => r.sack_perm = true,
             (5, _) if (len - 2) & 7 == 0 => {
                 for blk in body.chunks_exact(8).take(4) {
-                    let l = u32::from_be_bytes([blk[0], blk[1], blk[2], blk[3]]);
-                    let rr = u32::from_be_bytes([blk[4], blk[5], blk[6], blk[7]]);
-                    r.sack[r.sack_count as usize] = (l, rr);
-                    r.sack_count += 1;
+                    let right = u32::from_be_bytes([blk[4], blk[5], blk[6], blk[7]]);
+                    let cur = r.sack_right.unwrap_or(ack);
+                    // after(right, cur) in serial-number arithmetic.
+                    r.sack_right = Some(if (right.wrapping_sub(cur) as i32) > 0 {
+                        right
+                    } else {
+                        cur
+                    });
                 }
             }
             (8, 10) => {

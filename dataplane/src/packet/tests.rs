@@ -52,6 +52,49 @@ fn ipv4_tcp_with_options() {
     assert!(checksum::l4_ok(&f, &p));
 }
 
+/// SACK blocks fold into the highest right edge after the ACK number, in serial-number
+/// order (a block "before" the ACK, or wrapped around, does not move it).
+#[test]
+fn parse_tcp_sack_blocks_fold_into_the_right_edge() {
+    let sack = |ack: u32, blocks: &[(u32, u32)]| {
+        let mut o = vec![1u8, 1, 5, 2 + 8 * blocks.len() as u8];
+        for &(l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        while o.len() % 4 != 0 {
+            o.push(0);
+        }
+        let f = PacketSpec::tcp(
+            sa("10.0.0.1:40000"),
+            sa("10.0.0.2:80"),
+            tcp_flags::ACK,
+            1,
+            ack,
+        )
+        .tcp_options(&o)
+        .to_vec();
+        let L4::Tcp(t) = parsed(&f).l4 else { panic!() };
+        t.options.sack_right
+    };
+    assert_eq!(sack(1000, &[]), None);
+    assert_eq!(
+        sack(1000, &[(1500, 2000), (3000, 4000), (2000, 2500)]),
+        Some(4000)
+    );
+    assert_eq!(
+        sack(1000, &[(100, 500)]),
+        Some(1000),
+        "below the ACK: no move"
+    );
+    // Across the wrap: 0x10 is after 0xffff_fff0.
+    assert_eq!(sack(0xffff_fff0, &[(0xffff_fff8, 0x10)]), Some(0x10));
+    // Without options at all.
+    let f = PacketSpec::tcp(sa("10.0.0.1:1"), sa("10.0.0.2:2"), tcp_flags::ACK, 1, 2).to_vec();
+    let L4::Tcp(t) = parsed(&f).l4 else { panic!() };
+    assert_eq!(t.options, Default::default());
+}
+
 #[test]
 fn checksum_detects_corruption() {
     let mut f = PacketSpec::udp(sa("10.0.0.1:5353"), sa("10.0.0.2:53"))
