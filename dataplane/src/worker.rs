@@ -148,8 +148,13 @@ pub struct Outcome {
 impl Outcome {
     /// The outcome of a packet handed, unjudged, to worker `to`.
     pub fn handed_off(to: u16) -> Self {
+        Self::action(Action::HandOff(to))
+    }
+
+    /// An outcome with `action` and nothing else known yet.
+    fn action(action: Action) -> Self {
         Outcome {
-            action: Action::HandOff(to),
+            action,
             track: None,
             parse_error: None,
             verdict: None,
@@ -336,15 +341,7 @@ impl Pipeline {
     ) -> Outcome {
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
-        let mut out = Outcome {
-            action: Action::Forward,
-            track: None,
-            parse_error: None,
-            verdict: None,
-            reply_len: 0,
-            completes: None,
-            discard: None,
-        };
+        let mut out = Outcome::action(Action::Forward);
         let p = match parsed {
             Ok(Frame::Ip(p)) => p,
             Ok(Frame::NonIp(et)) => {
