@@ -163,14 +163,57 @@ pub fn entry_json(e: &EntryView, worker: usize) -> Value {
     })
 }
 
+/// Table slots a worker walks per control command (a few hundred microseconds away
+/// from its packets at most, however large the table).
+pub const SCAN_STEP: usize = 16_384;
+
+/// Walks every worker's table in steps of [`SCAN_STEP`] slots, one worker command per
+/// step: `step(pipeline, now, from, out)` runs in the worker, appends what it finds to
+/// `out` and returns where the next step starts ([`ConnTable::scan`]'s cursor). The
+/// results are collected per worker. A `conntrack -L` of ten million entries thus never
+/// holds a worker for the whole walk.
+///
+/// [`ConnTable::scan`]: dataplane::conntrack::ConnTable::scan
+pub fn walk<T: Send + 'static>(
+    rt: &Runtime,
+    step: impl Fn(
+            &mut dataplane::worker::Pipeline,
+            dataplane::conntrack::Nanos,
+            usize,
+            &mut Vec<T>,
+        ) -> Option<usize>
+        + Send
+        + Sync
+        + 'static,
+) -> Result<Vec<Vec<T>>> {
+    let step = std::sync::Arc::new(step);
+    let mut per = Vec::with_capacity(rt.workers.len());
+    for w in 0..rt.workers.len() {
+        let mut acc = Vec::new();
+        let mut cursor = Some(0usize);
+        while let Some(from) = cursor {
+            let step = step.clone();
+            let (items, next) = rt.on_worker(w, move |p, now| {
+                let mut out = Vec::new();
+                let next = step(p, now, from, &mut out);
+                (out, next)
+            })?;
+            acc.extend(items);
+            cursor = next;
+        }
+        per.push(acc);
+    }
+    Ok(per)
+}
+
 /// Lists matching entries: `conntrack -L` lines, or a JSON array.
 pub fn list(rt: &Runtime, f: Filter, json: bool) -> Result<(&'static str, String)> {
-    let f = std::sync::Arc::new(f);
-    let per = rt.on_all(move |p, now| {
-        p.table
-            .iter(now)
-            .filter(|e| f.matches(e))
-            .collect::<Vec<_>>()
+    let per = walk(rt, move |p, now, from, out| {
+        p.table.scan(from, SCAN_STEP, now, |e| {
+            if f.matches(&e) {
+                out.push(e)
+            }
+        })
     })?;
     if json {
         let all: Vec<Value> = per
@@ -195,11 +238,16 @@ pub fn list(rt: &Runtime, f: Filter, json: bool) -> Result<(&'static str, String
 
 /// Counts matching entries (like `conntrack -C`).
 pub fn count(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
-    let f = std::sync::Arc::new(f);
-    let per = rt.on_all(move |p, now| p.table.iter(now).filter(|e| f.matches(e)).count())?;
+    let per = walk(rt, move |p, now, from, out: &mut Vec<()>| {
+        p.table.scan(from, SCAN_STEP, now, |e| {
+            if f.matches(&e) {
+                out.push(())
+            }
+        })
+    })?;
     Ok((
         "text/plain; charset=utf-8",
-        format!("{}\n", per.iter().sum::<usize>()),
+        format!("{}\n", per.iter().map(Vec::len).sum::<usize>()),
     ))
 }
 
@@ -219,10 +267,13 @@ fn key_of(e: &EntryView) -> Option<FlowKey> {
 
 /// Deletes matching entries (like `conntrack -D`).
 pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
-    let f = std::sync::Arc::new(f);
-    let per = rt.on_all(move |p, now| {
-        let victims: Vec<EntryView> = p.table.iter(now).filter(|e| f.matches(e)).collect();
-        let mut lines = Vec::new();
+    let per = walk(rt, move |p, now, from, lines| {
+        let mut victims = Vec::new();
+        let next = p.table.scan(from, SCAN_STEP, now, |e| {
+            if f.matches(&e) {
+                victims.push(e)
+            }
+        });
         for e in victims {
             if let Some(k) = key_of(&e) {
                 if p.table.delete(&k) {
@@ -230,7 +281,7 @@ pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
                 }
             }
         }
-        lines
+        next
     })?;
     let n: usize = per.iter().map(|v| v.len()).sum();
     let mut out = per.into_iter().flatten().collect::<Vec<_>>().join("\n");
@@ -243,11 +294,15 @@ pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
 
 /// Deletes every entry (like `conntrack -F`); returns how many there were.
 pub fn flush(rt: &Runtime) -> Result<usize> {
-    let per = rt.on_all(|p, _| {
-        let n = p.table.len();
-        p.table.flush();
-        n
-    })?;
+    // In steps, like a listing: a flush of millions of entries never holds a worker.
+    let per = walk(rt, |p, _, from, out: &mut Vec<usize>| {
+        let (n, next) = p.table.flush_step(from, SCAN_STEP);
+        out.push(n);
+        next
+    })?
+    .into_iter()
+    .map(|v| v.into_iter().sum::<usize>())
+    .collect::<Vec<_>>();
     Ok(per.iter().sum())
 }
 

@@ -746,3 +746,42 @@ fn expect_and_unreachable_address() {
         "{e}"
     );
 }
+
+/// A table larger than one scan step per worker: `conntrack count`, `-L` and the JSON
+/// list walk each shard in bounded steps (one worker command per step) and still see
+/// every connection once.
+#[test]
+fn conntrack_list_walks_large_tables_in_steps() {
+    let flows = 40_000u64;
+    let sw = start(
+        DEMO_RULES,
+        "[conntrack]\nnf_conntrack_max = 131072\n\
+         [pktgen]\nmode = \"established\"\nflows = 40000\nrate_pps = 400000\n",
+    );
+    let per_shard: usize = sw
+        .rt
+        .on_all(|p, _| p.table.capacity())
+        .unwrap()
+        .into_iter()
+        .min()
+        .unwrap();
+    assert!(
+        per_shard > 2 * statewall::ctview::SCAN_STEP,
+        "each shard takes several steps ({per_shard} slots)"
+    );
+    sw.wait(60, "every flow established", |s| {
+        count(s, &["--state", "ESTABLISHED"]) == flows
+    });
+    let text = sw.ok(&["conntrack", "list"]);
+    let lines = text.lines().filter(|l| l.starts_with("tcp")).count() as u64;
+    assert_eq!(lines, flows);
+    assert!(text.ends_with(&format!(
+        "statewall: {flows} flow entries have been shown.\n"
+    )));
+    let all = json_list(&sw, &[]);
+    assert_eq!(all.len() as u64, flows);
+    let mut tuples: Vec<String> = all.iter().map(|e| e["original"].to_string()).collect();
+    tuples.sort();
+    tuples.dedup();
+    assert_eq!(tuples.len() as u64, flows, "no entry listed twice");
+}

@@ -1164,6 +1164,46 @@ impl ConnTable {
             .map(move |(i, _)| self.view(i, now))
     }
 
+    /// One bounded step of a walk over the live confirmed entries: visits the slots
+    /// `from..from + slots` (clamped to the capacity), calls `f` for each live entry, and
+    /// returns where the next step starts (None when the walk is done). The control
+    /// plane lists a huge table this way, one step per worker command, so a worker is
+    /// never held for more than one step between bursts. Slots never move (the slab
+    /// has a free list), so a walk sees every entry that lives throughout it once.
+    pub fn scan(
+        &self,
+        from: usize,
+        slots: usize,
+        now: Nanos,
+        mut f: impl FnMut(EntryView),
+    ) -> Option<usize> {
+        let end = from.saturating_add(slots.max(1)).min(self.entries.len());
+        for i in from.min(end)..end {
+            let e = &self.entries[i];
+            if e.meta & (M_USED | M_PENDING) == M_USED && now < e.deadline {
+                f(self.view(i, now));
+            }
+        }
+        (end < self.entries.len()).then_some(end)
+    }
+
+    /// One bounded step of a flush (`conntrack -F` on a large table): removes every
+    /// confirmed entry in the slots `from..from + slots`, expired or not; returns how many
+    /// were removed and where the next step starts (None when done). Entries created
+    /// behind the cursor while a flush walks survive it, as they would a kernel flush
+    /// racing with traffic.
+    pub fn flush_step(&mut self, from: usize, slots: usize) -> (usize, Option<usize>) {
+        let end = from.saturating_add(slots.max(1)).min(self.entries.len());
+        let mut n = 0;
+        for slot in from.min(end)..end {
+            if self.entries[slot].meta & (M_USED | M_PENDING) == M_USED {
+                self.remove_slot(slot);
+                n += 1;
+            }
+        }
+        (n, (end < self.entries.len()).then_some(end))
+    }
+
     /// The live entry for a key (either direction's tuple gives the same key).
     pub fn get(&self, key: &FlowKey, now: Nanos) -> Option<EntryView> {
         let (_, _, slot) = self.find(key, key.hash64())?;
