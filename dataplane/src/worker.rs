@@ -165,6 +165,15 @@ impl Outcome {
     }
 }
 
+/// What the receive path knows about a frame besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// [`ConnTable::prefetch`]'s hash of this frame's parse (0: not prefetched).
+    pub hash: u64,
+    /// The device verified the L4 checksum ([`Mbuf::l4_csum_ok`]).
+    pub l4_csum_ok: bool,
+}
+
 /// Index of a [`CtState`] in per-state counters.
 pub fn state_index(s: CtState) -> usize {
     match s {
@@ -320,19 +329,20 @@ impl Pipeline {
         log: &mut dyn FnMut(ruleset::LogEvent<'_>),
     ) -> Outcome {
         let parsed = packet::parse(frame);
-        self.process_parsed(rs, frame, &parsed, 0, pair, ingress, now, reply, log)
+        let rx = RxMeta::default();
+        self.process_parsed(rs, frame, &parsed, rx, pair, ingress, now, reply, log)
     }
 
     /// [`Pipeline::process`] for a frame the caller has already parsed (the poll loop
-    /// parses a whole burst first to prefetch the table buckets). `hash` is what
-    /// [`ConnTable::prefetch`] returned for this frame's parse (0: not prefetched).
+    /// parses a whole burst first to prefetch the table buckets), with what the receive
+    /// path knows about it (`rx`).
     #[allow(clippy::too_many_arguments)]
     pub fn process_parsed(
         &mut self,
         rs: &Ruleset,
         frame: &[u8],
         parsed: &Result<Frame, ParseError>,
-        hash: u64,
+        rx: RxMeta,
         pair: PairView<'_>,
         ingress: Side,
         now: Nanos,
@@ -397,7 +407,8 @@ impl Pipeline {
                                     rs,
                                     &whole[..n],
                                     &wp,
-                                    0,
+                                    // A reassembled datagram: checked here, whole.
+                                    RxMeta::default(),
                                     pair,
                                     ingress,
                                     now,
@@ -421,7 +432,7 @@ impl Pipeline {
                 }
             }
         }
-        self.judge(rs, frame, p, hash, pair, ingress, now, reply, log, out)
+        self.judge(rs, frame, p, rx, pair, ingress, now, reply, log, out)
     }
 
     /// Raw table, conntrack, filter table and confirm for one whole IP packet.
@@ -431,7 +442,7 @@ impl Pipeline {
         rs: &Ruleset,
         frame: &[u8],
         p: &packet::Parsed,
-        hash: u64,
+        rx: RxMeta,
         pair: PairView<'_>,
         ingress: Side,
         now: Nanos,
@@ -496,7 +507,8 @@ impl Pipeline {
         let opts = TrackOpts {
             notrack: raw.notrack,
             helper,
-            hash,
+            hash: rx.hash,
+            l4_csum_ok: rx.l4_csum_ok,
         };
         let t = self.table.track(frame, p, now, opts);
         self.stats.by_state[state_index(t.state)] += 1;
@@ -936,9 +948,16 @@ impl Worker {
                             log_lost.fetch_add(1, Ordering::Relaxed);
                         }
                     };
-                    let o = self.pipeline.process(
+                    let parsed = packet::parse(item.m.data());
+                    let rx = RxMeta {
+                        hash: 0,
+                        l4_csum_ok: item.m.l4_csum_ok,
+                    };
+                    let o = self.pipeline.process_parsed(
                         rs,
                         item.m.data(),
+                        &parsed,
+                        rx,
                         view,
                         item.ingress,
                         now,
@@ -1131,7 +1150,10 @@ impl Worker {
                                 &rs,
                                 m.data(),
                                 &parsed[i],
-                                hashes[i],
+                                RxMeta {
+                                    hash: hashes[i],
+                                    l4_csum_ok: m.l4_csum_ok,
+                                },
                                 view,
                                 ingress,
                                 now,
@@ -1672,6 +1694,57 @@ mod tests {
         assert_eq!(t.handed_off(0) + t.handed_off(1), 16);
         assert_eq!(t.packets(0) + t.packets(1), 32);
         assert!(t.st(0, CtState::New) > 0 && t.st(1, CtState::New) > 0);
+    }
+
+    /// A checksum the device verified is not checked again (Linux skips `nf_checksum`
+    /// for `CHECKSUM_UNNECESSARY`); without that word from the device, a corrupted
+    /// checksum is INVALID.
+    #[test]
+    fn device_verified_checksum_is_trusted() {
+        let rs = Ruleset::accept_all();
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: "net",
+            host: "host",
+        };
+        let mut reply = [0u8; 2048];
+        let mut syn = PacketSpec::tcp(
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+            crate::packet::tcp_flags::SYN,
+            1,
+            0,
+        )
+        .to_vec();
+        syn[14 + 20 + 16] ^= 0xff; // the TCP checksum
+        let parsed = packet::parse(&syn);
+        for (verified, state) in [(false, CtState::Invalid), (true, CtState::New)] {
+            let mut pl = Pipeline::new(
+                ConnTable::new(64, Config::default()),
+                &rs,
+                NonIpPolicy::Pass,
+            );
+            let rx = RxMeta {
+                hash: 0,
+                l4_csum_ok: verified,
+            };
+            let o = pl.process_parsed(
+                &rs,
+                &syn,
+                &parsed,
+                rx,
+                view,
+                Side::Host,
+                1,
+                &mut reply,
+                &mut |_| {},
+            );
+            assert_eq!(
+                o.track.unwrap().state,
+                state,
+                "verified by the device: {verified}"
+            );
+        }
     }
 
     #[test]

@@ -401,6 +401,9 @@ pub struct TrackOpts {
     /// twice; 0: hash it here. (A hash of another packet would look up the wrong
     /// bucket: debug builds check it.)
     pub hash: u64,
+    /// The device verified the packet's L4 checksum ([`crate::port::Mbuf::l4_csum_ok`]):
+    /// skip the check, as Linux does for `CHECKSUM_UNNECESSARY`.
+    pub l4_csum_ok: bool,
 }
 
 /// A reference to an entry slot, valid until the entry is removed (generation-checked).

@@ -585,7 +585,7 @@ impl ConnTable {
                 if i.v6 != (p.family == Family::V6) {
                     return Track::invalid(InvalidReason::IcmpWrongFamily);
                 }
-                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
                     return Track::invalid(InvalidReason::IcmpBadChecksum);
                 }
                 if !i.v6 && i.ty > 18 {
@@ -600,7 +600,7 @@ impl ConnTable {
                 }
             }
             L4::Tcp(t) => {
-                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
                     return Track::invalid(InvalidReason::TcpBadChecksum);
                 }
                 if !tcp::valid_flags(t.flags) {
@@ -608,7 +608,7 @@ impl ConnTable {
                 }
             }
             L4::Udp(_) => {
-                if self.cfg.checksum && !checksum::l4_ok(frame, p) {
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
                     return Track::invalid(InvalidReason::UdpBadChecksum);
                 }
             }

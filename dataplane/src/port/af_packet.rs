@@ -44,6 +44,8 @@ pub const TX_BATCH: usize = 64;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+/// `tp_status` bit: the kernel or the NIC verified the L4 checksum.
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
 const TP_FT_REQ_FILL_RXHASH: u32 = 1;
 const PACKET_OUTGOING: u8 = 4;
 /// Fanout by a classic BPF program (ours: [`super::steer`]).
@@ -438,6 +440,7 @@ impl Port for AfPacketPort {
                 m.queue = queue;
                 m.timestamp = u64::from(h.tp_sec) * 1_000_000_000 + u64::from(h.tp_nsec);
                 m.hash = h.hv1.tp_rxhash;
+                m.l4_csum_ok = h.tp_status & TP_STATUS_CSUM_VALID != 0;
                 // Truncated by the snap length or the buffer size. (TP_STATUS_LOSING only
                 // says drops happened; they are counted from PACKET_STATISTICS.)
                 errors += u64::from(take < h.tp_len as usize);

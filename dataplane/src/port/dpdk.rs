@@ -103,6 +103,7 @@ extern "C" {
         data: *mut *mut u8,
         len: *mut u32,
         room: *mut u32,
+        csum_ok: *mut u8,
         n: u16,
     ) -> u16;
     fn sw_tx_burst(port: u16, q: u16, pkts: *mut *mut RteMbufRaw, n: u16) -> u16;
@@ -372,6 +373,7 @@ struct Scratch {
     data: Box<[*mut u8; MAX_BURST]>,
     len: Box<[u32; MAX_BURST]>,
     room: Box<[u32; MAX_BURST]>,
+    csum_ok: Box<[u8; MAX_BURST]>,
     fresh: Box<[bool; MAX_BURST]>,
 }
 
@@ -382,6 +384,7 @@ impl Scratch {
             data: Box::new([ptr::null_mut(); MAX_BURST]),
             len: Box::new([0; MAX_BURST]),
             room: Box::new([0; MAX_BURST]),
+            csum_ok: Box::new([0; MAX_BURST]),
             fresh: Box::new([false; MAX_BURST]),
         }
     }
@@ -643,7 +646,7 @@ impl Port for DpdkPort {
         }
         let n = max.min(MAX_BURST) as u16;
         let s = &mut self.scratch;
-        // SAFETY: the four arrays have MAX_BURST >= n slots; the port and queue are
+        // SAFETY: the five arrays have MAX_BURST >= n slots; the port and queue are
         // started and this handle is the queue's only user.
         let got = unsafe {
             sw_rx_burst(
@@ -653,6 +656,7 @@ impl Port for DpdkPort {
                 s.data.as_mut_ptr(),
                 s.len.as_mut_ptr(),
                 s.room.as_mut_ptr(),
+                s.csum_ok.as_mut_ptr(),
                 n,
             )
         } as usize;
@@ -672,6 +676,7 @@ impl Port for DpdkPort {
             );
             mb.port = self.port_id;
             mb.queue = queue;
+            mb.l4_csum_ok = s.csum_ok[i] != 0;
             bytes += u64::from(len);
             out.push(mb);
         }

@@ -37,6 +37,11 @@ pub struct Mbuf {
     /// Steering hash (the [`super::symmetric_hash`] of the tuple where the backend knows
     /// it; 0 otherwise).
     pub hash: u32,
+    /// The device verified the frame's L4 checksum (a NIC's receive checksum offload,
+    /// reported by af_packet as `TP_STATUS_CSUM_VALID` and by DPDK as
+    /// `RTE_MBUF_F_RX_L4_CKSUM_GOOD`; Linux's `CHECKSUM_UNNECESSARY`): conntrack then
+    /// skips its own check, as Linux's does. False when unknown.
+    pub l4_csum_ok: bool,
     /// A DPDK mbuf that holds the frame instead of `buf` (then `buf` is empty).
     #[cfg(feature = "dpdk")]
     rte: Option<super::dpdk::RteMbuf>,
@@ -54,6 +59,7 @@ impl Mbuf {
             queue: 0,
             timestamp: 0,
             hash: 0,
+            l4_csum_ok: false,
             rte: Some(m),
         }
     }
@@ -172,6 +178,7 @@ impl MbufPool {
             queue: 0,
             timestamp: 0,
             hash: 0,
+            l4_csum_ok: false,
             #[cfg(feature = "dpdk")]
             rte: None,
         })

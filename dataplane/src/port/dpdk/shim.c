@@ -92,6 +92,10 @@ int sw_port_configure(uint16_t port, uint16_t nb_rxq, uint16_t nb_txq, uint16_t 
         conf.rx_adv_conf.rss_conf.rss_hf =
             (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
     }
+    /* Receive checksum verification where the device has it (conntrack then skips its
+     * own, as Linux does for CHECKSUM_UNNECESSARY). */
+    conf.rxmode.offloads |= info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_TCP_CKSUM |
+                                                    RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
     if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
     r = rte_eth_dev_configure(port, nb_rxq, nb_txq, &conf);
@@ -198,8 +202,9 @@ int sw_port_stats(uint16_t port, uint64_t out[8]) {
 
 /* Receives up to n mbufs and reports each one's data pointer, data length and room
  * (bytes from the data pointer to the end of the buffer), so Rust needs no call per packet. */
+/* `csum_ok[i]`: 1 when the device verified the L4 checksum of frame i. */
 uint16_t sw_rx_burst(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint8_t **data,
-                     uint32_t *len, uint32_t *room, uint16_t n) {
+                     uint32_t *len, uint32_t *room, uint8_t *csum_ok, uint16_t n) {
     uint16_t got = rte_eth_rx_burst(port, q, pkts, n);
     uint16_t i;
     for (i = 0; i < got; i++) {
@@ -208,6 +213,7 @@ uint16_t sw_rx_burst(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint8_t 
         /* Multi-segment frames are not supported: only the first segment is seen. */
         len[i] = rte_pktmbuf_data_len(m);
         room[i] = (uint32_t)m->buf_len - m->data_off;
+        csum_ok[i] = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
     }
     return got;
 }
