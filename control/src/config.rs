@@ -69,6 +69,12 @@ pub struct PktgenSection {
     /// Range traffic protocol: "udp" or "tcp".
     #[serde(default = "default_range_proto")]
     pub proto: String,
+    /// Lifecycle traffic: each client slot reconnects from the same port to the same
+    /// server, so TCP connections reopen their TIME_WAIT entries and the table stays
+    /// near `flows` entries (false: a fresh port per connection, the table fills with
+    /// TIME_WAIT entries as Linux's would under the same churn).
+    #[serde(default)]
+    pub reuse_ports: bool,
 }
 
 fn default_pktgen_mode() -> String {
@@ -92,6 +98,7 @@ impl Default for PktgenSection {
             rate_pps: 0,
             frame_size: default_frame_size(),
             proto: default_range_proto(),
+            reuse_ports: false,
         }
     }
 }

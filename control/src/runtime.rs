@@ -226,6 +226,7 @@ pub fn pktgen_config(cfg: &Config, queues: u16) -> port::pktgen::PktgenConfig {
         }),
         _ => Traffic::Lifecycle(LifecycleTraffic {
             concurrent: g.flows,
+            reuse_ports: g.reuse_ports,
             ..Default::default()
         }),
     };

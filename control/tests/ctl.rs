@@ -580,7 +580,11 @@ fn sigterm_stops_the_binary_cleanly() {
         .unwrap()
         .replace("127.0.0.1:9469", &format!("127.0.0.1:{port}"))
         .replace("workers = 0 ", "workers = 1 ")
-        + "[rules]\nfile = \"demo.rules\"\n[pktgen]\nrate_pps = 2000\n";
+        .replace(
+            "reuse_ports = true\n",
+            "reuse_ports = true\nrate_pps = 2000\n",
+        )
+        + "[rules]\nfile = \"demo.rules\"\n";
     std::fs::write(&cfg, text).unwrap();
     std::fs::copy(
         repo().join("deploy/examples/demo.rules"),
@@ -677,7 +681,11 @@ fn sighup_reloads_and_tells_systemd() {
         .unwrap()
         .replace("127.0.0.1:9469", &format!("127.0.0.1:{port}"))
         .replace("workers = 0 ", "workers = 1 ")
-        + "[rules]\nfile = \"fw.rules\"\n[pktgen]\nrate_pps = 2000\n";
+        .replace(
+            "reuse_ports = true\n",
+            "reuse_ports = true\nrate_pps = 2000\n",
+        )
+        + "[rules]\nfile = \"fw.rules\"\n";
     std::fs::write(&cfg, text).unwrap();
     std::fs::write(dir.path().join("fw.rules"), DEMO_RULES).unwrap();
     let mut child = Command::new(bin())

@@ -31,6 +31,7 @@ SCHEMA = {
     "rules": {"file", "file6"},
     "control": {"listen", "stats_interval"},
     "dpdk": {"eal_args"},
+    "pktgen": {"mode", "flows", "rate_pps", "frame_size", "proto", "reuse_ports"},
 }
 TIMEOUTS = {"tcp_timeout_syn_sent", "tcp_timeout_syn_recv", "tcp_timeout_established",
             "tcp_timeout_fin_wait", "tcp_timeout_close_wait", "tcp_timeout_last_ack",

@@ -124,6 +124,13 @@ pub struct LifecycleTraffic {
     pub max_connections: u64,
     /// A connection with no progress for this long is abandoned and counted timed out.
     pub timeout_ns: u64,
+    /// Every connection of a client slot reuses the slot's tuple (same source port,
+    /// same server), like a load tester with a fixed port per client: a new TCP
+    /// connection reopens the TIME_WAIT/CLOSE entry of the previous one (as Linux does)
+    /// and UDP/ICMP exchanges refresh theirs, so the table holds about `concurrent`
+    /// entries however long it runs. False: every connection takes a fresh source port
+    /// (connection churn; TIME_WAIT entries pile up for 120 s each, as in Linux).
+    pub reuse_ports: bool,
     /// First client address; client `i` uses this plus `i` (a /8 holds 16 M clients).
     pub clients: Ipv4Addr,
     /// First server address.
@@ -150,6 +157,7 @@ impl Default for LifecycleTraffic {
             rst_one_in: 10,
             max_connections: 0,
             timeout_ns: 1_000_000_000,
+            reuse_ports: false,
             clients: Ipv4Addr::new(10, 0, 0, 0),
             servers: Ipv4Addr::new(192, 168, 100, 1),
             server_count: 16,
@@ -428,6 +436,8 @@ struct Plan {
     udp_port: u16,
     /// Connection limit for this queue.
     limit: Option<u64>,
+    /// Lifecycle: a slot's connections reuse one tuple per protocol.
+    reuse_ports: bool,
 }
 
 fn addr16(a: u32) -> [u8; 16] {
@@ -578,11 +588,18 @@ impl ClientSim {
         } else {
             Kind::Icmp
         };
+        let reuse = self.plan.reuse_ports;
+        let server_no = if reuse { i as u64 } else { n };
         let server = self
             .plan
             .servers
-            .wrapping_add((n % u64::from(self.plan.server_count)) as u32);
-        // A port whose tuple steers to this queue (about `nq` tries).
+            .wrapping_add((server_no % u64::from(self.plan.server_count)) as u32);
+        // A port whose tuple steers to this queue (about `nq` tries). With reuse, the
+        // search starts from the same slot- and protocol-derived port every time, so it
+        // finds the same port: the slot's tuple for this protocol never changes.
+        if reuse {
+            self.next_port = 1024 + ((i as u64 * 3 + kind as u64) * 7919 % 64_000) as u16;
+        }
         let mut sport = self.next_port;
         for _ in 0..=65535u32 {
             sport = self.next_port;
@@ -1209,6 +1226,7 @@ impl PktgenPair {
                         tcp_port: 0,
                         udp_port: 0,
                         limit: Some(0),
+                        reuse_ports: false,
                     };
                     (plan, 0, Some(gen), 0)
                 }
@@ -1243,6 +1261,7 @@ impl PktgenPair {
                         tcp_port: l.tcp_port,
                         udp_port: l.udp_port,
                         limit: (l.max_connections > 0).then(|| share(l.max_connections, q)),
+                        reuse_ports: l.reuse_ports,
                     };
                     (plan, per_q as usize, None, usize::from(l.response_size))
                 }
@@ -1274,6 +1293,7 @@ impl PktgenPair {
                         tcp_port: e.port,
                         udp_port: 0,
                         limit: None,
+                        reuse_ports: false,
                     };
                     (plan, share(u64::from(e.flows), q) as usize, None, size)
                 }
@@ -1543,6 +1563,71 @@ mod tests {
             ports[0].0.counters().queue(0).snapshot().rx_packets
         );
         assert_eq!(pool.outstanding(), 0);
+    }
+
+    /// With `reuse_ports`, every connection of a slot reuses the slot's tuple: run
+    /// through a real conntrack table, 2000 connections keep the table at most one
+    /// entry per slot and protocol, every TCP connection after the first on a slot
+    /// reopens the old entry (NEW again), and nothing is INVALID.
+    #[test]
+    fn port_pktgen_reused_ports_keep_the_table_small() {
+        use crate::conntrack::{ConnTable, CtState, TrackOpts};
+        let nq = 2;
+        let cfg = PktgenConfig {
+            queues: nq,
+            traffic: Traffic::Lifecycle(LifecycleTraffic {
+                concurrent: 32,
+                max_connections: 2000,
+                timeout_ns: 10_000_000_000,
+                reuse_ports: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pair = PktgenPair::new(&cfg).unwrap();
+        let stats = pair.stats();
+        let mut ports = pair.into_queue_ports();
+        let mut table = ConnTable::new(4096, Default::default());
+        let mut pool = MbufPool::new(1024);
+        let mut buf = Vec::with_capacity(32);
+        let (mut now, mut new, mut invalid, mut max_len) = (1_000_000_000u64, 0, 0, 0);
+        for _ in 0..100_000 {
+            let mut moved = 0;
+            for (q, (inside, outside)) in ports.iter_mut().enumerate() {
+                let q = q as u16;
+                for dir in 0..2 {
+                    let (rx, tx) = if dir == 0 {
+                        (&mut *inside, &mut *outside)
+                    } else {
+                        (&mut *outside, &mut *inside)
+                    };
+                    moved += rx.rx_burst(q, &mut pool, &mut buf, 32);
+                    now += 1_000;
+                    for m in &buf {
+                        let Ok(Frame::Ip(p)) = parse(m.data()) else {
+                            panic!("pktgen sent a non-IP frame")
+                        };
+                        let t = table.track(m.data(), &p, now, TrackOpts::default());
+                        let _ = table.confirm(&t, true, m.data(), &p, now);
+                        new += u64::from(t.state == CtState::New);
+                        invalid += u64::from(t.state == CtState::Invalid);
+                    }
+                    max_len = max_len.max(table.len());
+                    tx.tx_burst(q, &mut buf, &mut pool);
+                    pool.put_all(&mut buf);
+                }
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+        let s = stats.snapshot();
+        assert_eq!(s.connections_completed, 2000, "{s:?}");
+        assert_eq!((s.connections_timed_out, s.unexpected), (0, 0), "{s:?}");
+        assert_eq!(invalid, 0);
+        assert!(max_len <= 32 * 3, "table peaked at {max_len} entries");
+        // TCP (8 of 10 connections) reopens: NEW once per connection, not once per slot.
+        assert!(new >= 1500, "{new} NEW");
     }
 
     #[test]
