@@ -786,13 +786,15 @@ impl HandoffLinks {
     /// Pushes the fragments `held` (possibly none) and then `m` into the ring to worker
     /// `to`, all or none: a train that does not fit is dropped whole
     /// (`DropReason::HandoffFull`), since a part would only time out at the owner.
-    /// The packets leave this worker's `packets`/`bytes` (their owner counts them).
+    /// `counted`: the pipeline already counted these packets in `packets`/`bytes` (a
+    /// fragment train); they leave those counters, since their owner counts them.
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         to: u16,
         held: &mut Vec<Mbuf>,
         m: Mbuf,
+        counted: bool,
         pair: u16,
         ingress: Side,
         pool: &mut MbufPool,
@@ -803,8 +805,10 @@ impl HandoffLinks {
         // Single producer: the free room seen here can only grow until we push.
         let fits = ring.is_some_and(|r| r.capacity() - r.len() >= k as usize);
         for m in held.drain(..).chain(std::iter::once(m)) {
-            stats.packets = stats.packets.saturating_sub(1);
-            stats.bytes = stats.bytes.saturating_sub(m.len() as u64);
+            if counted {
+                stats.packets = stats.packets.saturating_sub(1);
+                stats.bytes = stats.bytes.saturating_sub(m.len() as u64);
+            }
             let item = Handoff { m, pair, ingress };
             let pushed = match ring {
                 Some(r) if fits => r.push(item),
@@ -850,13 +854,15 @@ fn dispose(
             fwd.push(m);
         }
         Action::HandOff(to) => {
+            // A completed train went through the pipeline (and its counters); a packet
+            // the poll loop found owned elsewhere did not.
             let mut none = Vec::new();
-            let train = match o.completes {
-                Some(slot) => &mut held[slot],
-                None => &mut none,
+            let (train, counted) = match o.completes {
+                Some(slot) => (&mut held[slot], true),
+                None => (&mut none, false),
             };
             match links {
-                Some(l) => l.send(to, train, m, pair, ingress, pool, stats),
+                Some(l) => l.send(to, train, m, counted, pair, ingress, pool, stats),
                 None => {
                     // No rings (cannot happen: ownership is only set with them).
                     pool.put_all(train);
@@ -1142,8 +1148,6 @@ impl Worker {
                     for (i, m) in rx.drain(..).enumerate() {
                         let o = if dest[i] != u16::MAX {
                             // Owned by another worker: counted there, not here.
-                            self.pipeline.stats.packets += 1;
-                            self.pipeline.stats.bytes += m.len() as u64;
                             Outcome::handed_off(dest[i])
                         } else {
                             self.pipeline.process_parsed(
