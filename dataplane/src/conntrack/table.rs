@@ -1177,14 +1177,14 @@ impl ConnTable {
         now: Nanos,
         mut f: impl FnMut(EntryView),
     ) -> Option<usize> {
-        let end = from.saturating_add(slots.max(1)).min(self.entries.len());
-        for i in from.min(end)..end {
+        let (range, next) = self.step(from, slots);
+        for i in range {
             let e = &self.entries[i];
             if e.meta & (M_USED | M_PENDING) == M_USED && now < e.deadline {
                 f(self.view(i, now));
             }
         }
-        (end < self.entries.len()).then_some(end)
+        next
     }
 
     /// One bounded step of a flush (`conntrack -F` on a large table): removes every
@@ -1193,15 +1193,25 @@ impl ConnTable {
     /// behind the cursor while a flush walks survive it, as they would a kernel flush
     /// racing with traffic.
     pub fn flush_step(&mut self, from: usize, slots: usize) -> (usize, Option<usize>) {
-        let end = from.saturating_add(slots.max(1)).min(self.entries.len());
+        let (range, next) = self.step(from, slots);
         let mut n = 0;
-        for slot in from.min(end)..end {
+        for slot in range {
             if self.entries[slot].meta & (M_USED | M_PENDING) == M_USED {
                 self.remove_slot(slot);
                 n += 1;
             }
         }
-        (n, (end < self.entries.len()).then_some(end))
+        (n, next)
+    }
+
+    /// The slots of one walk step from `from` (at least one, clamped to the capacity)
+    /// and where the next step starts (None at the end).
+    fn step(&self, from: usize, slots: usize) -> (std::ops::Range<usize>, Option<usize>) {
+        let end = from.saturating_add(slots.max(1)).min(self.entries.len());
+        (
+            from.min(end)..end,
+            (end < self.entries.len()).then_some(end),
+        )
     }
 
     /// The live entry for a key (either direction's tuple gives the same key).
@@ -1229,26 +1239,13 @@ impl ConnTable {
         }
     }
 
-    /// Deletes every entry (`conntrack -F`); pending candidates are dropped too.
+    /// Deletes every confirmed entry (`conntrack -F`) at once: [`ConnTable::flush_step`]
+    /// over the whole table. Call it between bursts, when no candidate is pending.
     pub fn flush(&mut self) {
-        for slot in 0..self.entries.len() {
-            if self.entries[slot].meta & M_HAS_EXP != 0 {
-                self.drop_expectations(slot);
-            }
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            cursor = self.flush_step(from, usize::MAX).1;
         }
-        for b in self.buckets.iter_mut() {
-            *b = Bucket::default();
-        }
-        self.free.clear();
-        for slot in (0..self.entries.len()).rev() {
-            if self.entries[slot].meta != 0 {
-                self.entries[slot].meta = 0;
-                self.gens[slot] = self.gens[slot].wrapping_add(1);
-            }
-            self.free.push(slot as u32);
-        }
-        self.len = 0;
-        self.cursor = 0;
     }
 }
 
