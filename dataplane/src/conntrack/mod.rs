@@ -486,31 +486,34 @@ impl ConfirmResult {
     }
 }
 
+/// The packet whose connection `p` belongs to, when it is not `p` itself: the packet an
+/// ICMP/ICMPv6 error quotes (None for every other packet, and for an error whose quote
+/// cannot be parsed: such an error is INVALID wherever it goes).
+pub fn quoted_owner(frame: &[u8], p: &crate::packet::Parsed) -> Option<crate::packet::Parsed> {
+    match p.l4 {
+        crate::packet::L4::Icmp(i) if i.is_error() => {
+            let end = (p.ip_end as usize).min(frame.len());
+            crate::packet::parse_embedded(&frame[..end], p.l4_off as usize + 8).ok()
+        }
+        _ => None,
+    }
+}
+
 /// The hash that decides which worker owns a packet's connection: the steering hash
 /// ([`crate::port::symmetric_hash`], as the pktgen backend and `frame_hash` compute it)
-/// of the packet's own tuple, except for an ICMP/ICMPv6 error, which belongs to the flow
-/// it quotes: the hash of the embedded (inner) tuple. An error whose quote cannot be
-/// parsed hashes by its outer tuple (it is INVALID wherever it goes).
+/// of the tuple of the packet that owns it ([`quoted_owner`]: the quoted packet of an
+/// ICMP/ICMPv6 error, else the packet itself).
 pub fn owner_hash(frame: &[u8], p: &crate::packet::Parsed) -> u32 {
-    use crate::packet::{parse_embedded, L4};
-    use crate::port::symmetric_hash;
-    let ports = |l4: &L4| match *l4 {
+    use crate::packet::L4;
+    let quoted = quoted_owner(frame, p);
+    let o = quoted.as_ref().unwrap_or(p);
+    let (sp, dp) = match o.l4 {
         L4::Tcp(t) => (t.sport, t.dport),
         L4::Udp(u) => (u.sport, u.dport),
         L4::Icmp(i) if !i.is_error() => (i.id, i.id),
         _ => (0, 0),
     };
-    if let L4::Icmp(i) = p.l4 {
-        if i.is_error() {
-            let end = (p.ip_end as usize).min(frame.len());
-            if let Ok(ip) = parse_embedded(&frame[..end], p.l4_off as usize + 8) {
-                let (sp, dp) = ports(&ip.l4);
-                return symmetric_hash(&ip.src, &ip.dst, sp, dp, ip.proto);
-            }
-        }
-    }
-    let (sp, dp) = ports(&p.l4);
-    symmetric_hash(&p.src, &p.dst, sp, dp, p.proto)
+    crate::port::symmetric_hash(&o.src, &o.dst, sp, dp, o.proto)
 }
 
 /// Counters, named like `conntrack -S`, plus expirations per protocol.

@@ -29,7 +29,7 @@ use super::{
     Config, ConfirmResult, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
     Nanos, Stats, Track, TrackOpts, NS,
 };
-use crate::packet::{checksum, parse_embedded, proto, Addr, Family, ParseError, Parsed, L4};
+use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, L4};
 use std::sync::Arc;
 
 /// Ways per bucket.
@@ -874,9 +874,7 @@ impl ConnTable {
 
     /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
     fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
-        let end = (p.ip_end as usize).min(frame.len());
-        let inner_off = p.l4_off as usize + 8;
-        let Ok(ip) = parse_embedded(&frame[..end], inner_off) else {
+        let Some(ip) = super::quoted_owner(frame, p) else {
             return Track::invalid(InvalidReason::IcmpErrorInner);
         };
         if ip.family != p.family || ip.frag.offset != 0 {

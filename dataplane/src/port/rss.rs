@@ -185,28 +185,17 @@ impl RssModel {
 
     /// The queue owning the connection of the whole (not fragmented) packet `p`: the
     /// queue of its own tuple, or for an ICMP/ICMPv6 error the queue of the packet it
-    /// quotes (in that packet's direction; the hash is symmetric).
+    /// quotes ([`crate::conntrack::quoted_owner`]; the hash is symmetric, so the quote's
+    /// direction does not matter).
     pub fn owner(&self, frame: &[u8], p: &Parsed, queues: u16) -> u16 {
-        let ports = |l4: &L4, proto: u8| match *l4 {
-            L4::Tcp(t) => Some((proto, t.sport, t.dport)),
-            L4::Udp(u) => Some((proto, u.sport, u.dport)),
+        let quoted = crate::conntrack::quoted_owner(frame, p);
+        let o = quoted.as_ref().unwrap_or(p);
+        let l4 = match o.l4 {
+            L4::Tcp(t) => Some((o.proto, t.sport, t.dport)),
+            L4::Udp(u) => Some((o.proto, u.sport, u.dport)),
             _ => None,
         };
-        if let L4::Icmp(i) = p.l4 {
-            if i.is_error() {
-                let end = (p.ip_end as usize).min(frame.len());
-                if let Ok(q) = crate::packet::parse_embedded(&frame[..end], p.l4_off as usize + 8) {
-                    let h = self.hash_tuple(p.family, &q.src, &q.dst, ports(&q.l4, q.proto));
-                    return self.queue(h, queues);
-                }
-            }
-        }
-        let l4 = if p.frag.is_fragment() {
-            None
-        } else {
-            ports(&p.l4, p.proto)
-        };
-        self.queue(self.hash_tuple(p.family, &p.src, &p.dst, l4), queues)
+        self.queue(self.hash_tuple(o.family, &o.src, &o.dst, l4), queues)
     }
 }
 
