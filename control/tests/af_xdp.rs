@@ -37,11 +37,10 @@ impl Drop for Bench {
 
 impl Bench {
     /// The namespaces and veths, `queues` rx/tx queues on every veth; None when this
-    /// machine cannot make them (SKIP printed).
-    fn new(test: &str, tag: &str, queues: u16) -> Option<Bench> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("SKIP {test}: needs root/netns/AF_XDP");
+    /// machine lacks root, `ip netns`, AF_XDP or one of `tools` (SKIP printed by
+    /// [`prereq`], which fails the test instead in CI).
+    fn new(test: &str, tag: &str, queues: u16, tools: &[&str]) -> Option<Bench> {
+        if prereq::needs(test).netns().af_xdp().tools(tools).skip() {
             return None;
         }
         let id = std::process::id() % 100_000;
@@ -90,10 +89,7 @@ impl Bench {
             ok &= ip(&["-n", h, "link", "set", "eth0", "up"]);
             ok &= ip(&["-n", &b.fw, "link", "set", f, "up"]);
         }
-        if !ok {
-            println!("SKIP {test}: cannot create netns/veth");
-            return None;
-        }
+        assert!(ok, "{test}: cannot create the namespaces and veths");
         Some(b)
     }
 
@@ -105,7 +101,7 @@ impl Bench {
     }
 
     /// Offloads off on every veth end (full checksums in every frame: a TCP segment from
-    /// a local stack otherwise carries a partial one). False when ethtool is missing.
+    /// a local stack otherwise carries a partial one). False when ethtool fails.
     fn offloads_off(&self) -> bool {
         let mut ok = true;
         for (ns, dev) in [
@@ -174,7 +170,7 @@ impl Bench {
             {
                 Ok(()) => {}
                 Err(e) if e.contains("Operation not permitted") || e.contains("not supported") => {
-                    println!("SKIP {test}: {e}");
+                    prereq::skip_because(test, &format!("the kernel refused AF_XDP or BPF: {e}"));
                     return None;
                 }
                 Err(e) => panic!("runtime start: {e}"),
@@ -191,7 +187,7 @@ impl Bench {
 #[test]
 fn af_xdp_bump_in_the_wire_forwards_ping() {
     let test = "af_xdp_bump_in_the_wire_forwards_ping";
-    let Some(b) = Bench::new(test, "p", 1) else {
+    let Some(b) = Bench::new(test, "p", 1, &["ping"]) else {
         return;
     };
     let Some((ping, xdp_shown)) = b.with_statewall(test, 1, None, |_rt| {
@@ -208,13 +204,7 @@ fn af_xdp_bump_in_the_wire_forwards_ping() {
     }) else {
         return;
     };
-    let ping = match ping {
-        Ok(o) => o,
-        Err(e) => {
-            println!("SKIP {test}: no ping ({e})");
-            return;
-        }
-    };
+    let ping = ping.expect("ip netns exec ping");
     assert!(xdp_shown, "the XDP program is attached while running");
     assert!(
         ping.status.success(),
@@ -267,13 +257,10 @@ print(ok)
 #[test]
 fn af_xdp_two_queues_keep_each_connection_on_its_owner() {
     let test = "af_xdp_two_queues_keep_each_connection_on_its_owner";
-    let Some(b) = Bench::new(test, "q", 2) else {
+    let Some(b) = Bench::new(test, "q", 2, &["ethtool", "ss", "python3"]) else {
         return;
     };
-    if !b.offloads_off() {
-        println!("SKIP {test}: ethtool missing (install with .ci/e2e-deps.sh)");
-        return;
-    }
+    assert!(b.offloads_off(), "ethtool -K on the veths");
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.v4");
     std::fs::write(&rules, RULES).unwrap();

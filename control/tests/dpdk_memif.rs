@@ -104,20 +104,15 @@ impl Drop for Testpmd {
     }
 }
 
-fn testpmd_bin() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("dpdk-testpmd"))
-            .find(|p| p.exists())
-    })
-}
-
 #[test]
 fn dpdk_memif_testpmd_through_conntrack() {
-    let Some(testpmd) = testpmd_bin() else {
-        eprintln!("skipped: dpdk-testpmd not found (apt-get install dpdk-dev)");
+    if prereq::needs("dpdk_memif_testpmd_through_conntrack")
+        .tools(&["dpdk-testpmd"])
+        .skip()
+    {
         return;
-    };
+    }
+    let testpmd = prereq::which("dpdk-testpmd").unwrap();
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("sw-memif-{pid}"));
     std::fs::create_dir_all(&dir).unwrap();

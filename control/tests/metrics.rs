@@ -4,23 +4,15 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 #[test]
 fn promtool_check_metrics_passes_without_warnings() {
-    if !have("promtool") {
-        eprintln!("SKIP: promtool not installed (apt-get install prometheus)");
+    if prereq::needs("promtool_check_metrics_passes_without_warnings")
+        .tools(&["promtool"])
+        .skip()
+    {
         return;
     }
     // Opt one rule into the per-rule counters so those families are checked too.
@@ -135,8 +127,10 @@ fn promtool_check_metrics_passes_without_warnings() {
 
 #[test]
 fn dashboard_and_alert_rules_find_their_metrics() {
-    if !have("python3") {
-        eprintln!("SKIP: python3 not installed");
+    if prereq::needs("dashboard_and_alert_rules_find_their_metrics")
+        .python3()
+        .skip()
+    {
         return;
     }
     let sw = start(DEMO_RULES, "");
@@ -148,7 +142,7 @@ fn dashboard_and_alert_rules_find_their_metrics() {
         "deploy/grafana/statewall-dashboard.json",
         "deploy/prometheus/statewall.rules.yml",
     ] {
-        let o = Command::new("python3")
+        let o = Command::new(prereq::python3().unwrap())
             .arg(repo().join("deploy/tests/dashboard_metrics.py"))
             .arg(repo().join(src))
             .arg(&scrape)
@@ -244,8 +238,10 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_scrapes_statewall() {
-    if !Path::new("/usr/bin/prometheus").exists() && !have("prometheus") {
-        eprintln!("SKIP: prometheus not installed (apt-get install prometheus)");
+    if prereq::needs("a_real_prometheus_scrapes_statewall")
+        .tools(&["prometheus"])
+        .skip()
+    {
         return;
     }
     let sw = start(DEMO_RULES, "");

@@ -29,60 +29,28 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-/// Returns true (after printing `SKIP: <test>: ...`) when this machine cannot run the
-/// namespace tests: not root, or no `ip` command. Use as
-/// `if statewall_e2e::skip_unless_root("name") { return; }`.
-pub fn skip_unless_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let have_ip = Command::new("ip")
-        .args(["netns", "list"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !root || !have_ip {
-        println!("SKIP: {test}: needs root and ip netns (CI runs it as root)");
-        return true;
-    }
-    false
-}
+pub use prereq;
 
-/// Returns true (after printing `SKIP: ...`) when one of `tools` is not on PATH.
-/// `.ci/e2e-deps.sh` installs them all; this only keeps developer machines usable.
-pub fn skip_unless_tools(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| which(t).is_none())
-        .collect();
-    if missing.is_empty() {
-        return false;
-    }
-    println!(
-        "SKIP: {test}: missing {} (install with .ci/e2e-deps.sh)",
-        missing.join(", ")
-    );
-    true
+/// What every namespace test needs: root, `ip netns`, the programs [`Topology`] runs
+/// (`ip`, `ethtool`, `sysctl`, `timeout`, `ss`) and a Python 3 for the test servers. Add
+/// the test's own programs and finish with `.skip()`:
+/// `if statewall_e2e::e2e_needs(test).tools(&["curl"]).skip() { return; }`.
+pub fn e2e_needs(test: &str) -> prereq::Needs {
+    prereq::needs(test)
+        .netns()
+        .tools(&["ethtool", "sysctl", "timeout", "ss"])
+        .python3()
 }
 
 /// The full path of `tool` on PATH.
 pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
+    prereq::which(tool)
 }
 
-/// A system python3 (not a pyenv shim, which may not work in a namespace's environment).
+/// A system python3 (not a pyenv shim, which may not work in a namespace's environment);
+/// [`e2e_needs`] has checked that one exists.
 pub fn python3() -> String {
-    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
-        if Path::new(p).is_file() {
-            return p.to_string();
-        }
-    }
-    "python3".to_string()
+    prereq::python3().unwrap_or_else(|| "python3".to_string())
 }
 
 /// Runs `args` (program first) under `timeout -k 2 <secs>`; never fails, the caller

@@ -30,7 +30,7 @@ except socket.timeout:
 #[test]
 fn forward_demo_inside_opens_outside_cannot() {
     let test = "forward_demo_inside_opens_outside_cannot";
-    if skip_unless_root(test) || skip_unless_tools(test, &["curl", "ethtool", "ss", "ping"]) {
+    if e2e_needs(test).tools(&["curl", "ping"]).skip() {
         return;
     }
     let topo = Topology::new(test);

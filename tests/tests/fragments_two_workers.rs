@@ -43,7 +43,7 @@ print(bad,file=sys.stderr)
 #[test]
 fn fragmented_answers_reach_the_owner_on_two_workers() {
     let test = "fragmented_answers_reach_the_owner_on_two_workers";
-    if skip_unless_root(test) || skip_unless_tools(test, &["ethtool", "ss"]) {
+    if e2e_needs(test).skip() {
         return;
     }
     let topo = Topology::new(test);

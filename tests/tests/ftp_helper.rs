@@ -101,7 +101,7 @@ fn fetch(topo: &Topology, opts: &[&str]) -> std::process::Output {
 #[test]
 fn ftp_active_and_passive_through_the_helper() {
     let test = "ftp_active_and_passive_through_the_helper";
-    if skip_unless_root(test) || skip_unless_tools(test, &["vsftpd", "curl", "ethtool", "ss"]) {
+    if e2e_needs(test).tools(&["vsftpd", "curl"]).skip() {
         return;
     }
     let topo = Topology::new(test);
@@ -134,7 +134,7 @@ fn ftp_active_and_passive_through_the_helper() {
 #[test]
 fn ftp_without_helper_data_connections_are_refused() {
     let test = "ftp_without_helper_data_connections_are_refused";
-    if skip_unless_root(test) || skip_unless_tools(test, &["vsftpd", "curl", "ethtool", "ss"]) {
+    if e2e_needs(test).tools(&["vsftpd", "curl"]).skip() {
         return;
     }
     let topo = Topology::new(test);

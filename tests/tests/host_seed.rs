@@ -8,7 +8,7 @@ use std::time::Instant;
 #[test]
 fn host_seed_outbound_http_works_inbound_is_rejected() {
     let test = "host_seed_outbound_http_works_inbound_is_rejected";
-    if skip_unless_root(test) || skip_unless_tools(test, &["curl", "ethtool", "ss"]) {
+    if e2e_needs(test).tools(&["curl"]).skip() {
         return;
     }
     let topo = Topology::new(test);

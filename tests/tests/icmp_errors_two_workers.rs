@@ -27,7 +27,7 @@ print(ok)
 #[test]
 fn icmp_errors_are_related_on_two_workers() {
     let test = "icmp_errors_are_related_on_two_workers";
-    if skip_unless_root(test) || skip_unless_tools(test, &["ethtool"]) {
+    if e2e_needs(test).skip() {
         return;
     }
     let topo = Topology::new(test);

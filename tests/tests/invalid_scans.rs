@@ -49,7 +49,7 @@ fn reached_inside(topo: &Topology) -> u64 {
 #[test]
 fn invalid_scans_never_reach_inside() {
     let test = "invalid_scans_never_reach_inside";
-    if skip_unless_root(test) || skip_unless_tools(test, &["hping3", "nft", "ethtool", "ping"]) {
+    if e2e_needs(test).tools(&["hping3", "nft", "ping"]).skip() {
         return;
     }
     let topo = Topology::new(test);
@@ -115,7 +115,7 @@ fn invalid_scans_never_reach_inside() {
 #[test]
 fn nmap_stealth_scans_see_filtered() {
     let test = "nmap_stealth_scans_see_filtered";
-    if skip_unless_root(test) || skip_unless_tools(test, &["nmap", "nft", "ethtool"]) {
+    if e2e_needs(test).tools(&["nmap", "nft"]).skip() {
         return;
     }
     let topo = Topology::new(test);

@@ -37,6 +37,10 @@ fn rules_for(notrack: &[Value]) -> String {
 
 #[test]
 fn replay_matches_the_linux_kernel_packet_by_packet() {
+    let test = "replay_matches_the_linux_kernel_packet_by_packet";
+    if statewall_e2e::prereq::needs(test).python3().skip() {
+        return;
+    }
     let oracle = root().join("tests/oracle");
     let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(oracle.join("captures/manifest.json")).unwrap(),
@@ -89,7 +93,7 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
         captures > 50,
         "expected the oracle's captures, found {captures}"
     );
-    let r = Command::new("python3")
+    let r = Command::new(statewall_e2e::python3())
         .arg(oracle.join("compare.py"))
         .arg(&kernel_dir)
         .arg(&sw_dir)

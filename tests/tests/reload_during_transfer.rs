@@ -44,7 +44,7 @@ fn pseudo_random(n: usize) -> Vec<u8> {
 #[test]
 fn reload_during_transfer_keeps_it_intact() {
     let test = "reload_during_transfer_keeps_it_intact";
-    if skip_unless_root(test) || skip_unless_tools(test, &["curl", "ethtool", "ss"]) {
+    if e2e_needs(test).tools(&["curl"]).skip() {
         return;
     }
     let topo = Topology::new(test);

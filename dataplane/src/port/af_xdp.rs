@@ -1100,7 +1100,7 @@ mod tests {
                     Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES | libc::ENOSYS)
                 ) =>
             {
-                println!("SKIP {test}: needs root/netns/AF_XDP ({e})");
+                prereq::skip_because(test, &format!("the kernel refused AF_XDP or BPF ({e})"));
                 None
             }
             Err(e) => panic!("open af_xdp: {e}"),
@@ -1303,7 +1303,7 @@ mod tests {
         match r {
             Ok(()) => panic!("a 1-queue veth accepted 2 queues"),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EPERM)) => {
-                println!("SKIP {test}: needs root/netns/AF_XDP ({e})");
+                prereq::skip_because(test, &format!("the kernel refused AF_XDP or BPF ({e})"));
             }
             Err(e) => {
                 assert!(e.to_string().contains("bind queue 1"), "{e}");

@@ -22,21 +22,15 @@ pub(crate) fn ip(args: &[&str]) -> bool {
 }
 
 impl Netns {
-    /// None (after printing SKIP) when not root or `ip` is missing.
+    /// None (after [`prereq`] printed SKIP, or failed the test in CI) when not root or
+    /// `ip netns` does not work.
     pub(crate) fn new(test: &str) -> Option<Self> {
         Self::with_queues(test, 1)
     }
 
     /// As [`Netns::new`], with `queues` rx and tx queues on each veth end.
     pub(crate) fn with_queues(test: &str, queues: u16) -> Option<Self> {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let has_ip = Command::new("ip")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !root || !has_ip {
-            println!("SKIP {test}: needs root/netns (root={root}, ip={has_ip})");
+        if prereq::needs(test).netns().skip() {
             return None;
         }
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -79,10 +73,7 @@ impl Netns {
             ip(&["-n", &ns.a, "link", "set", &va, "up"]),
             ip(&["-n", &ns.b, "link", "set", &vb, "up"]),
         ] {
-            if !ok {
-                println!("SKIP {test}: cannot create netns/veth");
-                return None;
-            }
+            assert!(ok, "{test}: cannot create the namespaces and veth pair");
         }
         Some(ns)
     }
