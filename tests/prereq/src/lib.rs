@@ -22,6 +22,7 @@
 //! `AF_XDP` socket, `kernel_module` looks in `/sys/module` and tries `modprobe`,
 //! `python_modules` imports each module in the Python the tests run.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -34,6 +35,7 @@ pub const NO_SKIP_ENV: &str = "STATEWALL_TEST_NO_SKIP";
 pub struct Needs {
     test: String,
     missing: Vec<String>,
+    tools: Vec<String>,
 }
 
 /// Starts the list of what test `test` needs.
@@ -41,6 +43,7 @@ pub fn needs(test: &str) -> Needs {
     Needs {
         test: test.to_string(),
         missing: Vec::new(),
+        tools: Vec::new(),
     }
 }
 
@@ -65,7 +68,7 @@ impl Needs {
     /// Needs `ip netns` to work: root and the `ip` program (iproute2).
     pub fn netns(self) -> Self {
         let s = self.root().tools(&["ip"]);
-        if !s.missing.is_empty() {
+        if !s.missing.is_empty() || which("ip").is_none() {
             return s;
         }
         let ok = Command::new("ip")
@@ -83,16 +86,10 @@ impl Needs {
 
     /// Needs each of `tools` on `PATH`.
     pub fn tools(mut self, tools: &[&str]) -> Self {
-        let absent: Vec<&str> = tools
-            .iter()
-            .copied()
-            .filter(|t| which(t).is_none())
-            .collect();
-        if !absent.is_empty() {
-            self = self.lack(format!(
-                "{} (not on PATH; .ci/e2e-deps.sh installs it)",
-                absent.join(", ")
-            ));
+        for t in tools {
+            if which(t).is_none() && !self.tools.iter().any(|m| m == t) {
+                self.tools.push(t.to_string());
+            }
         }
         self
     }
@@ -172,18 +169,28 @@ impl Needs {
         }
     }
 
-    /// The missing prerequisites so far, as printed by [`Needs::skip`].
-    pub fn missing(&self) -> &[String] {
-        &self.missing
+    /// The missing prerequisites so far, as printed by [`Needs::skip`]: the programs
+    /// not on `PATH` first (one entry), then everything else.
+    pub fn missing(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        if !self.tools.is_empty() {
+            all.push(format!(
+                "{} (not on PATH; .ci/run and .ci/e2e-deps.sh install them)",
+                self.tools.join(", ")
+            ));
+        }
+        all.extend(self.missing.iter().cloned());
+        all
     }
 
     /// True when something is missing: prints `SKIP: TEST: missing ...` and the test
     /// returns. Under `STATEWALL_TEST_NO_SKIP=1` it panics with the same text instead.
     pub fn skip(self) -> bool {
-        if self.missing.is_empty() {
+        let missing = self.missing();
+        if missing.is_empty() {
             return false;
         }
-        skip_because(&self.test, &format!("missing {}", self.missing.join("; ")));
+        skip_because(&self.test, &format!("missing {}", missing.join("; ")));
         true
     }
 }
@@ -198,8 +205,9 @@ pub fn skip_because(test: &str, reason: &str) {
             "{line} — {NO_SKIP_ENV} is set (CI installs every prerequisite), so this is a failure"
         );
     }
-    println!("{line}");
-    eprintln!("{line}");
+    // Straight to the process's stderr, past the test harness's capture of print!
+    // output, so `cargo test` shows every skip without --nocapture.
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// True when skips are failures (`STATEWALL_TEST_NO_SKIP` set to anything but `0` or empty).
