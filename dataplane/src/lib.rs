@@ -1,6 +1,10 @@
 //! statewall's fast path.
 //!
 //! * [`packet`]: zero-copy views over raw frames, checksums, and a small builder.
+//! * [`steer`]: which worker owns a packet's connection (the steering models that ports
+//!   and workers share).
+//! * [`defrag`]: virtual reassembly of IP fragments before conntrack (Linux's
+//!   `nf_defrag_ipv4/6`, a sibling of conntrack, not a part of it).
 //! * [`conntrack`]: Linux-faithful connection tracking, sans-IO (time is passed in).
 //! * [`ruleset`]: the compiled, immutable iptables-style ruleset and its evaluation.
 //! * [`port`]: the `Port` trait (rx/tx bursts over pooled buffers) and its backends.
@@ -10,7 +14,13 @@
 //! hot path; the modules say where they differ (control-plane helpers, builders).
 
 pub mod conntrack;
+pub mod defrag;
 pub mod packet;
 pub mod port;
 pub mod ruleset;
+pub mod steer;
 pub mod worker;
+
+/// Monotonic time in nanoseconds: what every sans-IO layer takes as "now" (conntrack,
+/// defrag, ports' timestamps). Defined once; `conntrack::Nanos` and `port::Nanos` name it.
+pub type Nanos = u64;

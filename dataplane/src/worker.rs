@@ -12,11 +12,12 @@
 //! into a cache-padded block that the control plane reads, and control requests arrive
 //! through a bounded command queue drained between bursts.
 
-use crate::conntrack::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Nanos, Track, TrackOpts};
+use crate::defrag::{Defrag, DefragResult, MAX_FRAGMENTS};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::port::{Mbuf, MbufPool, Port, Steering};
+use crate::port::{Mbuf, MbufPool, Port};
 use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
+use crate::steer::Steering;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -1401,9 +1402,10 @@ impl std::fmt::Display for LogRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{owner_hash, Config};
+    use crate::conntrack::Config;
     use crate::packet::build::PacketSpec;
     use crate::port::{PortCounters, PortStats};
+    use crate::steer::owner_hash;
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
@@ -1588,7 +1590,7 @@ mod tests {
 
     /// The worker owning a whole packet's connection, by the pktgen model.
     fn owner2(f: &[u8]) -> usize {
-        crate::port::queue_of(hash_of(f), 2) as usize
+        crate::steer::queue_of(hash_of(f), 2) as usize
     }
 
     /// Two workers, forward mode, in-memory ports. A UDP flow goes through its owner A;

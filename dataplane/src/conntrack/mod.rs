@@ -21,8 +21,8 @@
 //! Multi-worker notes: every shard is owned by one worker, and packets are steered to
 //! workers by the symmetric hash of their tuple. Two things cross shards:
 //! * ICMP errors: they are steered by their outer tuple, but belong to the flow they
-//!   quote; [`owner_hash`] gives the hash of that inner flow, and the worker hands the
-//!   packet to the owning worker (see `worker.rs`).
+//!   quote; [`crate::steer::owner_hash`] gives the hash of that inner flow, and the
+//!   worker hands the packet to the owning worker (see `worker/`).
 //! * FTP data connections: the expectation table is global, so a data connection's
 //!   first packet, steered by its own tuple to whatever worker owns that tuple, finds
 //!   the expectation there and creates its entry in that worker's shard; every later
@@ -47,8 +47,6 @@ pub use tcp::TcpState;
 pub use view::{EntryView, Tuple};
 
 use crate::packet::ParseError;
-
-pub mod defrag;
 
 /// The conntrack state of a packet, as `-m state` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,8 +92,7 @@ impl CtStatus {
     }
 }
 
-/// Monotonic time in nanoseconds, passed in by the caller (conntrack never reads a clock).
-pub type Nanos = u64;
+pub use crate::Nanos;
 
 /// Nanoseconds per second.
 pub(crate) const NS: u64 = 1_000_000_000;
@@ -484,36 +481,6 @@ impl ConfirmResult {
     pub fn is_pass(self) -> bool {
         self == ConfirmResult::Pass
     }
-}
-
-/// The packet whose connection `p` belongs to, when it is not `p` itself: the packet an
-/// ICMP/ICMPv6 error quotes (None for every other packet, and for an error whose quote
-/// cannot be parsed: such an error is INVALID wherever it goes).
-pub fn quoted_owner(frame: &[u8], p: &crate::packet::Parsed) -> Option<crate::packet::Parsed> {
-    match p.l4 {
-        crate::packet::L4::Icmp(i) if i.is_error() => {
-            let end = (p.ip_end as usize).min(frame.len());
-            crate::packet::parse_embedded(&frame[..end], p.l4_off as usize + 8).ok()
-        }
-        _ => None,
-    }
-}
-
-/// The hash that decides which worker owns a packet's connection: the steering hash
-/// ([`crate::port::symmetric_hash`], as the pktgen backend and `frame_hash` compute it)
-/// of the tuple of the packet that owns it ([`quoted_owner`]: the quoted packet of an
-/// ICMP/ICMPv6 error, else the packet itself).
-pub fn owner_hash(frame: &[u8], p: &crate::packet::Parsed) -> u32 {
-    use crate::packet::L4;
-    let quoted = quoted_owner(frame, p);
-    let o = quoted.as_ref().unwrap_or(p);
-    let (sp, dp) = match o.l4 {
-        L4::Tcp(t) => (t.sport, t.dport),
-        L4::Udp(u) => (u.sport, u.dport),
-        L4::Icmp(i) if !i.is_error() => (i.id, i.id),
-        _ => (0, 0),
-    };
-    crate::port::symmetric_hash(&o.src, &o.dst, sp, dp, o.proto)
 }
 
 /// Counters, named like `conntrack -S`, plus expirations per protocol.

@@ -874,7 +874,7 @@ impl ConnTable {
 
     /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
     fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
-        let Some(ip) = super::quoted_owner(frame, p) else {
+        let Some(ip) = crate::packet::quoted(frame, p) else {
             return Track::invalid(InvalidReason::IcmpErrorInner);
         };
         if ip.family != p.family || ip.frag.offset != 0 {

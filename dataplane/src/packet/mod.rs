@@ -17,8 +17,10 @@
 pub mod build;
 pub mod checksum;
 mod parse;
+mod quote;
 
 pub use parse::{parse, parse_embedded, parse_ip};
+pub use quote::quoted;
 
 /// Ethertype of IPv4.
 pub const ETH_P_IPV4: u16 = 0x0800;

@@ -25,7 +25,7 @@
 //! * `PACKET_IGNORE_OUTGOING` so a socket does not see frames sent on its interface
 //!   (plus a check of `sll_pkttype` for kernels without it), and promiscuous membership.
 //! * `Mbuf::hash` is the kernel's rx hash (`TP_FT_REQ_FILL_RXHASH`), not
-//!   [`super::symmetric_hash`]: the queue a frame arrived on is what steering means here.
+//!   [`crate::steer::symmetric_hash`]: the queue a frame arrived on is what steering means here.
 //!
 //! Every `unsafe` block of the port layer's system interface is in this file, each with the
 //! invariant it relies on.
@@ -251,7 +251,7 @@ impl Queue {
         setsockopt(&q.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)
             .map_err(|_| last_err("PACKET_FANOUT_CBPF", ifname))?;
         // The group's steering program (any member may set it; every one does).
-        let prog = super::steer::steering_program();
+        let prog = crate::steer::fanout::steering_program();
         let fprog = libc::sock_fprog {
             len: prog.len() as u16,
             filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -681,12 +681,12 @@ mod tests {
         let mut used = std::collections::HashSet::new();
         for (q, f) in &got {
             // The kernel ran our program: the queue is the Rust model's.
-            let want = (crate::port::steer::steer_hash(f) % 4) as u16;
+            let want = (crate::steer::fanout::steer_hash(f) % 4) as u16;
             assert_eq!(*q, want, "frame steered as steer_hash says");
             used.insert(*q);
             let flow = match crate::packet::parse(f) {
                 Ok(crate::packet::Frame::Ip(p)) if matches!(p.l4, crate::packet::L4::Icmp(_)) => {
-                    crate::port::frame_hash(
+                    crate::steer::frame_hash(
                         &f[..14]
                             .iter()
                             .chain(&f[p.l4_off as usize + 8..])
@@ -694,7 +694,7 @@ mod tests {
                             .collect::<Vec<u8>>(),
                     )
                 }
-                _ => crate::port::frame_hash(f),
+                _ => crate::steer::frame_hash(f),
             };
             let prev = queue_of_flow.insert(flow, *q);
             assert!(

@@ -32,8 +32,9 @@
 //! * Multi-segment (chained) mbufs are not supported: only the first segment is seen.
 //!   Configure jumbo frames off (the default).
 
-use super::rss::{RssModel, RssTypes};
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats, Steering};
+use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use crate::steer::rss::{RssModel, RssTypes};
+use crate::steer::Steering;
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
 use std::fmt;
 use std::mem::ManuallyDrop;

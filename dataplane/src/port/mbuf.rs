@@ -34,7 +34,7 @@ pub struct Mbuf {
     /// Receive timestamp in nanoseconds (capture time for pcap, the burst's clock read
     /// for live ports).
     pub timestamp: Nanos,
-    /// Steering hash (the [`super::symmetric_hash`] of the tuple where the backend knows
+    /// Steering hash (the [`crate::steer::symmetric_hash`] of the tuple where the backend knows
     /// it; 0 otherwise).
     pub hash: u32,
     /// The device verified the frame's L4 checksum (a NIC's receive checksum offload,

@@ -295,7 +295,7 @@ impl Port for PcapPort {
                     errors += u64::from(truncated);
                     m.port = self.port_id;
                     m.queue = 0;
-                    m.hash = super::frame_hash(m.data());
+                    m.hash = crate::steer::frame_hash(m.data());
                     bytes += m.len() as u64;
                     out.push(m);
                     n += 1;

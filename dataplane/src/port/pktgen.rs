@@ -1399,7 +1399,7 @@ impl PktgenPair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port::frame_hash;
+    use crate::steer::frame_hash;
     use std::collections::HashMap;
 
     /// Checks exact TCP sequence/ack continuity per connection, both directions.

@@ -96,11 +96,11 @@ fn case_runner() {
     println!("case {case}: ok");
 }
 
-/// statewall's Toeplitz hash (port::rss) equals DPDK's `rte_softrss` on random IPv4
+/// statewall's Toeplitz hash (steer::rss) equals DPDK's `rte_softrss` on random IPv4
 /// and IPv6 tuples, under the symmetric key and another; and a net_null port, which
 /// does no RSS, reports no steering (its workers check every packet).
 fn case_softrss() {
-    use crate::port::rss::{Toeplitz, SYMMETRIC_KEY};
+    use crate::steer::rss::{Toeplitz, SYMMETRIC_KEY};
     eal_init(&eal_args("softrss", &["net_null0".into()])).unwrap();
     let other: [u8; 40] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
     let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -16,8 +16,8 @@
 //!
 //! Everything is allocated in [`Defrag::new`]; `push` never allocates.
 
-use crate::conntrack::Nanos;
 use crate::packet::{Family, Parsed};
+use crate::Nanos;
 
 /// Most fragments kept for one datagram.
 pub const MAX_FRAGMENTS: usize = 64;

@@ -185,10 +185,10 @@ impl RssModel {
 
     /// The queue owning the connection of the whole (not fragmented) packet `p`: the
     /// queue of its own tuple, or for an ICMP/ICMPv6 error the queue of the packet it
-    /// quotes ([`crate::conntrack::quoted_owner`]; the hash is symmetric, so the quote's
+    /// quotes ([`crate::packet::quoted`]; the hash is symmetric, so the quote's
     /// direction does not matter).
     pub fn owner(&self, frame: &[u8], p: &Parsed, queues: u16) -> u16 {
-        let quoted = crate::conntrack::quoted_owner(frame, p);
+        let quoted = crate::packet::quoted(frame, p);
         let o = quoted.as_ref().unwrap_or(p);
         let l4 = match o.l4 {
             L4::Tcp(t) => Some((o.proto, t.sport, t.dport)),
