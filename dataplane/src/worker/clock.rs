@@ -1,0 +1,40 @@
+//! The worker's clock: one monotonic read per burst, and a cycle counter for the busy
+//! and total time the worker publishes.
+
+use crate::Nanos;
+
+/// Shared clock: nanoseconds since the runtime started (one read per burst).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(std::time::Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock(std::time::Instant::now())
+    }
+    /// Nanoseconds since start.
+    pub fn now(&self) -> Nanos {
+        self.0.elapsed().as_nanos() as Nanos
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads a cycle counter: the TSC on x86_64, nanoseconds elsewhere.
+#[inline(always)]
+pub fn cycles(clock: &Clock) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = clock;
+        // SAFETY: RDTSC has no preconditions; it only reads the time-stamp counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        clock.now()
+    }
+}

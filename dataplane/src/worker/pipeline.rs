@@ -1,0 +1,439 @@
+//! The per-packet pipeline: the one code path every packet takes, in `statewall run`
+//! and in `statewall replay` alike: parse -> (defrag) -> raw table -> conntrack ->
+//! filter table -> confirm. It returns an [`Outcome`]; where the packet's buffer goes
+//! is the poll loop's business (`handoff.rs`, `mod.rs`).
+
+use super::burst::Burst;
+use super::stats::{state_index, DropReason, LocalStats};
+use super::DEFRAG_SLOTS;
+use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
+use crate::defrag::{Defrag, DefragResult};
+use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
+use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
+use crate::steer::Steering;
+
+/// How a port pair is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMode {
+    /// A bump in the wire: both directions run the FORWARD chain.
+    Forward,
+    /// In front of one host: toward the host runs INPUT, from it runs OUTPUT.
+    Host,
+}
+
+/// Which port of a pair a packet came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The port facing the network ("outside").
+    Network,
+    /// The port facing the protected host or inside network.
+    Host,
+}
+
+/// What the worker does with frames that are not IPv4/IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonIpPolicy {
+    /// Pass ARP, drop everything else (LLDP, ...). The default.
+    PassArp,
+    /// Pass every non-IP frame.
+    Pass,
+    /// Drop every non-IP frame.
+    Drop,
+}
+
+/// The final verdict on one packet, as `replay` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward out of the paired port.
+    Forward,
+    /// Drop, for this reason.
+    Drop(DropReason),
+    /// A fragment kept for reassembly in this slot: the caller holds the buffer until
+    /// an outcome names the slot in `completes` or `discard`.
+    Held(usize),
+    /// This fragment completed a datagram whose connection another worker owns (see
+    /// [`Ownership`]): hand the fragments held for the slot in `completes`, then this
+    /// one, to that worker, which reassembles and judges them. Nothing was judged here.
+    HandOff(u16),
+}
+
+/// The result of [`Pipeline::process`] for one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Forward or drop.
+    pub action: Action,
+    /// Conntrack's decision (None for non-IP frames and malformed IP headers).
+    pub track: Option<Track>,
+    /// The parse error of a malformed frame.
+    pub parse_error: Option<ParseError>,
+    /// The ruleset's verdict (None when the ruleset did not run).
+    pub verdict: Option<Verdict>,
+    /// Bytes of a REJECT reply written into the caller's reply buffer (0 = none).
+    pub reply_len: usize,
+    /// This fragment completed the datagram of this reassembly slot: `action` applies to
+    /// the fragments held for the slot too (forward them, in order, before this one).
+    pub completes: Option<usize>,
+    /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
+    pub discard: Option<usize>,
+}
+
+impl Outcome {
+    /// The outcome of a packet handed, unjudged, to worker `to`.
+    pub fn handed_off(to: u16) -> Self {
+        Self::action(Action::HandOff(to))
+    }
+
+    /// An outcome with `action` and nothing else known yet.
+    pub(super) fn action(action: Action) -> Self {
+        Outcome {
+            action,
+            track: None,
+            parse_error: None,
+            verdict: None,
+            reply_len: 0,
+            completes: None,
+            discard: None,
+        }
+    }
+}
+
+/// What the receive path knows about a frame besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// [`ConnTable::prefetch`]'s hash of this frame's parse (0: not prefetched).
+    pub hash: u64,
+    /// The device verified the L4 checksum ([`Mbuf::l4_csum_ok`]).
+    pub l4_csum_ok: bool,
+}
+
+/// The per-packet pipeline of one worker: its conntrack shard, its per-rule counters
+/// and its local statistics.
+pub struct Pipeline {
+    /// This worker's conntrack shard (single writer).
+    pub(super) table: ConnTable,
+    /// Per-rule counters for the current ruleset.
+    pub(super) counters: RuleCounters,
+    /// The ruleset generation `counters` was sized for.
+    pub(super) counters_generation: u64,
+    /// Local statistics.
+    pub(super) stats: LocalStats,
+    /// Non-IP policy.
+    pub(super) non_ip: NonIpPolicy,
+    /// Ports on which the FTP helper is attached by default (config `ftp_ports`).
+    pub(super) ftp_ports: Vec<u16>,
+    /// Virtual reassembly of fragments.
+    pub(super) defrag: Defrag,
+    /// Scratch copy of a reassembled datagram.
+    whole: Box<[u8]>,
+    /// Which worker owns a connection, with several workers (None: this one owns all).
+    pub(super) ownership: Option<Ownership>,
+}
+
+/// Which worker owns a connection: the steering model every worker evaluates, the
+/// number of workers and this worker's index.
+///
+/// Steering places packets by a hash of what they carry, which is not always the
+/// connection they belong to: an ICMP error carries the flow it quotes, a fragment only
+/// its addresses (a non-first fragment has no ports), and a port whose steering is not
+/// known (NIC or veth RSS) can place anything anywhere. The poll loop checks those
+/// packets against `model` and hands the ones owned elsewhere to their worker through
+/// the SPSC rings of [`HandoffLinks`]; a reassembled datagram is checked here, in the
+/// pipeline, and comes out as [`Action::HandOff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// This worker.
+    pub me: u16,
+    /// Number of workers (queues per port).
+    pub workers: u16,
+    /// The steering function that defines ownership.
+    pub model: Steering,
+}
+
+impl Ownership {
+    /// The worker owning the connection of the whole packet `p`, when it is not this one.
+    #[inline]
+    pub fn elsewhere(&self, frame: &[u8], p: &packet::Parsed) -> Option<u16> {
+        let w = self.model.owner(frame, p, self.workers);
+        (w != self.me).then_some(w)
+    }
+}
+
+impl Pipeline {
+    /// A pipeline around a conntrack shard, with counters for `rs`.
+    pub fn new(table: ConnTable, rs: &Ruleset, non_ip: NonIpPolicy) -> Self {
+        Pipeline {
+            table,
+            counters: RuleCounters::for_ruleset(rs),
+            counters_generation: rs.generation(),
+            stats: LocalStats::default(),
+            non_ip,
+            ftp_ports: Vec::new(),
+            defrag: Defrag::new(DEFRAG_SLOTS),
+            whole: vec![0u8; 65536 + 128].into_boxed_slice(),
+            ownership: None,
+        }
+    }
+
+    /// Attaches the FTP helper by default to connections to these ports (config
+    /// `ftp_ports`).
+    pub fn set_ftp_ports(&mut self, ports: Vec<u16>) {
+        self.ftp_ports = ports;
+    }
+
+    /// Sets which worker owns which connection (None: this one owns all).
+    pub fn set_ownership(&mut self, ownership: Option<Ownership>) {
+        self.ownership = ownership;
+    }
+
+    /// This worker's conntrack shard.
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    /// This worker's conntrack shard, to change (control commands: delete, flush).
+    pub fn table_mut(&mut self) -> &mut ConnTable {
+        &mut self.table
+    }
+
+    /// The per-rule counters, and the ruleset generation they were sized for.
+    pub fn counters(&self) -> (&RuleCounters, u64) {
+        (&self.counters, self.counters_generation)
+    }
+
+    /// The local statistics (published by the poll loop once per iteration).
+    pub fn stats(&self) -> &LocalStats {
+        &self.stats
+    }
+
+    /// Makes sure the per-rule counters belong to `rs` (after a reload), carrying over
+    /// the counters of rules that did not change.
+    pub fn adopt(&mut self, old: Option<&Ruleset>, rs: &Ruleset) {
+        if self.counters_generation == rs.generation() {
+            return;
+        }
+        self.counters = match old {
+            Some(o) => self.counters.carry_over(o, rs),
+            None => RuleCounters::for_ruleset(rs),
+        };
+        self.counters_generation = rs.generation();
+    }
+
+    /// Runs one frame of burst `b` through parse -> raw -> conntrack -> filter ->
+    /// confirm. A REJECT reply, if any, is written into `reply` (its length in the
+    /// outcome).
+    pub fn process(&mut self, b: &mut Burst<'_>, frame: &[u8], reply: &mut [u8]) -> Outcome {
+        let parsed = packet::parse(frame);
+        self.process_parsed(b, frame, &parsed, RxMeta::default(), reply)
+    }
+
+    /// [`Pipeline::process`] for a frame the caller has already parsed (the poll loop
+    /// parses a whole burst first to prefetch the table buckets), with what the receive
+    /// path knows about it (`rx`).
+    pub fn process_parsed(
+        &mut self,
+        b: &mut Burst<'_>,
+        frame: &[u8],
+        parsed: &Result<Frame, ParseError>,
+        rx: RxMeta,
+        reply: &mut [u8],
+    ) -> Outcome {
+        self.stats.packets += 1;
+        self.stats.bytes += frame.len() as u64;
+        let mut out = Outcome::action(Action::Forward);
+        let p = match parsed {
+            Ok(Frame::Ip(p)) => p,
+            Ok(Frame::NonIp(et)) => {
+                let pass = match self.non_ip {
+                    NonIpPolicy::Pass => true,
+                    NonIpPolicy::PassArp => *et == ETH_P_ARP,
+                    NonIpPolicy::Drop => false,
+                };
+                if pass {
+                    self.stats.non_ip_passed += 1;
+                    self.stats.forwarded += 1;
+                } else {
+                    self.stats.drop(DropReason::NonIp);
+                    out.action = Action::Drop(DropReason::NonIp);
+                }
+                return out;
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                self.stats.drop(DropReason::Malformed);
+                out.parse_error = Some(*e);
+                out.action = Action::Drop(DropReason::Malformed);
+                return out;
+            }
+        };
+        if p.frag.is_fragment() {
+            match self.defrag.push(frame, p, b.now) {
+                DefragResult::NotFragment => {}
+                DefragResult::Held { slot } => {
+                    out.action = Action::Held(slot);
+                    return out;
+                }
+                DefragResult::Dropped { slot, .. } => {
+                    self.stats.drop(DropReason::Fragment);
+                    out.action = Action::Drop(DropReason::Fragment);
+                    out.discard = slot;
+                    return out;
+                }
+                DefragResult::Complete { slot } => {
+                    let whole = self.defrag.reassembled(slot);
+                    let n = whole.len();
+                    self.whole[..n].copy_from_slice(whole);
+                    self.defrag.release(slot);
+                    let whole = std::mem::take(&mut self.whole);
+                    let mut o = match packet::parse(&whole[..n]) {
+                        Ok(Frame::Ip(wp)) => {
+                            match self.ownership.and_then(|ow| ow.elsewhere(&whole[..n], &wp)) {
+                                Some(w) => Outcome {
+                                    action: Action::HandOff(w),
+                                    ..out
+                                },
+                                // A reassembled datagram: checked here, whole.
+                                None => {
+                                    self.judge(b, &whole[..n], &wp, RxMeta::default(), reply, out)
+                                }
+                            }
+                        }
+                        _ => {
+                            self.stats.drop(DropReason::Fragment);
+                            Outcome {
+                                action: Action::Drop(DropReason::Fragment),
+                                ..out
+                            }
+                        }
+                    };
+                    self.whole = whole;
+                    o.completes = Some(slot);
+                    return o;
+                }
+            }
+        }
+        self.judge(b, frame, p, rx, reply, out)
+    }
+
+    /// Raw table, conntrack, filter table and confirm for one whole IP packet.
+    fn judge(
+        &mut self,
+        b: &mut Burst<'_>,
+        frame: &[u8],
+        p: &packet::Parsed,
+        rx: RxMeta,
+        reply: &mut [u8],
+        mut out: Outcome,
+    ) -> Outcome {
+        let (rs, pair, now) = (b.rs, b.pair, b.now);
+        let log = &mut *b.log;
+        // Which chains and interface names apply.
+        let (raw_chain, filter_chain, in_port, out_port) = match (pair.mode, b.ingress) {
+            (PairMode::Forward, Side::Network) => (
+                RawChain::Prerouting,
+                FilterChain::Forward,
+                pair.network,
+                pair.host,
+            ),
+            (PairMode::Forward, Side::Host) => (
+                RawChain::Prerouting,
+                FilterChain::Forward,
+                pair.host,
+                pair.network,
+            ),
+            (PairMode::Host, Side::Network) => {
+                (RawChain::Prerouting, FilterChain::Input, pair.network, "")
+            }
+            (PairMode::Host, Side::Host) => {
+                (RawChain::Output, FilterChain::Output, "", pair.network)
+            }
+        };
+        let mut ctx = PacketCtx {
+            frame,
+            parsed: p,
+            ct_state: CtState::Invalid,
+            ct_dir: Direction::Original,
+            ct_status: Default::default(),
+            in_port,
+            out_port,
+            now,
+        };
+        // raw table (before conntrack).
+        let raw = if rs.raw_logs() {
+            rs.eval_raw_log(raw_chain, &ctx, &mut self.counters, &mut &mut *log)
+        } else {
+            rs.eval_raw(raw_chain, &ctx, &mut self.counters)
+        };
+        if raw.drop {
+            self.stats.verdict_drop += 1;
+            self.stats.drop(DropReason::Policy);
+            out.action = Action::Drop(DropReason::Policy);
+            out.verdict = Some(Verdict::Drop);
+            return out;
+        }
+        let mut helper = raw.helper.map(|h| match h {
+            ruleset::Helper::Ftp => crate::conntrack::HelperKind::Ftp,
+        });
+        if helper.is_none() && !self.ftp_ports.is_empty() {
+            if let packet::L4::Tcp(t) = p.l4 {
+                if self.ftp_ports.contains(&t.dport) {
+                    helper = Some(crate::conntrack::HelperKind::Ftp);
+                }
+            }
+        }
+        let opts = TrackOpts {
+            notrack: raw.notrack,
+            helper,
+            hash: rx.hash,
+            l4_csum_ok: rx.l4_csum_ok,
+        };
+        let t = self.table.track(frame, p, now, opts);
+        self.stats.by_state[state_index(t.state)] += 1;
+        out.track = Some(t);
+        if t.table_full_drop {
+            self.stats.drop(DropReason::TableFull);
+            out.action = Action::Drop(DropReason::TableFull);
+            return out;
+        }
+        ctx.ct_state = t.state;
+        ctx.ct_dir = t.dir;
+        ctx.ct_status = t.status;
+        let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
+        out.verdict = Some(v);
+        let accepted = matches!(v, Verdict::Accept);
+        // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
+        // NEW/RELATED entry is committed only if the packet is accepted.
+        let confirmed = self.table.confirm(&t, accepted, frame, p, now);
+        match v {
+            Verdict::Accept if confirmed.is_pass() => {
+                self.stats.verdict_accept += 1;
+                self.stats.forwarded += 1;
+            }
+            Verdict::Accept if confirmed == ConfirmResult::HelperDrop => {
+                self.stats.verdict_accept += 1;
+                self.stats.drop(DropReason::Helper);
+                out.action = Action::Drop(DropReason::Helper);
+            }
+            Verdict::Accept => {
+                // The insert failed (a clash, or no free slot): Linux drops the packet.
+                self.stats.verdict_accept += 1;
+                self.stats.drop(DropReason::TableFull);
+                out.action = Action::Drop(DropReason::TableFull);
+            }
+            Verdict::Drop => {
+                self.stats.verdict_drop += 1;
+                self.stats.drop(DropReason::Policy);
+                out.action = Action::Drop(DropReason::Policy);
+            }
+            Verdict::Reject(kind) => {
+                self.stats.verdict_reject += 1;
+                self.stats.drop(DropReason::Reject);
+                out.action = Action::Drop(DropReason::Reject);
+                if let Some(n) = ruleset::build_reject(kind, frame, p, reply) {
+                    out.reply_len = n;
+                    self.stats.rejects_sent += 1;
+                }
+            }
+        }
+        out
+    }
+}
