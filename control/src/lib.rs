@@ -8,6 +8,8 @@ pub mod ctview;
 pub mod doctor;
 pub mod metrics;
 pub mod notify;
+pub mod ports;
 pub mod replay;
+pub mod run;
 pub mod runtime;
 pub mod status;
