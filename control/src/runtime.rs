@@ -3,8 +3,7 @@
 //! ruleset, and starts one pinned poll-mode worker per core; the handle then reloads or
 //! replaces the ruleset, runs queries on the workers ([`Runtime::on_worker`],
 //! [`Runtime::on_all`]), sums their published counters, and stops them. The
-//! `statewall run` command around it is [`crate::run`]; the views that read it are
-//! [`crate::api`].
+//! `statewall run` command around it is [`crate::run`]; the control API's views read it.
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
@@ -478,4 +477,3 @@ impl Runtime {
         self.publish(parsed, "replace")
     }
 }
-
