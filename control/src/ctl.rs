@@ -300,7 +300,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             ConntrackCtl::Stats => {
                 let v = get_json(a, "/api/v1/conntrack/stats")?;
                 let line = |o: &Value| {
-                    crate::status::CT_STAT_FIELDS
+                    crate::api::status::CT_STAT_FIELDS
                         .iter()
                         .map(|f| format!("{f}={}", o[*f].as_u64().unwrap_or(0)))
                         .collect::<Vec<_>>()

@@ -4,10 +4,9 @@
 pub mod api;
 pub mod config;
 pub mod ctl;
-pub mod ctview;
 pub mod doctor;
-pub mod metrics;
 pub mod notify;
+pub mod ports;
 pub mod replay;
+pub mod run;
 pub mod runtime;
-pub mod status;

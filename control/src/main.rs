@@ -127,7 +127,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 cfg.dataplane.workers = w;
                 cfg.dataplane.cores.clear();
             }
-            statewall::runtime::run(cfg, duration, config.is_none())?;
+            statewall::run::run(cfg, duration, config.is_none())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Replay(args) => {

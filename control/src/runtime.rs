@@ -1,9 +1,11 @@
-//! The runtime behind `statewall run`: builds the ports named in the configuration,
-//! compiles and publishes the ruleset, starts one pinned poll-mode worker per core,
-//! prints testpmd-style port statistics, and stops cleanly on Ctrl-C or after
-//! `--duration`.
+//! The [`Runtime`] handle of a running dataplane: [`Runtime::start`] opens the ports
+//! named in the configuration (through [`crate::ports`]), compiles and publishes the
+//! ruleset, and starts one pinned poll-mode worker per core; the handle then reloads or
+//! replaces the ruleset, runs queries on the workers ([`Runtime::on_worker`],
+//! [`Runtime::on_all`]), sums their published counters, and stops them. The
+//! `statewall run` command around it is [`crate::run`]; the control API's views read it.
 
-use crate::config::{Config, PortConfig};
+use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
@@ -19,7 +21,7 @@ use dataplane::worker::{
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Ruleset reload bookkeeping (read by metrics and the API).
 #[derive(Debug, Default)]
@@ -145,169 +147,6 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     }
 }
 
-/// One port's queue handles.
-type PortHandles = Vec<Box<dyn Port>>;
-/// Every port's queue handles, in config order.
-type PortQueues = Vec<PortHandles>;
-
-/// Per-queue port handles for every configured port: `handles[port][queue]`.
-fn open_ports(
-    cfg: &Config,
-    queues: u16,
-) -> Result<(PortQueues, Option<Arc<port::pktgen::PktgenStats>>)> {
-    let mut out: Vec<Option<Vec<Box<dyn Port>>>> = cfg.ports.iter().map(|_| None).collect();
-    let mut pktgen_stats = None;
-    // pktgen ports come as a linked pair.
-    let gens: Vec<usize> = (0..cfg.ports.len())
-        .filter(|&i| cfg.ports[i].backend == "pktgen")
-        .collect();
-    if !gens.is_empty() {
-        if gens.len() != 2 {
-            bail!("port: the pktgen backend needs exactly two ports (side = \"inside\" and \"outside\"), found {}", gens.len());
-        }
-        let inside = gens
-            .iter()
-            .copied()
-            .find(|&i| cfg.ports[i].side.as_deref() == Some("inside"));
-        let outside = gens
-            .iter()
-            .copied()
-            .find(|&i| cfg.ports[i].side.as_deref() == Some("outside"));
-        let (Some(ii), Some(oi)) = (inside, outside) else {
-            bail!(
-                "port[{}].side: the two pktgen ports must be one \"inside\" and one \"outside\"",
-                gens[1]
-            );
-        };
-        let gcfg = pktgen_config(cfg, queues);
-        let pair = port::pktgen::PktgenPair::new(&gcfg).context("pktgen")?;
-        pktgen_stats = Some(pair.stats());
-        let (ins, outs): (PortHandles, PortHandles) = pair
-            .into_queue_ports()
-            .into_iter()
-            .map(|(a, b)| (Box::new(a) as Box<dyn Port>, Box::new(b) as Box<dyn Port>))
-            .unzip();
-        out[ii] = Some(ins);
-        out[oi] = Some(outs);
-    }
-    for (i, p) in cfg.ports.iter().enumerate() {
-        if out[i].is_some() {
-            continue;
-        }
-        out[i] = Some(open_one(cfg, i, p, queues)?);
-    }
-    Ok((
-        out.into_iter()
-            .map(|o| o.expect("every port opened"))
-            .collect(),
-        pktgen_stats,
-    ))
-}
-
-/// The generator configuration from `[pktgen]`.
-pub fn pktgen_config(cfg: &Config, queues: u16) -> port::pktgen::PktgenConfig {
-    use port::pktgen::{EstablishedTraffic, LifecycleTraffic, RangeProto, RangeTraffic, Traffic};
-    let g = &cfg.pktgen;
-    let traffic = match g.mode.as_str() {
-        "established" => Traffic::Established(EstablishedTraffic {
-            flows: g.flows,
-            frame_size: g.frame_size,
-            ..Default::default()
-        }),
-        "range" => Traffic::Range(RangeTraffic {
-            proto: if g.proto == "tcp" {
-                RangeProto::Tcp
-            } else {
-                RangeProto::Udp
-            },
-            frame_size: g.frame_size,
-            flows: g.flows,
-            ..Default::default()
-        }),
-        _ => Traffic::Lifecycle(LifecycleTraffic {
-            concurrent: g.flows,
-            reuse_ports: g.reuse_ports,
-            ..Default::default()
-        }),
-    };
-    port::pktgen::PktgenConfig {
-        queues,
-        traffic,
-        rate_pps: g.rate_pps,
-        ..Default::default()
-    }
-}
-
-fn open_one(cfg: &Config, i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
-    match p.backend.as_str() {
-        "pcap" => {
-            if queues != 1 {
-                bail!("port[{i}].backend: a pcap port supports one worker (set dataplane.workers = 1)");
-            }
-            let port = port::pcap::PcapPort::open(p.pcap_in.as_deref(), p.pcap_out.as_deref())
-                .with_context(|| format!("port[{i}] ({}): opening pcap", p.name))?;
-            Ok(vec![Box::new(port)])
-        }
-        "af_packet" => {
-            let ifname = p.interface.as_deref().unwrap_or_default();
-            let port = port::af_packet::AfPacketPort::open(ifname, queues, &Default::default())
-                .with_context(|| {
-                    format!("port[{i}] ({}): opening af_packet on {ifname}", p.name)
-                })?;
-            Ok(port
-                .split_queues()
-                .into_iter()
-                .map(|q| Box::new(q) as Box<dyn Port>)
-                .collect())
-        }
-        "af_xdp" => {
-            let ifname = p.interface.as_deref().unwrap_or_default();
-            let descriptors = u32::try_from(p.descriptors).unwrap_or(u32::MAX);
-            let cfg = port::af_xdp::XdpConfig::with_descriptors(descriptors);
-            let port = port::af_xdp::AfXdpPort::open(ifname, queues, &cfg)
-                .with_context(|| format!("port[{i}] ({}): opening af_xdp on {ifname}", p.name))?;
-            Ok(port
-                .split_queues()
-                .into_iter()
-                .map(|q| Box::new(q) as Box<dyn Port>)
-                .collect())
-        }
-        "dpdk" => open_dpdk(cfg, i, p, queues),
-        other => bail!("port[{i}].backend: backend {other:?} is not built into this binary"),
-    }
-}
-
-/// Opens a dpdk port, initialising DPDK's EAL first (once per process) with
-/// `[dpdk] eal_args`.
-#[cfg(feature = "dpdk")]
-fn open_dpdk(cfg: &Config, i: usize, p: &PortConfig, queues: u16) -> Result<Vec<Box<dyn Port>>> {
-    use port::dpdk;
-    dpdk::eal_init(&cfg.dpdk.eal_args).context("[dpdk] eal_args")?;
-    let device = p.device.as_deref().unwrap_or_default();
-    let pcfg = dpdk::DpdkPortConfig {
-        queues: p.rx_queues.unwrap_or(queues),
-        descriptors: u16::try_from(p.descriptors).unwrap_or(u16::MAX),
-        pool_size: u32::try_from(cfg.dataplane.pool_size).unwrap_or(u32::MAX),
-        socket_id: p.socket_id,
-        ..Default::default()
-    };
-    let port = dpdk::DpdkPort::open(&p.name, device, &pcfg)
-        .with_context(|| format!("port[{i}] ({}): opening DPDK device {device:?}", p.name))?;
-    if !port.link_up() {
-        tracing::warn!(port = %p.name, device, "DPDK link is down (memif: is the peer running?)");
-    }
-    Ok(port
-        .split_queues()
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn Port>)
-        .collect())
-}
-
-#[cfg(not(feature = "dpdk"))]
-fn open_dpdk(_cfg: &Config, i: usize, _p: &PortConfig, _queues: u16) -> Result<Vec<Box<dyn Port>>> {
-    bail!("port[{i}].backend: this binary was built without DPDK support (rebuild with --features dpdk)")
-}
-
 impl Runtime {
     /// Starts ports and workers. `embedded` selects the demo ruleset when no rules file is set.
     pub fn start(cfg: Config, embedded: bool) -> Result<Runtime> {
@@ -320,7 +159,7 @@ impl Runtime {
             "drop" => NonIpPolicy::Drop,
             _ => NonIpPolicy::PassArp,
         };
-        let (mut handles, pktgen) = open_ports(&cfg, n as u16)?;
+        let (mut handles, pktgen) = crate::ports::open_ports(&cfg, n as u16)?;
         let ports = cfg
             .ports
             .iter()
@@ -597,150 +436,6 @@ impl Drop for Runtime {
     }
 }
 
-fn load(a: &AtomicU64) -> u64 {
-    a.load(Ordering::Relaxed)
-}
-
-/// Prints one testpmd-style block of port statistics.
-fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
-    println!("  ######################## NIC statistics ########################");
-    for (i, (name, c)) in rt.ports.iter().enumerate() {
-        let s = c.total();
-        let (prx, ptx) = prev.get(i).copied().unwrap_or((0, 0));
-        let rx_pps = (s.rx_packets - prx) as f64 / dt;
-        let tx_pps = (s.tx_packets - ptx) as f64 / dt;
-        println!(
-            "  port {i} ({name:<8}) RX-packets: {:<12} RX-missed: {:<8} RX-nombuf: {:<8} RX-bytes: {:<14} Rx-pps: {:>12.0}",
-            s.rx_packets, s.rx_missed, s.rx_nombuf, s.rx_bytes, rx_pps
-        );
-        println!(
-            "  {:17} TX-packets: {:<12} TX-errors: {:<8} {:19} TX-bytes: {:<14} Tx-pps: {:>12.0}",
-            "", s.tx_packets, s.tx_errors, "", s.tx_bytes, tx_pps
-        );
-        if prev.len() <= i {
-            prev.push((0, 0));
-        }
-        prev[i] = (s.rx_packets, s.tx_packets);
-    }
-    let st = |i: usize| rt.sum(|w| load(&w.by_state[i]));
-    println!(
-        "  conntrack: entries {} / {}  NEW {}  ESTABLISHED {}  RELATED {}  INVALID {}  UNTRACKED {}  drops {}",
-        rt.sum(|w| load(&w.ct_entries)),
-        rt.ct_limit,
-        st(0),
-        st(1),
-        st(2),
-        st(3),
-        st(4),
-        rt.sum(|w| w.drops.iter().map(load).sum())
-    );
-    println!("  ############################################################################");
-}
-
-/// `statewall run`: starts ports, workers and the control API; prints stats every
-/// `stats_interval` seconds; reloads on SIGHUP; stops on Ctrl-C/SIGTERM or after
-/// `duration`, then prints a summary.
-pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
-    let interval = cfg.control.stats_interval;
-    let listen = cfg.control.listen.clone();
-    // Bind the control address first: a busy or malformed `control.listen` must fail
-    // before any port is opened or worker started.
-    let server = if listen.is_empty() {
-        None
-    } else {
-        Some(crate::api::bind(&listen)?)
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
-            .context("installing the Ctrl-C handler")?;
-    }
-    // SIGTERM (systemd's default KillSignal, `kill`, Kubernetes) stops as cleanly as Ctrl-C.
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
-        .context("installing the SIGTERM handler")?;
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("installing the SIGHUP handler")?;
-    // Signals are handled before the ports open: a SIGHUP or SIGTERM during start-up
-    // must not kill the process with the default action half-way.
-    let rt = Arc::new(Runtime::start(cfg, embedded)?);
-    let api = match server {
-        None => None,
-        Some(server) => Some(crate::api::serve_on(rt.clone(), server)?),
-    };
-    tracing::info!(
-        workers = rt.workers.len(),
-        ports = rt.ports.len(),
-        generation = rt.reloads.generation.load(Ordering::Relaxed),
-        api = ?api,
-        "statewall started"
-    );
-    println!(
-        "statewall: {} worker(s), {} port(s), ruleset generation {}{}",
-        rt.workers.len(),
-        rt.ports.len(),
-        rt.reloads.generation.load(Ordering::Relaxed),
-        api.map(|a| format!(", control API and /metrics on http://{a}"))
-            .unwrap_or_default()
-    );
-    crate::notify::ready();
-    crate::notify::status(&format!(
-        "ruleset generation {}",
-        rt.reloads.generation.load(Ordering::Relaxed)
-    ));
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let mut prev = Vec::new();
-    let deadline = duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(d) = deadline {
-            if start.elapsed() >= d {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        if hup.swap(false, Ordering::Relaxed) {
-            crate::notify::reloading();
-            // Runtime::reload logs and counts the outcome and sets STATUS=.
-            let _ = rt.reload();
-            crate::notify::ready();
-        }
-        while let Some(ev) = rt.log_events.pop() {
-            tracing::info!(target: "statewall::log", "{}", ev);
-        }
-        if interval > 0 && last.elapsed() >= Duration::from_secs(interval) {
-            let dt = last.elapsed().as_secs_f64();
-            last = Instant::now();
-            print_stats(&rt, &mut prev, dt);
-        }
-    }
-    crate::notify::stopping();
-    let elapsed = start.elapsed().as_secs_f64();
-    rt.stop.store(true, Ordering::Relaxed);
-    // Wait for the workers: the API thread keeps its clone of the runtime, so join here.
-    rt.join();
-    // Every port and mbuf went with the workers: release DPDK's EAL (runtime files).
-    #[cfg(feature = "dpdk")]
-    if let Err(e) = port::dpdk::eal_cleanup() {
-        tracing::warn!(error = %e, "DPDK cleanup");
-    }
-    let pk = rt.sum(|w| load(&w.packets));
-    println!("statewall: stopped after {elapsed:.1} s");
-    print_stats(&rt, &mut Vec::new(), elapsed.max(1e-9));
-    println!(
-        "  summary: {pk} packets processed ({:.3} Mpps over {} worker(s)), {} forwarded, {} dropped",
-        pk as f64 / elapsed.max(1e-9) / 1e6,
-        rt.workers.len(),
-        rt.sum(|w| load(&w.forwarded)),
-        rt.sum(|w| w.drops.iter().map(load).sum())
-    );
-    if let Some(g) = &rt.pktgen {
-        println!("  pktgen: {:?}", g.snapshot());
-    }
-    Ok(())
-}
-
 impl Runtime {
     /// Runs `f` on worker `w`'s pipeline between two of its bursts and returns the
     /// answer (waits at most two seconds).
@@ -780,40 +475,5 @@ impl Runtime {
         let parsed = dataplane::ruleset::parse_ruleset(text, origin, None)
             .map_err(|e| anyhow::anyhow!("{e}"));
         self.publish(parsed, "replace")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn live(backend: &str, interface: &str) -> PortConfig {
-        PortConfig {
-            name: "wan".into(),
-            backend: backend.into(),
-            interface: Some(interface.into()),
-            pcap_in: None,
-            pcap_out: None,
-            descriptors: 256,
-            side: None,
-            device: None,
-            rx_queues: None,
-            socket_id: None,
-        }
-    }
-
-    #[test]
-    fn open_one_af_xdp_names_port_and_interface_on_error() {
-        for backend in ["af_packet", "af_xdp"] {
-            let e = open_one(&Config::embedded(), 0, &live(backend, "sw-nosuch0"), 1)
-                .err()
-                .expect("no such interface");
-            let msg = format!("{e:#}");
-            assert!(
-                msg.contains(&format!("port[0] (wan): opening {backend} on sw-nosuch0")),
-                "{msg}"
-            );
-            assert!(msg.contains("no such interface"), "{msg}");
-        }
     }
 }

@@ -774,7 +774,7 @@ fn conntrack_list_walks_large_tables_in_steps() {
         .min()
         .unwrap();
     assert!(
-        per_shard > 2 * statewall::ctview::SCAN_STEP,
+        per_shard > 2 * statewall::api::ctview::SCAN_STEP,
         "each shard takes several steps ({per_shard} slots)"
     );
     sw.wait(60, "every flow established", |s| {

@@ -11,6 +11,7 @@
 //! well-formed exposition text, so `promtool check metrics` passes.
 
 use crate::runtime::Runtime;
+use dataplane::port::PortStats;
 use dataplane::worker::{DropReason, PublishedStats, STATE_NAMES};
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -76,9 +77,70 @@ impl Fams {
     }
 }
 
+/// One metric family (or a table-driven set of alike families): adds itself to the
+/// exposition.
+type FamilyFn = fn(&mut Fams, &Runtime);
+
+/// Every family, in exposition order.
+const FAMILIES: &[FamilyFn] = &[
+    build_info,
+    port_counters,
+    worker_counters,
+    worker_info,
+    worker_burst_size,
+    conntrack_entries,
+    conntrack_entries_limit,
+    conntrack_stats,
+    conntrack_expired,
+    packets_by_state,
+    drops,
+    verdicts,
+    ruleset_generation,
+    ruleset_last_reload_successful,
+    ruleset_last_reload_success_timestamp,
+    ruleset_reloads,
+    expectations,
+    expectation_events,
+    log_events_lost,
+    rule_counters,
+];
+
 /// Renders the whole exposition.
 pub fn render(rt: &Runtime) -> String {
     let mut f = Fams(Vec::new());
+    for family in FAMILIES {
+        family(&mut f, rt);
+    }
+    // A family without series (e.g. the opt-in rule counters when no rule opts in) is
+    // left out: the encoder refuses it, and would stop at it, truncating the exposition.
+    let fams: Vec<MetricFamily> =
+        f.0.into_iter()
+            .filter(|m| !m.get_metric().is_empty())
+            .collect();
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&fams, &mut out) {
+        tracing::error!(error = %e, "encoding /metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The workers' published blocks, in worker order.
+fn worker_stats(rt: &Runtime) -> Vec<&PublishedStats> {
+    rt.workers.iter().map(|w| &**w.stats).collect()
+}
+
+/// The `worker` label of worker `i`.
+fn wl(i: usize) -> Vec<(&'static str, String)> {
+    vec![("worker", i.to_string())]
+}
+
+/// A published counter summed over every worker.
+fn sum(rt: &Runtime, g: &dyn Fn(&PublishedStats) -> u64) -> u64 {
+    worker_stats(rt).iter().map(|w| g(w)).sum::<u64>()
+}
+
+/// `statewall_build_info`.
+fn build_info(f: &mut Fams, _: &Runtime) {
     f.gauge(
         "statewall_build_info",
         "Build information.",
@@ -87,54 +149,61 @@ pub fn render(rt: &Runtime) -> String {
             1.0,
         )],
     );
-    // Ports.
+}
+
+/// A port counter: name, help, the field.
+type PortField = (&'static str, &'static str, fn(&PortStats) -> u64);
+
+/// `statewall_port_*_total`, one family per field.
+const PORT_COUNTERS: [PortField; 8] = [
+    (
+        "statewall_port_rx_packets_total",
+        "Frames received by the port.",
+        |s| s.rx_packets,
+    ),
+    (
+        "statewall_port_rx_bytes_total",
+        "Bytes received by the port.",
+        |s| s.rx_bytes,
+    ),
+    (
+        "statewall_port_rx_missed_total",
+        "Frames the port dropped because its receive ring was full.",
+        |s| s.rx_missed,
+    ),
+    (
+        "statewall_port_rx_nombuf_total",
+        "Frames lost for lack of a buffer.",
+        |s| s.rx_nombuf,
+    ),
+    ("statewall_port_rx_errors_total", "Receive errors.", |s| {
+        s.rx_errors
+    }),
+    (
+        "statewall_port_tx_packets_total",
+        "Frames sent by the port.",
+        |s| s.tx_packets,
+    ),
+    (
+        "statewall_port_tx_bytes_total",
+        "Bytes sent by the port.",
+        |s| s.tx_bytes,
+    ),
+    (
+        "statewall_port_tx_errors_total",
+        "Frames the port failed to send.",
+        |s| s.tx_errors,
+    ),
+];
+
+/// The port counters ([`PORT_COUNTERS`]), by port.
+fn port_counters(f: &mut Fams, rt: &Runtime) {
     let ps: Vec<_> = rt
         .ports
         .iter()
         .map(|(n, c)| (n.clone(), c.total()))
         .collect();
-    type Field = fn(&dataplane::port::PortStats) -> u64;
-    let port_metrics: [(&str, &str, Field); 8] = [
-        (
-            "statewall_port_rx_packets_total",
-            "Frames received by the port.",
-            |s| s.rx_packets,
-        ),
-        (
-            "statewall_port_rx_bytes_total",
-            "Bytes received by the port.",
-            |s| s.rx_bytes,
-        ),
-        (
-            "statewall_port_rx_missed_total",
-            "Frames the port dropped because its receive ring was full.",
-            |s| s.rx_missed,
-        ),
-        (
-            "statewall_port_rx_nombuf_total",
-            "Frames lost for lack of a buffer.",
-            |s| s.rx_nombuf,
-        ),
-        ("statewall_port_rx_errors_total", "Receive errors.", |s| {
-            s.rx_errors
-        }),
-        (
-            "statewall_port_tx_packets_total",
-            "Frames sent by the port.",
-            |s| s.tx_packets,
-        ),
-        (
-            "statewall_port_tx_bytes_total",
-            "Bytes sent by the port.",
-            |s| s.tx_bytes,
-        ),
-        (
-            "statewall_port_tx_errors_total",
-            "Frames the port failed to send.",
-            |s| s.tx_errors,
-        ),
-    ];
-    for (name, help, get) in port_metrics {
+    for (name, help, get) in PORT_COUNTERS {
         f.counter(
             name,
             help,
@@ -143,42 +212,57 @@ pub fn render(rt: &Runtime) -> String {
                 .collect(),
         );
     }
-    // Workers.
-    let ws: Vec<&PublishedStats> = rt.workers.iter().map(|w| &**w.stats).collect();
-    let wl = |i: usize| vec![("worker", i.to_string())];
-    f.counter(
+}
+
+/// A worker counter: name, help, the field.
+type WorkerField = (
+    &'static str,
+    &'static str,
+    fn(&PublishedStats) -> &AtomicU64,
+);
+
+/// `statewall_worker_*_total`, one family per field.
+const WORKER_COUNTERS: [WorkerField; 4] = [
+    (
         "statewall_worker_busy_cycles_total",
         "Cycles spent on bursts that carried packets.",
-        ws.iter()
-            .enumerate()
-            .map(|(i, w)| (wl(i), ld(&w.busy_cycles)))
-            .collect(),
-    );
-    f.counter(
+        |w| &w.busy_cycles,
+    ),
+    (
         "statewall_worker_total_cycles_total",
         "Cycles spent in the poll loop.",
-        ws.iter()
-            .enumerate()
-            .map(|(i, w)| (wl(i), ld(&w.total_cycles)))
-            .collect(),
-    );
-    f.counter(
+        |w| &w.total_cycles,
+    ),
+    (
         "statewall_worker_packets_total",
         "Packets processed by the worker.",
-        ws.iter()
-            .enumerate()
-            .map(|(i, w)| (wl(i), ld(&w.packets)))
-            .collect(),
-    );
-    f.counter(
+        |w| &w.packets,
+    ),
+    (
         "statewall_worker_handoff_packets_total",
         "Packets handed to the worker owning their connection (ICMP errors, reassembled \
          fragments, packets a port steered elsewhere).",
-        ws.iter()
-            .enumerate()
-            .map(|(i, w)| (wl(i), ld(&w.handed_off)))
-            .collect(),
-    );
+        |w| &w.handed_off,
+    ),
+];
+
+/// The worker counters ([`WORKER_COUNTERS`]), by worker.
+fn worker_counters(f: &mut Fams, rt: &Runtime) {
+    let ws = worker_stats(rt);
+    for (name, help, get) in WORKER_COUNTERS {
+        f.counter(
+            name,
+            help,
+            ws.iter()
+                .enumerate()
+                .map(|(i, w)| (wl(i), ld(get(w))))
+                .collect(),
+        );
+    }
+}
+
+/// `statewall_worker_info`: worker to core.
+fn worker_info(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_worker_info",
         "Worker to core mapping.",
@@ -196,8 +280,12 @@ pub fn render(rt: &Runtime) -> String {
             })
             .collect(),
     );
-    // Burst-size histogram: bucket i (1..=9) holds bursts of size in (2^(i-2), 2^(i-1)].
-    let hist: Vec<Metric> = ws
+}
+
+/// `statewall_worker_burst_size`: bucket i (1..=9) holds bursts of size in
+/// (2^(i-2), 2^(i-1)].
+fn worker_burst_size(f: &mut Fams, rt: &Runtime) {
+    let hist: Vec<Metric> = worker_stats(rt)
         .iter()
         .enumerate()
         .map(|(i, w)| {
@@ -230,18 +318,28 @@ pub fn render(rt: &Runtime) -> String {
         MetricType::HISTOGRAM,
         hist,
     );
-    // Conntrack.
-    let sum = |g: &dyn Fn(&PublishedStats) -> u64| ws.iter().map(|w| g(w)).sum::<u64>();
+}
+
+/// `statewall_conntrack_entries`.
+fn conntrack_entries(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_conntrack_entries",
         "Tracked connections.",
-        vec![(vec![], sum(&|w| ld(&w.ct_entries)) as f64)],
+        vec![(vec![], sum(rt, &|w| ld(&w.ct_entries)) as f64)],
     );
+}
+
+/// `statewall_conntrack_entries_limit`.
+fn conntrack_entries_limit(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_conntrack_entries_limit",
         "Connection table capacity (nf_conntrack_max).",
         vec![(vec![], rt.ct_limit as f64)],
     );
+}
+
+/// `statewall_conntrack_{field}_total`, one family per `conntrack -S` field.
+fn conntrack_stats(f: &mut Fams, rt: &Runtime) {
     for (i, field) in [
         "found",
         "invalid",
@@ -258,27 +356,49 @@ pub fn render(rt: &Runtime) -> String {
         f.counter(
             &format!("statewall_conntrack_{field}_total"),
             &format!("conntrack -S field {field}, summed over workers."),
-            vec![(vec![], sum(&|w| ld(&w.ct_stats[i])))],
+            vec![(vec![], sum(rt, &|w| ld(&w.ct_stats[i])))],
         );
     }
+}
+
+/// `statewall_conntrack_expired_total`, by protocol.
+fn conntrack_expired(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_conntrack_expired_total",
         "Connections expired, by protocol.",
         ["tcp", "udp", "icmp", "icmpv6", "other"]
             .iter()
             .enumerate()
-            .map(|(i, p)| (vec![("proto", p.to_string())], sum(&|w| ld(&w.expired[i]))))
+            .map(|(i, p)| {
+                (
+                    vec![("proto", p.to_string())],
+                    sum(rt, &|w| ld(&w.expired[i])),
+                )
+            })
             .collect(),
     );
+}
+
+/// `statewall_packets_total`, by conntrack state.
+fn packets_by_state(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_packets_total",
         "Packets by conntrack state.",
         STATE_NAMES
             .iter()
             .enumerate()
-            .map(|(i, s)| (vec![("state", s.to_string())], sum(&|w| ld(&w.by_state[i]))))
+            .map(|(i, s)| {
+                (
+                    vec![("state", s.to_string())],
+                    sum(rt, &|w| ld(&w.by_state[i])),
+                )
+            })
             .collect(),
     );
+}
+
+/// `statewall_drops_total`, by reason.
+fn drops(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_drops_total",
         "Packets dropped, by reason (closed set, see deploy/METRICS.md).",
@@ -288,11 +408,15 @@ pub fn render(rt: &Runtime) -> String {
             .map(|(i, r)| {
                 (
                     vec![("reason", r.as_str().to_string())],
-                    sum(&|w| ld(&w.drops[i])),
+                    sum(rt, &|w| ld(&w.drops[i])),
                 )
             })
             .collect(),
     );
+}
+
+/// `statewall_verdicts_total`, by verdict.
+fn verdicts(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_verdicts_total",
         "Ruleset verdicts.",
@@ -302,35 +426,50 @@ pub fn render(rt: &Runtime) -> String {
             .map(|(i, v)| {
                 (
                     vec![("verdict", v.to_string())],
-                    sum(&|w| ld(&w.verdicts[i])),
+                    sum(rt, &|w| ld(&w.verdicts[i])),
                 )
             })
             .collect(),
     );
-    // Ruleset and reloads.
-    let r = &rt.reloads;
+}
+
+/// `statewall_ruleset_generation`.
+fn ruleset_generation(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_ruleset_generation",
         "Generation of the running ruleset.",
-        vec![(vec![], ld(&r.generation) as f64)],
+        vec![(vec![], ld(&rt.reloads.generation) as f64)],
     );
+}
+
+/// `statewall_ruleset_last_reload_successful`.
+fn ruleset_last_reload_successful(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_ruleset_last_reload_successful",
         "1 if the last ruleset reload succeeded.",
         vec![(
             vec![],
-            if r.last_ok.load(Ordering::Relaxed) {
+            if rt.reloads.last_ok.load(Ordering::Relaxed) {
                 1.0
             } else {
                 0.0
             },
         )],
     );
+}
+
+/// `statewall_ruleset_last_reload_success_timestamp_seconds`.
+fn ruleset_last_reload_success_timestamp(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_ruleset_last_reload_success_timestamp_seconds",
         "Unix time of the last successful ruleset load.",
-        vec![(vec![], ld(&r.last_ok_time) as f64)],
+        vec![(vec![], ld(&rt.reloads.last_ok_time) as f64)],
     );
+}
+
+/// `statewall_ruleset_reloads_total`, by result.
+fn ruleset_reloads(f: &mut Fams, rt: &Runtime) {
+    let r = &rt.reloads;
     f.counter(
         "statewall_ruleset_reloads_total",
         "Ruleset reload attempts by result.",
@@ -339,11 +478,19 @@ pub fn render(rt: &Runtime) -> String {
             (vec![("result", "failure".into())], ld(&r.failed)),
         ],
     );
+}
+
+/// `statewall_expectations`.
+fn expectations(f: &mut Fams, rt: &Runtime) {
     f.gauge(
         "statewall_expectations",
         "Live conntrack expectations.",
         vec![(vec![], rt.expectations() as f64)],
     );
+}
+
+/// `statewall_expectation_events_total`, by event.
+fn expectation_events(f: &mut Fams, rt: &Runtime) {
     let es = rt.expect.stats();
     f.counter(
         "statewall_expectation_events_total",
@@ -357,12 +504,20 @@ pub fn render(rt: &Runtime) -> String {
             (vec![("event", "register_failed".into())], es.register_failed),
         ],
     );
+}
+
+/// `statewall_log_events_lost_total`.
+fn log_events_lost(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_log_events_lost_total",
         "LOG records dropped because the log queue was full.",
         vec![(vec![], ld(&rt.log_lost))],
     );
-    // Opt-in per-rule counters.
+}
+
+/// `statewall_rule_packets_total` and `statewall_rule_bytes_total`: the opt-in per-rule
+/// counters (one query of the workers for both).
+fn rule_counters(f: &mut Fams, rt: &Runtime) {
     if let Ok(rules) = rt.rule_metrics() {
         let mut pk = Vec::new();
         let mut by = Vec::new();
@@ -382,15 +537,4 @@ pub fn render(rt: &Runtime) -> String {
             by,
         );
     }
-    // A family without series (e.g. the opt-in rule counters when no rule opts in) is
-    // left out: the encoder refuses it, and would stop at it, truncating the exposition.
-    let fams: Vec<MetricFamily> =
-        f.0.into_iter()
-            .filter(|m| !m.get_metric().is_empty())
-            .collect();
-    let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&fams, &mut out) {
-        tracing::error!(error = %e, "encoding /metrics");
-    }
-    String::from_utf8(out).unwrap_or_default()
 }

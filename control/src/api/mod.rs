@@ -22,10 +22,18 @@
 //!
 //! FILTERS are the `conntrack` tool's: `proto`, `src`, `dst`, `sport`, `dport` (on the
 //! original tuple), `state` (TCP state), `status` (ASSURED, SEEN_REPLY, UNREPLIED).
+//!
+//! This module is the server and the router ([`handle`]); the views live beside it:
+//! [`metrics`] (the Prometheus exposition), [`status`] (JSON views of the runtime) and
+//! [`ctview`] (conntrack filters, listings, delete and flush).
 
-use crate::ctview::{self, Filter};
+pub mod ctview;
+pub mod metrics;
+pub mod status;
+
 use crate::runtime::Runtime;
 use anyhow::Result;
+use ctview::Filter;
 use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
@@ -68,14 +76,7 @@ pub fn serve_on(rt: Arc<Runtime>, server: tiny_http::Server) -> Result<std::net:
                         Ok(_) => {
                             let method = req.method().as_str().to_string();
                             let url = req.url().to_string();
-                            // A bug in a handler must not take the control plane down.
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                handle(&rt, &method, &url, &body)
-                            }))
-                            .unwrap_or_else(|_| {
-                                tracing::error!(%method, %url, "API handler panicked");
-                                err(500, "internal error (see the statewall log)")
-                            })
+                            handle(&rt, &method, &url, &body)
                         }
                     };
                 let mut resp = tiny_http::Response::from_string(text).with_status_code(code);
@@ -154,16 +155,12 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
         ("GET", "/metrics") => (
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::render(rt),
+            metrics::render(rt),
         ),
-        ("GET", "/api/v1/status") => (200, JSON, crate::status::status_json(rt).to_string() + "\n"),
-        ("GET", "/api/v1/ports") => (200, JSON, crate::status::ports_json(rt).to_string() + "\n"),
-        ("GET", "/api/v1/workers") => (
-            200,
-            JSON,
-            crate::status::workers_json(rt).to_string() + "\n",
-        ),
-        ("GET", "/api/v1/rules") => match crate::status::rules_listing(rt) {
+        ("GET", "/api/v1/status") => (200, JSON, status::status_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/ports") => (200, JSON, status::ports_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/workers") => (200, JSON, status::workers_json(rt).to_string() + "\n"),
+        ("GET", "/api/v1/rules") => match status::rules_listing(rt) {
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, e),
         },
@@ -218,11 +215,9 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(n) => (200, JSON, json!({ "flushed": n }).to_string() + "\n"),
             Err(e) => err(500, format!("{e:#}")),
         },
-        ("GET", "/api/v1/conntrack/stats") => (
-            200,
-            JSON,
-            crate::status::ct_stats_json(rt).to_string() + "\n",
-        ),
+        ("GET", "/api/v1/conntrack/stats") => {
+            (200, JSON, status::ct_stats_json(rt).to_string() + "\n")
+        }
         ("GET", "/api/v1/expect") => match ctview::expectations(rt) {
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, format!("{e:#}")),

@@ -1,94 +1,11 @@
-//! `statewall doctor`: read-only host checks against a configuration
-//! (deploy/host/doctor-checks.md). It changes nothing.
-//!
-//! Every check reads its files under [`Roots`] (`/sys`, `/proc`, `/dev` by default) so
-//! tests can point it at a fixture tree. A check is FAIL when `statewall run` with this
-//! configuration would not start, WARN when it would start but lose performance or
-//! robustness, SKIP when no configured backend needs it.
+//! The host checks of `statewall doctor`, one function per check, run in the order of
+//! [`CHECKS`] (deploy/host/doctor-checks.md numbers them). Each reads its files under
+//! the [`Roots`] and returns its report lines; none changes anything.
 
+use super::{backends_built, cpu_list, Check, Roots, Status};
 use crate::config::Config;
-use serde::Serialize;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-/// Where the checks look.
-#[derive(Debug, Clone)]
-pub struct Roots {
-    /// sysfs (`/sys`).
-    pub sys: PathBuf,
-    /// procfs (`/proc`).
-    pub proc_: PathBuf,
-    /// devtmpfs (`/dev`).
-    pub dev: PathBuf,
-}
-
-impl Default for Roots {
-    fn default() -> Self {
-        Roots {
-            sys: "/sys".into(),
-            proc_: "/proc".into(),
-            dev: "/dev".into(),
-        }
-    }
-}
-
-/// A check's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Fine.
-    Ok,
-    /// Would start, but slower or less robust.
-    Warn,
-    /// `statewall run` would not start.
-    Fail,
-    /// Not needed by this configuration.
-    Skip,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// The check's name.
-    pub check: String,
-    /// The outcome.
-    pub status: Status,
-    /// What was found.
-    pub detail: String,
-    /// How to fix it (WARN/FAIL).
-    pub fix: String,
-}
-
-impl Check {
-    fn new(
-        check: &str,
-        status: Status,
-        detail: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
-        Check {
-            check: check.into(),
-            status,
-            detail: detail.into(),
-            fix: fix.into(),
-        }
-    }
-
-    /// The report line: `[ OK ] name: detail (fix)`.
-    pub fn line(&self) -> String {
-        let tag = match self.status {
-            Status::Ok => "[ OK ]",
-            Status::Warn => "[WARN]",
-            Status::Fail => "[FAIL]",
-            Status::Skip => "[SKIP]",
-        };
-        if self.fix.is_empty() {
-            format!("{tag} {}: {}", self.check, self.detail)
-        } else {
-            format!("{tag} {}: {} ({})", self.check, self.detail, self.fix)
-        }
-    }
-}
+use std::path::Path;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
@@ -100,26 +17,6 @@ fn read(p: impl AsRef<Path>) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_string())
-}
-
-/// Parses a kernel CPU list ("0-3,8,10-11").
-pub fn cpu_list(s: &str) -> BTreeSet<usize> {
-    let mut out = BTreeSet::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
-                    out.extend(a..=b);
-                }
-            }
-            None => {
-                if let Ok(a) = part.trim().parse() {
-                    out.insert(a);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn join(s: &BTreeSet<usize>) -> String {
@@ -162,24 +59,59 @@ fn cap_name(c: u32) -> &'static str {
     }
 }
 
+/// What every check reads: the configuration, the roots, and the facts several checks
+/// share (backends, worker count, pool memory, capabilities).
+struct Host<'a> {
+    cfg: &'a Config,
+    roots: &'a Roots,
+    /// The configured ports' backends.
+    backends: BTreeSet<&'a str>,
+    /// A port needs privileges (dpdk, af_xdp or af_packet).
+    hw: bool,
+    workers: usize,
+    /// Memory the pools need: descriptors per queue per port + pool per worker, 2 KiB mbufs.
+    need_bytes: u64,
+    /// Effective capabilities (`CapEff:`).
+    caps: Option<u64>,
+    /// Running as uid 0.
+    root: bool,
+}
+
+impl Host<'_> {
+    fn has(&self, b: &str) -> bool {
+        self.backends.contains(b)
+    }
+
+    fn has_cap(&self, c: u32) -> bool {
+        self.root || self.caps.map(|m| m & (1u64 << c) != 0).unwrap_or(false)
+    }
+}
+
+/// One check: the report lines it adds (one, or one per item checked).
+type CheckFn = fn(&Host) -> Vec<Check>;
+
+/// Every check, in report order (the numbers are deploy/host/doctor-checks.md's).
+const CHECKS: &[CheckFn] = &[
+    configuration,
+    hugepages,
+    memlock,
+    capability,
+    interfaces,
+    cores,
+    isolcpus,
+    libdpdk,
+    af_xdp,
+    control_listen,
+    conntrack_memory,
+    systemd,
+];
+
 /// Runs every check for `cfg`.
 pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
     let backends: BTreeSet<&str> = cfg.ports.iter().map(|p| p.backend.as_str()).collect();
-    let has = |b: &str| backends.contains(b);
-    let hw = has("dpdk") || has("af_xdp") || has("af_packet");
+    let hw =
+        backends.contains("dpdk") || backends.contains("af_xdp") || backends.contains("af_packet");
     let workers = cfg.worker_count();
-    let mut out = vec![Check::new(
-        "configuration",
-        Status::Ok,
-        format!(
-            "{} port(s), {} pair(s), {} worker(s), backends {}",
-            cfg.ports.len(),
-            cfg.pairs.len(),
-            workers,
-            backends.iter().copied().collect::<Vec<_>>().join(",")
-        ),
-        "",
-    )];
     // Memory the pools need: descriptors per queue per port + pool per worker, 2 KiB mbufs.
     let need_bytes: u64 = (cfg
         .ports
@@ -188,13 +120,52 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
         .sum::<u64>()
         + cfg.dataplane.pool_size as u64 * workers as u64)
         * 2048;
+    let host = Host {
+        cfg,
+        roots,
+        backends,
+        hw,
+        workers,
+        need_bytes,
+        caps: cap_eff(roots),
+        root: euid(roots) == 0,
+    };
+    CHECKS.iter().flat_map(|check| check(&host)).collect()
+}
 
-    // 2. hugepages, 3. hugetlbfs (dpdk).
-    if has("dpdk") {
+/// The configured worker cores (empty: chosen at start).
+fn worker_cores(cfg: &Config) -> BTreeSet<usize> {
+    if cfg.dataplane.cores.is_empty() {
+        BTreeSet::new()
+    } else {
+        cfg.dataplane.cores.iter().copied().collect()
+    }
+}
+
+/// 1. The configuration's shape.
+fn configuration(h: &Host) -> Vec<Check> {
+    vec![Check::new(
+        "configuration",
+        Status::Ok,
+        format!(
+            "{} port(s), {} pair(s), {} worker(s), backends {}",
+            h.cfg.ports.len(),
+            h.cfg.pairs.len(),
+            h.workers,
+            h.backends.iter().copied().collect::<Vec<_>>().join(",")
+        ),
+        "",
+    )]
+}
+
+/// 2. hugepages, 3. hugetlbfs (dpdk).
+fn hugepages(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    if h.has("dpdk") {
         let mut total = 0u64;
         let mut free = 0u64;
         let mut sizes = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(roots.sys.join("kernel/mm/hugepages")) {
+        if let Ok(rd) = std::fs::read_dir(h.roots.sys.join("kernel/mm/hugepages")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let kb: u64 = name
@@ -223,21 +194,21 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
                 format!("none free ({} reserved)", total / 1024 / 1024),
                 fix,
             )
-        } else if free < need_bytes {
+        } else if free < h.need_bytes {
             Check::new(
                 "hugepages",
                 Status::Warn,
                 format!(
                     "{} MiB free, the pools need about {} MiB",
                     free >> 20,
-                    need_bytes >> 20
+                    h.need_bytes >> 20
                 ),
                 fix,
             )
         } else {
             Check::new("hugepages", Status::Ok, sizes.join("; "), "")
         });
-        let mounts = std::fs::read_to_string(roots.proc_.join("mounts")).unwrap_or_default();
+        let mounts = std::fs::read_to_string(h.roots.proc_.join("mounts")).unwrap_or_default();
         let mount = mounts
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -264,12 +235,13 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ));
     }
+    out
+}
 
-    // 4. memlock (dpdk, af_xdp).
-    let caps = cap_eff(roots);
-    let root = euid(roots) == 0;
-    let has_cap = |c: u32| root || caps.map(|m| m & (1u64 << c) != 0).unwrap_or(false);
-    if has("dpdk") || has("af_xdp") {
+/// 4. memlock (dpdk, af_xdp).
+fn memlock(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    if h.has("dpdk") || h.has("af_xdp") {
         let mut rl = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -286,21 +258,21 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             )
         } else if rl.rlim_cur == libc::RLIM_INFINITY {
             Check::new("memlock", Status::Ok, "unlimited", "")
-        } else if has_cap(CAP_IPC_LOCK) {
+        } else if h.has_cap(CAP_IPC_LOCK) {
             Check::new(
                 "memlock",
                 Status::Ok,
                 format!("{} KiB, but CAP_IPC_LOCK is effective", rl.rlim_cur / 1024),
                 "",
             )
-        } else if rl.rlim_cur < need_bytes {
+        } else if rl.rlim_cur < h.need_bytes {
             Check::new(
                 "memlock",
                 Status::Fail,
                 format!(
                     "{} KiB locked memory allowed, the pools need about {} KiB",
                     rl.rlim_cur / 1024,
-                    need_bytes / 1024
+                    h.need_bytes / 1024
                 ),
                 fix,
             )
@@ -320,10 +292,14 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ));
     }
+    out
+}
 
-    // 5. capabilities.
+/// 5. capabilities.
+fn capability(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
     let mut missing = Vec::new();
-    for (i, p) in cfg.ports.iter().enumerate() {
+    for (i, p) in h.cfg.ports.iter().enumerate() {
         let need: &[u32] = match p.backend.as_str() {
             "af_packet" => &[CAP_NET_RAW, CAP_NET_ADMIN],
             "af_xdp" => &[CAP_NET_RAW, CAP_NET_ADMIN],
@@ -331,7 +307,7 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             _ => &[],
         };
         for &c in need {
-            if !has_cap(c) {
+            if !h.has_cap(c) {
                 missing.push(format!(
                     "{} missing (needed by port[{i}] {:?}, backend {})",
                     cap_name(c),
@@ -340,23 +316,28 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
                 ));
             }
         }
-        if p.backend == "af_xdp" && !has_cap(CAP_BPF) && !has_cap(CAP_SYS_ADMIN) {
+        if p.backend == "af_xdp" && !h.has_cap(CAP_BPF) && !h.has_cap(CAP_SYS_ADMIN) {
             missing.push(format!(
                 "CAP_BPF or CAP_SYS_ADMIN missing (needed by port[{i}] {:?}, backend af_xdp)",
                 p.name
             ));
         }
     }
-    out.push(if !hw {
+    out.push(if !h.hw {
         Check::new("capability", Status::Skip, "no port needs privileges (pktgen/pcap only)", "")
     } else if missing.is_empty() {
-        Check::new("capability", Status::Ok, if root { "running as root".to_string() } else { format!("CapEff {:#x}", caps.unwrap_or(0)) }, "")
+        Check::new("capability", Status::Ok, if h.root { "running as root".to_string() } else { format!("CapEff {:#x}", h.caps.unwrap_or(0)) }, "")
     } else {
         Check::new("capability", Status::Fail, missing.join("; "), "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the unit, or setcap cap_net_raw,cap_net_admin+ep on the binary")
     });
+    out
+}
 
-    // 6. interfaces exist and are up.
-    let ifaces: Vec<(usize, &str, &str)> = cfg
+/// 6. interfaces exist and are up.
+fn interfaces(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    let ifaces: Vec<(usize, &str, &str)> = h
+        .cfg
         .ports
         .iter()
         .enumerate()
@@ -372,7 +353,7 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
         ));
     }
     for (i, name, ifname) in ifaces {
-        let dir = roots.sys.join("class/net").join(ifname);
+        let dir = h.roots.sys.join("class/net").join(ifname);
         let check = format!("interface {ifname}");
         if !dir.exists() {
             out.push(Check::new(
@@ -401,19 +382,22 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             )
         });
     }
+    out
+}
 
-    // 11. worker cores exist and are online; 12. isolated.
-    let online = read(roots.sys.join("devices/system/cpu/online")).map(|s| cpu_list(&s));
-    let cores: BTreeSet<usize> = if cfg.dataplane.cores.is_empty() {
-        BTreeSet::new()
-    } else {
-        cfg.dataplane.cores.iter().copied().collect()
-    };
+/// 11. worker cores exist and are online.
+fn cores(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    let online = read(h.roots.sys.join("devices/system/cpu/online")).map(|s| cpu_list(&s));
+    let cores = worker_cores(h.cfg);
     if cores.is_empty() {
         out.push(Check::new(
             "cores",
             Status::Ok,
-            format!("{workers} worker(s) on cores chosen at start (no dataplane.cores)"),
+            format!(
+                "{} worker(s) on cores chosen at start (no dataplane.cores)",
+                h.workers
+            ),
             "",
         ));
     } else {
@@ -448,7 +432,14 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             )),
         }
     }
-    if !hw {
+    out
+}
+
+/// 12. worker cores isolated.
+fn isolcpus(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    let cores = worker_cores(h.cfg);
+    if !h.hw {
         out.push(Check::new(
             "isolcpus",
             Status::Skip,
@@ -457,11 +448,11 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
         ));
     } else {
         let wanted = if cores.is_empty() {
-            (0..workers).collect()
+            (0..h.workers).collect()
         } else {
             cores.clone()
         };
-        let iso = read(roots.sys.join("devices/system/cpu/isolated"))
+        let iso = read(h.roots.sys.join("devices/system/cpu/isolated"))
             .map(|s| cpu_list(&s))
             .unwrap_or_default();
         let not: BTreeSet<usize> = wanted.difference(&iso).copied().collect();
@@ -482,9 +473,13 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             )
         });
     }
+    out
+}
 
-    // 15. libdpdk.
-    if has("dpdk") {
+/// 15. libdpdk.
+fn libdpdk(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    if h.has("dpdk") {
         let pc = std::process::Command::new("pkg-config")
             .args(["--modversion", "libdpdk"])
             .output();
@@ -534,10 +529,14 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ));
     }
+    out
+}
 
-    // 16. AF_XDP kernel support.
-    if has("af_xdp") {
-        let rel = read(roots.proc_.join("sys/kernel/osrelease")).unwrap_or_default();
+/// 16. AF_XDP kernel support.
+fn af_xdp(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    if h.has("af_xdp") {
+        let rel = read(h.roots.proc_.join("sys/kernel/osrelease")).unwrap_or_default();
         let mut it = rel
             .split(|c: char| !c.is_ascii_digit())
             .filter_map(|x| x.parse::<u32>().ok());
@@ -575,9 +574,13 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ));
     }
+    out
+}
 
-    // 19. control address free.
-    let l = &cfg.control.listen;
+/// 19. control address free.
+fn control_listen(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    let l = &h.cfg.control.listen;
     if l.is_empty() {
         out.push(Check::new(
             "control.listen",
@@ -596,21 +599,25 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             ),
         });
     }
+    out
+}
 
-    // 20. conntrack memory.
-    let meminfo = std::fs::read_to_string(roots.proc_.join("meminfo")).unwrap_or_default();
+/// 20. conntrack memory.
+fn conntrack_memory(h: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    let meminfo = std::fs::read_to_string(h.roots.proc_.join("meminfo")).unwrap_or_default();
     let avail_kb: Option<u64> = meminfo
         .lines()
         .find(|l| l.starts_with("MemAvailable:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
-    let ct_bytes = cfg.conntrack.nf_conntrack_max as u64 * 256;
+    let ct_bytes = h.cfg.conntrack.nf_conntrack_max as u64 * 256;
     out.push(match avail_kb {
         Some(a) if ct_bytes > a * 1024 / 2 => Check::new(
             "conntrack memory",
             Status::Warn,
             format!(
                 "nf_conntrack_max {} needs about {} MiB, more than half of MemAvailable ({} MiB)",
-                cfg.conntrack.nf_conntrack_max,
+                h.cfg.conntrack.nf_conntrack_max,
                 ct_bytes >> 20,
                 a >> 10
             ),
@@ -629,9 +636,12 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ),
     });
+    out
+}
 
-    // 21. systemd.
-    out.push(match std::env::var_os("NOTIFY_SOCKET") {
+/// 21. systemd.
+fn systemd(_: &Host) -> Vec<Check> {
+    vec![match std::env::var_os("NOTIFY_SOCKET") {
         Some(_) => Check::new(
             "systemd",
             Status::Ok,
@@ -639,81 +649,5 @@ pub fn run_checks(cfg: &Config, roots: &Roots) -> Vec<Check> {
             "",
         ),
         None => Check::new("systemd", Status::Skip, "not started by systemd", ""),
-    });
-    out
-}
-
-/// Backends this binary can open.
-pub fn backends_built() -> &'static [&'static str] {
-    &["pktgen", "pcap", "af_packet"]
-}
-
-/// `statewall doctor`: prints the report and returns the exit status (0 no FAIL,
-/// 1 a FAIL, 2 the configuration is invalid).
-pub fn doctor(
-    config: Option<&Path>,
-    json: bool,
-    roots: &Roots,
-    out: &mut dyn std::io::Write,
-) -> std::io::Result<u8> {
-    let default = Path::new("/etc/statewall/statewall.toml");
-    let loaded = match config {
-        Some(p) => Config::load(p).and_then(|c| crate::runtime::load_rules(&c, false).map(|_| c)),
-        None if default.exists() => {
-            Config::load(default).and_then(|c| crate::runtime::load_rules(&c, false).map(|_| c))
-        }
-        None => Ok(Config::embedded()),
-    };
-    let cfg = match loaded {
-        Ok(c) => c,
-        Err(e) => {
-            let c = Check::new(
-                "configuration",
-                Status::Fail,
-                format!("{e:#}"),
-                "fix the configuration (statewall config check FILE)",
-            );
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&[c]).unwrap_or_default()
-                )?;
-            } else {
-                writeln!(out, "{}", c.line())?;
-            }
-            return Ok(2);
-        }
-    };
-    let checks = run_checks(&cfg, roots);
-    if json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&checks).unwrap_or_default()
-        )?;
-    } else {
-        for c in &checks {
-            writeln!(out, "{}", c.line())?;
-        }
-    }
-    Ok(if checks.iter().any(|c| c.status == Status::Fail) {
-        1
-    } else {
-        0
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(
-            cpu_list("0-3,8,10-11\n").into_iter().collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 8, 10, 11]
-        );
-        assert!(cpu_list("").is_empty());
-    }
+    }]
 }
