@@ -8,7 +8,7 @@ use dataplane::packet::{self, to_ip, Frame, Parsed, L4};
 use dataplane::port::pcap::PcapPort;
 use dataplane::port::{Mbuf, MbufPool, Port};
 use dataplane::ruleset::{Ruleset, Verdict};
-use dataplane::worker::{Action, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side};
+use dataplane::worker::{Action, Burst, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -275,7 +275,7 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     };
     let table = ConnTable::new(args.capacity, cfg);
     let mut pl = Pipeline::new(table, &rs, NonIpPolicy::PassArp);
-    pl.ftp_ports = args.ftp_ports.clone();
+    pl.set_ftp_ports(args.ftp_ports.clone());
     let view = PairView {
         mode,
         network: "outside",
@@ -310,7 +310,11 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             }
             _ => Side::Network,
         };
-        let o = pl.process(&rs, frame, view, ingress, *ts, &mut reply, &mut log);
+        let o = pl.process(
+            &mut Burst::new(&rs, view, ingress, *ts, &mut log),
+            frame,
+            &mut reply,
+        );
         if let Some(slot) = o.discard {
             held[slot].clear();
         }

@@ -9,11 +9,9 @@ use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
-use dataplane::port::{self, MbufPool, Port, PortCounters, Steering};
+use dataplane::port::{self, MbufPool, Port, PortCounters};
 use dataplane::ruleset::Ruleset;
-/// Entries of each worker-to-worker handoff ring.
-const HANDOFF_RING: usize = 1024;
-
+use dataplane::steer::Steering;
 use dataplane::worker::{
     Clock, HandoffLinks, NonIpPolicy, Ownership, PairMode, PairPorts, Pipeline, PublishedStats,
     Worker, WorkerHandle,
@@ -213,16 +211,28 @@ impl Runtime {
             .and_then(|ports| ports.iter().find_map(|p| p.steering()))
             .unwrap_or(Steering::Symmetric);
         let mut links: Vec<Option<HandoffLinks>> = if n > 1 {
-            HandoffLinks::mesh(n, HANDOFF_RING)
-                .into_iter()
-                .map(Some)
-                .collect()
+            HandoffLinks::mesh(n).into_iter().map(Some).collect()
         } else {
             (0..n).map(|_| None).collect()
         };
         for (w, mut qports) in per_worker.into_iter().enumerate() {
-            let mut pairs = Vec::new();
-            let mut names = Vec::new();
+            let mut pipeline = {
+                let table =
+                    ConnTable::with_expectations(per_shard, ct_cfg, expect.clone(), w as u16);
+                Pipeline::new(table, &ruleset.load(), non_ip)
+            };
+            pipeline.set_ftp_ports(cfg.conntrack.ftp_ports.clone());
+            pipeline.set_ownership((n > 1).then_some(Ownership {
+                me: w as u16,
+                workers: n as u16,
+                model,
+            }));
+            let mut worker = Worker::builder(w, pipeline, ruleset.clone(), clock, stop.clone())
+                .core(Some(cores[w]))
+                .pool(MbufPool::new(cfg.dataplane.pool_size))
+                .burst(cfg.dataplane.burst)
+                .log(log_events.clone(), log_lost.clone())
+                .handoff(links[w].take());
             // Move the handles out in config order.
             let mut slots: Vec<Option<Box<dyn Port>>> = qports.drain(..).map(Some).collect();
             for pair in &cfg.pairs {
@@ -239,7 +249,7 @@ impl Runtime {
                 let (Some(np), Some(hp)) = (slots[ni].take(), slots[hi].take()) else {
                     bail!("pair: port used by two pairs");
                 };
-                pairs.push(PairPorts {
+                let ports = PairPorts {
                     mode: if pair.mode == "host" {
                         PairMode::Host
                     } else {
@@ -248,34 +258,10 @@ impl Runtime {
                     network: np,
                     host: hp,
                     queue: w as u16,
-                });
-                names.push((pair.network.clone(), pair.host.clone()));
+                };
+                worker = worker.pair(ports, (pair.network.clone(), pair.host.clone()));
             }
-            let table = ConnTable::with_expectations(per_shard, ct_cfg, expect.clone(), w as u16);
-            let mut pipeline = Pipeline::new(table, &ruleset.load(), non_ip);
-            pipeline.ftp_ports = cfg.conntrack.ftp_ports.clone();
-            pipeline.ownership = (n > 1).then_some(Ownership {
-                me: w as u16,
-                workers: n as u16,
-                model,
-            });
-            let worker = Worker {
-                id: w,
-                core: Some(cores[w]),
-                pipeline,
-                pool: MbufPool::new(cfg.dataplane.pool_size),
-                pairs,
-                pair_names: names,
-                burst: cfg.dataplane.burst,
-                ruleset: ruleset.clone(),
-                stats: Arc::new(crossbeam_utils::CachePadded::new(PublishedStats::default())),
-                commands: Arc::new(crossbeam_queue::ArrayQueue::new(64)),
-                stop: stop.clone(),
-                clock,
-                log_events: Some(log_events.clone()),
-                log_lost: log_lost.clone(),
-                handoff: links[w].take(),
-            };
+            let worker = worker.build();
             workers.push(worker.handle());
             threads.threads.push(
                 std::thread::Builder::new()
@@ -388,9 +374,7 @@ impl Runtime {
         // few times so a reload racing with a scrape does not drop a worker's share.
         let mut snaps = Vec::new();
         for _ in 0..5 {
-            snaps = self.on_all(move |p, _| {
-                (p.counters_generation == gen).then(|| p.counters.snapshot())
-            })?;
+            snaps = self.on_all(move |p, _| p.counters_for(gen).map(|c| c.snapshot()))?;
             if snaps.iter().all(|s| s.is_some()) {
                 break;
             }

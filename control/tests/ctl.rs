@@ -111,7 +111,7 @@ fn rules_list_sums_both_workers() {
     sw.wait_traffic();
     let per_worker = |w: usize| {
         sw.rt
-            .on_worker(w, |p, _| p.counters.snapshot()[0].0)
+            .on_worker(w, |p, _| p.counters().snapshot()[0].0)
             .unwrap()
     };
     let (a0, a1) = (per_worker(0), per_worker(1));
@@ -768,7 +768,7 @@ fn conntrack_list_walks_large_tables_in_steps() {
     );
     let per_shard: usize = sw
         .rt
-        .on_all(|p, _| p.table.capacity())
+        .on_all(|p, _| p.table().capacity())
         .unwrap()
         .into_iter()
         .min()

@@ -36,7 +36,7 @@ fn tcp_udp_icmp_flows_stay_on_one_worker_each() {
     let rt = Runtime::start(demo(2), true).expect("runtime starts");
     std::thread::sleep(Duration::from_millis(1500));
     let tables: Vec<Vec<EntryView>> = rt
-        .on_all(|p, now| p.table.iter(now).collect())
+        .on_all(|p, now| p.table().iter(now).collect())
         .expect("workers answer");
     let snap = rt.pktgen.as_ref().expect("pktgen stats").snapshot();
     let per_worker: Vec<u64> = rt

@@ -209,7 +209,7 @@ pub fn walk<T: Send + 'static>(
 /// Lists matching entries: `conntrack -L` lines, or a JSON array.
 pub fn list(rt: &Runtime, f: Filter, json: bool) -> Result<(&'static str, String)> {
     let per = walk(rt, move |p, now, from, out| {
-        p.table.scan(from, SCAN_STEP, now, |e| {
+        p.table_mut().scan(from, SCAN_STEP, now, |e| {
             if f.matches(&e) {
                 out.push(e)
             }
@@ -239,7 +239,7 @@ pub fn list(rt: &Runtime, f: Filter, json: bool) -> Result<(&'static str, String
 /// Counts matching entries (like `conntrack -C`).
 pub fn count(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
     let per = walk(rt, move |p, now, from, out: &mut Vec<()>| {
-        p.table.scan(from, SCAN_STEP, now, |e| {
+        p.table_mut().scan(from, SCAN_STEP, now, |e| {
             if f.matches(&e) {
                 out.push(())
             }
@@ -269,14 +269,14 @@ fn key_of(e: &EntryView) -> Option<FlowKey> {
 pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
     let per = walk(rt, move |p, now, from, lines| {
         let mut victims = Vec::new();
-        let next = p.table.scan(from, SCAN_STEP, now, |e| {
+        let next = p.table_mut().scan(from, SCAN_STEP, now, |e| {
             if f.matches(&e) {
                 victims.push(e)
             }
         });
         for e in victims {
             if let Some(k) = key_of(&e) {
-                if p.table.delete(&k) {
+                if p.table_mut().delete(&k) {
                     lines.push(e.conntrack_line());
                 }
             }
@@ -296,7 +296,7 @@ pub fn delete(rt: &Runtime, f: Filter) -> Result<(&'static str, String)> {
 pub fn flush(rt: &Runtime) -> Result<usize> {
     // In steps, like a listing: a flush of millions of entries never holds a worker.
     let per = walk(rt, |p, _, from, out: &mut Vec<usize>| {
-        let (n, next) = p.table.flush_step(from, SCAN_STEP);
+        let (n, next) = p.table_mut().flush_step(from, SCAN_STEP);
         out.push(n);
         next
     })?

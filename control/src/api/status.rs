@@ -121,8 +121,7 @@ pub fn rules_listing(rt: &Runtime) -> anyhow::Result<String> {
     for _ in 0..5 {
         let rs = rt.ruleset.load_full();
         let gen = rs.generation();
-        let snaps =
-            rt.on_all(move |p, _| (p.counters_generation == gen).then(|| p.counters.snapshot()))?;
+        let snaps = rt.on_all(move |p, _| p.counters_for(gen).map(|c| c.snapshot()))?;
         if snaps.iter().any(|s| s.is_none()) {
             continue;
         }

@@ -195,9 +195,15 @@ impl Pipeline {
         &mut self.table
     }
 
-    /// The per-rule counters, and the ruleset generation they were sized for.
-    pub fn counters(&self) -> (&RuleCounters, u64) {
-        (&self.counters, self.counters_generation)
+    /// The per-rule counters (of whichever ruleset generation the worker last adopted).
+    pub fn counters(&self) -> &RuleCounters {
+        &self.counters
+    }
+
+    /// The per-rule counters if they belong to ruleset generation `generation` (None
+    /// while the worker has not adopted it yet).
+    pub fn counters_for(&self, generation: u64) -> Option<&RuleCounters> {
+        (self.counters_generation == generation).then_some(&self.counters)
     }
 
     /// The local statistics (published by the poll loop once per iteration).
