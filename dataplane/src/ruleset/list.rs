@@ -2,11 +2,11 @@
 //! rule's identity across reloads), `iptables -L -v -n --line-numbers`, the summary.
 
 use super::{
-    parse::proto_name, state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange,
-    PortsWhich, Rule, Ruleset, Summary, Table, Target,
+    state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange, PortsWhich, Rule,
+    Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
-use crate::packet::Family;
+use crate::packet::{proto, Family};
 use std::fmt::Write;
 
 fn net_str(n: &Net, fam: Family, save: bool) -> String {
@@ -168,7 +168,9 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 iface.name,
                 if iface.prefix { "+" } else { "" }
             ),
-            Match::Proto { proto, neg: n } => write!(o, " {}-p {}", neg(*n), proto_name(*proto)),
+            Match::Proto { proto, neg: n } => {
+                write!(o, " {}-p {}", neg(*n), proto::save_name(*proto))
+            }
             Match::Fragment { neg: n } => write!(o, " {}-f", neg(*n)),
             Match::Tcp {
                 sport,
@@ -544,7 +546,7 @@ impl Ruleset {
                 let mut frag = None;
                 for m in &r.matches {
                     match m {
-                        Match::Proto { proto, neg } => prot = (*neg, proto_name(*proto)),
+                        Match::Proto { proto, neg } => prot = (*neg, proto::save_name(*proto)),
                         Match::Src { net, neg } => src = (*neg, net_str(net, self.family, false)),
                         Match::Dst { net, neg } => dst = (*neg, net_str(net, self.family, false)),
                         Match::In { iface, neg } => {
