@@ -53,6 +53,16 @@ pub mod tcp_flags {
     pub const ECE: u8 = 0x40;
     /// CWR.
     pub const CWR: u8 = 0x80;
+
+    /// The flag names iptables uses (`--tcp-flags`), in bit order; ECE and CWR have none.
+    pub const NAMES: &[(u8, &str)] = &[
+        (FIN, "FIN"),
+        (SYN, "SYN"),
+        (RST, "RST"),
+        (PSH, "PSH"),
+        (ACK, "ACK"),
+        (URG, "URG"),
+    ];
 }
 
 /// Address family of the IP header.

@@ -6,7 +6,7 @@ use super::{
     Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
-use crate::packet::{proto, Family};
+use crate::packet::{proto, tcp_flags, Family};
 use std::fmt::Write;
 
 fn net_str(n: &Net, fam: Family, save: bool) -> String {
@@ -47,60 +47,35 @@ fn ports_str(r: &PortRange) -> String {
     }
 }
 
-fn flags_str(f: u8) -> String {
-    if f == 0 {
-        return "NONE".into();
-    }
-    let names = [
-        (0x01, "FIN"),
-        (0x02, "SYN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-    ];
+/// The names of the bits set in `m`, joined by commas, in the table's order.
+fn bits_str<T>(m: T, names: &[(T, &str)]) -> String
+where
+    T: Copy + PartialEq + Default + std::ops::BitAnd<Output = T>,
+{
     names
         .iter()
-        .filter(|(b, _)| f & b != 0)
+        .filter(|&&(b, _)| m & b != T::default())
         .map(|(_, n)| *n)
         .collect::<Vec<_>>()
         .join(",")
 }
 
+fn flags_str(f: u8) -> String {
+    if f == 0 {
+        return "NONE".into();
+    }
+    bits_str(f, tcp_flags::NAMES)
+}
+
 fn states_str(m: u16) -> String {
-    let names = [
-        (state_bits::INVALID, "INVALID"),
-        (state_bits::NEW, "NEW"),
-        (state_bits::RELATED, "RELATED"),
-        (state_bits::ESTABLISHED, "ESTABLISHED"),
-        (state_bits::UNTRACKED, "UNTRACKED"),
-        (state_bits::SNAT, "SNAT"),
-        (state_bits::DNAT, "DNAT"),
-    ];
-    names
-        .iter()
-        .filter(|(b, _)| m & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    bits_str(m, state_bits::NAMES)
 }
 
 fn status_str(m: u8) -> String {
     if m == 0 {
         return "NONE".into();
     }
-    let names = [
-        (CtStatus::EXPECTED, "EXPECTED"),
-        (CtStatus::SEEN_REPLY, "SEEN_REPLY"),
-        (CtStatus::ASSURED, "ASSURED"),
-        (CtStatus::CONFIRMED, "CONFIRMED"),
-    ];
-    names
-        .iter()
-        .filter(|(b, _)| m & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    bits_str(m, CtStatus::NAMES)
 }
 
 fn multi_str(p: &[(u16, u16)]) -> String {

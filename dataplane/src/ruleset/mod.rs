@@ -344,6 +344,17 @@ pub(crate) mod state_bits {
     pub const UNTRACKED: u16 = 1 << 4;
     pub const SNAT: u16 = 1 << 5;
     pub const DNAT: u16 = 1 << 6;
+
+    /// The state names (`--state`, `--ctstate`), in the order listings print them.
+    pub const NAMES: &[(u16, &str)] = &[
+        (INVALID, "INVALID"),
+        (NEW, "NEW"),
+        (RELATED, "RELATED"),
+        (ESTABLISHED, "ESTABLISHED"),
+        (UNTRACKED, "UNTRACKED"),
+        (SNAT, "SNAT"),
+        (DNAT, "DNAT"),
+    ];
 }
 
 /// One compiled match. IP-level matches come first in a rule, then the `-m` modules in

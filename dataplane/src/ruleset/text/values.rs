@@ -2,7 +2,7 @@
 //! conntrack states and statuses, rates, REJECT types, LOG levels, interfaces.
 
 use crate::conntrack::CtStatus;
-use crate::packet::Family;
+use crate::packet::{tcp_flags, Family};
 use crate::ruleset::{state_bits, Iface, RejectKind};
 
 pub(super) fn prefix_mask(n: u32, width: u32) -> u128 {
@@ -114,19 +114,18 @@ pub(super) fn parse_multiport(s: &str) -> Result<Vec<(u16, u16)>, String> {
     Ok(out)
 }
 
+/// The bit called `n` (upper case) in a name table.
+fn bit<T: Copy>(names: &[(T, &str)], n: &str) -> Option<T> {
+    names.iter().find(|(_, x)| *x == n).map(|&(b, _)| b)
+}
+
 pub(super) fn parse_tcp_flags(s: &str) -> Result<u8, String> {
     let mut f = 0u8;
     for n in s.split(',') {
         f |= match n.to_ascii_uppercase().as_str() {
-            "FIN" => 0x01,
-            "SYN" => 0x02,
-            "RST" => 0x04,
-            "PSH" => 0x08,
-            "ACK" => 0x10,
-            "URG" => 0x20,
-            "ALL" => 0x3f,
+            "ALL" => tcp_flags::NAMES.iter().fold(0, |a, &(b, _)| a | b),
             "NONE" => 0,
-            _ => return Err(format!("unknown TCP flag \"{n}\"")),
+            u => bit(tcp_flags::NAMES, u).ok_or_else(|| format!("unknown TCP flag \"{n}\""))?,
         };
     }
     Ok(f)
@@ -230,14 +229,8 @@ pub(super) fn parse_icmp_type(s: &str, v6: bool) -> Option<(u8, u8, u8, bool)> {
 pub(super) fn parse_states(s: &str, conntrack: bool) -> Result<u16, String> {
     let mut m = 0;
     for n in s.split(',') {
-        m |= match n.to_ascii_uppercase().as_str() {
-            "INVALID" => state_bits::INVALID,
-            "ESTABLISHED" => state_bits::ESTABLISHED,
-            "NEW" => state_bits::NEW,
-            "RELATED" => state_bits::RELATED,
-            "UNTRACKED" => state_bits::UNTRACKED,
-            "SNAT" if conntrack => state_bits::SNAT,
-            "DNAT" if conntrack => state_bits::DNAT,
+        m |= match bit(state_bits::NAMES, &n.to_ascii_uppercase()) {
+            Some(b) if conntrack || b & (state_bits::SNAT | state_bits::DNAT) == 0 => b,
             _ => return Err(format!("bad state \"{n}\"")),
         };
     }
@@ -249,11 +242,7 @@ pub(super) fn parse_status(s: &str) -> Result<u8, String> {
     for n in s.split(',') {
         m |= match n.to_ascii_uppercase().as_str() {
             "NONE" => 0,
-            "EXPECTED" => CtStatus::EXPECTED,
-            "SEEN_REPLY" => CtStatus::SEEN_REPLY,
-            "ASSURED" => CtStatus::ASSURED,
-            "CONFIRMED" => CtStatus::CONFIRMED,
-            _ => return Err(format!("bad ctstatus \"{n}\"")),
+            u => bit(CtStatus::NAMES, u).ok_or_else(|| format!("bad ctstatus \"{n}\""))?,
         };
     }
     Ok(m)
