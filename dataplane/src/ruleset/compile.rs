@@ -13,7 +13,7 @@ use crate::packet::Family;
 /// chains (built-ins with their policies, then user chains; no rules yet), the rules
 /// with chain targets still by name, and the `-m limit` specs.
 pub(super) struct Draft {
-    /// The file name for errors and [`Ruleset::file`].
+    /// The file name, for errors and the compiled ruleset.
     pub(super) file: String,
     /// The family the text showed, if any (`None` compiles as IPv4).
     pub(super) family: Option<Family>,

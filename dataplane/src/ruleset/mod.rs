@@ -5,6 +5,9 @@
 //!   [`Ruleset`]: chains, rules as compact match lists, and a per-chain index by
 //!   protocol and destination port. Anything it does not support is refused whole with a
 //!   [`RulesetError`] (`file:line:column: message`); nothing is ignored silently.
+//!   Inside, the text front end (`text/`: lines, tokens, rule options, values) reads the
+//!   text into a plain `Draft`; `compile` resolves chain targets and checks loops and
+//!   depth; `index` builds each chain's index.
 //! * [`Ruleset::eval_raw`] and [`Ruleset::eval_filter`] run a packet through a built-in
 //!   chain with iptables' semantics (first match wins, `-j` calls, `-g` gotos, RETURN,
 //!   policies). They never allocate, lock or make a system call: the call stack is a
