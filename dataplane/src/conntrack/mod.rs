@@ -86,6 +86,14 @@ impl CtStatus {
     /// The entry is in the table.
     pub const CONFIRMED: u8 = 1 << 3;
 
+    /// The status bits' names (`-m conntrack --ctstatus`), in bit order.
+    pub const NAMES: &'static [(u8, &'static str)] = &[
+        (Self::EXPECTED, "EXPECTED"),
+        (Self::SEEN_REPLY, "SEEN_REPLY"),
+        (Self::ASSURED, "ASSURED"),
+        (Self::CONFIRMED, "CONFIRMED"),
+    ];
+
     /// True when every bit of `mask` is set.
     pub fn has(self, mask: u8) -> bool {
         self.0 & mask == mask

@@ -45,17 +45,6 @@ pub struct EntryView {
     pub master: Option<(u16, EntryHandle)>,
 }
 
-/// The protocol name `conntrack` prints.
-fn proto_name(p: u8) -> &'static str {
-    match p {
-        proto::TCP => "tcp",
-        proto::UDP => "udp",
-        proto::ICMP => "icmp",
-        proto::ICMPV6 => "icmpv6",
-        _ => "unknown",
-    }
-}
-
 impl EntryView {
     fn write_tuple(&self, s: &mut String, t: &Tuple) {
         let _ = write!(
@@ -83,7 +72,7 @@ impl EntryView {
         let _ = write!(
             s,
             "{:<8} {} {} ",
-            proto_name(self.proto),
+            proto::conntrack_name(self.proto),
             self.proto,
             self.timeout_secs
         );

@@ -35,27 +35,7 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 /// Ethertype of LLDP.
 pub const ETH_P_LLDP: u16 = 0x88cc;
 
-/// IP protocol numbers used here.
-pub mod proto {
-    /// ICMP.
-    pub const ICMP: u8 = 1;
-    /// TCP.
-    pub const TCP: u8 = 6;
-    /// UDP.
-    pub const UDP: u8 = 17;
-    /// GRE.
-    pub const GRE: u8 = 47;
-    /// ESP.
-    pub const ESP: u8 = 50;
-    /// AH.
-    pub const AH: u8 = 51;
-    /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
-    /// IPv6 "no next header".
-    pub const NONE6: u8 = 59;
-    /// SCTP.
-    pub const SCTP: u8 = 132;
-}
+pub mod proto;
 
 /// TCP flag bits as they appear in byte 13 of the header.
 pub mod tcp_flags {
@@ -75,6 +55,16 @@ pub mod tcp_flags {
     pub const ECE: u8 = 0x40;
     /// CWR.
     pub const CWR: u8 = 0x80;
+
+    /// The flag names iptables uses (`--tcp-flags`), in bit order; ECE and CWR have none.
+    pub const NAMES: &[(u8, &str)] = &[
+        (FIN, "FIN"),
+        (SYN, "SYN"),
+        (RST, "RST"),
+        (PSH, "PSH"),
+        (ACK, "ACK"),
+        (URG, "URG"),
+    ];
 }
 
 /// Address family of the IP header.

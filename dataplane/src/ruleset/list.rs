@@ -2,11 +2,11 @@
 //! rule's identity across reloads), `iptables -L -v -n --line-numbers`, the summary.
 
 use super::{
-    parse::proto_name, state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange,
-    PortsWhich, Rule, Ruleset, Summary, Table, Target,
+    state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange, PortsWhich, Rule,
+    Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
-use crate::packet::Family;
+use crate::packet::{proto, tcp_flags, Family};
 use std::fmt::Write;
 
 fn net_str(n: &Net, fam: Family, save: bool) -> String {
@@ -47,60 +47,35 @@ fn ports_str(r: &PortRange) -> String {
     }
 }
 
-fn flags_str(f: u8) -> String {
-    if f == 0 {
-        return "NONE".into();
-    }
-    let names = [
-        (0x01, "FIN"),
-        (0x02, "SYN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-    ];
+/// The names of the bits set in `m`, joined by commas, in the table's order.
+fn bits_str<T>(m: T, names: &[(T, &str)]) -> String
+where
+    T: Copy + PartialEq + Default + std::ops::BitAnd<Output = T>,
+{
     names
         .iter()
-        .filter(|(b, _)| f & b != 0)
+        .filter(|&&(b, _)| m & b != T::default())
         .map(|(_, n)| *n)
         .collect::<Vec<_>>()
         .join(",")
 }
 
+fn flags_str(f: u8) -> String {
+    if f == 0 {
+        return "NONE".into();
+    }
+    bits_str(f, tcp_flags::NAMES)
+}
+
 fn states_str(m: u16) -> String {
-    let names = [
-        (state_bits::INVALID, "INVALID"),
-        (state_bits::NEW, "NEW"),
-        (state_bits::RELATED, "RELATED"),
-        (state_bits::ESTABLISHED, "ESTABLISHED"),
-        (state_bits::UNTRACKED, "UNTRACKED"),
-        (state_bits::SNAT, "SNAT"),
-        (state_bits::DNAT, "DNAT"),
-    ];
-    names
-        .iter()
-        .filter(|(b, _)| m & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    bits_str(m, state_bits::NAMES)
 }
 
 fn status_str(m: u8) -> String {
     if m == 0 {
         return "NONE".into();
     }
-    let names = [
-        (CtStatus::EXPECTED, "EXPECTED"),
-        (CtStatus::SEEN_REPLY, "SEEN_REPLY"),
-        (CtStatus::ASSURED, "ASSURED"),
-        (CtStatus::CONFIRMED, "CONFIRMED"),
-    ];
-    names
-        .iter()
-        .filter(|(b, _)| m & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    bits_str(m, CtStatus::NAMES)
 }
 
 fn multi_str(p: &[(u16, u16)]) -> String {
@@ -168,7 +143,9 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 iface.name,
                 if iface.prefix { "+" } else { "" }
             ),
-            Match::Proto { proto, neg: n } => write!(o, " {}-p {}", neg(*n), proto_name(*proto)),
+            Match::Proto { proto, neg: n } => {
+                write!(o, " {}-p {}", neg(*n), proto::save_name(*proto))
+            }
             Match::Fragment { neg: n } => write!(o, " {}-f", neg(*n)),
             Match::Tcp {
                 sport,
@@ -544,7 +521,7 @@ impl Ruleset {
                 let mut frag = None;
                 for m in &r.matches {
                     match m {
-                        Match::Proto { proto, neg } => prot = (*neg, proto_name(*proto)),
+                        Match::Proto { proto, neg } => prot = (*neg, proto::save_name(*proto)),
                         Match::Src { net, neg } => src = (*neg, net_str(net, self.family, false)),
                         Match::Dst { net, neg } => dst = (*neg, net_str(net, self.family, false)),
                         Match::In { iface, neg } => {
