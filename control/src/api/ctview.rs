@@ -28,20 +28,6 @@ pub struct Filter {
     pub status: Option<String>,
 }
 
-/// Protocol by name or number.
-pub fn proto_number(s: &str) -> Option<u8> {
-    match s.to_ascii_lowercase().as_str() {
-        "tcp" => Some(proto::TCP),
-        "udp" => Some(proto::UDP),
-        "icmp" => Some(proto::ICMP),
-        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
-        "gre" => Some(proto::GRE),
-        "esp" => Some(proto::ESP),
-        "sctp" => Some(proto::SCTP),
-        n => n.parse().ok(),
-    }
-}
-
 impl Filter {
     /// Builds a filter from query parameters; unknown keys are refused.
     pub fn from_query(q: &[(String, String)]) -> Result<Filter> {
@@ -51,7 +37,7 @@ impl Filter {
                 "format" => {}
                 "proto" => {
                     f.proto = Some(
-                        proto_number(v)
+                        proto::parse(v)
                             .ok_or_else(|| anyhow::anyhow!("proto: unknown protocol {v:?}"))?,
                     )
                 }

@@ -110,14 +110,8 @@ impl std::fmt::Display for LogRecord {
         match p.l4 {
             packet::L4::Tcp(t) => {
                 write!(f, "TCP SPT={} DPT={} WINDOW={}", t.sport, t.dport, t.window)?;
-                for (bit, name) in [
-                    (0x20, "URG"),
-                    (0x10, "ACK"),
-                    (0x08, "PSH"),
-                    (0x04, "RST"),
-                    (0x02, "SYN"),
-                    (0x01, "FIN"),
-                ] {
+                // The kernel's LOG prints the flags from URG down to FIN.
+                for &(bit, name) in packet::tcp_flags::NAMES.iter().rev() {
                     if t.flags & bit != 0 {
                         write!(f, " {name}")?;
                     }
