@@ -27,13 +27,14 @@
 //! * `Mbuf::hash` is the kernel's rx hash (`TP_FT_REQ_FILL_RXHASH`), not
 //!   [`super::symmetric_hash`]: the queue a frame arrived on is what steering means here.
 //!
-//! Every `unsafe` block of the port layer's system interface is in this file, each with the
-//! invariant it relies on.
+//! Every `unsafe` block of the port layer's system interface is in this file (or in the
+//! helpers it shares with af_xdp, [`super::sys`]), each with the invariant it relies on.
 
+use super::sys::{self, setsockopt};
 use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -123,27 +124,7 @@ impl Drop for Queue {
 }
 
 fn last_err(what: &str, ifname: &str) -> io::Error {
-    let e = io::Error::last_os_error();
-    io::Error::new(e.kind(), format!("af_packet {ifname}: {what}: {e}"))
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live, initialised T and we pass its exact size; the kernel
-    // only reads that many bytes during the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sys::last_err("af_packet", what, ifname)
 }
 
 impl Queue {
@@ -159,8 +140,7 @@ impl Queue {
         if raw < 0 {
             return Err(last_err("socket (needs CAP_NET_RAW)", ifname));
         }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = sys::owned(raw);
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
             .map_err(|_| last_err("PACKET_VERSION TPACKET_V3", ifname))?;
         let frames_per_block = (cfg.block_size / cfg.frame_size.max(64)).max(1);

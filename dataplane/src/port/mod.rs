@@ -29,6 +29,7 @@ pub mod pcap;
 pub mod pktgen;
 pub mod rss;
 pub mod steer;
+mod sys;
 #[cfg(test)]
 mod testnet;
 
