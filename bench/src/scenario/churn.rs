@@ -10,7 +10,10 @@ use statewall_bench::*;
 use std::time::{Duration, Instant};
 
 pub(crate) fn churn(o: &Opts) -> Vec<Row> {
-    vec![churn_tcp(o.secs()), churn_udp(o.secs())]
+    vec![
+        churn_proto(Proto::Tcp, o.secs()),
+        churn_proto(Proto::Udp, o.secs()),
+    ]
 }
 
 /// Frames of one lifecycle step for a group of flows.
@@ -57,10 +60,74 @@ pub(crate) fn run_bursts(
     invalid
 }
 
-pub(crate) fn churn_tcp(secs: f64) -> Row {
+/// The protocol of a churn run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    /// A whole TCP connection: SYN, SYN/ACK, ACK, data, FIN both ways, last ACK.
+    Tcp,
+    /// A UDP request and its response.
+    Udp,
+}
+
+impl Proto {
+    /// Packets (and so bursts) per connection.
+    fn steps(self) -> usize {
+        match self {
+            Proto::Tcp => 7,
+            Proto::Udp => 2,
+        }
+    }
+
+    /// Writes the frames of flow `i` into slot `k` of each step's burst.
+    fn fill(self, i: u32, k: usize, bursts: &mut [Burst]) {
+        match self {
+            Proto::Tcp => {
+                let (c, s) = isn(i);
+                let steps: [(bool, u8, u32, u32, &[u8]); 7] = [
+                    (true, tf::SYN, c, 0, &[]),
+                    (false, tf::SYN | tf::ACK, s, c.wrapping_add(1), &[]),
+                    (true, tf::ACK, c.wrapping_add(1), s.wrapping_add(1), &[]),
+                    (
+                        true,
+                        tf::PSH | tf::ACK,
+                        c.wrapping_add(1),
+                        s.wrapping_add(1),
+                        &[0x5a; 10],
+                    ),
+                    (
+                        true,
+                        tf::FIN | tf::ACK,
+                        c.wrapping_add(11),
+                        s.wrapping_add(1),
+                        &[],
+                    ),
+                    (
+                        false,
+                        tf::FIN | tf::ACK,
+                        s.wrapping_add(1),
+                        c.wrapping_add(12),
+                        &[],
+                    ),
+                    (true, tf::ACK, c.wrapping_add(12), s.wrapping_add(2), &[]),
+                ];
+                for (st, b) in steps.iter().zip(bursts.iter_mut()) {
+                    b.len[k] = tcp_frame(i, st.0, st.1, st.2, st.3, st.4, &mut b.buf[k]);
+                }
+            }
+            Proto::Udp => {
+                bursts[0].len[k] = udp_frame(i, true, &[0x11; 32], &mut bursts[0].buf[k]);
+                bursts[1].len[k] = udp_frame(i, false, &[0x22; 48], &mut bursts[1].buf[k]);
+            }
+        }
+    }
+}
+
+/// Runs whole `proto` connections through a table for `secs` of timed work (the table
+/// is flushed, untimed, when half full: TCP's TIME_WAIT entries would otherwise fill it).
+pub(crate) fn churn_proto(proto: Proto, secs: f64) -> Row {
     let cap = 1 << 20;
     let mut t = ConnTable::new(cap, Default::default());
-    let mut bursts: Vec<Burst> = (0..7).map(|_| Burst::new()).collect();
+    let mut bursts: Vec<Burst> = (0..proto.steps()).map(|_| Burst::new()).collect();
     let mut ps: Vec<Parsed> = vec![parsed(&ovs_packet(0, 0, false)); BURST];
     let mut next = 0u32;
     let (mut timed, mut conns, mut invalid) = (Duration::ZERO, 0u64, 0u64);
@@ -70,37 +137,7 @@ pub(crate) fn churn_tcp(secs: f64) -> Row {
         for k in 0..BURST {
             let i = next % 16_000_000;
             next += 1;
-            let (c, s) = isn(i);
-            let steps: [(bool, u8, u32, u32, &[u8]); 7] = [
-                (true, tf::SYN, c, 0, &[]),
-                (false, tf::SYN | tf::ACK, s, c.wrapping_add(1), &[]),
-                (true, tf::ACK, c.wrapping_add(1), s.wrapping_add(1), &[]),
-                (
-                    true,
-                    tf::PSH | tf::ACK,
-                    c.wrapping_add(1),
-                    s.wrapping_add(1),
-                    &[0x5a; 10],
-                ),
-                (
-                    true,
-                    tf::FIN | tf::ACK,
-                    c.wrapping_add(11),
-                    s.wrapping_add(1),
-                    &[],
-                ),
-                (
-                    false,
-                    tf::FIN | tf::ACK,
-                    s.wrapping_add(1),
-                    c.wrapping_add(12),
-                    &[],
-                ),
-                (true, tf::ACK, c.wrapping_add(12), s.wrapping_add(2), &[]),
-            ];
-            for (st, b) in steps.iter().zip(bursts.iter_mut()) {
-                b.len[k] = tcp_frame(i, st.0, st.1, st.2, st.3, st.4, &mut b.buf[k]);
-            }
+            proto.fill(i, k, &mut bursts);
         }
         now += 10_000;
         let t0 = Instant::now();
@@ -112,50 +149,18 @@ pub(crate) fn churn_tcp(secs: f64) -> Row {
         }
     }
     let s = timed.as_secs_f64();
+    let per = proto.steps() as f64;
+    let (scenario, params, what) = match proto {
+        Proto::Tcp => ("churn tcp", "SYN..last ACK, 7 pkts/conn", "conns"),
+        Proto::Udp => ("churn udp", "request + response, 2 pkts/flow", "flows"),
+    };
     Row {
-        scenario: "churn tcp".into(),
-        params: "SYN..last ACK, 7 pkts/conn".into(),
-        mpps: Some(conns as f64 * 7.0 / s / 1e6),
-        ns_pkt: Some(s * 1e9 / (conns as f64 * 7.0)),
+        scenario: scenario.into(),
+        params: params.into(),
+        mpps: Some(conns as f64 * per / s / 1e6),
+        ns_pkt: Some(s * 1e9 / (conns as f64 * per)),
         cps: Some(conns as f64 / s),
-        peer: format!("{conns} conns, {invalid} INVALID pkts"),
-        extra: json!({"connections": conns, "invalid_packets": invalid, "timed_s": s}),
-    }
-}
-
-pub(crate) fn churn_udp(secs: f64) -> Row {
-    let cap = 1 << 20;
-    let mut t = ConnTable::new(cap, Default::default());
-    let mut bursts: Vec<Burst> = (0..2).map(|_| Burst::new()).collect();
-    let mut ps: Vec<Parsed> = vec![parsed(&ovs_packet(0, 0, false)); BURST];
-    let mut next = 0u32;
-    let (mut timed, mut conns, mut invalid) = (Duration::ZERO, 0u64, 0u64);
-    let mut now: Nanos = 1_000_000_000;
-    let wall = Instant::now();
-    while timed.as_secs_f64() < secs && wall.elapsed().as_secs_f64() < secs * 4.0 + 5.0 {
-        for k in 0..BURST {
-            let i = next % 16_000_000;
-            next += 1;
-            bursts[0].len[k] = udp_frame(i, true, &[0x11; 32], &mut bursts[0].buf[k]);
-            bursts[1].len[k] = udp_frame(i, false, &[0x22; 48], &mut bursts[1].buf[k]);
-        }
-        now += 10_000;
-        let t0 = Instant::now();
-        invalid += run_bursts(&mut t, &bursts, &mut ps, now);
-        timed += t0.elapsed();
-        conns += BURST as u64;
-        if t.len() > cap / 2 {
-            t.flush();
-        }
-    }
-    let s = timed.as_secs_f64();
-    Row {
-        scenario: "churn udp".into(),
-        params: "request + response, 2 pkts/flow".into(),
-        mpps: Some(conns as f64 * 2.0 / s / 1e6),
-        ns_pkt: Some(s * 1e9 / (conns as f64 * 2.0)),
-        cps: Some(conns as f64 / s),
-        peer: format!("{conns} flows, {invalid} INVALID pkts"),
+        peer: format!("{conns} {what}, {invalid} INVALID pkts"),
         extra: json!({"connections": conns, "invalid_packets": invalid, "timed_s": s}),
     }
 }
