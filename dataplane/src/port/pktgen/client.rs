@@ -3,7 +3,9 @@
 
 use super::stats::QueueGenStats;
 use super::traffic::RangeProto;
-use super::{addr16, hash_of, ip4, v4_dst, v4_of, CLIENT_MAC, FW_INSIDE_MAC};
+use super::{
+    addr16, fill_pattern, hash_of, ip4, v4_dst, v4_of, CLIENT_MAC, FW_INSIDE_MAC, MAX_PAYLOAD,
+};
 use crate::packet::build::PacketSpec;
 use crate::packet::{parse, proto, tcp_flags as tf, Frame, Parsed, L4};
 use crate::port::{bump, queue_of, symmetric_hash, Mbuf, MbufPool, Nanos};
@@ -116,6 +118,26 @@ pub(super) struct ClientSim {
 }
 
 impl ClientSim {
+    /// Queue `q`'s clients: `slots` free connection slots, all ready to start.
+    pub(super) fn new(q: u16, nq: u16, plan: Plan, slots: usize, range: Option<RangeGen>) -> Self {
+        let mut ready = VecDeque::with_capacity(slots);
+        ready.extend(0..slots as u32);
+        ClientSim {
+            q,
+            nq,
+            base: plan.clients,
+            plan,
+            flows: vec![EMPTY_FLOW; slots].into_boxed_slice(),
+            ready,
+            started: 0,
+            conn_no: 0,
+            next_port: 1024,
+            sweep: 0,
+            payload: fill_pattern(MAX_PAYLOAD),
+            range,
+        }
+    }
+
     pub(super) fn client_ip(&self, slot: usize) -> u32 {
         self.base.wrapping_add(slot as u32)
     }

@@ -35,6 +35,7 @@
 //! their capacity. Addresses are IPv4.
 
 mod client;
+mod plan;
 mod server;
 mod stats;
 mod traffic;
@@ -44,11 +45,11 @@ pub use traffic::{
     EstablishedTraffic, LifecycleTraffic, PktgenConfig, RangeProto, RangeTraffic, Traffic,
 };
 
-use super::{bump, queue_of, symmetric_hash, Mbuf, MbufPool, Nanos, Port, PortCounters, PortStats};
-use crate::packet::{proto, Parsed, L4};
-use client::{ClientSim, Plan, RangeGen, EMPTY_FLOW};
+use super::{bump, symmetric_hash, Mbuf, MbufPool, Nanos, Port, PortCounters, PortStats};
+use crate::packet::{Parsed, L4};
+use client::ClientSim;
+use plan::{queue_plan, share, QueuePlan};
 use server::ServerSim;
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -295,175 +296,27 @@ impl PktgenPair {
         let epoch = Instant::now();
         let mut clients = Vec::with_capacity(nq as usize);
         let mut servers = Vec::with_capacity(nq as usize);
-        let share = |total: u64, q: u16| {
-            total / u64::from(nq) + u64::from(u64::from(q) < total % u64::from(nq))
-        };
         for q in 0..nq {
-            let (plan, slots, range, response) = match &cfg.traffic {
-                Traffic::Range(r) => {
-                    let need = match r.proto {
-                        RangeProto::Udp => UDP_HDRS,
-                        RangeProto::Tcp => TCP_HDRS,
-                    };
-                    if r.frame_size < need || r.frame_size - need > MAX_PAYLOAD {
-                        return Err(invalid(&format!(
-                            "frame_size {} must be within {need}..={}",
-                            r.frame_size,
-                            need + MAX_PAYLOAD
-                        )));
-                    }
-                    if r.flows == 0 {
-                        return Err(invalid("flows must be at least 1"));
-                    }
-                    let span4 = |(a, b): (Ipv4Addr, Ipv4Addr)| {
-                        let (a, b) = (u32::from(a), u32::from(b));
-                        (a.min(b), b.max(a) - a.min(b) + 1)
-                    };
-                    let span16 =
-                        |(a, b): (u16, u16)| (a.min(b), u32::from(b.max(a) - a.min(b)) + 1);
-                    let (s0, sn) = span4(r.src_ip);
-                    let (d0, dn) = span4(r.dst_ip);
-                    let (sp0, spn) = span16(r.sport);
-                    let (dp0, dpn) = span16(r.dport);
-                    let p = if r.proto == RangeProto::Udp {
-                        proto::UDP
-                    } else {
-                        proto::TCP
-                    };
-                    let flows: Box<[_]> = (0..r.flows)
-                        .map(|i| {
-                            (
-                                s0.wrapping_add(i % sn),
-                                d0.wrapping_add(i % dn),
-                                sp0.wrapping_add((i % spn) as u16),
-                                dp0.wrapping_add((i % dpn) as u16),
-                            )
-                        })
-                        .filter(|&(s, d, sp, dp)| {
-                            queue_of(symmetric_hash(&addr16(s), &addr16(d), sp, dp, p), nq) == q
-                        })
-                        .collect();
-                    let gen = RangeGen {
-                        flows,
-                        next: 0,
-                        proto: r.proto,
-                        payload_len: r.frame_size - need,
-                    };
-                    let plan = Plan {
-                        weights: [1, 0, 0],
-                        tcp_requests: 1,
-                        udp_exchanges: 1,
-                        request_size: 0,
-                        rst_one_in: 0,
-                        timeout_ns: u64::MAX / 4,
-                        established: false,
-                        clients: 0,
-                        servers: 0,
-                        server_count: 1,
-                        tcp_port: 0,
-                        udp_port: 0,
-                        limit: Some(0),
-                        reuse_ports: false,
-                    };
-                    (plan, 0, Some(gen), 0)
-                }
-                Traffic::Lifecycle(l) => {
-                    if l.concurrent == 0 || l.tcp_weight + l.udp_weight + l.icmp_weight == 0 {
-                        return Err(invalid(
-                            "concurrent and the sum of the weights must be at least 1",
-                        ));
-                    }
-                    if usize::from(l.request_size) > MAX_PAYLOAD
-                        || usize::from(l.response_size) > MAX_PAYLOAD
-                    {
-                        return Err(invalid(&format!(
-                            "request_size and response_size must be at most {MAX_PAYLOAD}"
-                        )));
-                    }
-                    if l.tcp_weight > 0 && (l.request_size == 0 || l.response_size == 0) {
-                        return Err(invalid("TCP needs request_size and response_size >= 1"));
-                    }
-                    let per_q = l.concurrent.div_ceil(u32::from(nq));
-                    let plan = Plan {
-                        weights: [l.tcp_weight, l.udp_weight, l.icmp_weight],
-                        tcp_requests: l.tcp_requests.max(1),
-                        udp_exchanges: l.udp_exchanges.max(1),
-                        request_size: usize::from(l.request_size),
-                        rst_one_in: l.rst_one_in,
-                        timeout_ns: l.timeout_ns,
-                        established: false,
-                        clients: u32::from(l.clients).wrapping_add(u32::from(q) * per_q),
-                        servers: u32::from(l.servers),
-                        server_count: l.server_count.max(1),
-                        tcp_port: l.tcp_port,
-                        udp_port: l.udp_port,
-                        limit: (l.max_connections > 0).then(|| share(l.max_connections, q)),
-                        reuse_ports: l.reuse_ports,
-                    };
-                    (plan, per_q as usize, None, usize::from(l.response_size))
-                }
-                Traffic::Established(e) => {
-                    if e.flows == 0 {
-                        return Err(invalid("flows must be at least 1"));
-                    }
-                    if e.frame_size <= TCP_HDRS || e.frame_size - TCP_HDRS > MAX_PAYLOAD {
-                        return Err(invalid(&format!(
-                            "frame_size {} must be within {}..={}",
-                            e.frame_size,
-                            TCP_HDRS + 1,
-                            TCP_HDRS + MAX_PAYLOAD
-                        )));
-                    }
-                    let per_q = e.flows.div_ceil(u32::from(nq));
-                    let size = e.frame_size - TCP_HDRS;
-                    let plan = Plan {
-                        weights: [1, 0, 0],
-                        tcp_requests: u32::MAX,
-                        udp_exchanges: 1,
-                        request_size: size,
-                        rst_one_in: 0,
-                        timeout_ns: e.timeout_ns,
-                        established: true,
-                        clients: u32::from(e.clients).wrapping_add(u32::from(q) * per_q),
-                        servers: u32::from(e.servers),
-                        server_count: e.server_count.max(1),
-                        tcp_port: e.port,
-                        udp_port: 0,
-                        limit: None,
-                        reuse_ports: false,
-                    };
-                    (plan, share(u64::from(e.flows), q) as usize, None, size)
-                }
-            };
-            let mut ready = VecDeque::with_capacity(slots);
-            ready.extend(0..slots as u32);
-            clients.push(Sim::Client(Box::new(ClientSim {
-                q,
-                nq,
-                base: plan.clients,
+            let QueuePlan {
                 plan,
-                flows: vec![EMPTY_FLOW; slots].into_boxed_slice(),
-                ready,
-                started: 0,
-                conn_no: 0,
-                next_port: 1024,
-                sweep: 0,
-                payload: fill_pattern(MAX_PAYLOAD),
+                slots,
                 range,
-            })));
-            servers.push(Sim::Server(Box::new(ServerSim {
+                response,
+            } = queue_plan(&cfg.traffic, q, nq)?;
+            clients.push(Sim::Client(Box::new(ClientSim::new(
+                q, nq, plan, slots, range,
+            ))));
+            servers.push(Sim::Server(Box::new(ServerSim::new(
                 q,
                 nq,
-                replies: VecDeque::with_capacity(cfg.reply_ring.max(1)),
-                ring: cfg.reply_ring.max(1),
-                response_size: response,
-                payload: fill_pattern(MAX_PAYLOAD),
-                sink: matches!(cfg.traffic, Traffic::Range(_)),
-            })));
+                cfg.reply_ring,
+                response,
+                matches!(cfg.traffic, Traffic::Range(_)),
+            ))));
         }
         let rate = |q: u16| {
             (cfg.rate_pps > 0).then(|| Rate {
-                pps: share(cfg.rate_pps, q).max(1),
+                pps: share(cfg.rate_pps, q, nq).max(1),
                 acc: 0,
                 last: 0,
                 tokens: 0,

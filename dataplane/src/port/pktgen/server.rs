@@ -1,7 +1,7 @@
 //! The simulated servers behind the outside port: stateless responders.
 
 use super::stats::QueueGenStats;
-use super::{hash_of, ip4, v4_dst, v4_of, FW_OUTSIDE_MAC, SERVER_MAC};
+use super::{fill_pattern, hash_of, ip4, v4_dst, v4_of, FW_OUTSIDE_MAC, MAX_PAYLOAD, SERVER_MAC};
 use crate::packet::build::PacketSpec;
 use crate::packet::{parse, tcp_flags as tf, Frame, L4};
 use crate::port::{bump, queue_of, Mbuf, MbufPool};
@@ -21,6 +21,26 @@ pub(super) struct ServerSim {
 }
 
 impl ServerSim {
+    /// Queue `q`'s servers: a reply ring of `reply_ring` (at least 1) buffers; `sink`
+    /// (range traffic) only counts what arrives.
+    pub(super) fn new(
+        q: u16,
+        nq: u16,
+        reply_ring: usize,
+        response_size: usize,
+        sink: bool,
+    ) -> Self {
+        ServerSim {
+            q,
+            nq,
+            replies: VecDeque::with_capacity(reply_ring.max(1)),
+            ring: reply_ring.max(1),
+            response_size,
+            payload: fill_pattern(MAX_PAYLOAD),
+            sink,
+        }
+    }
+
     pub(super) fn receive(&mut self, mut m: Mbuf, pool: &mut MbufPool, st: &QueueGenStats) {
         bump(&st.server_received, 1);
         if self.sink {

@@ -4,6 +4,7 @@
 use super::*;
 use crate::packet::{parse, tcp_flags as tf, Frame};
 use crate::port::frame_hash;
+use crate::port::queue_of;
 use std::collections::HashMap;
 
 /// Checks exact TCP sequence/ack continuity per connection, both directions.
