@@ -13,7 +13,7 @@
 //!   our pool (no second copy into a ring slot to manage) with simpler error handling.
 //!   A full device queue (`EAGAIN`/`ENOBUFS`) leaves the frames in the caller's vector.
 //! * Queues: every socket joins one `PACKET_FANOUT_CBPF` group steered by our classic
-//!   BPF program ([`super::steer`]): a symmetric hash of addresses and ports, so both
+//!   BPF program ([`crate::steer::fanout`]): a symmetric hash of addresses and ports, so both
 //!   directions of a connection land on the same socket, and for an ICMP/ICMPv6 error the
 //!   hash of the packet it quotes, so the error reaches the worker that owns its flow
 //!   (the kernel's own `PACKET_FANOUT_HASH` is symmetric too but hashes errors by their
@@ -27,13 +27,14 @@
 //! * `Mbuf::hash` is the kernel's rx hash (`TP_FT_REQ_FILL_RXHASH`), not
 //!   [`crate::steer::symmetric_hash`]: the queue a frame arrived on is what steering means here.
 //!
-//! Every `unsafe` block of the port layer's system interface is in this file, each with the
-//! invariant it relies on.
+//! Every `unsafe` block of the port layer's system interface is in this file (or in the
+//! helpers it shares with af_xdp, [`super::sys`]), each with the invariant it relies on.
 
+use super::sys::{self, setsockopt};
 use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -48,7 +49,7 @@ const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
 const TP_FT_REQ_FILL_RXHASH: u32 = 1;
 const PACKET_OUTGOING: u8 = 4;
-/// Fanout by a classic BPF program (ours: [`super::steer`]).
+/// Fanout by a classic BPF program (ours: [`crate::steer::fanout`]).
 const PACKET_FANOUT_CBPF: u32 = 6;
 /// Sets the fanout group's program.
 const PACKET_FANOUT_DATA: libc::c_int = 22;
@@ -123,27 +124,7 @@ impl Drop for Queue {
 }
 
 fn last_err(what: &str, ifname: &str) -> io::Error {
-    let e = io::Error::last_os_error();
-    io::Error::new(e.kind(), format!("af_packet {ifname}: {what}: {e}"))
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live, initialised T and we pass its exact size; the kernel
-    // only reads that many bytes during the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sys::last_err("af_packet", what, ifname)
 }
 
 impl Queue {
@@ -159,8 +140,7 @@ impl Queue {
         if raw < 0 {
             return Err(last_err("socket (needs CAP_NET_RAW)", ifname));
         }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = sys::owned(raw);
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
             .map_err(|_| last_err("PACKET_VERSION TPACKET_V3", ifname))?;
         let frames_per_block = (cfg.block_size / cfg.frame_size.max(64)).max(1);

@@ -19,7 +19,7 @@
 //!   the device is configured for RSS with the symmetric Toeplitz key (0x6d5a repeated)
 //!   and a redirection table of `i % queues`, so both directions of a connection reach
 //!   the same queue and worker, and the workers can compute the same placement in
-//!   software ([`super::rss`]) for what the device cannot place: ICMP errors (hashed by
+//!   software ([`crate::steer::rss`]) for what the device cannot place: ICMP errors (hashed by
 //!   their outer header) and datagrams reassembled from fragments (hashed by addresses)
 //!   are handed to the worker owning their connection. The placement is checked per
 //!   packet rather than trusted (a driver may hash differently), so a device that steers

@@ -27,6 +27,7 @@ pub mod dpdk;
 mod mbuf;
 pub mod pcap;
 pub mod pktgen;
+mod sys;
 #[cfg(test)]
 mod testnet;
 

@@ -1,0 +1,8 @@
+//! The scenarios of the suite, one module per family (`--only` selects them by name).
+
+pub(crate) mod churn;
+pub(crate) mod established;
+pub(crate) mod pipeline;
+pub(crate) mod ruleset;
+pub(crate) mod scaling;
+pub(crate) mod swaps;

@@ -1,0 +1,51 @@
+//! System-call helpers shared by the kernel-socket backends ([`super::af_packet`] and
+//! [`super::af_xdp`]): `setsockopt` on a typed value, taking ownership of a fresh
+//! descriptor, and the one error format both use, `"{backend} {ifname}: {what}: {e}"`
+//! with the kind of the original error kept (callers match on `raw_os_error`).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `e`, prefixed with the backend, the interface and the step that failed; its kind is
+/// kept.
+pub(super) fn err(backend: &str, what: &str, ifname: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{backend} {ifname}: {what}: {e}"))
+}
+
+/// [`err`] of `errno` (`io::Error::last_os_error`): call it right after the failed call.
+pub(super) fn last_err(backend: &str, what: &str, ifname: &str) -> io::Error {
+    err(backend, what, ifname, io::Error::last_os_error())
+}
+
+/// `setsockopt(fd, level, name, val, sizeof *val)`; the OS error on failure.
+pub(super) fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points to a live, initialised T and we pass its exact size; the kernel
+    // only reads that many bytes during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Takes ownership of `fd`, a descriptor the caller has just received from a successful
+/// system call (socket(2), bpf(2)) and handed to nothing else.
+pub(super) fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful bpf(2)/socket(2) call and nothing
+    // else owns it (the callers' contract, above).
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
