@@ -29,10 +29,11 @@
 //!   packet of the data connection is steered to the same worker. No handoff is needed.
 
 pub mod expect;
-mod ftp;
+mod helper;
 mod key;
 mod table;
 mod tcp;
+mod track;
 mod view;
 
 #[cfg(test)]
