@@ -1,4 +1,4 @@
-//! FTP helper and expectation tests: every case F1–F14 of `CONNTRACK.md` §7, the
+//! FTP helper and expectation tests: every case F1–F14 of `docs/CONNTRACK.md` §7, the
 //! malformed forms, expectation lifetime and limits, master teardown, and two shards
 //! sharing one expectation table.
 //!

@@ -423,7 +423,7 @@ impl ConnTable {
         self.len -= 1;
     }
 
-    /// The master at `slot` dies: its expectations go (§4.3).
+    /// The master at `slot` dies: its expectations go (`docs/CONNTRACK.md` §4.3).
     fn drop_expectations(&mut self, slot: usize) {
         let m = MasterRef {
             worker: self.worker,
@@ -685,11 +685,7 @@ impl ConnTable {
 
     /// The slots of one walk step from `from` (at least one, clamped to the capacity)
     /// and where the next step starts (None at the end).
-    fn step(
-        &self,
-        from: usize,
-        slots: usize,
-    ) -> (std::ops::Range<usize>, Option<usize>) {
+    fn step(&self, from: usize, slots: usize) -> (std::ops::Range<usize>, Option<usize>) {
         let end = from.saturating_add(slots.max(1)).min(self.entries.len());
         (
             from.min(end)..end,

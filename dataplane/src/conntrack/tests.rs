@@ -1,7 +1,7 @@
-//! Conntrack tests: every case of `CONNTRACK.md` §7 (TCP, UDP, ICMP/ICMPv6, generic,
+//! Conntrack tests: every case of `docs/CONNTRACK.md` §7 (TCP, UDP, ICMP/ICMPv6, generic,
 //! NOTRACK, table limits) plus layout, formatting and property tests.
 //!
-//! Notation as in §7: C=10.0.0.1:40000, S=10.0.0.2:80, R=10.0.0.254, X=10.0.0.99,
+//! Notation as in `docs/CONNTRACK.md` §7: C=10.0.0.1:40000, S=10.0.0.2:80, R=10.0.0.254, X=10.0.0.99,
 //! ISNs c=1000, s=5000, window 64240, no options.
 
 use super::*;
@@ -159,7 +159,7 @@ fn entry_fits_one_cache_line() {
 #[test]
 fn state_table_matches_spec_cells() {
     use super::tcp::*;
-    // A few cells of CONNTRACK.md §2.2, by (dir, class, old).
+    // A few cells of `docs/CONNTRACK.md` §2.2, by (dir, class, old).
     assert_eq!(TCP_CONNTRACKS[0][TCP_SYN_SET as usize][S_TW as usize], S_SS);
     assert_eq!(
         TCP_CONNTRACKS[0][TCP_SYNACK_SET as usize][S_S2 as usize],
@@ -1420,7 +1420,7 @@ mod props {
 
 #[test]
 fn invalid_fin_shrinks_assured_lifetime() {
-    // §2.6: out-of-window FINs from both sides of an ASSURED connection cut it to 300 s.
+    // `docs/CONNTRACK.md` §2.6: out-of-window FINs from both sides of an ASSURED connection cut it to 300 s.
     let mut h = H::new();
     hs(&mut h);
     inv(
@@ -1438,7 +1438,7 @@ fn invalid_fin_shrinks_assured_lifetime() {
 
 #[test]
 fn challenge_ack_in_last_ack() {
-    // §2.3 step 4: a SYN in LAST_ACK is ignored and marks a challenge ACK; the peer's
+    // `docs/CONNTRACK.md` §2.3 step 4: a SYN in LAST_ACK is ignored and marks a challenge ACK; the peer's
     // ACK answering it keeps LAST_ACK instead of moving to TIME_WAIT.
     let mut h = H::new();
     hs(&mut h);

@@ -6,8 +6,7 @@ use super::expect::MasterRef;
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
 use super::table::{
-    fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_ORIG_IS_A, M_PENDING, M_USED,
-    M_V6,
+    fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
 };
 use super::tcp::{self, EntryCtx, Seg, TcpAction, TcpState};
 use super::{
@@ -19,7 +18,7 @@ use crate::packet::{checksum, proto, Family, ParseError, Parsed, L4};
 impl ConnTable {
     // ----- the per-packet procedure -----------------------------------------------------
 
-    /// `CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
+    /// `docs/CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
     /// candidate for a NEW packet, run the protocol tracker, set SEEN_REPLY.
     /// A candidate (`Track::candidate`) must then be passed to [`ConnTable::confirm`].
     #[inline]
@@ -208,7 +207,7 @@ impl ConnTable {
         })
     }
 
-    /// §1.3 step 5c: a candidate for a packet that matched nothing.
+    /// `docs/CONNTRACK.md` §1.3 step 5c: a candidate for a packet that matched nothing.
     fn create(
         &mut self,
         key: FlowKey,
@@ -246,7 +245,7 @@ impl ConnTable {
                 ..Track::untracked()
             };
         };
-        // §1.3 step 5c / §4.4: a matching expectation makes the candidate RELATED.
+        // `docs/CONNTRACK.md` §1.3 step 5c / `docs/CONNTRACK.md` §4.4: a matching expectation makes the candidate RELATED.
         let master = self.take_expectation(p, now);
         let v6 = key.family == Family::V6;
         let mut e = Entry {
@@ -334,7 +333,7 @@ impl ConnTable {
             .map(|e| e.master)
     }
 
-    /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
+    /// The RELATED procedure for an ICMP/ICMPv6 error (`docs/CONNTRACK.md` §3.2). Changes nothing.
     fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
         let Some(ip) = super::quoted_owner(frame, p) else {
             return Track::invalid(InvalidReason::IcmpErrorInner);
@@ -386,8 +385,8 @@ impl ConnTable {
         }
     }
 
-    /// §1.3 step 9, for every packet after the ruleset: first the connection's helper
-    /// (FTP, §4) runs on an accepted ESTABLISHED packet with payload and may DROP it (and
+    /// `docs/CONNTRACK.md` §1.3 step 9, for every packet after the ruleset: first the connection's helper
+    /// (FTP, `docs/CONNTRACK.md` §4) runs on an accepted ESTABLISHED packet with payload and may DROP it (and
     /// register an expectation); then the candidate of a NEW/RELATED packet is committed
     /// if the packet was `accepted`, or released (a dropped first packet leaves no
     /// entry). The result says whether the packet may go out.
