@@ -38,8 +38,6 @@ mod track;
 mod view;
 
 #[cfg(test)]
-mod ftp_tests;
-#[cfg(test)]
 mod tests;
 
 pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
