@@ -4,10 +4,10 @@
 //! connection: `{src, dst, dport, proto}` exact and the source port wildcard (the only
 //! mask FTP uses, so "overlapping under the intersection of the masks" is "same key").
 //!
-//! * Consulted only by a packet that missed its worker's shard (`CONNTRACK.md` §1.3 step
+//! * Consulted only by a packet that missed its worker's shard (`docs/CONNTRACK.md` §1.3 step
 //!   5c), and only when the table is not empty (one relaxed atomic load): the
 //!   established fast path never touches it.
-//! * Registration (§4.3), from the master's owner worker at confirm time: an identical
+//! * Registration (`docs/CONNTRACK.md` §4.3), from the master's owner worker at confirm time: an identical
 //!   one from the same master and class is replaced; from the same master with another
 //!   class → `Already`; from another master → `Busy`; per master at most
 //!   [`MAX_EXPECTED`] (a newer one evicts the older); the global count at `expect_max` →
@@ -228,7 +228,7 @@ impl ExpectTable {
         Err(e)
     }
 
-    /// Registers `exp` (§4.3), with `max` the global limit (`nf_conntrack_expect_max`).
+    /// Registers `exp` (`docs/CONNTRACK.md` §4.3), with `max` the global limit (`nf_conntrack_expect_max`).
     pub fn register(&self, exp: Expectation, max: u32, now: Nanos) -> Result<(), ExpectError> {
         let key = exp.key;
         // 1. Clash with a stored expectation of the same tuple.
@@ -281,7 +281,7 @@ impl ExpectTable {
         Ok(())
     }
 
-    /// §1.3 step 5c: finds and removes (one-shot) the expectation matching a new
+    /// `docs/CONNTRACK.md` §1.3 step 5c: finds and removes (one-shot) the expectation matching a new
     /// connection's ORIGINAL tuple. An expired one is reaped and not returned.
     pub fn take(
         &self,

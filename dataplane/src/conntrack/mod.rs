@@ -5,7 +5,7 @@
 //! ([`Nanos`]); out comes a [`Track`]: the state `-m state` would see (NEW, ESTABLISHED,
 //! RELATED, INVALID, UNTRACKED), the direction, and a handle on the entry.
 //!
-//! The flow of one packet follows the kernel (see `CONNTRACK.md` §1.3):
+//! The flow of one packet follows the kernel (see `docs/CONNTRACK.md` §1.3):
 //! [`ConnTable::track`] does steps 1–7 (classify, look up, create a candidate, run the
 //! protocol tracker, set SEEN_REPLY); the ruleset decides; then [`ConnTable::confirm`]
 //! does step 9 and inserts the candidate of a NEW packet only if the packet was accepted.
@@ -13,10 +13,11 @@
 //! Modules:
 //! * `key`: [`FlowKey`], the canonical (direction-free) key and its symmetric hash;
 //! * `tcp`: the TCP state table (`tcp_conntracks`) and window tracking (`tcp_in_window`);
-//! * `table`: the fixed-capacity table (fingerprint buckets + slab) and the per-protocol logic;
+//! * `table`: the fixed-capacity table's storage (fingerprint buckets + slab, side arrays);
+//! * `track`: the per-packet procedure on it (`docs/CONNTRACK.md` §1.3): `track`, `confirm`;
 //! * `view`: [`EntryView`] and its `conntrack -L` rendering;
-//! * `expect`: the global [`ExpectTable`] shared by every shard (§4.3);
-//! * `ftp`: the FTP helper's parser and per-connection line-start memory (§4.2).
+//! * `expect`: the global [`ExpectTable`] shared by every shard (`docs/CONNTRACK.md` §4.3);
+//! * `helper`: the connection helpers' runner; `helper::ftp`: the FTP helper's parser and per-connection line-start memory (`docs/CONNTRACK.md` §4.2).
 //!
 //! Multi-worker notes: every shard is owned by one worker, and packets are steered to
 //! workers by the symmetric hash of their tuple. Two things cross shards:
@@ -29,14 +30,13 @@
 //!   packet of the data connection is steered to the same worker. No handoff is needed.
 
 pub mod expect;
-mod ftp;
+mod helper;
 mod key;
 mod table;
 mod tcp;
+mod track;
 mod view;
 
-#[cfg(test)]
-mod ftp_tests;
 #[cfg(test)]
 mod tests;
 
@@ -238,7 +238,7 @@ impl Default for Config {
     }
 }
 
-/// Why a packet is INVALID: one variant per condition of `CONNTRACK.md` §6.
+/// Why a packet is INVALID: one variant per condition of `docs/CONNTRACK.md` §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InvalidReason {
     /// INV-1 / INV-3: a non-first fragment reached conntrack.
@@ -342,7 +342,7 @@ impl InvalidReason {
         }
     }
 
-    /// The line of `CONNTRACK.md` §6 this reason stands for (`"INV-10"`).
+    /// The line of `docs/CONNTRACK.md` §6 this reason stands for (`"INV-10"`).
     pub fn spec_id(&self) -> &'static str {
         match self {
             InvalidReason::Fragment => "INV-1",
@@ -467,7 +467,7 @@ impl Track {
     }
 }
 
-/// What [`ConnTable::confirm`] decided for a packet (§1.3 step 9).
+/// What [`ConnTable::confirm`] decided for a packet (`docs/CONNTRACK.md` §1.3 step 9).
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmResult {

@@ -1,4 +1,5 @@
-//! The per-worker connection table (one shard) and the per-packet procedure.
+//! The per-worker connection table (one shard): its storage. The per-packet procedure
+//! that works on it is in [`super::track`], the connection helpers in [`super::helper`].
 //!
 //! # Layout
 //!
@@ -20,16 +21,13 @@
 //! Nothing allocates after [`ConnTable::new`] except [`ConnTable::iter`]'s callers'
 //! own collections; there are no locks (one writer per shard).
 
-use super::expect::{ftp_key, ExpectTable, Expectation, MasterRef, EXPECT_TIMEOUT_SECS};
-use super::ftp::{self, FtpMatch, FtpSeq};
+use super::expect::{ExpectTable, MasterRef};
+use super::helper::ftp::FtpSeq;
 use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
-use super::tcp::{self, EntryCtx, Seen, Seg, TcpAction, TcpConn, TcpState};
+use super::tcp::{Seen, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
-use super::{
-    Config, ConfirmResult, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
-    Nanos, Stats, Track, TrackOpts, NS,
-};
-use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, L4};
+use super::{Config, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use crate::packet::{proto, Addr, Family, Parsed};
 use std::sync::Arc;
 
 /// Ways per bucket.
@@ -40,14 +38,14 @@ const PROBE: usize = 8;
 const EARLY_DROP_BUCKETS: usize = 8;
 
 // Entry::meta bits.
-const M_USED: u8 = 1 << 0;
-const M_PENDING: u8 = 1 << 1;
-const M_V6: u8 = 1 << 2;
-const M_ORIG_IS_A: u8 = 1 << 3;
-const M_HELPER_FTP: u8 = 1 << 4;
+pub(super) const M_USED: u8 = 1 << 0;
+pub(super) const M_PENDING: u8 = 1 << 1;
+pub(super) const M_V6: u8 = 1 << 2;
+pub(super) const M_ORIG_IS_A: u8 = 1 << 3;
+pub(super) const M_HELPER_FTP: u8 = 1 << 4;
 /// The entry registered expectations (some may be gone already): its removal must
 /// remove them from the global table. Ordinary entries never touch that table.
-const M_HAS_EXP: u8 = 1 << 5;
+pub(super) const M_HAS_EXP: u8 = 1 << 5;
 
 /// One hash bucket: 8 fingerprints and 8 slot indices in one cache line.
 #[repr(C, align(64))]
@@ -72,20 +70,20 @@ struct Bucket {
 #[repr(C, align(64))]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Entry {
-    addr: [u32; 2],
-    port: [u16; 2],
-    proto: u8,
-    meta: u8,
-    status: u8,
-    tcp_state: u8,
-    deadline: u64,
-    win: [[u32; 4]; 2],
-    scale: [u8; 2],
-    tflags: [u8; 2],
-    last: u8,
-    last_flags: u8,
-    retrans: u8,
-    last_wscale: u8,
+    pub(super) addr: [u32; 2],
+    pub(super) port: [u16; 2],
+    pub(super) proto: u8,
+    pub(super) meta: u8,
+    pub(super) status: u8,
+    pub(super) tcp_state: u8,
+    pub(super) deadline: u64,
+    pub(super) win: [[u32; 4]; 2],
+    pub(super) scale: [u8; 2],
+    pub(super) tflags: [u8; 2],
+    pub(super) last: u8,
+    pub(super) last_flags: u8,
+    pub(super) retrans: u8,
+    pub(super) last_wscale: u8,
 }
 
 /// `size_of` the table entry (one IPv4 connection, TCP included): 64 bytes.
@@ -96,7 +94,7 @@ const _: () = assert!(ENTRY_SIZE == 64);
 /// memory for a control connection, or the master of an entry created from an
 /// expectation (an entry is never both: expected entries get no helper).
 #[derive(Debug, Clone, Copy, Default)]
-enum Aux {
+pub(super) enum Aux {
     #[default]
     None,
     Ftp(FtpSeq),
@@ -105,15 +103,15 @@ enum Aux {
 
 /// The TCP last-packet record kept out of the hot line.
 #[derive(Debug, Clone, Copy, Default)]
-struct Cold {
-    last_seq: u32,
-    last_ack: u32,
-    last_end: u32,
-    last_win: u16,
+pub(super) struct Cold {
+    pub(super) last_seq: u32,
+    pub(super) last_ack: u32,
+    pub(super) last_end: u32,
+    pub(super) last_win: u16,
 }
 
 #[inline]
-fn fold(family: Family, a: &Addr) -> u32 {
+pub(super) fn fold(family: Family, a: &Addr) -> u32 {
     let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
     match family {
         Family::V4 => w(0),
@@ -150,21 +148,21 @@ fn tag_of(h: u64) -> u16 {
 
 /// One shard of the connection table (single writer; see the module docs).
 pub struct ConnTable {
-    cfg: Config,
-    entries: Box<[Entry]>,
-    cold: Box<[Cold]>,
-    v6: Box<[[Addr; 2]]>,
-    aux: Box<[Aux]>,
-    gens: Box<[u32]>,
+    pub(super) cfg: Config,
+    pub(super) entries: Box<[Entry]>,
+    pub(super) cold: Box<[Cold]>,
+    pub(super) v6: Box<[[Addr; 2]]>,
+    pub(super) aux: Box<[Aux]>,
+    pub(super) gens: Box<[u32]>,
     free: Vec<u32>,
     buckets: Box<[Bucket]>,
     mask: usize,
     probe: usize,
-    len: usize,
+    pub(super) len: usize,
     cursor: usize,
-    stats: Stats,
-    expect: Arc<ExpectTable>,
-    worker: u16,
+    pub(super) stats: Stats,
+    pub(super) expect: Arc<ExpectTable>,
+    pub(super) worker: u16,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -317,7 +315,7 @@ impl ConnTable {
 
     // ----- slots and keys -------------------------------------------------------------
 
-    fn key_of_slot(&self, slot: usize) -> FlowKey {
+    pub(super) fn key_of_slot(&self, slot: usize) -> FlowKey {
         let e = &self.entries[slot];
         let (family, a, b) = if e.meta & M_V6 != 0 {
             (Family::V6, self.v6[slot][0], self.v6[slot][1])
@@ -377,7 +375,7 @@ impl ConnTable {
         None
     }
 
-    fn index_insert(&mut self, h: u64, slot: usize) -> bool {
+    pub(super) fn index_insert(&mut self, h: u64, slot: usize) -> bool {
         let home = self.bucket_of(h);
         let tag = tag_of(h);
         for i in 0..self.probe {
@@ -394,7 +392,7 @@ impl ConnTable {
         false
     }
 
-    fn free_slot(&mut self, slot: usize) {
+    pub(super) fn free_slot(&mut self, slot: usize) {
         self.entries[slot].meta = 0;
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         self.free.push(slot as u32);
@@ -425,7 +423,7 @@ impl ConnTable {
         self.len -= 1;
     }
 
-    /// The master at `slot` dies: its expectations go (§4.3).
+    /// The master at `slot` dies: its expectations go (`docs/CONNTRACK.md` §4.3).
     fn drop_expectations(&mut self, slot: usize) {
         let m = MasterRef {
             worker: self.worker,
@@ -435,7 +433,7 @@ impl ConnTable {
         self.entries[slot].meta &= !M_HAS_EXP;
     }
 
-    fn remove_slot(&mut self, slot: usize) {
+    pub(super) fn remove_slot(&mut self, slot: usize) {
         let k = self.key_of_slot(slot);
         if let Some((bi, w, s)) = self.find(&k, k.hash64()) {
             debug_assert_eq!(s, slot);
@@ -444,7 +442,7 @@ impl ConnTable {
     }
 
     /// A live (not expired) entry for the key; an expired one is reaped on the way.
-    fn lookup_live(&mut self, k: &FlowKey, h: u64, now: Nanos) -> Option<usize> {
+    pub(super) fn lookup_live(&mut self, k: &FlowKey, h: u64, now: Nanos) -> Option<usize> {
         let (bi, w, slot) = self.find(k, h)?;
         if now >= self.entries[slot].deadline {
             self.remove_at(bi, w, true);
@@ -454,7 +452,7 @@ impl ConnTable {
     }
 
     /// A free slot, evicting (Linux early drop) near the key's bucket when full.
-    fn alloc(&mut self, h: u64, now: Nanos) -> Option<usize> {
+    pub(super) fn alloc(&mut self, h: u64, now: Nanos) -> Option<usize> {
         if let Some(s) = self.free.pop() {
             return Some(s as usize);
         }
@@ -482,14 +480,14 @@ impl ConnTable {
         self.free.pop().map(|s| s as usize)
     }
 
-    fn handle(&self, slot: usize) -> EntryHandle {
+    pub(super) fn handle(&self, slot: usize) -> EntryHandle {
         EntryHandle {
             slot: slot as u32,
             gen: self.gens[slot],
         }
     }
 
-    fn load_tcp(&self, slot: usize) -> TcpConn {
+    pub(super) fn load_tcp(&self, slot: usize) -> TcpConn {
         let e = &self.entries[slot];
         let c = &self.cold[slot];
         let seen = |d: usize| Seen {
@@ -515,7 +513,7 @@ impl ConnTable {
         }
     }
 
-    fn store_tcp(&mut self, slot: usize, t: &TcpConn) {
+    pub(super) fn store_tcp(&mut self, slot: usize, t: &TcpConn) {
         let e = &mut self.entries[slot];
         e.tcp_state = t.state;
         for d in 0..2 {
@@ -536,540 +534,23 @@ impl ConnTable {
         };
     }
 
-    fn stream_ts(&self, slot: usize) -> u64 {
+    pub(super) fn stream_ts(&self, slot: usize) -> u64 {
         let w = &self.entries[slot].win[0];
         (w[1] as u64) << 32 | w[0] as u64
     }
 
-    fn set_stream_ts(&mut self, slot: usize, ts: u64) {
+    pub(super) fn set_stream_ts(&mut self, slot: usize, ts: u64) {
         let w = &mut self.entries[slot].win[0];
         w[0] = ts as u32;
         w[1] = (ts >> 32) as u32;
     }
 
-    fn icmp_timeout(&self, p: &Parsed) -> u32 {
+    pub(super) fn icmp_timeout(&self, p: &Parsed) -> u32 {
         if p.family == Family::V6 {
             self.cfg.icmpv6_timeout
         } else {
             self.cfg.icmp_timeout
         }
-    }
-
-    // ----- the per-packet procedure -----------------------------------------------------
-
-    /// `CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
-    /// candidate for a NEW packet, run the protocol tracker, set SEEN_REPLY.
-    /// A candidate (`Track::candidate`) must then be passed to [`ConnTable::confirm`].
-    #[inline]
-    pub fn track(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
-        if opts.notrack {
-            self.stats.ignore += 1;
-            return Track::untracked();
-        }
-        let t = self.track_inner(frame, p, now, opts);
-        if t.state == CtState::Invalid {
-            self.stats.invalid += 1;
-        }
-        t
-    }
-
-    #[inline(always)]
-    fn track_inner(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
-        if p.frag.offset != 0 {
-            return Track::invalid(InvalidReason::Fragment);
-        }
-        match p.l4 {
-            L4::Fragment => return Track::invalid(InvalidReason::Fragment),
-            L4::Malformed(e) => return Track::invalid(malformed_reason(p, e)),
-            L4::Icmp(i) => {
-                if i.v6 != (p.family == Family::V6) {
-                    return Track::invalid(InvalidReason::IcmpWrongFamily);
-                }
-                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
-                    return Track::invalid(InvalidReason::IcmpBadChecksum);
-                }
-                if !i.v6 && i.ty > 18 {
-                    return Track::invalid(InvalidReason::IcmpBadType);
-                }
-                if i.v6 && ((130..=136).contains(&i.ty) || i.ty == 143) {
-                    // Neighbour discovery and MLD are never tracked.
-                    return Track::untracked();
-                }
-                if i.is_error() {
-                    return self.icmp_error(frame, p, now);
-                }
-            }
-            L4::Tcp(t) => {
-                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
-                    return Track::invalid(InvalidReason::TcpBadChecksum);
-                }
-                if !tcp::valid_flags(t.flags) {
-                    return Track::invalid(InvalidReason::TcpBadFlags);
-                }
-            }
-            L4::Udp(_) => {
-                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
-                    return Track::invalid(InvalidReason::UdpBadChecksum);
-                }
-            }
-            L4::Other => {}
-        }
-        let Some((key, src_is_a)) = FlowKey::of_parsed(p) else {
-            // Only ICMP types without a request/reply pair get here.
-            return Track::invalid(InvalidReason::IcmpNoEntry);
-        };
-        let h = if opts.hash != 0 {
-            debug_assert_eq!(opts.hash, key.hash64(), "TrackOpts::hash of another packet");
-            opts.hash
-        } else {
-            key.hash64()
-        };
-        // At most one restart: a TCP reopen removes the entry it found.
-        for _ in 0..2 {
-            if let Some(slot) = self.lookup_live(&key, h, now) {
-                self.stats.found += 1;
-                match self.update(slot, &key, p, src_is_a, now) {
-                    Some(t) => return t,
-                    None => {
-                        self.stats.search_restart += 1;
-                        continue;
-                    }
-                }
-            }
-            break;
-        }
-        self.create(key, h, src_is_a, p, now, opts)
-    }
-
-    /// Runs the protocol tracker on an existing entry; None = reopen (entry removed).
-    fn update(
-        &mut self,
-        slot: usize,
-        key: &FlowKey,
-        p: &Parsed,
-        src_is_a: bool,
-        now: Nanos,
-    ) -> Option<Track> {
-        let e = self.entries[slot];
-        // A flow from an endpoint to itself has equal ORIGINAL and REPLY tuples; Linux
-        // inserts the REPLY one last, at the head of the chain, so lookups find REPLY.
-        let self_flow = !key.is_icmp() && key.a == key.b && key.port_a == key.port_b;
-        let dir = if self_flow && e.status & CtStatus::CONFIRMED != 0 {
-            Direction::Reply
-        } else if src_is_a == (e.meta & M_ORIG_IS_A != 0) {
-            Direction::Original
-        } else {
-            Direction::Reply
-        };
-        let mut status = e.status;
-        let mut deadline = e.deadline;
-        let mut handle = Some(self.handle(slot));
-        let mut tcp_state = None;
-        let mut kill = false;
-        match p.l4 {
-            L4::Tcp(t) => {
-                let seg = Seg::from_tcp(&t);
-                let mut c = self.load_tcp(slot);
-                let ctx = EntryCtx {
-                    status,
-                    remaining_ns: deadline.saturating_sub(now),
-                };
-                let act = tcp::tcp_packet(&mut c, dir as usize, &seg, ctx, &self.cfg);
-                match act {
-                    TcpAction::Reopen => {
-                        self.remove_slot(slot);
-                        return None;
-                    }
-                    TcpAction::Invalid { reason, shrink } => {
-                        self.store_tcp(slot, &c);
-                        let unack = self.cfg.tcp_timeout_unacknowledged as u64 * NS;
-                        if shrink && ctx.remaining_ns > unack {
-                            self.entries[slot].deadline = now.saturating_add(unack);
-                        }
-                        return Some(Track::invalid(reason));
-                    }
-                    TcpAction::Ignore => {}
-                    TcpAction::Kill => kill = true,
-                    TcpAction::Accept {
-                        timeout,
-                        refresh,
-                        assured,
-                    } => {
-                        if refresh {
-                            deadline = now.saturating_add(timeout as u64 * NS);
-                        }
-                        if assured {
-                            status |= CtStatus::ASSURED;
-                        }
-                    }
-                }
-                self.store_tcp(slot, &c);
-                tcp_state = Some(TcpState::from_u8(c.state));
-            }
-            L4::Udp(_) => {
-                let mut timeout = self.cfg.udp_timeout;
-                if status & CtStatus::SEEN_REPLY != 0 && now > self.stream_ts(slot) {
-                    timeout = self.cfg.udp_timeout_stream;
-                    status |= CtStatus::ASSURED;
-                }
-                deadline = now.saturating_add(timeout as u64 * NS);
-            }
-            L4::Icmp(_) => deadline = now.saturating_add(self.icmp_timeout(p) as u64 * NS),
-            _ => deadline = now.saturating_add(self.cfg.generic_timeout as u64 * NS),
-        }
-        let state = match dir {
-            Direction::Reply => CtState::Established,
-            Direction::Original if status & CtStatus::SEEN_REPLY != 0 => CtState::Established,
-            Direction::Original if status & CtStatus::EXPECTED != 0 => CtState::Related,
-            Direction::Original => CtState::New,
-        };
-        if dir == Direction::Reply {
-            status |= CtStatus::SEEN_REPLY;
-        }
-        if kill {
-            self.remove_slot(slot);
-            handle = None;
-        } else {
-            let e = &mut self.entries[slot];
-            e.status = status;
-            e.deadline = deadline;
-        }
-        Some(Track {
-            state,
-            dir,
-            status: CtStatus(status),
-            tcp_state,
-            reason: None,
-            handle,
-            candidate: false,
-            table_full_drop: false,
-        })
-    }
-
-    /// §1.3 step 5c: a candidate for a packet that matched nothing.
-    fn create(
-        &mut self,
-        key: FlowKey,
-        h: u64,
-        src_is_a: bool,
-        p: &Parsed,
-        now: Nanos,
-        opts: TrackOpts,
-    ) -> Track {
-        let mut tcp_init = None;
-        match p.l4 {
-            L4::Tcp(t) => {
-                let seg = Seg::from_tcp(&t);
-                match tcp::tcp_new(&seg, &self.cfg) {
-                    Ok(c) => tcp_init = Some((c, seg)),
-                    Err(r) => {
-                        // Linux finds (and unlinks) the expectation when it allocates
-                        // the candidate, before the TCP handler refuses the packet.
-                        let _ = self.take_expectation(p, now);
-                        return Track::invalid(r);
-                    }
-                }
-            }
-            L4::Icmp(_) if !src_is_a => {
-                // A reply type with no entry: only requests create entries.
-                return Track::invalid(InvalidReason::IcmpNoEntry);
-            }
-            _ => {}
-        }
-        let Some(slot) = self.alloc(h, now) else {
-            self.stats.drop += 1;
-            return Track {
-                state: CtState::New,
-                table_full_drop: true,
-                ..Track::untracked()
-            };
-        };
-        // §1.3 step 5c / §4.4: a matching expectation makes the candidate RELATED.
-        let master = self.take_expectation(p, now);
-        let v6 = key.family == Family::V6;
-        let mut e = Entry {
-            addr: [fold(key.family, &key.a), fold(key.family, &key.b)],
-            port: [key.port_a, key.port_b],
-            proto: key.proto,
-            meta: M_USED | M_PENDING,
-            ..Entry::default()
-        };
-        if v6 {
-            e.meta |= M_V6;
-            self.v6[slot] = [key.a, key.b];
-        }
-        if src_is_a {
-            e.meta |= M_ORIG_IS_A;
-        }
-        self.aux[slot] = Aux::None;
-        if let Some(m) = master {
-            // EXPECTED, linked to the master; no helper (FTP expectations carry none).
-            e.status = CtStatus::EXPECTED;
-            self.aux[slot] = Aux::Master(m);
-        } else if opts.helper == Some(HelperKind::Ftp) && key.proto == proto::TCP {
-            e.meta |= M_HELPER_FTP;
-            self.aux[slot] = Aux::Ftp(FtpSeq::default());
-        }
-        self.entries[slot] = e;
-        self.cold[slot] = Cold::default();
-        let mut tcp_state = None;
-        let timeout = match p.l4 {
-            L4::Tcp(_) => {
-                let (mut c, seg) = tcp_init.expect("set above for TCP");
-                let ctx = EntryCtx {
-                    status: 0,
-                    remaining_ns: 0,
-                };
-                match tcp::tcp_packet(&mut c, 0, &seg, ctx, &self.cfg) {
-                    TcpAction::Accept { timeout, .. } => {
-                        self.store_tcp(slot, &c);
-                        tcp_state = Some(TcpState::from_u8(c.state));
-                        timeout
-                    }
-                    TcpAction::Invalid { reason, .. } => {
-                        self.free_slot(slot);
-                        return Track::invalid(reason);
-                    }
-                    _ => {
-                        // Cannot happen from NONE; refuse rather than keep an odd entry.
-                        self.free_slot(slot);
-                        return Track::invalid(InvalidReason::TcpStateTable);
-                    }
-                }
-            }
-            L4::Udp(_) => {
-                self.set_stream_ts(slot, now.saturating_add(2 * NS));
-                self.cfg.udp_timeout
-            }
-            L4::Icmp(_) => self.icmp_timeout(p),
-            _ => self.cfg.generic_timeout,
-        };
-        self.entries[slot].deadline = timeout as u64 * NS;
-        Track {
-            state: if master.is_some() {
-                CtState::Related
-            } else {
-                CtState::New
-            },
-            dir: Direction::Original,
-            status: CtStatus(self.entries[slot].status),
-            tcp_state,
-            reason: None,
-            handle: Some(self.handle(slot)),
-            candidate: true,
-            table_full_drop: false,
-        }
-    }
-
-    /// Finds and consumes the expectation a new connection's first packet matches.
-    fn take_expectation(&mut self, p: &Parsed, now: Nanos) -> Option<MasterRef> {
-        if self.expect.is_empty() {
-            return None;
-        }
-        let (_, dport) = p.ports()?;
-        self.expect
-            .take(p.family, p.proto, p.src, p.dst, dport, now)
-            .map(|e| e.master)
-    }
-
-    /// The RELATED procedure for an ICMP/ICMPv6 error (§3.2). Changes nothing.
-    fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
-        let Some(ip) = crate::packet::quoted(frame, p) else {
-            return Track::invalid(InvalidReason::IcmpErrorInner);
-        };
-        if ip.family != p.family || ip.frag.offset != 0 {
-            return Track::invalid(InvalidReason::IcmpErrorInner);
-        }
-        let kd = match ip.l4 {
-            L4::Tcp(t) => Some(FlowKey::ordered(
-                ip.family, ip.proto, ip.src, t.sport, ip.dst, t.dport,
-            )),
-            L4::Udp(u) => Some(FlowKey::ordered(
-                ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport,
-            )),
-            L4::Icmp(i) if i.v6 == (ip.family == Family::V6) && !i.is_error() => {
-                FlowKey::icmp_dir(ip.family, ip.src, ip.dst, i.id, i.ty, i.code)
-            }
-            L4::Other => Some(FlowKey::ordered(ip.family, ip.proto, ip.src, 0, ip.dst, 0)),
-            _ => None,
-        };
-        let Some((key, inner_src_is_a)) = kd else {
-            return Track::invalid(InvalidReason::IcmpErrorInner);
-        };
-        let Some(slot) = self.lookup_live(&key, key.hash64(), now) else {
-            return Track::invalid(InvalidReason::IcmpErrorNoEntry);
-        };
-        // The inverted inner tuple matched the entry in the direction opposite to the
-        // quoted packet's; that tuple's destination is the quoted packet's source.
-        if p.dst != ip.src {
-            return Track::invalid(InvalidReason::IcmpErrorSpoofed);
-        }
-        self.stats.found += 1;
-        let e = &self.entries[slot];
-        let inner_orig = inner_src_is_a == (e.meta & M_ORIG_IS_A != 0);
-        let dir = if inner_orig {
-            Direction::Reply
-        } else {
-            Direction::Original
-        };
-        Track {
-            state: CtState::Related,
-            dir,
-            status: CtStatus(e.status),
-            tcp_state: (e.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
-            reason: None,
-            handle: Some(self.handle(slot)),
-            candidate: false,
-            table_full_drop: false,
-        }
-    }
-
-    /// §1.3 step 9, for every packet after the ruleset: first the connection's helper
-    /// (FTP, §4) runs on an accepted ESTABLISHED packet with payload and may DROP it (and
-    /// register an expectation); then the candidate of a NEW/RELATED packet is committed
-    /// if the packet was `accepted`, or released (a dropped first packet leaves no
-    /// entry). The result says whether the packet may go out.
-    pub fn confirm(
-        &mut self,
-        t: &Track,
-        accepted: bool,
-        frame: &[u8],
-        p: &Parsed,
-        now: Nanos,
-    ) -> ConfirmResult {
-        if !t.candidate {
-            if t.table_full_drop {
-                return ConfirmResult::TableFull;
-            }
-            if !accepted {
-                return ConfirmResult::NotAccepted;
-            }
-            if t.state == CtState::Established {
-                if let Some(h) = t.handle {
-                    if self.run_helper(h, t.dir, frame, p, now) {
-                        return ConfirmResult::HelperDrop;
-                    }
-                }
-            }
-            return ConfirmResult::Pass;
-        }
-        let Some(hd) = t.handle else {
-            return ConfirmResult::NotAccepted;
-        };
-        let slot = hd.slot as usize;
-        if slot >= self.entries.len()
-            || self.gens[slot] != hd.gen
-            || self.entries[slot].meta & (M_USED | M_PENDING) != (M_USED | M_PENDING)
-        {
-            return ConfirmResult::NotAccepted;
-        }
-        if !accepted {
-            self.free_slot(slot);
-            return ConfirmResult::NotAccepted;
-        }
-        let k = self.key_of_slot(slot);
-        let h = k.hash64();
-        if self.lookup_live(&k, h, now).is_some() {
-            // Another packet of the same flow was confirmed first (same burst).
-            self.free_slot(slot);
-            if k.proto == proto::TCP {
-                self.stats.insert_failed += 1;
-                self.stats.drop += 1;
-                return ConfirmResult::InsertFailed;
-            }
-            return ConfirmResult::Pass; // UDP/ICMP/generic: merged into the existing entry
-        }
-        if !self.index_insert(h, slot) {
-            self.free_slot(slot);
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return ConfirmResult::InsertFailed;
-        }
-        let e = &mut self.entries[slot];
-        e.meta &= !M_PENDING;
-        e.status |= CtStatus::CONFIRMED;
-        e.deadline = now.saturating_add(e.deadline);
-        self.len += 1;
-        self.stats.insert += 1;
-        ConfirmResult::Pass
-    }
-
-    /// The FTP helper (`nf_conntrack_ftp.c` `help()`), on an accepted ESTABLISHED
-    /// packet. Returns true when the packet must be DROPPED (a partial match, or the
-    /// expectation could not be registered).
-    fn run_helper(
-        &mut self,
-        h: EntryHandle,
-        dir: Direction,
-        frame: &[u8],
-        p: &Parsed,
-        now: Nanos,
-    ) -> bool {
-        let slot = h.slot as usize;
-        let Some(e) = self.entries.get(slot) else {
-            return false;
-        };
-        if e.meta & (M_HELPER_FTP | M_USED) != (M_HELPER_FTP | M_USED) || self.gens[slot] != h.gen {
-            return false;
-        }
-        let L4::Tcp(tcp) = p.l4 else {
-            return false;
-        };
-        let len = tcp.payload_len as usize;
-        let start = p.l4_off as usize + tcp.hdr_len as usize;
-        let end = (start + len).min(frame.len());
-        if len == 0 || start >= end {
-            return false;
-        }
-        let data = &frame[start..end];
-        let d = dir as usize;
-        let mut st = match self.aux[slot] {
-            Aux::Ftp(s) => s,
-            _ => FtpSeq::default(),
-        };
-        let ends_in_nl = data[data.len() - 1] == b'\n';
-        let mut drop = false;
-        let mut update_nl = true;
-        if st.at_line_start(d, tcp.seq) {
-            match ftp::parse(data, d, p.family, &p.src) {
-                FtpMatch::None => {}
-                FtpMatch::Partial => {
-                    drop = true;
-                    update_nl = false;
-                }
-                FtpMatch::Found { addr, port } if addr == p.src => {
-                    let (sport, dport) = (tcp.sport, tcp.dport);
-                    let master_orig = match dir {
-                        Direction::Original => (p.src, p.dst, sport, dport),
-                        Direction::Reply => (p.dst, p.src, dport, sport),
-                    };
-                    let exp = Expectation {
-                        key: ftp_key(p.family, p.src, p.dst, port),
-                        class: 0,
-                        helper: HelperKind::Ftp,
-                        master: MasterRef {
-                            worker: self.worker,
-                            handle: h,
-                        },
-                        master_key: self.key_of_slot(slot),
-                        master_orig,
-                        created: now,
-                        deadline: now.saturating_add(EXPECT_TIMEOUT_SECS * NS),
-                    };
-                    match self.expect.register(exp, self.cfg.expect_max, now) {
-                        Ok(()) => self.entries[slot].meta |= M_HAS_EXP,
-                        Err(_) => drop = true,
-                    }
-                }
-                // The address differs from the sender's: no expectation (loose=0).
-                FtpMatch::Found { .. } => {}
-            }
-        }
-        if update_nl && ends_in_nl {
-            st.remember(d, tcp.seq.wrapping_add(len as u32));
-        }
-        self.aux[slot] = Aux::Ftp(st);
-        drop
     }
 
     // ----- maintenance and control ------------------------------------------------------
@@ -1244,20 +725,5 @@ impl ConnTable {
         while let Some(from) = cursor {
             cursor = self.flush_step(from, usize::MAX).1;
         }
-    }
-}
-
-fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {
-    match e {
-        ParseError::BadTcpDataOffset => InvalidReason::TcpBadDataOffset,
-        ParseError::BadUdpLength => InvalidReason::UdpBadLength,
-        ParseError::BadExtHeader => InvalidReason::BadExtHeader,
-        ParseError::TruncatedL4 => match p.proto {
-            proto::TCP if p.l4_len >= 4 => InvalidReason::TcpBadDataOffset,
-            proto::UDP if p.l4_len >= 4 => InvalidReason::UdpBadLength,
-            proto::ICMP | proto::ICMPV6 => InvalidReason::IcmpBadHeader,
-            _ => InvalidReason::Truncated,
-        },
-        _ => InvalidReason::BadL3,
     }
 }

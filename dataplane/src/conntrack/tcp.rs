@@ -1,6 +1,6 @@
 //! TCP tracking, a transcription of Linux `net/netfilter/nf_conntrack_proto_tcp.c`
 //! (`tcp_conntracks`, `tcp_new`, `nf_conntrack_tcp_packet`, `tcp_in_window`,
-//! `nf_tcp_handle_invalid`), see `CONNTRACK.md` §2. Names follow the kernel's.
+//! `nf_tcp_handle_invalid`), see `docs/CONNTRACK.md` §2. Names follow the kernel's.
 
 use super::{Config, CtStatus, InvalidReason};
 use crate::packet::{tcp_flags as F, Tcp, TcpOptions};
@@ -112,7 +112,7 @@ const SS2: u8 = S_S2;
 const SIV: u8 = S_IV;
 const SIG: u8 = S_IG;
 
-/// `tcp_conntracks[dir][class][old state]` (CONNTRACK.md §2.2), cell for cell.
+/// `tcp_conntracks[dir][class][old state]` (`docs/CONNTRACK.md` §2.2), cell for cell.
 #[rustfmt::skip]
 pub(crate) const TCP_CONNTRACKS: [[[u8; 10]; 6]; 2] = [
     // ORIGINAL
@@ -285,7 +285,7 @@ pub(crate) enum TcpAction {
     Kill,
     /// Accepted without any state or timeout change.
     Ignore,
-    /// INVALID; `shrink` = cut the lifetime to the UNACK timeout (§2.6).
+    /// INVALID; `shrink` = cut the lifetime to the UNACK timeout (`docs/CONNTRACK.md` §2.6).
     Invalid { reason: InvalidReason, shrink: bool },
     /// Reopen: kill the entry and look the packet up again (it becomes NEW).
     Reopen,
@@ -341,7 +341,7 @@ fn init_sender(s: &mut Seen, r: &mut Seen, seg: &Seg, end: u32, win: u32) {
     }
 }
 
-/// `tcp_new`: the TCP state of a candidate entry, or why it cannot be created (§2.1 step 4).
+/// `tcp_new`: the TCP state of a candidate entry, or why it cannot be created (`docs/CONNTRACK.md` §2.1 step 4).
 pub(crate) fn tcp_new(seg: &Seg, cfg: &Config) -> Result<TcpConn, InvalidReason> {
     let new_state = TCP_CONNTRACKS[DIR_ORIGINAL][seg.index as usize][SNO as usize];
     if new_state >= SIV {
@@ -392,7 +392,7 @@ pub(crate) struct EntryCtx {
 }
 
 /// `nf_conntrack_tcp_packet` after `tcp_error`/`tcp_new`: state table, overrides,
-/// window check and commit (§2.3). `dir` is 0 for ORIGINAL, 1 for REPLY.
+/// window check and commit (`docs/CONNTRACK.md` §2.3). `dir` is 0 for ORIGINAL, 1 for REPLY.
 ///
 /// The branches deliberately keep the shape of the kernel's `switch (new_state)` and its
 /// `break`/`goto in_window` cases, so they can be compared side by side.
@@ -628,7 +628,7 @@ fn handle_invalid(c: &mut TcpConn, dir: usize, index: u8, ctx: EntryCtx) -> bool
     }
 }
 
-/// `tcp_in_window` (§2.4).
+/// `tcp_in_window` (`docs/CONNTRACK.md` §2.4).
 fn in_window(c: &mut TcpConn, dir: usize, index: u8, seg: &Seg, cfg: &Config) -> Win {
     let state = c.state;
     let [s0, s1] = &mut c.seen;

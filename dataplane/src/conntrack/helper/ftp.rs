@@ -1,4 +1,4 @@
-//! The FTP helper's parser and per-connection state (`nf_conntrack_ftp.c`, §4.2).
+//! The FTP helper's parser and per-connection state (`nf_conntrack_ftp.c`, `docs/CONNTRACK.md` §4.2).
 //!
 //! Sans-IO: [`parse`] looks at the start of one payload and says what the kernel's
 //! `find_pattern` would; [`FtpSeq`] is the helper's `seq_aft_nl` memory (up to 2 sequence

@@ -1,4 +1,4 @@
-//! FTP helper and expectation tests: every case F1–F14 of `CONNTRACK.md` §7, the
+//! FTP helper and expectation tests: every case F1–F14 of `docs/CONNTRACK.md` §7, the
 //! malformed forms, expectation lifetime and limits, master teardown, and two shards
 //! sharing one expectation table.
 //!
@@ -9,23 +9,12 @@
 use super::*;
 use crate::packet::build::PacketSpec;
 use crate::packet::tcp_flags::{ACK, PSH, SYN};
-use crate::packet::{self, Frame, Parsed};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use CtState::{Established as Est, New, Related as Rel};
 
 const CC: &str = "10.0.0.1:40021";
 const SC: &str = "10.0.0.2:21";
 
-fn sock(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-fn parsed(f: &[u8]) -> Parsed {
-    match packet::parse(f).expect("parses") {
-        Frame::Ip(p) => p,
-        Frame::NonIp(e) => panic!("not ip: {e:#x}"),
-    }
-}
 fn seg(src: &str, dst: &str, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
     PacketSpec::tcp(sock(src), sock(dst), flags, seq, ack)
         .payload(data)
@@ -38,10 +27,10 @@ fn ftp_opts() -> TrackOpts {
     }
 }
 
-/// One shard plus an FTP control connection's sequence numbers.
+/// The shard harness [`H`] plus an FTP control connection's endpoints and sequence
+/// numbers.
 struct Ftp {
-    t: ConnTable,
-    now: Nanos,
+    h: H,
     c: &'static str,
     s: &'static str,
     cseq: u32,
@@ -54,8 +43,7 @@ impl Ftp {
     }
     fn with(t: ConnTable) -> Ftp {
         Ftp {
-            t,
-            now: 1000 * NS,
+            h: H::with(t),
             c: CC,
             s: SC,
             cseq: 1000,
@@ -64,10 +52,7 @@ impl Ftp {
     }
     /// Runs one packet through track + (accepting) confirm.
     fn run(&mut self, f: &[u8], opts: TrackOpts, accept: bool) -> (Track, ConfirmResult) {
-        let p = parsed(f);
-        let t = self.t.track(f, &p, self.now, opts);
-        let r = self.t.confirm(&t, accept, f, &p, self.now);
-        (t, r)
+        self.h.track_confirm(f, opts, accept)
     }
     fn go(&mut self, f: &[u8]) -> Track {
         let (t, r) = self.run(f, TrackOpts::default(), true);
@@ -125,15 +110,16 @@ impl Ftp {
         FlowKey::from_parsed(&parsed(&seg(self.c, self.s, ACK, 0, 0, b""))).unwrap()
     }
     fn control_view(&self) -> EntryView {
-        self.t
-            .get(&self.control_key(), self.now)
+        self.h
+            .t
+            .get(&self.control_key(), self.h.now)
             .expect("control entry")
     }
     fn exps(&self) -> usize {
-        self.t.expectations().len()
+        self.h.t.expectations().len()
     }
     fn adv(&mut self, secs: u64) {
-        self.now += secs * NS;
+        self.h.now += secs * NS;
     }
 }
 
@@ -162,7 +148,7 @@ fn f01_pasv_227() {
     f.login(true);
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"));
     assert_eq!(f.exps(), 1);
-    let l = f.t.expectations().list(f.now);
+    let l = f.h.t.expectations().list(f.h.now);
     assert_eq!(
         l[0].conntrack_line(),
         "300 proto=6 src=10.0.0.1 dst=10.0.0.2 sport=0 dport=50000 \
@@ -184,17 +170,18 @@ fn f01_pasv_227() {
     assert!(t.status.has(CtStatus::EXPECTED | CtStatus::ASSURED));
     // The data entry has no helper and is linked to its master.
     let dv =
-        f.t.get(
-            &FlowKey::from_parsed(&parsed(&seg(d, s, ACK, 0, 0, b""))).unwrap(),
-            f.now,
-        )
-        .unwrap();
+        f.h.t
+            .get(
+                &FlowKey::from_parsed(&parsed(&seg(d, s, ACK, 0, 0, b""))).unwrap(),
+                f.h.now,
+            )
+            .unwrap();
     assert_eq!(dv.helper, None);
     assert_eq!(dv.master, Some((0, f.control_view().handle)));
     assert_eq!(f.control_view().helper, Some(HelperKind::Ftp));
     // F10: expectations are one-shot.
     assert_eq!(syn_from(&mut f, "10.0.0.1:41001", s).state, New);
-    let st = f.t.expectations().stats();
+    let st = f.h.t.expectations().stats();
     assert_eq!((st.created, st.used), (1, 1));
 }
 
@@ -316,7 +303,7 @@ fn f09_newer_expectation_evicts_older() {
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"));
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,81).\r\n"));
     assert_eq!(f.exps(), 1);
-    assert_eq!(f.t.expectations().stats().evicted, 1);
+    assert_eq!(f.h.t.expectations().stats().evicted, 1);
     assert_eq!(
         syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
         New
@@ -335,8 +322,8 @@ fn f09b_same_tuple_same_master_replaced() {
     f.adv(100);
     est_pass(f.sdata(b"227 (10,0,0,2,195,80)\r\n"));
     assert_eq!(f.exps(), 1);
-    assert_eq!(f.t.expectations().list(f.now)[0].timeout_secs, 300);
-    assert_eq!(f.t.expectations().stats().created, 2);
+    assert_eq!(f.h.t.expectations().list(f.h.now)[0].timeout_secs, 300);
+    assert_eq!(f.h.t.expectations().stats().created, 2);
 }
 
 #[test]
@@ -346,18 +333,18 @@ fn f11_expectation_expires_after_300s() {
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"));
     f.adv(100);
     est_pass(f.cdata(b"NOOP\r\n")); // the control connection is alive; no refresh
-    assert_eq!(f.t.expectations().list(f.now)[0].timeout_secs, 200);
+    assert_eq!(f.h.t.expectations().list(f.h.now)[0].timeout_secs, 200);
     f.adv(199);
-    assert_eq!(f.t.expectations().list(f.now).len(), 1);
+    assert_eq!(f.h.t.expectations().list(f.h.now).len(), 1);
     f.adv(1); // exactly 300 s: gone
-    assert!(f.t.expectations().list(f.now).is_empty());
+    assert!(f.h.t.expectations().list(f.h.now).is_empty());
     f.adv(1);
     assert_eq!(
         syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
         New
     );
     assert_eq!(f.exps(), 0);
-    assert_eq!(f.t.expectations().stats().expired, 1);
+    assert_eq!(f.h.t.expectations().stats().expired, 1);
 }
 
 #[test]
@@ -365,10 +352,10 @@ fn f11b_sweep_reaps_expired() {
     let mut f = Ftp::new();
     f.login(true);
     est_pass(f.sdata(b"227 (10,0,0,2,195,80)\r\n"));
-    f.t.expectations().maybe_expire(f.now);
+    f.h.t.expectations().maybe_expire(f.h.now);
     assert_eq!(f.exps(), 1);
     f.adv(301);
-    f.t.expectations().maybe_expire(f.now);
+    f.h.t.expectations().maybe_expire(f.h.now);
     assert_eq!(f.exps(), 0);
 }
 
@@ -405,9 +392,9 @@ fn f14_master_deleted_expectations_go() {
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"));
     assert_eq!(f.exps(), 1);
     let k = f.control_key();
-    assert!(f.t.delete(&k));
+    assert!(f.h.t.delete(&k));
     assert_eq!(f.exps(), 0);
-    assert_eq!(f.t.expectations().stats().master_gone, 1);
+    assert_eq!(f.h.t.expectations().stats().master_gone, 1);
     assert_eq!(
         syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
         New
@@ -420,7 +407,7 @@ fn master_flushed_or_expired_expectations_go() {
     let mut f = Ftp::new();
     f.login(true);
     est_pass(f.sdata(b"227 (10,0,0,2,195,80)\r\n"));
-    f.t.flush();
+    f.h.t.flush();
     assert_eq!(f.exps(), 0);
     // Expiry by the sweeper.
     let cfg = Config {
@@ -431,7 +418,7 @@ fn master_flushed_or_expired_expectations_go() {
     f.login(true);
     est_pass(f.sdata(b"227 (10,0,0,2,195,80)\r\n"));
     f.adv(11);
-    f.t.expire(f.now, 1 << 20);
+    f.h.t.expire(f.h.now, 1 << 20);
     assert_eq!(f.exps(), 0);
     // Expiry reaped lazily by a lookup of the master's tuple.
     let mut f = Ftp::with(ConnTable::new(64, cfg));
@@ -442,7 +429,7 @@ fn master_flushed_or_expired_expectations_go() {
     assert_eq!(t.state, New);
     assert_eq!(f.exps(), 0);
     // An ordinary entry's removal never touches the table.
-    assert_eq!(f.t.expectations().stats().master_gone, 1);
+    assert_eq!(f.h.t.expectations().stats().master_gone, 1);
 }
 
 #[test]
@@ -476,24 +463,24 @@ fn global_limit_and_busy_drop() {
     let mut f = Ftp::with(ConnTable::new(64, cfg));
     f.login(true);
     est_pass(f.sdata(b"227 (10,0,0,2,195,80)\r\n"));
-    let shared = f.t;
+    let shared = f.h.t;
     let mut g = Ftp::with(shared);
     g.c = "10.0.0.1:40022";
     g.login(true);
     helper_drop(g.sdata(b"227 (10,0,0,2,195,81)\r\n"));
     assert_eq!(g.exps(), 1);
-    assert_eq!(g.t.expectations().stats().register_failed, 1);
+    assert_eq!(g.h.t.expectations().stats().register_failed, 1);
     // -EBUSY: another master expecting the same tuple (C:* -> S:50000) -> dropped.
     let mut h = Ftp::with(ConnTable::new(64, Config::default()));
     h.login(true);
     est_pass(h.sdata(b"227 (10,0,0,2,195,80)\r\n"));
-    let t = h.t;
+    let t = h.h.t;
     let mut k = Ftp::with(t);
     k.c = "10.0.0.1:40023";
     k.login(true);
     helper_drop(k.sdata(b"227 (10,0,0,2,195,80)\r\n"));
     assert_eq!(k.exps(), 1);
-    let st = k.t.expectations().stats();
+    let st = k.h.t.expectations().stats();
     assert_eq!(st.register_failed, 1);
     // The refused control connection is unharmed.
     est_pass(k.sdata(b"200 ok\r\n"));
@@ -512,10 +499,10 @@ fn two_shards_share_expectations() {
     // The data connection's first packet lands on shard b.
     let syn = seg("10.0.0.1:41000", "10.0.0.2:50000", SYN, 7000, 0, b"");
     let p = parsed(&syn);
-    let t = b.track(&syn, &p, f.now, TrackOpts::default());
+    let t = b.track(&syn, &p, f.h.now, TrackOpts::default());
     assert_eq!(t.state, Rel);
-    assert!(b.confirm(&t, true, &syn, &p, f.now).is_pass());
-    let v = b.get(&FlowKey::from_parsed(&p).unwrap(), f.now).unwrap();
+    assert!(b.confirm(&t, true, &syn, &p, f.h.now).is_pass());
+    let v = b.get(&FlowKey::from_parsed(&p).unwrap(), f.h.now).unwrap();
     assert_eq!(v.master, Some((0, master)));
     assert!(v.status.has(CtStatus::EXPECTED | CtStatus::CONFIRMED));
     assert_eq!(exp.len(), 0);
@@ -523,11 +510,11 @@ fn two_shards_share_expectations() {
     est_pass(f.sdata(b"227 (10,0,0,2,195,81)\r\n"));
     assert_eq!(exp.len(), 1);
     let k = f.control_key();
-    f.t.delete(&k);
+    f.h.t.delete(&k);
     assert_eq!(exp.len(), 0);
     let syn = seg("10.0.0.1:41001", "10.0.0.2:50001", SYN, 7000, 0, b"");
     let p = parsed(&syn);
-    assert_eq!(b.track(&syn, &p, f.now, TrackOpts::default()).state, New);
+    assert_eq!(b.track(&syn, &p, f.h.now, TrackOpts::default()).state, New);
 }
 
 #[test]

@@ -1,0 +1,472 @@
+//! The per-packet procedure (`docs/CONNTRACK.md` §1.3): classify, look up, create a
+//! candidate, run the protocol tracker, and confirm or release the candidate after the
+//! ruleset. The storage it works on is in [`super::table`].
+
+use super::expect::MasterRef;
+use super::helper::ftp::FtpSeq;
+use super::key::FlowKey;
+use super::table::{
+    fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
+};
+use super::tcp::{self, EntryCtx, Seg, TcpAction, TcpState};
+use super::{
+    ConfirmResult, CtState, CtStatus, Direction, HelperKind, InvalidReason, Nanos, Track,
+    TrackOpts, NS,
+};
+use crate::packet::{checksum, proto, Family, ParseError, Parsed, L4};
+
+impl ConnTable {
+    // ----- the per-packet procedure -----------------------------------------------------
+
+    /// `docs/CONNTRACK.md` §1.3 steps 1–7 for one packet: classify, look up, create a
+    /// candidate for a NEW packet, run the protocol tracker, set SEEN_REPLY.
+    /// A candidate (`Track::candidate`) must then be passed to [`ConnTable::confirm`].
+    #[inline]
+    pub fn track(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
+        if opts.notrack {
+            self.stats.ignore += 1;
+            return Track::untracked();
+        }
+        let t = self.track_inner(frame, p, now, opts);
+        if t.state == CtState::Invalid {
+            self.stats.invalid += 1;
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn track_inner(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
+        if p.frag.offset != 0 {
+            return Track::invalid(InvalidReason::Fragment);
+        }
+        match p.l4 {
+            L4::Fragment => return Track::invalid(InvalidReason::Fragment),
+            L4::Malformed(e) => return Track::invalid(malformed_reason(p, e)),
+            L4::Icmp(i) => {
+                if i.v6 != (p.family == Family::V6) {
+                    return Track::invalid(InvalidReason::IcmpWrongFamily);
+                }
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::IcmpBadChecksum);
+                }
+                if !i.v6 && i.ty > 18 {
+                    return Track::invalid(InvalidReason::IcmpBadType);
+                }
+                if i.v6 && ((130..=136).contains(&i.ty) || i.ty == 143) {
+                    // Neighbour discovery and MLD are never tracked.
+                    return Track::untracked();
+                }
+                if i.is_error() {
+                    return self.icmp_error(frame, p, now);
+                }
+            }
+            L4::Tcp(t) => {
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::TcpBadChecksum);
+                }
+                if !tcp::valid_flags(t.flags) {
+                    return Track::invalid(InvalidReason::TcpBadFlags);
+                }
+            }
+            L4::Udp(_) => {
+                if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
+                    return Track::invalid(InvalidReason::UdpBadChecksum);
+                }
+            }
+            L4::Other => {}
+        }
+        let Some((key, src_is_a)) = FlowKey::of_parsed(p) else {
+            // Only ICMP types without a request/reply pair get here.
+            return Track::invalid(InvalidReason::IcmpNoEntry);
+        };
+        let h = if opts.hash != 0 {
+            debug_assert_eq!(opts.hash, key.hash64(), "TrackOpts::hash of another packet");
+            opts.hash
+        } else {
+            key.hash64()
+        };
+        // At most one restart: a TCP reopen removes the entry it found.
+        for _ in 0..2 {
+            if let Some(slot) = self.lookup_live(&key, h, now) {
+                self.stats.found += 1;
+                match self.update(slot, &key, p, src_is_a, now) {
+                    Some(t) => return t,
+                    None => {
+                        self.stats.search_restart += 1;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        self.create(key, h, src_is_a, p, now, opts)
+    }
+
+    /// Runs the protocol tracker on an existing entry; None = reopen (entry removed).
+    fn update(
+        &mut self,
+        slot: usize,
+        key: &FlowKey,
+        p: &Parsed,
+        src_is_a: bool,
+        now: Nanos,
+    ) -> Option<Track> {
+        let e = self.entries[slot];
+        // A flow from an endpoint to itself has equal ORIGINAL and REPLY tuples; Linux
+        // inserts the REPLY one last, at the head of the chain, so lookups find REPLY.
+        let self_flow = !key.is_icmp() && key.a == key.b && key.port_a == key.port_b;
+        let dir = if self_flow && e.status & CtStatus::CONFIRMED != 0 {
+            Direction::Reply
+        } else if src_is_a == (e.meta & M_ORIG_IS_A != 0) {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let mut status = e.status;
+        let mut deadline = e.deadline;
+        let mut handle = Some(self.handle(slot));
+        let mut tcp_state = None;
+        let mut kill = false;
+        match p.l4 {
+            L4::Tcp(t) => {
+                let seg = Seg::from_tcp(&t);
+                let mut c = self.load_tcp(slot);
+                let ctx = EntryCtx {
+                    status,
+                    remaining_ns: deadline.saturating_sub(now),
+                };
+                let act = tcp::tcp_packet(&mut c, dir as usize, &seg, ctx, &self.cfg);
+                match act {
+                    TcpAction::Reopen => {
+                        self.remove_slot(slot);
+                        return None;
+                    }
+                    TcpAction::Invalid { reason, shrink } => {
+                        self.store_tcp(slot, &c);
+                        let unack = self.cfg.tcp_timeout_unacknowledged as u64 * NS;
+                        if shrink && ctx.remaining_ns > unack {
+                            self.entries[slot].deadline = now.saturating_add(unack);
+                        }
+                        return Some(Track::invalid(reason));
+                    }
+                    TcpAction::Ignore => {}
+                    TcpAction::Kill => kill = true,
+                    TcpAction::Accept {
+                        timeout,
+                        refresh,
+                        assured,
+                    } => {
+                        if refresh {
+                            deadline = now.saturating_add(timeout as u64 * NS);
+                        }
+                        if assured {
+                            status |= CtStatus::ASSURED;
+                        }
+                    }
+                }
+                self.store_tcp(slot, &c);
+                tcp_state = Some(TcpState::from_u8(c.state));
+            }
+            L4::Udp(_) => {
+                let mut timeout = self.cfg.udp_timeout;
+                if status & CtStatus::SEEN_REPLY != 0 && now > self.stream_ts(slot) {
+                    timeout = self.cfg.udp_timeout_stream;
+                    status |= CtStatus::ASSURED;
+                }
+                deadline = now.saturating_add(timeout as u64 * NS);
+            }
+            L4::Icmp(_) => deadline = now.saturating_add(self.icmp_timeout(p) as u64 * NS),
+            _ => deadline = now.saturating_add(self.cfg.generic_timeout as u64 * NS),
+        }
+        let state = match dir {
+            Direction::Reply => CtState::Established,
+            Direction::Original if status & CtStatus::SEEN_REPLY != 0 => CtState::Established,
+            Direction::Original if status & CtStatus::EXPECTED != 0 => CtState::Related,
+            Direction::Original => CtState::New,
+        };
+        if dir == Direction::Reply {
+            status |= CtStatus::SEEN_REPLY;
+        }
+        if kill {
+            self.remove_slot(slot);
+            handle = None;
+        } else {
+            let e = &mut self.entries[slot];
+            e.status = status;
+            e.deadline = deadline;
+        }
+        Some(Track {
+            state,
+            dir,
+            status: CtStatus(status),
+            tcp_state,
+            reason: None,
+            handle,
+            candidate: false,
+            table_full_drop: false,
+        })
+    }
+
+    /// `docs/CONNTRACK.md` §1.3 step 5c: a candidate for a packet that matched nothing.
+    fn create(
+        &mut self,
+        key: FlowKey,
+        h: u64,
+        src_is_a: bool,
+        p: &Parsed,
+        now: Nanos,
+        opts: TrackOpts,
+    ) -> Track {
+        let mut tcp_init = None;
+        match p.l4 {
+            L4::Tcp(t) => {
+                let seg = Seg::from_tcp(&t);
+                match tcp::tcp_new(&seg, &self.cfg) {
+                    Ok(c) => tcp_init = Some((c, seg)),
+                    Err(r) => {
+                        // Linux finds (and unlinks) the expectation when it allocates
+                        // the candidate, before the TCP handler refuses the packet.
+                        let _ = self.take_expectation(p, now);
+                        return Track::invalid(r);
+                    }
+                }
+            }
+            L4::Icmp(_) if !src_is_a => {
+                // A reply type with no entry: only requests create entries.
+                return Track::invalid(InvalidReason::IcmpNoEntry);
+            }
+            _ => {}
+        }
+        let Some(slot) = self.alloc(h, now) else {
+            self.stats.drop += 1;
+            return Track {
+                state: CtState::New,
+                table_full_drop: true,
+                ..Track::untracked()
+            };
+        };
+        // `docs/CONNTRACK.md` §1.3 step 5c / `docs/CONNTRACK.md` §4.4: a matching expectation makes the candidate RELATED.
+        let master = self.take_expectation(p, now);
+        let v6 = key.family == Family::V6;
+        let mut e = Entry {
+            addr: [fold(key.family, &key.a), fold(key.family, &key.b)],
+            port: [key.port_a, key.port_b],
+            proto: key.proto,
+            meta: M_USED | M_PENDING,
+            ..Entry::default()
+        };
+        if v6 {
+            e.meta |= M_V6;
+            self.v6[slot] = [key.a, key.b];
+        }
+        if src_is_a {
+            e.meta |= M_ORIG_IS_A;
+        }
+        self.aux[slot] = Aux::None;
+        if let Some(m) = master {
+            // EXPECTED, linked to the master; no helper (FTP expectations carry none).
+            e.status = CtStatus::EXPECTED;
+            self.aux[slot] = Aux::Master(m);
+        } else if opts.helper == Some(HelperKind::Ftp) && key.proto == proto::TCP {
+            e.meta |= M_HELPER_FTP;
+            self.aux[slot] = Aux::Ftp(FtpSeq::default());
+        }
+        self.entries[slot] = e;
+        self.cold[slot] = Cold::default();
+        let mut tcp_state = None;
+        let timeout = match p.l4 {
+            L4::Tcp(_) => {
+                let (mut c, seg) = tcp_init.expect("set above for TCP");
+                let ctx = EntryCtx {
+                    status: 0,
+                    remaining_ns: 0,
+                };
+                match tcp::tcp_packet(&mut c, 0, &seg, ctx, &self.cfg) {
+                    TcpAction::Accept { timeout, .. } => {
+                        self.store_tcp(slot, &c);
+                        tcp_state = Some(TcpState::from_u8(c.state));
+                        timeout
+                    }
+                    TcpAction::Invalid { reason, .. } => {
+                        self.free_slot(slot);
+                        return Track::invalid(reason);
+                    }
+                    _ => {
+                        // Cannot happen from NONE; refuse rather than keep an odd entry.
+                        self.free_slot(slot);
+                        return Track::invalid(InvalidReason::TcpStateTable);
+                    }
+                }
+            }
+            L4::Udp(_) => {
+                self.set_stream_ts(slot, now.saturating_add(2 * NS));
+                self.cfg.udp_timeout
+            }
+            L4::Icmp(_) => self.icmp_timeout(p),
+            _ => self.cfg.generic_timeout,
+        };
+        self.entries[slot].deadline = timeout as u64 * NS;
+        Track {
+            state: if master.is_some() {
+                CtState::Related
+            } else {
+                CtState::New
+            },
+            dir: Direction::Original,
+            status: CtStatus(self.entries[slot].status),
+            tcp_state,
+            reason: None,
+            handle: Some(self.handle(slot)),
+            candidate: true,
+            table_full_drop: false,
+        }
+    }
+
+    /// Finds and consumes the expectation a new connection's first packet matches.
+    fn take_expectation(&mut self, p: &Parsed, now: Nanos) -> Option<MasterRef> {
+        if self.expect.is_empty() {
+            return None;
+        }
+        let (_, dport) = p.ports()?;
+        self.expect
+            .take(p.family, p.proto, p.src, p.dst, dport, now)
+            .map(|e| e.master)
+    }
+
+    /// The RELATED procedure for an ICMP/ICMPv6 error (`docs/CONNTRACK.md` §3.2). Changes nothing.
+    fn icmp_error(&mut self, frame: &[u8], p: &Parsed, now: Nanos) -> Track {
+        let Some(ip) = crate::packet::quoted(frame, p) else {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        };
+        if ip.family != p.family || ip.frag.offset != 0 {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        }
+        let kd = match ip.l4 {
+            L4::Tcp(t) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, t.sport, ip.dst, t.dport,
+            )),
+            L4::Udp(u) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport,
+            )),
+            L4::Icmp(i) if i.v6 == (ip.family == Family::V6) && !i.is_error() => {
+                FlowKey::icmp_dir(ip.family, ip.src, ip.dst, i.id, i.ty, i.code)
+            }
+            L4::Other => Some(FlowKey::ordered(ip.family, ip.proto, ip.src, 0, ip.dst, 0)),
+            _ => None,
+        };
+        let Some((key, inner_src_is_a)) = kd else {
+            return Track::invalid(InvalidReason::IcmpErrorInner);
+        };
+        let Some(slot) = self.lookup_live(&key, key.hash64(), now) else {
+            return Track::invalid(InvalidReason::IcmpErrorNoEntry);
+        };
+        // The inverted inner tuple matched the entry in the direction opposite to the
+        // quoted packet's; that tuple's destination is the quoted packet's source.
+        if p.dst != ip.src {
+            return Track::invalid(InvalidReason::IcmpErrorSpoofed);
+        }
+        self.stats.found += 1;
+        let e = &self.entries[slot];
+        let inner_orig = inner_src_is_a == (e.meta & M_ORIG_IS_A != 0);
+        let dir = if inner_orig {
+            Direction::Reply
+        } else {
+            Direction::Original
+        };
+        Track {
+            state: CtState::Related,
+            dir,
+            status: CtStatus(e.status),
+            tcp_state: (e.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
+            reason: None,
+            handle: Some(self.handle(slot)),
+            candidate: false,
+            table_full_drop: false,
+        }
+    }
+
+    /// `docs/CONNTRACK.md` §1.3 step 9, for every packet after the ruleset: first the connection's helper
+    /// (FTP, `docs/CONNTRACK.md` §4) runs on an accepted ESTABLISHED packet with payload and may DROP it (and
+    /// register an expectation); then the candidate of a NEW/RELATED packet is committed
+    /// if the packet was `accepted`, or released (a dropped first packet leaves no
+    /// entry). The result says whether the packet may go out.
+    pub fn confirm(
+        &mut self,
+        t: &Track,
+        accepted: bool,
+        frame: &[u8],
+        p: &Parsed,
+        now: Nanos,
+    ) -> ConfirmResult {
+        if !t.candidate {
+            if t.table_full_drop {
+                return ConfirmResult::TableFull;
+            }
+            if !accepted {
+                return ConfirmResult::NotAccepted;
+            }
+            if t.state == CtState::Established {
+                if let Some(h) = t.handle {
+                    if self.run_helper(h, t.dir, frame, p, now) {
+                        return ConfirmResult::HelperDrop;
+                    }
+                }
+            }
+            return ConfirmResult::Pass;
+        }
+        let Some(hd) = t.handle else {
+            return ConfirmResult::NotAccepted;
+        };
+        let slot = hd.slot as usize;
+        if slot >= self.entries.len()
+            || self.gens[slot] != hd.gen
+            || self.entries[slot].meta & (M_USED | M_PENDING) != (M_USED | M_PENDING)
+        {
+            return ConfirmResult::NotAccepted;
+        }
+        if !accepted {
+            self.free_slot(slot);
+            return ConfirmResult::NotAccepted;
+        }
+        let k = self.key_of_slot(slot);
+        let h = k.hash64();
+        if self.lookup_live(&k, h, now).is_some() {
+            // Another packet of the same flow was confirmed first (same burst).
+            self.free_slot(slot);
+            if k.proto == proto::TCP {
+                self.stats.insert_failed += 1;
+                self.stats.drop += 1;
+                return ConfirmResult::InsertFailed;
+            }
+            return ConfirmResult::Pass; // UDP/ICMP/generic: merged into the existing entry
+        }
+        if !self.index_insert(h, slot) {
+            self.free_slot(slot);
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return ConfirmResult::InsertFailed;
+        }
+        let e = &mut self.entries[slot];
+        e.meta &= !M_PENDING;
+        e.status |= CtStatus::CONFIRMED;
+        e.deadline = now.saturating_add(e.deadline);
+        self.len += 1;
+        self.stats.insert += 1;
+        ConfirmResult::Pass
+    }
+}
+
+fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {
+    match e {
+        ParseError::BadTcpDataOffset => InvalidReason::TcpBadDataOffset,
+        ParseError::BadUdpLength => InvalidReason::UdpBadLength,
+        ParseError::BadExtHeader => InvalidReason::BadExtHeader,
+        ParseError::TruncatedL4 => match p.proto {
+            proto::TCP if p.l4_len >= 4 => InvalidReason::TcpBadDataOffset,
+            proto::UDP if p.l4_len >= 4 => InvalidReason::UdpBadLength,
+            proto::ICMP | proto::ICMPV6 => InvalidReason::IcmpBadHeader,
+            _ => InvalidReason::Truncated,
+        },
+        _ => InvalidReason::BadL3,
+    }
+}
