@@ -340,19 +340,7 @@ fn conntrack_entries_limit(f: &mut Fams, rt: &Runtime) {
 
 /// `statewall_conntrack_{field}_total`, one family per `conntrack -S` field.
 fn conntrack_stats(f: &mut Fams, rt: &Runtime) {
-    for (i, field) in [
-        "found",
-        "invalid",
-        "ignore",
-        "insert",
-        "insert_failed",
-        "drop",
-        "early_drop",
-        "search_restart",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, field) in super::status::CT_STAT_FIELDS.iter().enumerate() {
         f.counter(
             &format!("statewall_conntrack_{field}_total"),
             &format!("conntrack -S field {field}, summed over workers."),
