@@ -73,6 +73,7 @@ impl Listeners {
             let l = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
                 anyhow::anyhow!("control.listen: cannot listen on {:?}: {e}", c.listen)
             })?;
+            deepen_backlog(&l);
             Some(l)
         };
         let unix = match c.socket_path() {
@@ -81,6 +82,9 @@ impl Listeners {
                 super::socket::bind(&path, explicit, c.socket_group.as_deref())?
             }
         };
+        if let Some((u, _)) = &unix {
+            deepen_backlog(u);
+        }
         Ok(Listeners {
             tcp,
             unix,
@@ -98,6 +102,17 @@ impl Listeners {
     /// The bound TCP address.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+/// std binds with a backlog of 128: a burst of connections (a slowloris) would overflow
+/// it and stall honest clients in SYN retries. Ask for the kernel's maximum
+/// (`net.core.somaxconn` caps it).
+fn deepen_backlog(l: &impl std::os::fd::AsRawFd) {
+    // SAFETY: listen(2) on a socket we own that is already listening only changes its
+    // backlog.
+    unsafe {
+        libc::listen(l.as_raw_fd(), 4096);
     }
 }
 
