@@ -514,3 +514,119 @@ fn a_stale_socket_is_replaced_and_a_live_statewall_refuses_the_start() {
         "{e}"
     );
 }
+
+/// One request through `openssl s_client`, verifying the server against `ca`.
+#[cfg(feature = "tls")]
+fn tls(addr: &str, ca: &Path, request: &str) -> (bool, Resp) {
+    use std::process::Stdio;
+    let mut c = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-connect",
+            addr,
+        ])
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-servername", "localhost"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    (o.status.success(), parse(&o.stdout))
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_serves_reads_and_still_needs_the_token_for_mutations() {
+    if prereq::needs("tls_serves_reads_and_still_needs_the_token_for_mutations")
+        .tools(&["openssl"])
+        .skip()
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (cert, key) = (d.path().join("cert.pem"), d.path().join("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sw, _tok) = start_with_token(&format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    assert!(sw.api.tls());
+    let a = sw.addr.as_str();
+    let (ok, r) = tls(a, &cert, &req("GET", "/api/v1/status", "", ""));
+    assert!(ok && r.code == 200, "{ok} {} {}", r.code, r.body);
+    let (_, r) = tls(a, &cert, &req("GET", "/metrics", "", ""));
+    assert!(r.body.contains("statewall_packets_total"));
+    let flush = "/api/v1/conntrack/flush";
+    let (_, r) = tls(a, &cert, &req("POST", flush, "", ""));
+    assert_eq!(r.code, 401, "{}", r.body);
+    let (_, r) = tls(a, &cert, &req("POST", flush, &bearer("nope"), ""));
+    assert_eq!(r.code, 401, "{}", r.body);
+    let (_, r) = tls(a, &cert, &req("POST", flush, &bearer(TOKEN), ""));
+    assert_eq!(r.code, 200, "{}", r.body);
+    // Plain HTTP on the TLS port gets no answer.
+    assert_ne!(tcp(a, &req("GET", "/api/v1/status", "", "")).code, 200);
+    // A certificate the client does not trust: the handshake fails.
+    let other = d.path().join("other.pem");
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=other"])
+        .arg("-keyout")
+        .arg(d.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (ok, _) = tls(a, &other, &req("GET", "/api/v1/status", "", ""));
+    assert!(!ok, "verification against the wrong CA must fail");
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_settings_are_refused_without_the_tls_feature() {
+    let text = "[[port]]\nname = \"a\"\nbackend = \"pktgen\"\nside = \"inside\"\n\
+                [control]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+    let e = format!(
+        "{:#}",
+        statewall::config::Config::parse(text, "t.toml").unwrap_err()
+    );
+    assert!(
+        e.contains("control.tls_cert: this statewall was built without TLS"),
+        "{e}"
+    );
+}
