@@ -1,8 +1,8 @@
 //! The control API's server: hyper (HTTP/1.1) on a single-threaded tokio runtime in the
 //! `statewall-api` thread, plus one blocking thread for the handlers ([`super::handle`]
 //! reads the runtime and sends commands to workers). The control plane stays two
-//! threads, never on a worker core (threads are started by the main thread, which the
-//! workers' pinning leaves alone).
+//! threads, kept off the worker cores (their CPU mask drops every worker's core when
+//! another core is allowed).
 //!
 //! Slow clients cannot stop it: each connection is a task, the headers must arrive
 //! within `control.header_timeout_ms` (a half-open connection costs a task and a
@@ -200,6 +200,7 @@ pub fn serve(rt: Arc<Runtime>, l: Listeners) -> Result<Api> {
     let thread = std::thread::Builder::new()
         .name("statewall-api".into())
         .spawn(move || {
+            keep_off_worker_cores(&rt);
             runtime.block_on(run(rt, l, stop2));
             runtime.shutdown_timeout(Duration::from_secs(1));
         })?;
@@ -211,6 +212,40 @@ pub fn serve(rt: Arc<Runtime>, l: Listeners) -> Result<Api> {
         stop,
         thread: Some(thread),
     })
+}
+
+/// Takes the worker cores out of this thread's CPU mask (the handler thread, started
+/// from it, inherits the mask): the control plane never competes with a busy-polling
+/// worker. When the workers have every allowed core, the mask stays as it is.
+fn keep_off_worker_cores(rt: &Runtime) {
+    let n = rt.workers.len();
+    let cores: Vec<usize> = if rt.cfg.dataplane.cores.is_empty() {
+        let avail = core_affinity::get_core_ids()
+            .map(|v| v.len())
+            .unwrap_or(1)
+            .max(1);
+        (0..n).map(|i| i % avail).collect()
+    } else {
+        rt.cfg.dataplane.cores.clone()
+    };
+    // SAFETY: a zeroed cpu_set_t is the empty set; sched_{get,set}affinity get a valid
+    // pointer and its size; pid 0 is the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return;
+        }
+        let mut left = set;
+        for &c in &cores {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_CLR(c, &mut left);
+            }
+        }
+        if libc::CPU_COUNT(&left) > 0 && libc::CPU_COUNT(&left) < libc::CPU_COUNT(&set) {
+            libc::sched_setaffinity(0, size, &left);
+        }
+    }
 }
 
 async fn run(rt: Arc<Runtime>, l: Listeners, stop: Arc<tokio::sync::Notify>) {
