@@ -157,6 +157,33 @@ fn tcp_mutations_need_the_token_and_no_origin_and_a_text_or_json_body() {
     assert_eq!(r.code, 400, "{}", r.body);
     // The socket needs no token.
     assert_eq!(unix(&sw.sock, &req("POST", flush, "", "")).code, 200);
+    // ctl over TCP: reads without a token, changes with --token-file.
+    let api = format!("http://{a}");
+    assert!(sw.ok(&["--api", &api, "status"]).contains("\"workers\""));
+    let e = sw.ctl(&["--api", &api, "conntrack", "flush"]).unwrap_err();
+    assert!(e.contains("mutation needs Authorization: Bearer"), "{e}");
+    let tf = _tok.path().join("token");
+    let out = sw.ok(&[
+        "--api",
+        &api,
+        "--token-file",
+        tf.to_str().unwrap(),
+        "conntrack",
+        "flush",
+    ]);
+    assert!(
+        out.starts_with("connection tracking table has been emptied"),
+        "{out}"
+    );
+    let out = sw.ok(&[
+        "--addr",
+        a,
+        "--token-file",
+        tf.to_str().unwrap(),
+        "rules",
+        "reload",
+    ]);
+    assert!(out.starts_with("reloaded: ruleset generation"), "{out}");
 }
 
 #[test]
@@ -305,10 +332,17 @@ fn a_1_gib_body_is_refused_without_being_read() {
 fn two_thousand_half_open_connections_do_not_stop_metrics() {
     let n = 2000;
     let limit = raise_nofile(3 * n as u64 + 256);
-    assert!(
-        limit >= 2 * n as u64 + 100,
-        "RLIMIT_NOFILE {limit} too low for {n} connections in one process"
-    );
+    if limit < 2 * n as u64 + 100 {
+        // Client and server ends live in this process: 2 descriptors a connection.
+        prereq::skip_because(
+            "two_thousand_half_open_connections_do_not_stop_metrics",
+            &format!(
+                "RLIMIT_NOFILE hard limit {limit} < {} (ulimit -Hn)",
+                2 * n + 100
+            ),
+        );
+        return;
+    }
     let sw = start(
         DEMO_RULES,
         "header_timeout_ms = 3000\n[pktgen]\nrate_pps = 1000\n",
