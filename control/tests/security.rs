@@ -664,3 +664,56 @@ fn tls_settings_are_refused_without_the_tls_feature() {
         "{e}"
     );
 }
+
+#[test]
+fn kill_9_leaves_a_socket_that_the_restart_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let cfg = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml"))
+        .unwrap()
+        .replace(
+            "listen = \"127.0.0.1:9469\"\n",
+            &format!("listen = \"\"\nsocket = {:?}\n", sock.display().to_string()),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let start = || {
+        Command::new(bin())
+            .args(["run", "--workers", "1", "--config"])
+            .arg(&cfg)
+            .arg("--rules")
+            .arg(repo().join("deploy/examples/demo.rules"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ep = statewall::ctl::Endpoint::Socket(sock.clone());
+    let wait_up = |child: &mut std::process::Child| {
+        let t = Instant::now();
+        while statewall::ctl::request_to(&ep, "GET", "/api/v1/status", "").is_err() {
+            if let Ok(Some(st)) = child.try_wait() {
+                let mut e = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut e);
+                panic!("statewall exited ({st}): {e}");
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "not up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut a = start();
+    wait_up(&mut a);
+    a.kill().unwrap(); // SIGKILL: no cleanup
+    a.wait().unwrap();
+    assert!(sock.exists(), "the killed process left its socket");
+    let mut b = start();
+    wait_up(&mut b);
+    // The new one answers, mutations included.
+    let (code, body) =
+        statewall::ctl::request_to(&ep, "POST", "/api/v1/conntrack/flush", "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(b.wait().unwrap().success());
+    assert!(!sock.exists(), "a clean stop removes the socket");
+}
