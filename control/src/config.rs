@@ -8,6 +8,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod control;
+pub use control::{check_exposure, DEFAULT_SOCKET};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -266,33 +269,7 @@ pub struct RulesConfig {
     pub file6: Option<PathBuf>,
 }
 
-/// `[control]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ControlConfig {
-    /// HTTP address for the API and `/metrics` ("" disables it).
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// Seconds between terminal stats lines (0 = quiet).
-    #[serde(default = "default_stats_interval")]
-    pub stats_interval: u64,
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:9469".into()
-}
-fn default_stats_interval() -> u64 {
-    1
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            listen: default_listen(),
-            stats_interval: default_stats_interval(),
-        }
-    }
-}
+pub use control::ControlConfig;
 
 /// The embedded default: two pktgen ports in a forward pair, the demo ruleset.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../deploy/examples/pktgen-demo.toml");
@@ -328,6 +305,7 @@ impl Config {
         };
         fix(&mut cfg.rules.file);
         fix(&mut cfg.rules.file6);
+        cfg.control.resolve_paths(base);
         for port in &mut cfg.ports {
             fix(&mut port.pcap_in);
             fix(&mut port.pcap_out);
@@ -342,6 +320,7 @@ impl Config {
 
     /// Semantic checks; each error names its field.
     pub fn validate(&self) -> Result<()> {
+        self.control.validate()?;
         let d = &self.dataplane;
         if d.burst == 0 || d.burst > 256 {
             bail!("dataplane.burst: must be 1..=256, got {}", d.burst);

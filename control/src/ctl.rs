@@ -1,18 +1,27 @@
-//! `statewall ctl`: the operator CLI over the control API (HTTP/JSON).
+//! `statewall ctl`: the operator CLI over the control API (HTTP/JSON), on the unix
+//! socket by default (`--socket`, every command), or on TCP when asked (`--api
+//! http://HOST:PORT`; mutations then need `--token-file`).
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `statewall ctl` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
-    /// Address of the running statewall's control API.
-    #[arg(long, default_value = "127.0.0.1:9469", global = true)]
-    pub addr: String,
+    /// The running statewall's control socket (the default transport).
+    #[arg(long, default_value = crate::config::DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Use TCP instead: the control API's address (`http://HOST:PORT` or `HOST:PORT`).
+    #[arg(long, visible_alias = "addr", global = true)]
+    pub api: Option<String>,
+    /// File with the bearer token for mutations over TCP (`control.token_file`).
+    #[arg(long, global = true, requires = "api")]
+    pub token_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub cmd: CtlCmd,
@@ -148,13 +157,102 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-/// One HTTP/1.0 request to the API; returns (status, body).
+/// Where the control API is.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The unix socket (every endpoint; access by file permissions).
+    Socket(PathBuf),
+    /// TCP `HOST:PORT`, with the bearer token for mutations.
+    Tcp {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The token, if any.
+        token: Option<String>,
+    },
+}
+
+impl Endpoint {
+    /// The endpoint `args` name: `--api` (TCP) or `--socket`.
+    pub fn from_args(args: &CtlArgs) -> Result<Endpoint> {
+        Ok(match &args.api {
+            None => Endpoint::Socket(args.socket.clone()),
+            Some(a) => {
+                if a.starts_with("https://") {
+                    bail!("--api {a}: this ctl speaks plain HTTP; use the unix socket on the host, or an HTTPS client such as curl");
+                }
+                let addr = a.strip_prefix("http://").unwrap_or(a);
+                let addr = addr.trim_end_matches('/').to_string();
+                let token = match &args.token_file {
+                    None => None,
+                    Some(p) => Some(read_token_file(p)?),
+                };
+                Endpoint::Tcp { addr, token }
+            }
+        })
+    }
+}
+
+fn read_token_file(p: &Path) -> Result<String> {
+    let t = std::fs::read_to_string(p)
+        .with_context(|| format!("--token-file: reading {}", p.display()))?;
+    let t = t.trim();
+    if t.is_empty() {
+        bail!("--token-file: {} is empty", p.display());
+    }
+    Ok(t.to_string())
+}
+
+/// One HTTP/1.0 request over TCP to `addr`, without a token (reads); returns (status, body).
 pub fn request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| {
-        format!("connecting to statewall at {addr} (is it running? see --addr)")
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let ep = Endpoint::Tcp {
+        addr: addr.to_string(),
+        token: None,
+    };
+    request_to(&ep, method, path, body)
+}
+
+/// One HTTP/1.0 request to the API at `ep`; returns (status, body).
+pub fn request_to(ep: &Endpoint, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let ctype = if body.is_empty() {
+        String::new()
+    } else if body.trim_start().starts_with(['{', '[']) {
+        "Content-Type: application/json\r\n".into()
+    } else {
+        "Content-Type: text/plain; charset=utf-8\r\n".into()
+    };
+    match ep {
+        Endpoint::Socket(p) => {
+            let s = UnixStream::connect(p).with_context(|| {
+                format!(
+                    "connecting to statewall at {} (is it running? see --socket, or --api for TCP)",
+                    p.display()
+                )
+            })?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n{ctype}");
+            exchange(s, &head, body)
+        }
+        Endpoint::Tcp { addr, token } => {
+            let s = TcpStream::connect(addr.as_str()).with_context(|| {
+                format!("connecting to statewall at {addr} (is it running? see --api)")
+            })?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let auth = match token {
+                Some(t) if method != "GET" => format!("Authorization: Bearer {t}\r\n"),
+                _ => String::new(),
+            };
+            let head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{ctype}{auth}");
+            exchange(s, &head, body)
+        }
+    }
+}
+
+fn exchange(mut s: impl Read + Write, head: &str, body: &str) -> Result<(u16, String)> {
+    write!(
+        s,
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let resp = String::from_utf8_lossy(&resp);
@@ -167,8 +265,8 @@ pub fn request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16,
     Ok((code, body.to_string()))
 }
 
-fn get_json(addr: &str, path: &str) -> Result<Value> {
-    let (code, body) = request(addr, "GET", path, "")?;
+fn get_json(ep: &Endpoint, path: &str) -> Result<Value> {
+    let (code, body) = request_to(ep, "GET", path, "")?;
     let v: Value =
         serde_json::from_str(&body).with_context(|| format!("bad answer from {path}: {body}"))?;
     if code != 200 {
@@ -188,7 +286,7 @@ fn ok_or_error(code: u16, body: String) -> Result<String> {
 
 /// Runs a ctl command, printing to `out`.
 pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
-    let a = &args.addr;
+    let a = &Endpoint::from_args(args)?;
     match &args.cmd {
         CtlCmd::Status => writeln!(
             out,
@@ -226,11 +324,11 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
         }
         CtlCmd::Rules { cmd } => match cmd {
             RulesCtl::List => {
-                let (c, b) = request(a, "GET", "/api/v1/rules", "")?;
+                let (c, b) = request_to(a, "GET", "/api/v1/rules", "")?;
                 write!(out, "{}", ok_or_error(c, b)?)?;
             }
             RulesCtl::Reload => {
-                let (c, b) = request(a, "POST", "/api/v1/reload", "")?;
+                let (c, b) = request_to(a, "POST", "/api/v1/reload", "")?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
                 writeln!(out, "reloaded: ruleset generation {}", v["generation"])?;
             }
@@ -244,7 +342,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                     ("POST", "/api/v1/rules/check")
                 };
                 let p = format!("{p}?name={}", escape(&file.display().to_string()));
-                let (c, b) = request(a, m, &p, &text)?;
+                let (c, b) = request_to(a, m, &p, &text)?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
                 if replace {
                     writeln!(out, "replaced: ruleset generation {}", v["generation"])?;
@@ -268,7 +366,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                         format!("{q}&format=json")
                     };
                 }
-                let (c, b) = request(a, "GET", &format!("/api/v1/conntrack?{q}"), "")?;
+                let (c, b) = request_to(a, "GET", &format!("/api/v1/conntrack?{q}"), "")?;
                 write!(out, "{}", ok_or_error(c, b)?)?;
             }
             ConntrackCtl::Delete { filter } => {
@@ -276,11 +374,11 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                 if q.is_empty() {
                     bail!("conntrack delete: give at least one filter (use `conntrack flush` to delete everything)");
                 }
-                let (c, b) = request(a, "DELETE", &format!("/api/v1/conntrack?{q}"), "")?;
+                let (c, b) = request_to(a, "DELETE", &format!("/api/v1/conntrack?{q}"), "")?;
                 write!(out, "{}", ok_or_error(c, b)?)?;
             }
             ConntrackCtl::Flush => {
-                let (c, b) = request(a, "POST", "/api/v1/conntrack/flush", "")?;
+                let (c, b) = request_to(a, "POST", "/api/v1/conntrack/flush", "")?;
                 let v: Value = serde_json::from_str(&ok_or_error(c, b)?)?;
                 writeln!(
                     out,
@@ -289,7 +387,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
                 )?;
             }
             ConntrackCtl::Count { filter } => {
-                let (c, b) = request(
+                let (c, b) = request_to(
                     a,
                     "GET",
                     &format!("/api/v1/conntrack/count?{}", filter.query()),
@@ -313,7 +411,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             }
         },
         CtlCmd::Expect => {
-            let (c, b) = request(a, "GET", "/api/v1/expect", "")?;
+            let (c, b) = request_to(a, "GET", "/api/v1/expect", "")?;
             write!(out, "{}", ok_or_error(c, b)?)?;
         }
     }

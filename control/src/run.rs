@@ -49,19 +49,32 @@ fn print_stats(rt: &Runtime, prev: &mut Vec<(u64, u64)>, dt: f64) {
     println!("  ############################################################################");
 }
 
+/// Raises the soft open-file limit to the hard one: every control connection (and a
+/// burst of half-open ones) is a descriptor, and the default soft limit is often 1024.
+fn raise_nofile() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a valid rlimit pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 /// `statewall run`: starts ports, workers and the control API; prints stats every
 /// `stats_interval` seconds; reloads on SIGHUP; stops on Ctrl-C/SIGTERM or after
 /// `duration`, then prints a summary.
 pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let interval = cfg.control.stats_interval;
-    let listen = cfg.control.listen.clone();
-    // Bind the control address first: a busy or malformed `control.listen` must fail
-    // before any port is opened or worker started.
-    let server = if listen.is_empty() {
-        None
-    } else {
-        Some(crate::api::bind(&listen)?)
-    };
+    // Bind the control listeners first: a busy or malformed `control.listen`, a live
+    // statewall on `control.socket` or an unreadable token must fail before any port is
+    // opened or worker started.
+    raise_nofile();
+    let listeners = crate::api::Listeners::bind(&cfg.control)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -77,15 +90,13 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     // Signals are handled before the ports open: a SIGHUP or SIGTERM during start-up
     // must not kill the process with the default action half-way.
     let rt = Arc::new(Runtime::start(cfg, embedded)?);
-    let api = match server {
-        None => None,
-        Some(server) => Some(crate::api::serve_on(rt.clone(), server)?),
-    };
+    let api = crate::api::serve(rt.clone(), listeners)?;
+    let where_ = api.describe();
     tracing::info!(
         workers = rt.workers.len(),
         ports = rt.ports.len(),
         generation = rt.reloads.generation.load(Ordering::Relaxed),
-        api = ?api,
+        api = %where_,
         "statewall started"
     );
     println!(
@@ -93,8 +104,11 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         rt.workers.len(),
         rt.ports.len(),
         rt.reloads.generation.load(Ordering::Relaxed),
-        api.map(|a| format!(", control API and /metrics on http://{a}"))
-            .unwrap_or_default()
+        if where_.is_empty() {
+            String::new()
+        } else {
+            format!(", {where_}")
+        }
     );
     crate::notify::ready();
     crate::notify::status(&format!(
@@ -114,6 +128,7 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         if hup.swap(false, Ordering::Relaxed) {
             crate::notify::reloading();
+            api.reload_token();
             // Runtime::reload logs and counts the outcome and sets STATUS=.
             let _ = rt.reload();
             crate::notify::ready();
@@ -130,7 +145,8 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     crate::notify::stopping();
     let elapsed = start.elapsed().as_secs_f64();
     rt.stop.store(true, Ordering::Relaxed);
-    // Wait for the workers: the API thread keeps its clone of the runtime, so join here.
+    // Stop the API (its socket file goes with it), then wait for the workers.
+    drop(api);
     rt.join();
     // Every port and mbuf went with the workers: release DPDK's EAL (runtime files).
     #[cfg(feature = "dpdk")]

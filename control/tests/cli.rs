@@ -8,11 +8,15 @@ fn bin() -> Command {
 
 #[test]
 fn run_with_no_config_shows_traffic_and_a_summary() {
-    // The embedded default listens on 127.0.0.1:9469; move it so parallel tests and a
-    // statewall running on this machine don't collide.
+    // The embedded default listens on 127.0.0.1:9469 and /run/statewall/control.sock;
+    // move both so parallel tests and a statewall running on this machine don't collide.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("demo.toml");
-    let text = statewall::config::EMBEDDED_DEFAULT.replace("127.0.0.1:9469", "127.0.0.1:0");
+    let sock = dir.path().join("control.sock");
+    let text = statewall::config::EMBEDDED_DEFAULT.replace(
+        "\"127.0.0.1:9469\"",
+        &format!("\"127.0.0.1:0\"\nsocket = {:?}", sock.display().to_string()),
+    );
     std::fs::write(&cfg, text).unwrap();
     let rules = dir.path().join("demo.rules");
     std::fs::write(&rules, statewall::config::DEMO_RULES).unwrap();

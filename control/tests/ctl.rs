@@ -169,8 +169,8 @@ fn rules_check_good_and_bad() {
     let o = Command::new(bin())
         .args([
             "ctl",
-            "--addr",
-            &sw.addr,
+            "--socket",
+            sw.sock.to_str().unwrap(),
             "rules",
             "check",
             bad.to_str().unwrap(),
@@ -576,9 +576,8 @@ fn sigterm_stops_the_binary_cleanly() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml"))
-        .unwrap()
-        .replace("127.0.0.1:9469", &format!("127.0.0.1:{port}"))
+    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml")).unwrap();
+    let text = relocate_control(&text, port, dir.path())
         .replace("workers = 0 ", "workers = 1 ")
         .replace(
             "reuse_ports = true\n",
@@ -626,9 +625,8 @@ fn busy_control_listen_fails_naming_the_field() {
     let addr = busy.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml"))
-        .unwrap()
-        .replace("127.0.0.1:9469", &addr.to_string());
+    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml")).unwrap();
+    let text = relocate_control(&text, addr.port(), dir.path());
     std::fs::write(&cfg, text).unwrap();
     let o = Command::new(bin())
         .args(["run", "--config", cfg.to_str().unwrap(), "--duration", "5"])
@@ -658,7 +656,7 @@ fn api_answers_garbage_without_dying() {
         ("POST", "/api/v1/rules/check?name=%ZZ"),
     ] {
         let send = if p.contains("check") { "garbage\n" } else { "" };
-        let (code, body) = statewall::ctl::request(&sw.addr, m, p, send).unwrap();
+        let (code, body) = sw.sock_request(m, p, send);
         assert!((400..500).contains(&code), "{m} {p}: {code} {body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         assert!(v["error"].is_string());
@@ -677,9 +675,8 @@ fn sighup_reloads_and_tells_systemd() {
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let cfg = dir.path().join("c.toml");
-    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml"))
-        .unwrap()
-        .replace("127.0.0.1:9469", &format!("127.0.0.1:{port}"))
+    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml")).unwrap();
+    let text = relocate_control(&text, port, dir.path())
         .replace("workers = 0 ", "workers = 1 ")
         .replace(
             "reuse_ports = true\n",
@@ -749,7 +746,7 @@ fn expect_and_unreachable_address() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains(&format!(
-            "connecting to statewall at {dead} (is it running? see --addr)"
+            "connecting to statewall at {dead} (is it running? see --api)"
         )),
         "{e}"
     );

@@ -217,6 +217,7 @@ host = "inside"
 file = "rules.v4"
 [control]
 listen = ""
+socket = ""
 stats_interval = 0
 "#,
         sock = sock.display(),

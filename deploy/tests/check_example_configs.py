@@ -29,7 +29,9 @@ SCHEMA = {
                   "nf_conntrack_tcp_ignore_invalid_rst", "nf_conntrack_tcp_max_retrans",
                   "nf_conntrack_checksum", "timeouts", "ftp_ports"},
     "rules": {"file", "file6"},
-    "control": {"listen", "stats_interval"},
+    "control": {"listen", "socket", "socket_group", "token_file", "tls_cert", "tls_key",
+                "max_body_bytes", "body_timeout_ms", "header_timeout_ms", "max_connections",
+                "stats_interval"},
     "dpdk": {"eal_args"},
     "pktgen": {"mode", "flows", "rate_pps", "frame_size", "proto", "reuse_ports"},
 }

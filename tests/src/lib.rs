@@ -566,10 +566,12 @@ file = "rules.v4"
 {file6}
 [control]
 listen = "{api}"
+socket = "{sock}"
 stats_interval = 0
 {extra_toml}
 "#,
                 test = topo.test,
+                sock = dir.path().join("control.sock").display(),
                 fw_in = topo.fw_in,
                 fw_out = topo.fw_out,
                 mode = if mode == Mode::Host {
@@ -658,11 +660,14 @@ stats_interval = 0
         }
     }
 
-    /// Runs `statewall ctl --addr <api> <args...>` (10 s bound).
+    /// Runs `statewall ctl --socket <dir>/control.sock <args...>` (10 s bound): the
+    /// unix socket serves every command, mutations included.
     pub fn ctl(&self, args: &[&str]) -> Output {
         let bin = statewall_bin();
         let bin = bin.to_str().unwrap();
-        let mut v = vec![bin, "ctl", "--addr", &self.api];
+        let sock = self.dir.path().join("control.sock");
+        let sock = sock.to_str().unwrap();
+        let mut v = vec![bin, "ctl", "--socket", sock];
         v.extend_from_slice(args);
         run_timeout(10, &v)
     }

@@ -120,7 +120,7 @@ pub(crate) fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     let cfg = std::env::temp_dir().join("statewall-bench-veth.toml");
     let rules = std::env::temp_dir().join("statewall-bench-veth.rules");
     std::fs::write(&rules, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -m conntrack --ctstate INVALID -j DROP\n-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n").map_err(|e| e.to_string())?;
-    std::fs::write(&cfg, format!("[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"fa\"\n[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"fb\"\n[[pair]]\nmode = \"forward\"\nnetwork = \"outside\"\nhost = \"inside\"\n[rules]\nfile = \"{}\"\n[control]\nlisten = \"\"\nstats_interval = 0\n", rules.display())).map_err(|e| e.to_string())?;
+    std::fs::write(&cfg, format!("[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"fa\"\n[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"fb\"\n[[pair]]\nmode = \"forward\"\nnetwork = \"outside\"\nhost = \"inside\"\n[rules]\nfile = \"{}\"\n[control]\nlisten = \"\"\nsocket = \"\"\nstats_interval = 0\n", rules.display())).map_err(|e| e.to_string())?;
     let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/statewall");
     if !sw.exists() {
         return Err(format!(

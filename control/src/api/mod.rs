@@ -1,6 +1,9 @@
-//! The control API: HTTP/JSON on `control.listen` (default 127.0.0.1:9469), served by
-//! one control thread with tiny_http (no async runtime: the control plane handles a
-//! few requests a second, and a blocking server keeps it small and obvious).
+//! The control API: HTTP/JSON on the unix socket `control.socket` (default
+//! `/run/statewall/control.sock`, every endpoint; its file permissions are the access
+//! control) and on `control.listen` (default 127.0.0.1:9469: `/metrics` and the GETs to
+//! anyone, mutations only with the bearer token of `control.token_file`; optional TLS).
+//! [`guard`] has the rules, [`server`] the hyper server on a one-thread tokio runtime
+//! (slow clients time out, connections are capped), [`socket`] the socket file.
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -28,15 +31,19 @@
 //! [`ctview`] (conntrack filters, listings, delete and flush).
 
 pub mod ctview;
+pub mod guard;
 pub mod metrics;
+mod server;
+pub mod socket;
 pub mod status;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub use server::{serve, Api, Listeners, MAX_CONN_LIFE};
 
 use crate::runtime::Runtime;
-use anyhow::Result;
 use ctview::Filter;
 use serde_json::json;
-use std::io::Read;
-use std::sync::Arc;
 
 const LANDING: &str = "<html><head><title>statewall</title></head><body><h1>statewall</h1>\
 <p>A stateful firewall fast path with Linux conntrack semantics.</p>\
@@ -46,49 +53,6 @@ const LANDING: &str = "<html><head><title>statewall</title></head><body><h1>stat
 <li><a href=\"/api/v1/rules\">/api/v1/rules</a></li>\
 <li><a href=\"/api/v1/conntrack\">/api/v1/conntrack</a></li>\
 <li><a href=\"/api/v1/conntrack/stats\">/api/v1/conntrack/stats</a></li></ul></body></html>\n";
-
-/// Binds the control address (before anything else starts, so that a busy or bad
-/// `control.listen` fails `statewall run` at once, naming the field).
-pub fn bind(listen: &str) -> Result<tiny_http::Server> {
-    tiny_http::Server::http(listen)
-        .map_err(|e| anyhow::anyhow!("control.listen: cannot listen on {listen:?}: {e}"))
-}
-
-/// Starts the API server on its own thread; returns the bound address.
-pub fn serve(rt: Arc<Runtime>, listen: &str) -> Result<std::net::SocketAddr> {
-    serve_on(rt, bind(listen)?)
-}
-
-/// Serves the API on an already bound server, on its own thread; returns its address.
-pub fn serve_on(rt: Arc<Runtime>, server: tiny_http::Server) -> Result<std::net::SocketAddr> {
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow::anyhow!("control.listen: not an IP address"))?;
-    std::thread::Builder::new()
-        .name("statewall-api".into())
-        .spawn(move || {
-            for mut req in server.incoming_requests() {
-                let mut body = String::new();
-                let (code, ctype, text) =
-                    match req.as_reader().take(16 << 20).read_to_string(&mut body) {
-                        Err(e) => err(400, format!("reading the request body: {e}")),
-                        Ok(_) => {
-                            let method = req.method().as_str().to_string();
-                            let url = req.url().to_string();
-                            handle(&rt, &method, &url, &body)
-                        }
-                    };
-                let mut resp = tiny_http::Response::from_string(text).with_status_code(code);
-                if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
-                {
-                    resp = resp.with_header(h);
-                }
-                let _ = req.respond(resp);
-            }
-        })?;
-    Ok(addr)
-}
 
 fn query(url: &str) -> (&str, Vec<(String, String)>) {
     match url.split_once('?') {

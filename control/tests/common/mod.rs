@@ -1,5 +1,6 @@
 //! Shared harness: a statewall runtime on pktgen ports, in-process, with its control
-//! API on a free loopback port.
+//! API on a free loopback port (reads) and a unix socket in its temporary directory
+//! (everything; `Sw::ctl` uses it).
 #![allow(dead_code)]
 
 use clap::Parser;
@@ -23,7 +24,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A running statewall.
 pub struct Sw {
     pub rt: Arc<Runtime>,
+    /// The TCP address (`/metrics`, reads).
     pub addr: String,
+    /// The unix control socket (every endpoint; `ctl` uses it).
+    pub sock: PathBuf,
+    pub api: statewall::api::Api,
     pub dir: tempfile::TempDir,
     pub rules: PathBuf,
     _serial: MutexGuard<'static, ()>,
@@ -45,18 +50,22 @@ pub fn start(rules: &str, extra: &str) -> Sw {
          [control]\nlisten = \"127.0.0.1:0\"\nstats_interval = 0\n",
         rules_path.display().to_string()
     );
+    let sock = dir.path().join("control.sock");
+    toml.push_str(&format!("socket = {:?}\n", sock.display().to_string()));
     toml.push_str(extra);
     if !extra.contains("[pktgen]") {
         toml.push_str("[pktgen]\nrate_pps = 20000\nflows = 256\n");
     }
     let cfg = statewall::config::Config::parse(&toml, "test.toml").unwrap();
+    let listeners = statewall::api::Listeners::bind(&cfg.control).unwrap();
     let rt = Arc::new(Runtime::start(cfg, false).unwrap());
-    let addr = statewall::api::serve(rt.clone(), "127.0.0.1:0")
-        .unwrap()
-        .to_string();
+    let api = statewall::api::serve(rt.clone(), listeners).unwrap();
+    let addr = api.tcp_addr().unwrap().to_string();
     Sw {
         rt,
         addr,
+        sock,
+        api,
         dir,
         rules: rules_path,
         _serial: serial,
@@ -76,9 +85,10 @@ struct Wrap {
 }
 
 impl Sw {
-    /// `statewall ctl --addr ADDR ARGS...` through the library; Ok(stdout) or the error text.
+    /// `statewall ctl --socket SOCK ARGS...` through the library; Ok(stdout) or the error text.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let mut argv = vec!["ctl", "--addr", &self.addr];
+        let sock = self.sock.display().to_string();
+        let mut argv = vec!["ctl", "--socket", &sock];
         argv.extend_from_slice(args);
         let w = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
@@ -90,6 +100,12 @@ impl Sw {
     pub fn ok(&self, args: &[&str]) -> String {
         self.ctl(args)
             .unwrap_or_else(|e| panic!("statewall ctl {args:?} failed: {e}"))
+    }
+
+    /// One request over the unix socket (every endpoint); (status, body).
+    pub fn sock_request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let ep = statewall::ctl::Endpoint::Socket(self.sock.clone());
+        statewall::ctl::request_to(&ep, method, path, body).unwrap()
     }
 
     /// GET a path of the API.
@@ -161,6 +177,19 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The demo configuration's control lines moved to `127.0.0.1:PORT` and a socket in
+/// `dir`, so parallel tests (and a statewall running on the machine) don't collide.
+pub fn relocate_control(text: &str, port: u16, dir: &std::path::Path) -> String {
+    let sock = dir.join("control.sock");
+    text.replace(
+        "\"127.0.0.1:9469\"",
+        &format!(
+            "\"127.0.0.1:{port}\"\nsocket = {:?}",
+            sock.display().to_string()
+        ),
+    )
 }
 
 /// The statewall binary built for these tests.
