@@ -11,6 +11,7 @@
 //! well-formed exposition text, so `promtool check metrics` passes.
 
 use crate::runtime::Runtime;
+use dataplane::conntrack::CtCounter;
 use dataplane::port::PortStats;
 use dataplane::worker::{DropReason, PublishedStats, STATE_NAMES};
 use prometheus::proto::{
@@ -340,11 +341,12 @@ fn conntrack_entries_limit(f: &mut Fams, rt: &Runtime) {
 
 /// `statewall_conntrack_{field}_total`, one family per `conntrack -S` field.
 fn conntrack_stats(f: &mut Fams, rt: &Runtime) {
-    for (i, field) in super::status::CT_STAT_FIELDS.iter().enumerate() {
+    for &c in CtCounter::CONNTRACK_S {
+        let field = c.name();
         f.counter(
             &format!("statewall_conntrack_{field}_total"),
             &format!("conntrack -S field {field}, summed over workers."),
-            vec![(vec![], sum(rt, &|w| ld(&w.ct_stats[i])))],
+            vec![(vec![], sum(rt, &|w| w.ct(c)))],
         );
     }
 }
@@ -354,14 +356,11 @@ fn conntrack_expired(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_conntrack_expired_total",
         "Connections expired, by protocol.",
-        ["tcp", "udp", "icmp", "icmpv6", "other"]
+        CtCounter::EXPIRED
             .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                (
-                    vec![("proto", p.to_string())],
-                    sum(rt, &|w| ld(&w.expired[i])),
-                )
+            .map(|&c| {
+                let p = c.expired_proto().unwrap_or("other");
+                (vec![("proto", p.to_string())], sum(rt, &|w| w.ct(c)))
             })
             .collect(),
     );

@@ -26,7 +26,7 @@ use super::helper::ftp::FtpSeq;
 use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
 use super::tcp::{Seen, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
-use super::{Config, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use super::{Config, CtCounter, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
 use crate::packet::{proto, Addr, Family, Parsed};
 use std::sync::Arc;
 
@@ -411,13 +411,7 @@ impl ConnTable {
             self.drop_expectations(slot);
         }
         if expired {
-            match k.proto {
-                proto::TCP => self.stats.expired_tcp += 1,
-                proto::UDP => self.stats.expired_udp += 1,
-                proto::ICMP => self.stats.expired_icmp += 1,
-                proto::ICMPV6 => self.stats.expired_icmpv6 += 1,
-                _ => self.stats.expired_generic += 1,
-            }
+            self.stats[CtCounter::expired(k.proto)] += 1;
         }
         self.free_slot(slot);
         self.len -= 1;
@@ -473,7 +467,7 @@ impl ConnTable {
                 }
             }
             if dropped > 0 {
-                self.stats.early_drop += dropped;
+                self.stats[CtCounter::EarlyDrop] += dropped;
                 break;
             }
         }

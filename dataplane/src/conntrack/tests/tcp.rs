@@ -168,7 +168,7 @@ fn t10_invalid_first_packets() {
         InvalidReason::TcpInvalidFirst,
     );
     assert_eq!(h.t.len(), 0);
-    assert_eq!(h.t.stats().invalid, 3);
+    assert_eq!(h.t.stats()[CtCounter::Invalid], 3);
 }
 
 #[test]
