@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 
 /// `(module, floor, the modules it may use)`. An arrow must point to a lower floor.
 const LAYERS: &[(&str, u8, &[&str])] = &[
-    // Floor 0: the packet views; they use nothing.
+    // Floor 0: the CPU intrinsics and the packet views; they use nothing.
+    ("arch", 0, &[]),
     ("packet", 0, &[]),
-    // Floor 1: who owns a flow, connection tracking, reassembly: packets only.
+    // Floor 1: who owns a flow, connection tracking, reassembly: packets only (and the
+    // table's prefetch).
     ("steer", 1, &["packet"]),
-    ("conntrack", 1, &["packet"]),
+    ("conntrack", 1, &["packet", "arch"]),
     ("defrag", 1, &["packet"]),
     // Floor 2: the ruleset matches conntrack states; ports steer to queues.
     ("ruleset", 2, &["packet", "conntrack"]),
@@ -26,7 +28,15 @@ const LAYERS: &[(&str, u8, &[&str])] = &[
     (
         "worker",
         3,
-        &["packet", "steer", "conntrack", "defrag", "ruleset", "port"],
+        &[
+            "packet",
+            "steer",
+            "conntrack",
+            "defrag",
+            "ruleset",
+            "port",
+            "arch",
+        ],
     ),
 ];
 

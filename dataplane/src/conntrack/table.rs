@@ -27,6 +27,7 @@ use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
 use super::tcp::{Seen, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
 use super::{Config, CtCounter, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use crate::arch::prefetch_line;
 use crate::packet::{proto, Addr, Family, Parsed};
 use std::sync::Arc;
 
@@ -116,23 +117,6 @@ pub(super) fn fold(family: Family, a: &Addr) -> u32 {
     match family {
         Family::V4 => w(0),
         Family::V6 => w(0) ^ w(4).rotate_left(8) ^ w(8).rotate_left(16) ^ w(12).rotate_left(24),
-    }
-}
-
-/// Asks the CPU to bring the cache line of `x` in (no effect on the program's state).
-#[inline(always)]
-fn prefetch_line<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let ptr = x as *const T as *const i8;
-        // SAFETY: `ptr` comes from a reference, so it points into a live allocation; a
-        // prefetch never faults and has no architectural effect, and SSE is baseline
-        // on x86_64.
-        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = x;
     }
 }
 

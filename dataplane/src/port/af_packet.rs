@@ -30,6 +30,9 @@
 //! Every `unsafe` block of the port layer's system interface is in this file (or in the
 //! helpers it shares with af_xdp, [`super::sys`]), each with the invariant it relies on.
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for the mmapped TPACKET_V3 ring and its system calls.
+#![allow(unsafe_code)]
+
 use super::sys::{self, setsockopt};
 use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
 use std::ffi::CString;
@@ -140,7 +143,9 @@ impl Queue {
         if raw < 0 {
             return Err(last_err("socket (needs CAP_NET_RAW)", ifname));
         }
-        let fd = sys::owned(raw);
+        // SAFETY: `raw` was just returned by a successful socket(2) and is handed to
+        // nothing else.
+        let fd = unsafe { sys::owned(raw) };
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
             .map_err(|_| last_err("PACKET_VERSION TPACKET_V3", ifname))?;
         let frames_per_block = (cfg.block_size / cfg.frame_size.max(64)).max(1);

@@ -67,6 +67,9 @@
 //! the bursts) or in the helpers it shares with af_packet ([`super::sys`]), each with the
 //! invariant it relies on.
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for UMEM and ring mappings, bpf(2) and the socket calls (for the whole folder).
+#![allow(unsafe_code)]
+
 mod bpf;
 mod ring;
 mod umem;
