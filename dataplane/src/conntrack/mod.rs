@@ -36,6 +36,7 @@ mod stats;
 pub mod sysctl;
 mod table;
 mod tcp;
+mod tcp_states;
 mod track;
 mod view;
 
@@ -47,7 +48,7 @@ pub use key::FlowKey;
 pub use stats::{CtCounter, Stats};
 pub use sysctl::{Sysctl, SYSCTLS};
 pub use table::{ConnTable, ENTRY_SIZE};
-pub use tcp::TcpState;
+pub use tcp_states::TcpState;
 pub use view::{EntryView, Tuple};
 
 use crate::packet::ParseError;
