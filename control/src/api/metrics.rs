@@ -140,6 +140,21 @@ fn sum(rt: &Runtime, g: &dyn Fn(&PublishedStats) -> u64) -> u64 {
     worker_stats(rt).iter().map(|w| g(w)).sum::<u64>()
 }
 
+/// One series per label value, `label="<value i>"` summing slot `i` of the per-worker
+/// array `slots` picks: the shape of every "by state / reason / verdict" family.
+fn by_label<'a>(
+    rt: &Runtime,
+    label: &'static str,
+    values: impl IntoIterator<Item = &'a str>,
+    slots: fn(&PublishedStats) -> &[AtomicU64],
+) -> Vec<(Vec<(&'static str, String)>, u64)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (vec![(label, v.to_string())], sum(rt, &|w| ld(&slots(w)[i]))))
+        .collect()
+}
+
 /// `statewall_build_info`.
 fn build_info(f: &mut Fams, _: &Runtime) {
     f.gauge(
@@ -371,16 +386,7 @@ fn packets_by_state(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_packets_total",
         "Packets by conntrack state.",
-        STATE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    vec![("state", s.to_string())],
-                    sum(rt, &|w| ld(&w.by_state[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "state", STATE_NAMES, |w| &w.by_state),
     );
 }
 
@@ -389,16 +395,9 @@ fn drops(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_drops_total",
         "Packets dropped, by reason (closed set, see deploy/METRICS.md).",
-        DropReason::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    vec![("reason", r.as_str().to_string())],
-                    sum(rt, &|w| ld(&w.drops[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "reason", DropReason::ALL.map(|r| r.as_str()), |w| {
+            &w.drops
+        }),
     );
 }
 
@@ -407,16 +406,7 @@ fn verdicts(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_verdicts_total",
         "Ruleset verdicts.",
-        ["accept", "drop", "reject"]
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                (
-                    vec![("verdict", v.to_string())],
-                    sum(rt, &|w| ld(&w.verdicts[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "verdict", ["accept", "drop", "reject"], |w| &w.verdicts),
     );
 }
 

@@ -363,12 +363,10 @@ impl Port for AfPacketPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let port_id = self.h.port_id;
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let port_id = self.h.port_id;
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         let (mut n, mut bytes, mut errors, mut released) = (0usize, 0u64, 0u64, false);
         while n < max {
             if !q.in_block {
@@ -458,11 +456,9 @@ impl Port for AfPacketPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         let mut done = 0;
         while !pkts.is_empty() {
             let k = pkts.len().min(TX_BATCH);

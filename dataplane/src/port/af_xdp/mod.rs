@@ -257,12 +257,10 @@ impl Port for AfXdpPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let port_id = self.h.port_id;
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let port_id = self.h.port_id;
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         if q.kick_pending {
             let e = q.kick_tx();
             c.add_tx_errors(e);
@@ -346,11 +344,9 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         q.reclaim();
         let want = pkts.len().min(q.tx_free.len()).min(u32::MAX as usize) as u32;
         let room = q.tx.prod_free(want).min(want) as usize;
