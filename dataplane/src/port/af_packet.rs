@@ -34,13 +34,12 @@
 #![allow(unsafe_code)]
 
 use super::sys::{self, setsockopt};
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use super::{Mbuf, MbufPool, Port};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 /// Most frames sent with one `sendmmsg`.
 pub const TX_BATCH: usize = 64;
@@ -514,21 +513,8 @@ impl Port for AfPacketPort {
         done
     }
 
-    fn stats(&self) -> PortStats {
-        self.h.stats()
-    }
-
-    fn queues(&self) -> u16 {
-        self.h.nq
-    }
-
-    fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.range()
-    }
-
-    fn counters(&self) -> Arc<PortCounters> {
-        self.h.counters.clone()
-    }
+    // stats, queues, queue_range, counters: what the handle knows.
+    super::queue_handle_methods!(h);
 
     fn steering(&self) -> Option<super::Steering> {
         Some(super::Steering::Fanout)

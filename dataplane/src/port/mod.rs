@@ -172,6 +172,29 @@ impl<Q> QueueHandle<Q> {
     }
 }
 
+/// The [`Port`] methods a backend built on a [`QueueHandle`] field answers from it
+/// (`stats`, `queues`, `queue_range`, `counters`); used inside `impl Port for …`.
+macro_rules! queue_handle_methods {
+    ($h:ident) => {
+        fn stats(&self) -> $crate::port::PortStats {
+            self.$h.stats()
+        }
+
+        fn queues(&self) -> u16 {
+            self.$h.nq
+        }
+
+        fn queue_range(&self) -> std::ops::Range<u16> {
+            self.$h.range()
+        }
+
+        fn counters(&self) -> std::sync::Arc<$crate::port::PortCounters> {
+            self.$h.counters.clone()
+        }
+    };
+}
+pub(crate) use queue_handle_methods;
+
 /// The index of port queue `queue` among the `len` queues a handle serves from `first`
 /// on, if it serves it (the [`Port::queue_range`] rule every backend applies).
 pub(crate) fn queue_index(first: u16, len: usize, queue: u16) -> Option<usize> {

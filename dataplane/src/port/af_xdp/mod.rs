@@ -77,7 +77,7 @@ mod umem;
 pub use bpf::redirect_program;
 
 use super::sys;
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use super::{Mbuf, MbufPool, Port};
 use bpf::XdpProgram;
 use std::ffi::CString;
 use std::io;
@@ -396,21 +396,8 @@ impl Port for AfXdpPort {
         room
     }
 
-    fn stats(&self) -> PortStats {
-        self.h.stats()
-    }
-
-    fn queues(&self) -> u16 {
-        self.h.nq
-    }
-
-    fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.range()
-    }
-
-    fn counters(&self) -> Arc<PortCounters> {
-        self.h.counters.clone()
-    }
+    // stats, queues, queue_range, counters: what the handle knows.
+    super::queue_handle_methods!(h);
 }
 
 #[cfg(test)]
