@@ -5,6 +5,8 @@
 //! (`port[1].backend: unknown backend "foo"`), so an operator can fix it at once.
 
 use anyhow::{bail, Context, Result};
+use dataplane::conntrack::sysctl::{Kind, Value as SysctlValue};
+use dataplane::conntrack::{Sysctl, SYSCTLS};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -207,27 +209,16 @@ fn default_mode() -> String {
 }
 
 /// `[conntrack]`: sizing and the Linux sysctls, with Linux names and defaults.
+///
+/// Besides the fields below, every switch and count of
+/// [`dataplane::conntrack::SYSCTLS`] is a key here by its full sysctl name
+/// (`nf_conntrack_tcp_loose = false`, `nf_conntrack_tcp_max_retrans = 3`), and every
+/// timeout a key of `[conntrack.timeouts]`; [`ConntrackConfig::settings`] checks them.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct ConntrackConfig {
     /// Total entries over all workers (`nf_conntrack_max`).
     #[serde(default = "default_ct_max")]
     pub nf_conntrack_max: usize,
-    /// `nf_conntrack_tcp_loose`.
-    #[serde(default)]
-    pub nf_conntrack_tcp_loose: Option<bool>,
-    /// `nf_conntrack_tcp_be_liberal`.
-    #[serde(default)]
-    pub nf_conntrack_tcp_be_liberal: Option<bool>,
-    /// `nf_conntrack_tcp_ignore_invalid_rst`.
-    #[serde(default)]
-    pub nf_conntrack_tcp_ignore_invalid_rst: Option<bool>,
-    /// `nf_conntrack_tcp_max_retrans`.
-    #[serde(default)]
-    pub nf_conntrack_tcp_max_retrans: Option<u32>,
-    /// `nf_conntrack_checksum`.
-    #[serde(default)]
-    pub nf_conntrack_checksum: Option<bool>,
     /// Timeouts in seconds by their sysctl names without the `nf_conntrack_` prefix,
     /// e.g. `tcp_timeout_established = 432000`, `udp_timeout = 30`.
     #[serde(default)]
@@ -236,6 +227,66 @@ pub struct ConntrackConfig {
     /// `-p tcp --dport 21 -j CT --helper ftp`).
     #[serde(default)]
     pub ftp_ports: Vec<u16>,
+    /// The other keys: sysctls by their full names (`nf_conntrack_tcp_loose`).
+    #[serde(flatten)]
+    pub sysctls: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl ConntrackConfig {
+    /// The sysctls this section sets, typed: its `nf_conntrack_*` keys (switches and
+    /// counts) and its `[conntrack.timeouts]`, in that order. An unknown key, a
+    /// timeout outside `timeouts` (or a switch inside), or a value of the wrong type is
+    /// an error naming the key.
+    pub fn settings(&self) -> Result<Vec<(&'static Sysctl, SysctlValue)>> {
+        let mut out = Vec::new();
+        let names = |pick: fn(&Sysctl) -> bool, full: bool| {
+            SYSCTLS
+                .iter()
+                .filter(|s| s.name != "max" && pick(s))
+                .map(|s| {
+                    if full {
+                        s.sysctl_name()
+                    } else {
+                        s.name.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (k, v) in &self.sysctls {
+            let s = k
+                .strip_prefix("nf_conntrack_")
+                .and_then(Sysctl::find)
+                .filter(|s| s.kind != Kind::Secs && s.name != "max")
+                .with_context(|| {
+                    format!(
+                        "conntrack.{k}: unknown setting (expected one of nf_conntrack_max, {}, timeouts, ftp_ports)",
+                        names(|s| s.kind != Kind::Secs, true)
+                    )
+                })?;
+            let value = match (s.kind, v) {
+                (Kind::Bool, toml::Value::Boolean(b)) => SysctlValue::Bool(*b),
+                (Kind::Count, toml::Value::Integer(n)) if u32::try_from(*n).is_ok() => {
+                    SysctlValue::Num(*n as u32)
+                }
+                (Kind::Bool, _) => bail!("conntrack.{k}: expected true or false, got {v}"),
+                _ => bail!("conntrack.{k}: expected a number 0..=4294967295, got {v}"),
+            };
+            out.push((s, value));
+        }
+        for (k, v) in &self.timeouts {
+            let s = Sysctl::find(k)
+                .filter(|s| s.kind == Kind::Secs && s.name == k.as_str())
+                .with_context(|| {
+                    format!(
+                        "conntrack.timeouts.{k}: unknown timeout (expected one of {})",
+                        names(|s| s.kind == Kind::Secs, false)
+                    )
+                })?;
+            out.push((s, SysctlValue::Num(*v)));
+        }
+        Ok(out)
+    }
 }
 
 fn default_ct_max() -> usize {
@@ -246,13 +297,9 @@ impl Default for ConntrackConfig {
     fn default() -> Self {
         ConntrackConfig {
             nf_conntrack_max: default_ct_max(),
-            nf_conntrack_tcp_loose: None,
-            nf_conntrack_tcp_be_liberal: None,
-            nf_conntrack_tcp_ignore_invalid_rst: None,
-            nf_conntrack_tcp_max_retrans: None,
-            nf_conntrack_checksum: None,
             timeouts: Default::default(),
             ftp_ports: Vec::new(),
+            sysctls: Default::default(),
         }
     }
 }
@@ -446,14 +493,7 @@ impl Config {
         if self.conntrack.nf_conntrack_max == 0 {
             bail!("conntrack.nf_conntrack_max: must be > 0");
         }
-        for k in self.conntrack.timeouts.keys() {
-            if !TIMEOUT_NAMES.contains(&k.as_str()) {
-                bail!(
-                    "conntrack.timeouts.{k}: unknown timeout (expected one of {})",
-                    TIMEOUT_NAMES.join(", ")
-                );
-            }
-        }
+        self.conntrack.settings()?;
         Ok(())
     }
 
@@ -470,29 +510,92 @@ impl Config {
     }
 }
 
-/// Timeout names accepted under `[conntrack.timeouts]` (Linux sysctl names without
-/// the `nf_conntrack_` prefix).
-pub const TIMEOUT_NAMES: &[&str] = &[
-    "tcp_timeout_syn_sent",
-    "tcp_timeout_syn_recv",
-    "tcp_timeout_established",
-    "tcp_timeout_fin_wait",
-    "tcp_timeout_close_wait",
-    "tcp_timeout_last_ack",
-    "tcp_timeout_time_wait",
-    "tcp_timeout_close",
-    "tcp_timeout_max_retrans",
-    "tcp_timeout_unacknowledged",
-    "udp_timeout",
-    "udp_timeout_stream",
-    "icmp_timeout",
-    "icmpv6_timeout",
-    "generic_timeout",
-];
+/// The `[conntrack]` settings as a Markdown table (docs/CONFIG.md holds a copy, and a
+/// test keeps it equal): the TOML key, the Linux sysctl, the kind, the default.
+pub fn sysctl_table() -> String {
+    let linux = dataplane::conntrack::Config::default();
+    let mut t = String::from(
+        "| TOML key | Linux sysctl (`net.netfilter.`) | kind | default | what it does |\n|---|---|---|---|---|\n",
+    );
+    for s in SYSCTLS {
+        let key = match (s.kind, s.name) {
+            (_, "max") => "`[conntrack] nf_conntrack_max` (all workers)".to_string(),
+            (Kind::Secs, n) => format!("`[conntrack.timeouts] {n}`"),
+            _ => format!("`[conntrack] {}`", s.sysctl_name()),
+        };
+        let kind = match s.kind {
+            Kind::Bool => "0/1",
+            Kind::Secs => "seconds",
+            Kind::Count => "count",
+        };
+        let sysctl = if s.linux {
+            format!("`{}`", s.sysctl_name())
+        } else {
+            "(statewall only)".into()
+        };
+        t += &format!(
+            "| {key} | {sysctl} | {kind} | {} | {} |\n",
+            s.get(&linux),
+            s.doc
+        );
+    }
+    t
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docs_config_lists_every_sysctl() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONFIG.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let table = sysctl_table();
+        assert!(
+            doc.contains(&table),
+            "docs/CONFIG.md's sysctl table is out of date; it should read:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_sysctl_is_a_toml_key() {
+        let base = "[[port]]\nname='a'\nbackend='pktgen'\nside='inside'\n[[port]]\nname='b'\nbackend='pktgen'\nside='outside'\n[[pair]]\nnetwork='b'\nhost='a'\n";
+        let linux = dataplane::conntrack::Config::default();
+        for s in SYSCTLS.iter().filter(|s| s.name != "max") {
+            // A value other than the default, written where the docs table says.
+            let (section, key, v) = match (s.kind, s.get(&linux)) {
+                (Kind::Secs, SysctlValue::Num(n)) => (
+                    "[conntrack.timeouts]",
+                    s.name.to_string(),
+                    (n + 1).to_string(),
+                ),
+                (_, SysctlValue::Num(n)) => ("[conntrack]", s.sysctl_name(), (n + 1).to_string()),
+                (_, SysctlValue::Bool(b)) => ("[conntrack]", s.sysctl_name(), (!b).to_string()),
+            };
+            let c = Config::parse(&format!("{base}{section}\n{key} = {v}\n"), "t.toml")
+                .unwrap_or_else(|e| panic!("{key}: {e:#}"));
+            let k = crate::runtime::conntrack_config(&c).unwrap();
+            assert_ne!(
+                s.get(&k),
+                s.get(&linux),
+                "{key} did not reach the conntrack config"
+            );
+        }
+        assert!(err(&format!(
+            "{base}[conntrack]\nnf_conntrack_tcp_timeout_close = 3\n"
+        ))
+        .contains("conntrack.nf_conntrack_tcp_timeout_close: unknown setting"));
+        assert!(err(&format!("{base}[conntrack.timeouts]\ntcp_loose = 1\n"))
+            .contains("conntrack.timeouts.tcp_loose: unknown timeout"));
+        assert!(
+            err(&format!("{base}[conntrack]\nnf_conntrack_tcp_loose = 1\n"))
+                .contains("conntrack.nf_conntrack_tcp_loose: expected true or false")
+        );
+        assert!(err(&format!(
+            "{base}[conntrack]\nnf_conntrack_tcp_max_retrans = -1\n"
+        ))
+        .contains("conntrack.nf_conntrack_tcp_max_retrans: expected a number"));
+    }
 
     #[test]
     fn embedded_default_is_valid() {

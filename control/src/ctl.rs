@@ -398,9 +398,9 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             ConntrackCtl::Stats => {
                 let v = get_json(a, "/api/v1/conntrack/stats")?;
                 let line = |o: &Value| {
-                    crate::api::status::CT_STAT_FIELDS
+                    dataplane::conntrack::CtCounter::CONNTRACK_S
                         .iter()
-                        .map(|f| format!("{f}={}", o[*f].as_u64().unwrap_or(0)))
+                        .map(|c| format!("{}={}", c.name(), o[c.name()].as_u64().unwrap_or(0)))
                         .collect::<Vec<_>>()
                         .join(" ")
                 };

@@ -256,12 +256,9 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         let (k, v) = s
             .split_once('=')
             .with_context(|| format!("--sysctl {s}: expected NAME=VALUE"))?;
-        cfg.set(
-            k.trim_start_matches("net.netfilter.")
-                .trim_start_matches("nf_conntrack_"),
-            v,
-        )
-        .map_err(|e| anyhow::anyhow!("--sysctl {s}: {e}"))?;
+        // Config::set takes the name with or without `net.netfilter.nf_conntrack_`.
+        cfg.set(k, v)
+            .map_err(|e| anyhow::anyhow!("--sysctl {s}: {e}"))?;
     }
     let inside: Vec<(IpAddr, u8)> = args
         .inside

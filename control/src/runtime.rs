@@ -81,30 +81,10 @@ fn unix_now() -> u64 {
 
 /// Builds the conntrack config from `[conntrack]`.
 pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
-    let c = &cfg.conntrack;
     let mut k = conntrack::Config::default();
-    let mut set = |name: &str, v: String| -> Result<()> {
-        k.set(name, &v)
-            .map_err(|e| anyhow::anyhow!("conntrack.{name}: {e}"))
-    };
-    if let Some(v) = c.nf_conntrack_tcp_loose {
-        set("tcp_loose", (v as u8).to_string())?;
-    }
-    if let Some(v) = c.nf_conntrack_tcp_be_liberal {
-        set("tcp_be_liberal", (v as u8).to_string())?;
-    }
-    if let Some(v) = c.nf_conntrack_tcp_ignore_invalid_rst {
-        set("tcp_ignore_invalid_rst", (v as u8).to_string())?;
-    }
-    if let Some(v) = c.nf_conntrack_tcp_max_retrans {
-        set("tcp_max_retrans", v.to_string())?;
-    }
-    if let Some(v) = c.nf_conntrack_checksum {
-        set("checksum", (v as u8).to_string())?;
-    }
-    for (name, v) in &c.timeouts {
-        k.set(name, &v.to_string())
-            .map_err(|e| anyhow::anyhow!("conntrack.timeouts.{name}: {e}"))?;
+    for (s, v) in cfg.conntrack.settings()? {
+        s.set(&mut k, v)
+            .map_err(|e| anyhow::anyhow!("conntrack.{}: {e}", s.name))?;
     }
     Ok(k)
 }

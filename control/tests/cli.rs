@@ -70,7 +70,7 @@ fn replay_prints_states_per_packet() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().skip(1).collect();
-    // CONNTRACK.md T3: H, then FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT.
+    // docs/CONNTRACK.md T3: H, then FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT.
     let want = [
         ("NEW", "SYN_SENT"),
         ("ESTABLISHED", "SYN_RECV"),

@@ -12,7 +12,15 @@
 //!
 //! Nothing in this crate allocates, locks or makes a system call per packet on the
 //! hot path; the modules say where they differ (control-plane helpers, builders).
+//!
+//! `unsafe` is denied here and allowed only where the hardware or the kernel needs it:
+//! [`arch`]'s intrinsics and the port backends that map rings and call into the kernel
+//! or DPDK (`port::{sys, af_packet, af_xdp, dpdk, testnet}`). docs/ARCHITECTURE.md has
+//! the module map and the layer rules (checked by `tests/layers.rs`).
 
+#![deny(unsafe_code)]
+
+pub(crate) mod arch;
 pub mod conntrack;
 pub mod defrag;
 pub mod packet;

@@ -1,6 +1,6 @@
 //! State-by-state parity with the Linux kernel.
 //!
-//! `tests/oracle/` holds captures of every CONNTRACK.md test case and a realistic mix,
+//! `tests/oracle/` holds captures of every docs/CONNTRACK.md test case and a realistic mix,
 //! and the state the kernel's conntrack gave each packet (recorded by
 //! `tests/oracle/linux_oracle.py` in network namespaces; `run_all.py --check` re-runs it
 //! live). This test runs every capture through `statewall replay` — the worker's own

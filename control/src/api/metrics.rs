@@ -11,6 +11,7 @@
 //! well-formed exposition text, so `promtool check metrics` passes.
 
 use crate::runtime::Runtime;
+use dataplane::conntrack::CtCounter;
 use dataplane::port::PortStats;
 use dataplane::worker::{DropReason, PublishedStats, STATE_NAMES};
 use prometheus::proto::{
@@ -137,6 +138,21 @@ fn wl(i: usize) -> Vec<(&'static str, String)> {
 /// A published counter summed over every worker.
 fn sum(rt: &Runtime, g: &dyn Fn(&PublishedStats) -> u64) -> u64 {
     worker_stats(rt).iter().map(|w| g(w)).sum::<u64>()
+}
+
+/// One series per label value, `label="<value i>"` summing slot `i` of the per-worker
+/// array `slots` picks: the shape of every "by state / reason / verdict" family.
+fn by_label<'a>(
+    rt: &Runtime,
+    label: &'static str,
+    values: impl IntoIterator<Item = &'a str>,
+    slots: fn(&PublishedStats) -> &[AtomicU64],
+) -> Vec<(Vec<(&'static str, String)>, u64)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (vec![(label, v.to_string())], sum(rt, &|w| ld(&slots(w)[i]))))
+        .collect()
 }
 
 /// `statewall_build_info`.
@@ -340,11 +356,12 @@ fn conntrack_entries_limit(f: &mut Fams, rt: &Runtime) {
 
 /// `statewall_conntrack_{field}_total`, one family per `conntrack -S` field.
 fn conntrack_stats(f: &mut Fams, rt: &Runtime) {
-    for (i, field) in super::status::CT_STAT_FIELDS.iter().enumerate() {
+    for &c in CtCounter::CONNTRACK_S {
+        let field = c.name();
         f.counter(
             &format!("statewall_conntrack_{field}_total"),
             &format!("conntrack -S field {field}, summed over workers."),
-            vec![(vec![], sum(rt, &|w| ld(&w.ct_stats[i])))],
+            vec![(vec![], sum(rt, &|w| w.ct(c)))],
         );
     }
 }
@@ -354,14 +371,11 @@ fn conntrack_expired(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_conntrack_expired_total",
         "Connections expired, by protocol.",
-        ["tcp", "udp", "icmp", "icmpv6", "other"]
+        CtCounter::EXPIRED
             .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                (
-                    vec![("proto", p.to_string())],
-                    sum(rt, &|w| ld(&w.expired[i])),
-                )
+            .map(|&c| {
+                let p = c.expired_proto().unwrap_or("other");
+                (vec![("proto", p.to_string())], sum(rt, &|w| w.ct(c)))
             })
             .collect(),
     );
@@ -372,16 +386,7 @@ fn packets_by_state(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_packets_total",
         "Packets by conntrack state.",
-        STATE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    vec![("state", s.to_string())],
-                    sum(rt, &|w| ld(&w.by_state[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "state", STATE_NAMES, |w| &w.by_state),
     );
 }
 
@@ -390,16 +395,9 @@ fn drops(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_drops_total",
         "Packets dropped, by reason (closed set, see deploy/METRICS.md).",
-        DropReason::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    vec![("reason", r.as_str().to_string())],
-                    sum(rt, &|w| ld(&w.drops[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "reason", DropReason::ALL.map(|r| r.as_str()), |w| {
+            &w.drops
+        }),
     );
 }
 
@@ -408,16 +406,7 @@ fn verdicts(f: &mut Fams, rt: &Runtime) {
     f.counter(
         "statewall_verdicts_total",
         "Ruleset verdicts.",
-        ["accept", "drop", "reject"]
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                (
-                    vec![("verdict", v.to_string())],
-                    sum(rt, &|w| ld(&w.verdicts[i])),
-                )
-            })
-            .collect(),
+        by_label(rt, "verdict", ["accept", "drop", "reject"], |w| &w.verdicts),
     );
 }
 

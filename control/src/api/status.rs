@@ -1,6 +1,7 @@
 //! JSON views of a running statewall for the API and `statewall ctl`.
 
 use crate::runtime::Runtime;
+use dataplane::conntrack::CtCounter;
 use dataplane::worker::{DropReason, STATE_NAMES};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,18 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 fn ld(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
-
-/// `conntrack -S` field names, in the order of `PublishedStats::ct_stats`.
-pub const CT_STAT_FIELDS: [&str; 8] = [
-    "found",
-    "invalid",
-    "ignore",
-    "insert",
-    "insert_failed",
-    "drop",
-    "early_drop",
-    "search_restart",
-];
 
 /// Version, workers, ports, ruleset generation.
 pub fn status_json(rt: &Runtime) -> Value {
@@ -96,8 +85,8 @@ pub fn ct_stats_json(rt: &Runtime) -> Value {
         .map(|(i, w)| {
             let mut m = serde_json::Map::new();
             m.insert("cpu".into(), json!(i));
-            for (k, f) in CT_STAT_FIELDS.iter().enumerate() {
-                m.insert(f.to_string(), json!(ld(&w.stats.ct_stats[k])));
+            for &c in CtCounter::CONNTRACK_S {
+                m.insert(c.name().to_string(), json!(w.stats.ct(c)));
             }
             Value::Object(m)
         })
@@ -105,9 +94,9 @@ pub fn ct_stats_json(rt: &Runtime) -> Value {
     // The total is the sum of the per-worker values shown (one read of each counter),
     // so the lines always add up, even under traffic.
     let mut total = serde_json::Map::new();
-    for f in CT_STAT_FIELDS {
-        let t: u64 = per.iter().map(|w| w[f].as_u64().unwrap_or(0)).sum();
-        total.insert(f.to_string(), json!(t));
+    for c in CtCounter::CONNTRACK_S {
+        let t: u64 = per.iter().map(|w| w[c.name()].as_u64().unwrap_or(0)).sum();
+        total.insert(c.name().to_string(), json!(t));
     }
     json!({ "workers": per, "total": total, "entries": rt.sum(|w| ld(&w.ct_entries)), "limit": rt.ct_limit })
 }

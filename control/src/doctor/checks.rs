@@ -602,7 +602,7 @@ fn control_listen(h: &Host) -> Vec<Check> {
     out
 }
 
-/// 20. conntrack memory.
+/// 20. conntrack memory, and the conntrack sysctls that differ from Linux's defaults.
 fn conntrack_memory(h: &Host) -> Vec<Check> {
     let mut out = Vec::new();
     let meminfo = std::fs::read_to_string(h.roots.proc_.join("meminfo")).unwrap_or_default();
@@ -634,6 +634,36 @@ fn conntrack_memory(h: &Host) -> Vec<Check> {
             Status::Skip,
             "no MemAvailable in /proc/meminfo",
             "",
+        ),
+    });
+    // The sysctls that differ from Linux's defaults, read off the one table.
+    let linux = dataplane::conntrack::Config::default();
+    out.push(match crate::runtime::conntrack_config(h.cfg) {
+        Ok(k) => {
+            let changed: Vec<String> = dataplane::conntrack::SYSCTLS
+                .iter()
+                .filter(|s| s.name != "max" && s.get(&k) != s.get(&linux))
+                .map(|s| {
+                    format!(
+                        "{}={} (Linux: {})",
+                        s.sysctl_name(),
+                        s.get(&k),
+                        s.get(&linux)
+                    )
+                })
+                .collect();
+            let detail = if changed.is_empty() {
+                "Linux defaults".to_string()
+            } else {
+                changed.join(", ")
+            };
+            Check::new("conntrack sysctls", Status::Ok, detail, "")
+        }
+        Err(e) => Check::new(
+            "conntrack sysctls",
+            Status::Fail,
+            format!("{e:#}"),
+            "fix [conntrack] in the configuration",
         ),
     });
     out

@@ -32,8 +32,11 @@
 pub mod expect;
 mod helper;
 mod key;
+mod stats;
+pub mod sysctl;
 mod table;
 mod tcp;
+mod tcp_states;
 mod track;
 mod view;
 
@@ -42,8 +45,10 @@ mod tests;
 
 pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
+pub use stats::{CtCounter, Stats};
+pub use sysctl::{Sysctl, SYSCTLS};
 pub use table::{ConnTable, ENTRY_SIZE};
-pub use tcp::TcpState;
+pub use tcp_states::TcpState;
 pub use view::{EntryView, Tuple};
 
 use crate::packet::ParseError;
@@ -161,50 +166,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Sets a knob by its Linux sysctl name without the `net.netfilter.nf_conntrack_`
-    /// prefix (`tcp_loose`, `tcp_timeout_established`, `udp_timeout`, `checksum`, ...).
-    /// Booleans take 0/1 (or false/true); timeouts are seconds.
+    /// Sets a knob by its Linux sysctl name, with or without the
+    /// `net.netfilter.nf_conntrack_` prefix (`tcp_loose`, `tcp_timeout_established`,
+    /// `udp_timeout`, `checksum`, ...): a [`SYSCTLS`] row. Booleans take 0/1 (or
+    /// false/true); timeouts are seconds.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let num = || -> Result<u32, String> {
-            value
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| format!("expected a number, got {value:?}"))
-        };
-        let flag = || -> Result<bool, String> {
-            match value.trim() {
-                "1" | "true" => Ok(true),
-                "0" | "false" => Ok(false),
-                _ => Err(format!("expected 0 or 1, got {value:?}")),
-            }
-        };
-        match name {
-            "max" | "nf_conntrack_max" => self.nf_conntrack_max = num()?,
-            "checksum" => self.checksum = flag()?,
-            "tcp_loose" => self.tcp_loose = flag()?,
-            "tcp_be_liberal" => self.tcp_be_liberal = flag()?,
-            "tcp_ignore_invalid_rst" => self.tcp_ignore_invalid_rst = flag()?,
-            "tcp_max_retrans" => self.tcp_max_retrans = num()?,
-            "tcp_timeout_syn_sent" => self.tcp_timeout_syn_sent = num()?,
-            "tcp_timeout_syn_recv" => self.tcp_timeout_syn_recv = num()?,
-            "tcp_timeout_established" => self.tcp_timeout_established = num()?,
-            "tcp_timeout_fin_wait" => self.tcp_timeout_fin_wait = num()?,
-            "tcp_timeout_close_wait" => self.tcp_timeout_close_wait = num()?,
-            "tcp_timeout_last_ack" => self.tcp_timeout_last_ack = num()?,
-            "tcp_timeout_time_wait" => self.tcp_timeout_time_wait = num()?,
-            "tcp_timeout_close" => self.tcp_timeout_close = num()?,
-            "tcp_timeout_syn_sent2" => self.tcp_timeout_syn_sent2 = num()?,
-            "tcp_timeout_max_retrans" => self.tcp_timeout_max_retrans = num()?,
-            "tcp_timeout_unacknowledged" => self.tcp_timeout_unacknowledged = num()?,
-            "udp_timeout" => self.udp_timeout = num()?,
-            "udp_timeout_stream" => self.udp_timeout_stream = num()?,
-            "icmp_timeout" => self.icmp_timeout = num()?,
-            "icmpv6_timeout" => self.icmpv6_timeout = num()?,
-            "generic_timeout" => self.generic_timeout = num()?,
-            "expect_max" => self.expect_max = num()?,
-            other => return Err(format!("unknown conntrack setting {other:?}")),
-        }
-        Ok(())
+        let s = Sysctl::find(name).ok_or_else(|| format!("unknown conntrack setting {name:?}"))?;
+        s.set(self, s.parse(value)?)
     }
 }
 
@@ -489,35 +457,4 @@ impl ConfirmResult {
     pub fn is_pass(self) -> bool {
         self == ConfirmResult::Pass
     }
-}
-
-/// Counters, named like `conntrack -S`, plus expirations per protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stats {
-    /// Packets that found an existing entry.
-    pub found: u64,
-    /// Packets labelled INVALID.
-    pub invalid: u64,
-    /// Packets not tracked (NOTRACK).
-    pub ignore: u64,
-    /// Entries inserted (confirmed).
-    pub insert: u64,
-    /// Inserts that failed (clash for TCP, probe window full); the packet was dropped.
-    pub insert_failed: u64,
-    /// Packets dropped because the table was full (early drop freed nothing).
-    pub drop: u64,
-    /// Entries evicted by early drop.
-    pub early_drop: u64,
-    /// Lookups restarted (a TCP reopen kills the old entry and looks up again).
-    pub search_restart: u64,
-    /// Expired TCP entries reaped.
-    pub expired_tcp: u64,
-    /// Expired UDP entries reaped.
-    pub expired_udp: u64,
-    /// Expired ICMP entries reaped.
-    pub expired_icmp: u64,
-    /// Expired ICMPv6 entries reaped.
-    pub expired_icmpv6: u64,
-    /// Expired entries of other protocols reaped.
-    pub expired_generic: u64,
 }

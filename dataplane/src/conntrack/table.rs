@@ -26,7 +26,8 @@ use super::helper::ftp::FtpSeq;
 use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
 use super::tcp::{Seen, TcpConn, TcpState};
 use super::view::{EntryView, Tuple};
-use super::{Config, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use super::{Config, CtCounter, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use crate::arch::prefetch_line;
 use crate::packet::{proto, Addr, Family, Parsed};
 use std::sync::Arc;
 
@@ -116,23 +117,6 @@ pub(super) fn fold(family: Family, a: &Addr) -> u32 {
     match family {
         Family::V4 => w(0),
         Family::V6 => w(0) ^ w(4).rotate_left(8) ^ w(8).rotate_left(16) ^ w(12).rotate_left(24),
-    }
-}
-
-/// Asks the CPU to bring the cache line of `x` in (no effect on the program's state).
-#[inline(always)]
-fn prefetch_line<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let ptr = x as *const T as *const i8;
-        // SAFETY: `ptr` comes from a reference, so it points into a live allocation; a
-        // prefetch never faults and has no architectural effect, and SSE is baseline
-        // on x86_64.
-        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = x;
     }
 }
 
@@ -411,13 +395,7 @@ impl ConnTable {
             self.drop_expectations(slot);
         }
         if expired {
-            match k.proto {
-                proto::TCP => self.stats.expired_tcp += 1,
-                proto::UDP => self.stats.expired_udp += 1,
-                proto::ICMP => self.stats.expired_icmp += 1,
-                proto::ICMPV6 => self.stats.expired_icmpv6 += 1,
-                _ => self.stats.expired_generic += 1,
-            }
+            self.stats[CtCounter::expired(k.proto)] += 1;
         }
         self.free_slot(slot);
         self.len -= 1;
@@ -473,7 +451,7 @@ impl ConnTable {
                 }
             }
             if dropped > 0 {
-                self.stats.early_drop += dropped;
+                self.stats[CtCounter::EarlyDrop] += dropped;
                 break;
             }
         }

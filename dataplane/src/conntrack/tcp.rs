@@ -5,138 +5,7 @@
 use super::{Config, CtStatus, InvalidReason};
 use crate::packet::{tcp_flags as F, Tcp, TcpOptions};
 
-/// TCP conntrack state, as `conntrack -L` prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum TcpState {
-    /// No state yet (`TCP_CONNTRACK_NONE`).
-    None = 0,
-    /// SYN seen.
-    SynSent = 1,
-    /// SYN/ACK seen.
-    SynRecv = 2,
-    /// Handshake complete (or picked up).
-    Established = 3,
-    /// FIN seen.
-    FinWait = 4,
-    /// FIN acknowledged.
-    CloseWait = 5,
-    /// FIN seen in both directions.
-    LastAck = 6,
-    /// Closed, lingering.
-    TimeWait = 7,
-    /// Reset.
-    Close = 8,
-    /// Simultaneous open (SYN seen in both directions).
-    SynSent2 = 9,
-}
-
-impl TcpState {
-    /// The state for a kernel state number (0..=9).
-    pub(crate) fn from_u8(s: u8) -> TcpState {
-        match s {
-            1 => TcpState::SynSent,
-            2 => TcpState::SynRecv,
-            3 => TcpState::Established,
-            4 => TcpState::FinWait,
-            5 => TcpState::CloseWait,
-            6 => TcpState::LastAck,
-            7 => TcpState::TimeWait,
-            8 => TcpState::Close,
-            9 => TcpState::SynSent2,
-            _ => TcpState::None,
-        }
-    }
-
-    /// The name `conntrack -L` prints.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TcpState::None => "NONE",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::Established => "ESTABLISHED",
-            TcpState::FinWait => "FIN_WAIT",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::SynSent2 => "SYN_SENT2",
-        }
-    }
-}
-
-impl std::fmt::Display for TcpState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-// Kernel state numbers (enum tcp_conntrack).
-pub(crate) const S_NO: u8 = 0;
-pub(crate) const S_SS: u8 = 1;
-pub(crate) const S_SR: u8 = 2;
-pub(crate) const S_ES: u8 = 3;
-pub(crate) const S_FW: u8 = 4;
-pub(crate) const S_CW: u8 = 5;
-pub(crate) const S_LA: u8 = 6;
-pub(crate) const S_TW: u8 = 7;
-pub(crate) const S_CL: u8 = 8;
-pub(crate) const S_S2: u8 = 9;
-/// `TCP_CONNTRACK_MAX`: invalid.
-pub(crate) const S_IV: u8 = 10;
-/// `TCP_CONNTRACK_IGNORE`.
-pub(crate) const S_IG: u8 = 11;
-
-// Packet classes (the table rows).
-pub(crate) const TCP_SYN_SET: u8 = 0;
-pub(crate) const TCP_SYNACK_SET: u8 = 1;
-pub(crate) const TCP_FIN_SET: u8 = 2;
-pub(crate) const TCP_ACK_SET: u8 = 3;
-pub(crate) const TCP_RST_SET: u8 = 4;
-pub(crate) const TCP_NONE_SET: u8 = 5;
-
-const DIR_ORIGINAL: usize = 0;
-const DIR_REPLY: usize = 1;
-
-// Short names as in the kernel source, so the table reads like `tcp_conntracks`.
-const SNO: u8 = S_NO;
-const SSS: u8 = S_SS;
-const SSR: u8 = S_SR;
-const SES: u8 = S_ES;
-const SFW: u8 = S_FW;
-const SCW: u8 = S_CW;
-const SLA: u8 = S_LA;
-const STW: u8 = S_TW;
-const SCL: u8 = S_CL;
-const SS2: u8 = S_S2;
-const SIV: u8 = S_IV;
-const SIG: u8 = S_IG;
-
-/// `tcp_conntracks[dir][class][old state]` (`docs/CONNTRACK.md` §2.2), cell for cell.
-#[rustfmt::skip]
-pub(crate) const TCP_CONNTRACKS: [[[u8; 10]; 6]; 2] = [
-    // ORIGINAL
-    [
-    /*           sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2 */
-    /* syn    */ [SSS, SSS, SIG, SIG, SIG, SIG, SIG, SSS, SSS, SS2],
-    /* synack */ [SIV, SIV, SSR, SIV, SIV, SIV, SIV, SIV, SIV, SSR],
-    /* fin    */ [SIV, SIV, SFW, SFW, SLA, SLA, SLA, STW, SCL, SIV],
-    /* ack    */ [SES, SIV, SES, SES, SCW, SCW, STW, STW, SCL, SIV],
-    /* rst    */ [SIV, SCL, SCL, SCL, SCL, SCL, SCL, SCL, SCL, SCL],
-    /* none   */ [SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV],
-    ],
-    // REPLY
-    [
-    /*           sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2 */
-    /* syn    */ [SIV, SS2, SIV, SIV, SIV, SIV, SIV, SSS, SIV, SS2],
-    /* synack */ [SIV, SSR, SIG, SIG, SIG, SIG, SIG, SIG, SIG, SSR],
-    /* fin    */ [SIV, SIV, SFW, SFW, SLA, SLA, SLA, STW, SCL, SIV],
-    /* ack    */ [SIV, SIG, SSR, SES, SCW, SCW, STW, STW, SCL, SIG],
-    /* rst    */ [SIV, SCL, SCL, SCL, SCL, SCL, SCL, SCL, SCL, SCL],
-    /* none   */ [SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV, SIV],
-    ],
-];
-const _: () = assert!(SNO == 0 && SS2 == 9);
+pub(crate) use super::tcp_states::*;
 
 // Per-direction flags (IP_CT_TCP_FLAG_*).
 pub(crate) const F_WINDOW_SCALE: u8 = 0x01;
@@ -343,7 +212,7 @@ fn init_sender(s: &mut Seen, r: &mut Seen, seg: &Seg, end: u32, win: u32) {
 
 /// `tcp_new`: the TCP state of a candidate entry, or why it cannot be created (`docs/CONNTRACK.md` §2.1 step 4).
 pub(crate) fn tcp_new(seg: &Seg, cfg: &Config) -> Result<TcpConn, InvalidReason> {
-    let new_state = TCP_CONNTRACKS[DIR_ORIGINAL][seg.index as usize][SNO as usize];
+    let new_state = next_state(DIR_ORIGINAL, seg.index, SNO);
     if new_state >= SIV {
         return Err(InvalidReason::TcpInvalidFirst);
     }
@@ -365,21 +234,6 @@ pub(crate) fn tcp_new(seg: &Seg, cfg: &Config) -> Result<TcpConn, InvalidReason>
     }
     c.last_index = TCP_NONE_SET;
     Ok(c)
-}
-
-fn timeout_of(cfg: &Config, state: u8) -> u32 {
-    match state {
-        S_SS => cfg.tcp_timeout_syn_sent,
-        S_SR => cfg.tcp_timeout_syn_recv,
-        S_ES => cfg.tcp_timeout_established,
-        S_FW => cfg.tcp_timeout_fin_wait,
-        S_CW => cfg.tcp_timeout_close_wait,
-        S_LA => cfg.tcp_timeout_last_ack,
-        S_TW => cfg.tcp_timeout_time_wait,
-        S_CL => cfg.tcp_timeout_close,
-        S_S2 => cfg.tcp_timeout_syn_sent2,
-        _ => cfg.tcp_timeout_close,
-    }
 }
 
 /// Inputs about the entry that are not part of the TCP state.
@@ -407,7 +261,7 @@ pub(crate) fn tcp_packet(
     let status = ctx.status;
     let mut old_state = c.state;
     let index = seg.index;
-    let mut new_state = TCP_CONNTRACKS[dir][index as usize][old_state as usize];
+    let mut new_state = next_state(dir, index, old_state);
     let mut skip_window = false;
 
     let mut ignore_path = new_state == SIG;

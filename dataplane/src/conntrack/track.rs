@@ -10,8 +10,8 @@ use super::table::{
 };
 use super::tcp::{self, EntryCtx, Seg, TcpAction, TcpState};
 use super::{
-    ConfirmResult, CtState, CtStatus, Direction, HelperKind, InvalidReason, Nanos, Track,
-    TrackOpts, NS,
+    ConfirmResult, CtCounter, CtState, CtStatus, Direction, HelperKind, InvalidReason, Nanos,
+    Track, TrackOpts, NS,
 };
 use crate::packet::{checksum, proto, Family, ParseError, Parsed, L4};
 
@@ -24,12 +24,12 @@ impl ConnTable {
     #[inline]
     pub fn track(&mut self, frame: &[u8], p: &Parsed, now: Nanos, opts: TrackOpts) -> Track {
         if opts.notrack {
-            self.stats.ignore += 1;
+            self.stats[CtCounter::Ignore] += 1;
             return Track::untracked();
         }
         let t = self.track_inner(frame, p, now, opts);
         if t.state == CtState::Invalid {
-            self.stats.invalid += 1;
+            self.stats[CtCounter::Invalid] += 1;
         }
         t
     }
@@ -88,11 +88,11 @@ impl ConnTable {
         // At most one restart: a TCP reopen removes the entry it found.
         for _ in 0..2 {
             if let Some(slot) = self.lookup_live(&key, h, now) {
-                self.stats.found += 1;
+                self.stats[CtCounter::Found] += 1;
                 match self.update(slot, &key, p, src_is_a, now) {
                     Some(t) => return t,
                     None => {
-                        self.stats.search_restart += 1;
+                        self.stats[CtCounter::SearchRestart] += 1;
                         continue;
                     }
                 }
@@ -238,7 +238,7 @@ impl ConnTable {
             _ => {}
         }
         let Some(slot) = self.alloc(h, now) else {
-            self.stats.drop += 1;
+            self.stats[CtCounter::Drop] += 1;
             return Track {
                 state: CtState::New,
                 table_full_drop: true,
@@ -365,7 +365,7 @@ impl ConnTable {
         if p.dst != ip.src {
             return Track::invalid(InvalidReason::IcmpErrorSpoofed);
         }
-        self.stats.found += 1;
+        self.stats[CtCounter::Found] += 1;
         let e = &self.entries[slot];
         let inner_orig = inner_src_is_a == (e.meta & M_ORIG_IS_A != 0);
         let dir = if inner_orig {
@@ -434,16 +434,16 @@ impl ConnTable {
             // Another packet of the same flow was confirmed first (same burst).
             self.free_slot(slot);
             if k.proto == proto::TCP {
-                self.stats.insert_failed += 1;
-                self.stats.drop += 1;
+                self.stats[CtCounter::InsertFailed] += 1;
+                self.stats[CtCounter::Drop] += 1;
                 return ConfirmResult::InsertFailed;
             }
             return ConfirmResult::Pass; // UDP/ICMP/generic: merged into the existing entry
         }
         if !self.index_insert(h, slot) {
             self.free_slot(slot);
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
+            self.stats[CtCounter::InsertFailed] += 1;
+            self.stats[CtCounter::Drop] += 1;
             return ConfirmResult::InsertFailed;
         }
         let e = &mut self.entries[slot];
@@ -451,7 +451,7 @@ impl ConnTable {
         e.status |= CtStatus::CONFIRMED;
         e.deadline = now.saturating_add(e.deadline);
         self.len += 1;
-        self.stats.insert += 1;
+        self.stats[CtCounter::Insert] += 1;
         ConfirmResult::Pass
     }
 }

@@ -30,14 +30,16 @@
 //! Every `unsafe` block of the port layer's system interface is in this file (or in the
 //! helpers it shares with af_xdp, [`super::sys`]), each with the invariant it relies on.
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for the mmapped TPACKET_V3 ring and its system calls.
+#![allow(unsafe_code)]
+
 use super::sys::{self, setsockopt};
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use super::{Mbuf, MbufPool, Port};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 /// Most frames sent with one `sendmmsg`.
 pub const TX_BATCH: usize = 64;
@@ -140,7 +142,9 @@ impl Queue {
         if raw < 0 {
             return Err(last_err("socket (needs CAP_NET_RAW)", ifname));
         }
-        let fd = sys::owned(raw);
+        // SAFETY: `raw` was just returned by a successful socket(2) and is handed to
+        // nothing else.
+        let fd = unsafe { sys::owned(raw) };
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
             .map_err(|_| last_err("PACKET_VERSION TPACKET_V3", ifname))?;
         let frames_per_block = (cfg.block_size / cfg.frame_size.max(64)).max(1);
@@ -358,12 +362,10 @@ impl Port for AfPacketPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let port_id = self.h.port_id;
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let port_id = self.h.port_id;
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         let (mut n, mut bytes, mut errors, mut released) = (0usize, 0u64, 0u64, false);
         while n < max {
             if !q.in_block {
@@ -453,11 +455,9 @@ impl Port for AfPacketPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         let mut done = 0;
         while !pkts.is_empty() {
             let k = pkts.len().min(TX_BATCH);
@@ -513,21 +513,8 @@ impl Port for AfPacketPort {
         done
     }
 
-    fn stats(&self) -> PortStats {
-        self.h.stats()
-    }
-
-    fn queues(&self) -> u16 {
-        self.h.nq
-    }
-
-    fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.range()
-    }
-
-    fn counters(&self) -> Arc<PortCounters> {
-        self.h.counters.clone()
-    }
+    // stats, queues, queue_range, counters: what the handle knows.
+    super::queue_handle_methods!(h);
 
     fn steering(&self) -> Option<super::Steering> {
         Some(super::Steering::Fanout)

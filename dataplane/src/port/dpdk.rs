@@ -32,6 +32,9 @@
 //! * Multi-segment (chained) mbufs are not supported: only the first segment is seen.
 //!   Configure jumbo frames off (the default).
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for the FFI to DPDK and its mbufs (with dpdk/tests.rs).
+#![allow(unsafe_code)]
+
 use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
 use crate::steer::rss::{RssModel, RssTypes};
 use crate::steer::Steering;

@@ -161,11 +161,47 @@ impl<Q> QueueHandle<Q> {
 
     /// The index in `queues` of port queue `queue`, if this handle serves it.
     pub fn index(&self, queue: u16) -> Option<usize> {
-        queue
-            .checked_sub(self.first)
-            .map(usize::from)
-            .filter(|&i| i < self.queues.len())
+        queue_index(self.first, self.queues.len(), queue)
     }
+
+    /// The state and the counters of port queue `queue`, if this handle serves it: what
+    /// every burst function starts with (one that gets `None` moves nothing).
+    pub fn queue_mut(&mut self, queue: u16) -> Option<(&mut Q, &QueueCounters)> {
+        let i = self.index(queue)?;
+        Some((&mut self.queues[i], self.counters.queue(queue)))
+    }
+}
+
+/// The [`Port`] methods a backend built on a [`QueueHandle`] field answers from it
+/// (`stats`, `queues`, `queue_range`, `counters`); used inside `impl Port for …`.
+macro_rules! queue_handle_methods {
+    ($h:ident) => {
+        fn stats(&self) -> $crate::port::PortStats {
+            self.$h.stats()
+        }
+
+        fn queues(&self) -> u16 {
+            self.$h.nq
+        }
+
+        fn queue_range(&self) -> std::ops::Range<u16> {
+            self.$h.range()
+        }
+
+        fn counters(&self) -> std::sync::Arc<$crate::port::PortCounters> {
+            self.$h.counters.clone()
+        }
+    };
+}
+pub(crate) use queue_handle_methods;
+
+/// The index of port queue `queue` among the `len` queues a handle serves from `first`
+/// on, if it serves it (the [`Port::queue_range`] rule every backend applies).
+pub(crate) fn queue_index(first: u16, len: usize, queue: u16) -> Option<usize> {
+    queue
+        .checked_sub(first)
+        .map(usize::from)
+        .filter(|&i| i < len)
 }
 
 /// Port counters (one queue, or a sum).

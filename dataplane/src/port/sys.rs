@@ -3,6 +3,9 @@
 //! descriptor, and the one error format both use, `"{backend} {ifname}: {what}: {e}"`
 //! with the kind of the original error kept (callers match on `raw_os_error`).
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for system calls on raw descriptors.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -42,10 +45,15 @@ pub(super) fn setsockopt<T>(
     }
 }
 
-/// Takes ownership of `fd`, a descriptor the caller has just received from a successful
-/// system call (socket(2), bpf(2)) and handed to nothing else.
-pub(super) fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just returned by a successful bpf(2)/socket(2) call and nothing
-    // else owns it (the callers' contract, above).
+/// Takes ownership of `fd`, so that it is closed when the [`OwnedFd`] drops.
+///
+/// # Safety
+///
+/// `fd` must be an open descriptor that nothing else owns or will close: one the caller
+/// has just received from a successful system call (socket(2), bpf(2)) and handed to
+/// nothing else. Two owners would close it twice, the second time perhaps closing an
+/// unrelated descriptor that reused the number.
+pub(super) unsafe fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and unowned (the contract above).
     unsafe { OwnedFd::from_raw_fd(fd) }
 }

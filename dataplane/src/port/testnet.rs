@@ -1,6 +1,9 @@
 //! Test support for the live backends (af_packet, af_xdp): two network namespaces joined
 //! by a veth pair, created per test with unique names and deleted on drop.
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for namespace and veth set-up for tests (setns, unshare).
+#![allow(unsafe_code)]
+
 use super::{MbufPool, Port};
 use std::os::fd::AsRawFd;
 use std::process::Command;

@@ -27,14 +27,5 @@ impl Default for Clock {
 /// Reads a cycle counter: the TSC on x86_64, nanoseconds elsewhere.
 #[inline(always)]
 pub fn cycles(clock: &Clock) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let _ = clock;
-        // SAFETY: RDTSC has no preconditions; it only reads the time-stamp counter.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        clock.now()
-    }
+    crate::arch::cycle_counter().unwrap_or_else(|| clock.now())
 }

@@ -5,7 +5,7 @@
 //! by the owning worker only) into a cache-padded [`PublishedStats`] once per loop
 //! iteration: no read-modify-write, no false sharing on the hot path.
 
-use crate::conntrack::CtState;
+use crate::conntrack::{CtCounter, CtState, Stats};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the worker dropped a packet: the closed set behind `statewall_drops_total{reason}`.
@@ -149,10 +149,9 @@ pub struct PublishedStats {
     pub burst_hist: [AtomicU64; 10],
     /// Conntrack entries in this worker's shard.
     pub ct_entries: AtomicU64,
-    /// Conntrack `-S` counters: found, invalid, ignore, insert, insert_failed, drop, early_drop, search_restart.
-    pub ct_stats: [AtomicU64; 8],
-    /// Entries expired by protocol: tcp, udp, icmp, icmpv6, other.
-    pub expired: [AtomicU64; 5],
+    /// The shard's conntrack counters (`conntrack -S` and expirations), indexed by
+    /// [`CtCounter`]: read them with [`PublishedStats::ct`].
+    pub ct: [AtomicU64; CtCounter::N],
     /// Packets handed to the worker owning their connection.
     pub handed_off: AtomicU64,
 }
@@ -178,30 +177,15 @@ impl PublishedStats {
     }
 
     /// Stores the shard's `conntrack -S` counters and expirations.
-    pub(super) fn publish_conntrack(&self, cs: &crate::conntrack::Stats) {
-        let found = [
-            cs.found,
-            cs.invalid,
-            cs.ignore,
-            cs.insert,
-            cs.insert_failed,
-            cs.drop,
-            cs.early_drop,
-            cs.search_restart,
-        ];
-        for (a, v) in self.ct_stats.iter().zip(found) {
-            a.store(v, Ordering::Relaxed);
+    pub(super) fn publish_conntrack(&self, cs: &Stats) {
+        for (c, v) in cs.iter() {
+            self.ct[c as usize].store(v, Ordering::Relaxed);
         }
-        let expired = [
-            cs.expired_tcp,
-            cs.expired_udp,
-            cs.expired_icmp,
-            cs.expired_icmpv6,
-            cs.expired_generic,
-        ];
-        for (a, v) in self.expired.iter().zip(expired) {
-            a.store(v, Ordering::Relaxed);
-        }
+    }
+
+    /// One published conntrack counter.
+    pub fn ct(&self, c: CtCounter) -> u64 {
+        self.ct[c as usize].load(Ordering::Relaxed)
     }
 }
 

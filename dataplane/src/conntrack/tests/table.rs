@@ -75,7 +75,7 @@ fn l01_early_drop_unreplied() {
     let t = h.go(&flow(1000));
     expect(&t, New, None);
     assert!(!t.table_full_drop);
-    assert!(h.t.stats().early_drop >= 1);
+    assert!(h.t.stats()[CtCounter::EarlyDrop] >= 1);
     assert!(h.t.len() <= n);
     assert!(h.view(&flow(1000)).is_some());
 }
@@ -109,8 +109,8 @@ fn l02_full_of_assured_drops() {
     let t = h.go(&flow(1000));
     assert!(t.table_full_drop);
     assert!(t.handle.is_none());
-    assert_eq!(h.t.stats().drop, 1);
-    assert_eq!(h.t.stats().invalid, 0);
+    assert_eq!(h.t.stats()[CtCounter::Drop], 1);
+    assert_eq!(h.t.stats()[CtCounter::Invalid], 0);
     assert_eq!(h.t.len(), n);
 }
 
@@ -173,7 +173,7 @@ fn burst_duplicate_candidates() {
     let t2 = h.t.track(&s, &p, h.now, TrackOpts::default());
     assert!(h.t.confirm(&t1, true, &s, &p, h.now).is_pass());
     assert!(!h.t.confirm(&t2, true, &s, &p, h.now).is_pass());
-    assert_eq!(h.t.stats().insert_failed, 1);
+    assert_eq!(h.t.stats()[CtCounter::InsertFailed], 1);
     // UDP: merged.
     let u = udp(UC, US);
     let p = parsed(&u);

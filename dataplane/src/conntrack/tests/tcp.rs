@@ -4,25 +4,24 @@ use super::*;
 
 #[test]
 fn state_table_matches_spec_cells() {
-    use crate::conntrack::tcp::*;
+    use crate::conntrack::tcp::{Cell, Class, Dir, TCP_CONNTRACKS};
+    use Dir::{Original as O, Reply as R};
+    let to = Cell::To;
     // A few cells of `docs/CONNTRACK.md` §2.2, by (dir, class, old).
-    assert_eq!(TCP_CONNTRACKS[0][TCP_SYN_SET as usize][S_TW as usize], S_SS);
-    assert_eq!(
-        TCP_CONNTRACKS[0][TCP_SYNACK_SET as usize][S_S2 as usize],
-        S_SR
-    );
-    assert_eq!(TCP_CONNTRACKS[0][TCP_ACK_SET as usize][S_LA as usize], S_TW);
-    assert_eq!(TCP_CONNTRACKS[1][TCP_SYN_SET as usize][S_SS as usize], S_S2);
-    assert_eq!(TCP_CONNTRACKS[1][TCP_SYN_SET as usize][S_TW as usize], S_SS);
-    assert_eq!(
-        TCP_CONNTRACKS[1][TCP_SYNACK_SET as usize][S_ES as usize],
-        S_IG
-    );
-    assert_eq!(TCP_CONNTRACKS[1][TCP_ACK_SET as usize][S_SS as usize], S_IG);
-    assert_eq!(TCP_CONNTRACKS[1][TCP_ACK_SET as usize][S_S2 as usize], S_IG);
-    assert_eq!(TCP_CONNTRACKS[1][TCP_RST_SET as usize][S_NO as usize], S_IV);
-    for dir in &TCP_CONNTRACKS {
-        assert!(dir[TCP_NONE_SET as usize].iter().all(|&s| s == S_IV));
+    let t = |d, c, s| TCP_CONNTRACKS[d][c][s];
+    assert_eq!(t(O, Class::Syn, TS::TimeWait), to(TS::SynSent));
+    assert_eq!(t(O, Class::SynAck, TS::SynSent2), to(TS::SynRecv));
+    assert_eq!(t(O, Class::Ack, TS::LastAck), to(TS::TimeWait));
+    assert_eq!(t(R, Class::Syn, TS::SynSent), to(TS::SynSent2));
+    assert_eq!(t(R, Class::Syn, TS::TimeWait), to(TS::SynSent));
+    assert_eq!(t(R, Class::SynAck, TS::Established), Cell::Ignore);
+    assert_eq!(t(R, Class::Ack, TS::SynSent), Cell::Ignore);
+    assert_eq!(t(R, Class::Ack, TS::SynSent2), Cell::Ignore);
+    assert_eq!(t(R, Class::Rst, TS::None), Cell::Invalid);
+    for d in [O, R] {
+        assert!(TCP_CONNTRACKS[d][Class::None]
+            .iter()
+            .all(|&c| c == Cell::Invalid));
     }
 }
 
@@ -168,7 +167,7 @@ fn t10_invalid_first_packets() {
         InvalidReason::TcpInvalidFirst,
     );
     assert_eq!(h.t.len(), 0);
-    assert_eq!(h.t.stats().invalid, 3);
+    assert_eq!(h.t.stats()[CtCounter::Invalid], 3);
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn u03_expired_then_reverse_is_new() {
     expect(&t, New, None);
     let v = h.view(&r).unwrap();
     assert_eq!(packet::to_ip(v.family, &v.orig.src), ip("10.0.0.2"));
-    assert_eq!(h.t.stats().expired_udp, 1);
+    assert_eq!(h.t.stats()[CtCounter::ExpiredUdp], 1);
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn n01_notrack_both_ways() {
     expect(&h.notrack(&udp(UC, US)), Untr, None);
     expect(&h.notrack(&udp(US, UC)), Untr, None);
     assert_eq!(h.t.len(), 0);
-    assert_eq!(h.t.stats().ignore, 2);
+    assert_eq!(h.t.stats()[CtCounter::Ignore], 2);
 }
 
 #[test]

@@ -98,13 +98,15 @@ impl XdpProgram {
         put_u32(&mut a, 4, 4); // key_size
         put_u32(&mut a, 8, 4); // value_size
         put_u32(&mut a, 12, entries.max(1)); // max_entries
-        let map = owned(bpf(BPF_MAP_CREATE, &mut a).map_err(|e| {
+        let map_fd = bpf(BPF_MAP_CREATE, &mut a).map_err(|e| {
             err(
                 "bpf(BPF_MAP_CREATE XSKMAP) (needs CAP_BPF/CAP_SYS_ADMIN)",
                 ifname,
                 e,
             )
-        })?);
+        })?;
+        // SAFETY: a successful bpf(2) just returned `map_fd`, and nothing else holds it.
+        let map = unsafe { owned(map_fd) };
         let insns = redirect_program(map.as_raw_fd());
         let license = b"Dual BSD/GPL\0";
         let name = b"sw_xsk_redirect\0";
@@ -123,7 +125,8 @@ impl XdpProgram {
             a[48..48 + name.len()].copy_from_slice(name); // prog_name
             put_u32(&mut a, 68, BPF_XDP); // expected_attach_type
             match bpf(BPF_PROG_LOAD, &mut a) {
-                Ok(fd) => break owned(fd),
+                // SAFETY: a successful bpf(2) just returned `fd`, and nothing else holds it.
+                Ok(fd) => break unsafe { owned(fd) },
                 // Load again with the verifier's log for the error message.
                 Err(_) if log.is_empty() => log = vec![0u8; 4096],
                 Err(e) => {
@@ -161,7 +164,8 @@ impl XdpProgram {
             put_u32(&mut a, 12, flags); // link_create.flags
             match bpf(BPF_LINK_CREATE, &mut a) {
                 Ok(fd) => {
-                    self.link = Some(owned(fd));
+                    // SAFETY: a successful bpf(2) just returned `fd`; nothing else holds it.
+                    self.link = Some(unsafe { owned(fd) });
                     self.native = native;
                     return Ok(());
                 }

@@ -67,6 +67,9 @@
 //! the bursts) or in the helpers it shares with af_packet ([`super::sys`]), each with the
 //! invariant it relies on.
 
+// `unsafe` is denied crate-wide (lib.rs); this backend needs it for UMEM and ring mappings, bpf(2) and the socket calls (for the whole folder).
+#![allow(unsafe_code)]
+
 mod bpf;
 mod ring;
 mod umem;
@@ -74,7 +77,7 @@ mod umem;
 pub use bpf::redirect_program;
 
 use super::sys;
-use super::{Mbuf, MbufPool, Port, PortCounters, PortStats};
+use super::{Mbuf, MbufPool, Port};
 use bpf::XdpProgram;
 use std::ffi::CString;
 use std::io;
@@ -254,12 +257,10 @@ impl Port for AfXdpPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let port_id = self.h.port_id;
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let port_id = self.h.port_id;
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         if q.kick_pending {
             let e = q.kick_tx();
             c.add_tx_errors(e);
@@ -343,11 +344,9 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = self.h.index(queue) else {
+        let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        let c = self.h.counters.queue(queue);
-        let q = &mut self.h.queues[idx];
         q.reclaim();
         let want = pkts.len().min(q.tx_free.len()).min(u32::MAX as usize) as u32;
         let room = q.tx.prod_free(want).min(want) as usize;
@@ -397,21 +396,8 @@ impl Port for AfXdpPort {
         room
     }
 
-    fn stats(&self) -> PortStats {
-        self.h.stats()
-    }
-
-    fn queues(&self) -> u16 {
-        self.h.nq
-    }
-
-    fn queue_range(&self) -> std::ops::Range<u16> {
-        self.h.range()
-    }
-
-    fn counters(&self) -> Arc<PortCounters> {
-        self.h.counters.clone()
-    }
+    // stats, queues, queue_range, counters: what the handle knows.
+    super::queue_handle_methods!(h);
 }
 
 #[cfg(test)]

@@ -88,7 +88,9 @@ impl Queue {
                 ifname,
             ));
         }
-        let fd = owned(raw);
+        // SAFETY: `raw` was just returned by a successful socket(2) and is handed to
+        // nothing else.
+        let fd = unsafe { owned(raw) };
         let frames = 2 * n as usize;
         let umem_len = frames * fsz as usize;
         // SAFETY: a fresh anonymous private mapping; the result is checked.

@@ -181,11 +181,7 @@ impl Port for PktgenPort {
         out: &mut Vec<Mbuf>,
         max: usize,
     ) -> usize {
-        let Some(idx) = queue
-            .checked_sub(self.first)
-            .map(usize::from)
-            .filter(|&i| i < self.sims.len())
-        else {
+        let Some(idx) = super::queue_index(self.first, self.sims.len(), queue) else {
             return 0;
         };
         let now = self.now();
@@ -223,11 +219,7 @@ impl Port for PktgenPort {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Vec<Mbuf>, pool: &mut MbufPool) -> usize {
-        let Some(idx) = queue
-            .checked_sub(self.first)
-            .map(usize::from)
-            .filter(|&i| i < self.sims.len())
-        else {
+        let Some(idx) = super::queue_index(self.first, self.sims.len(), queue) else {
             return 0;
         };
         let st = &self.stats.queues[queue as usize];
