@@ -21,7 +21,18 @@ use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
 use scenario::swaps::rule_swaps;
+use std::sync::Mutex;
 use std::time::Instant;
+
+/// Checks a scenario found broken (lost packets, uncounted drops): printed at the end,
+/// and the run exits with status 1. Figures are never checked, only correctness.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records a failed correctness check of a scenario (the run will exit non-zero).
+pub(crate) fn fail(msg: String) {
+    eprintln!("statewall-bench: FAILED: {msg}");
+    FAILURES.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -132,5 +143,13 @@ fn main() {
     println!("statewall-bench: done in {total:.1} s");
     if let Err(e) = write_json(&o, &rows, cores, total) {
         eprintln!("statewall-bench: could not write results: {e}");
+    }
+    let failures = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    if !failures.is_empty() {
+        eprintln!("statewall-bench: {} check(s) failed:", failures.len());
+        for f in failures.iter() {
+            eprintln!("  {f}");
+        }
+        std::process::exit(1);
     }
 }
