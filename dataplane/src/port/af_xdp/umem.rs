@@ -33,6 +33,8 @@ pub(super) struct Queue {
     pub(super) tx_free: Vec<u64>,
     /// A kick left frames in the TX ring (copy mode sends 32 per `sendto`).
     pub(super) kick_pending: bool,
+    /// The last kick found the link down or the device gone (`ENETDOWN`/`ENXIO`).
+    pub(super) down: bool,
     pub(super) zero_copy: bool,
     pub(super) idle_polls: u32,
     seen: Seen,
@@ -177,6 +179,7 @@ impl Queue {
                 .map(|i| i * u64::from(fsz))
                 .collect(),
             kick_pending: false,
+            down: false,
             zero_copy,
             idle_polls: 0,
             seen: Seen::default(),
@@ -242,6 +245,7 @@ impl Queue {
                 )
             };
             if r >= 0 {
+                self.down = false;
                 return errors;
             }
             match io::Error::last_os_error().raw_os_error().unwrap_or(0) {
@@ -252,6 +256,7 @@ impl Queue {
                 // Link down: the frames stay in the ring until it comes back.
                 libc::ENETDOWN | libc::ENXIO => {
                     self.kick_pending = true;
+                    self.down = true;
                     return errors;
                 }
                 _ => {
