@@ -21,6 +21,7 @@ use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
 use scenario::swaps::rule_swaps;
+use scenario::synflood::synflood;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -128,6 +129,7 @@ fn main() {
         (&["ruleset"], Box::new(|| ruleset_size(&o))),
         (&["scaling"], Box::new(|| scaling(&o, cores))),
         (&["rule-swap"], Box::new(|| rule_swaps(&o))),
+        (&["synflood"], Box::new(|| synflood(&o))),
         (&["ovs"], Box::new(|| ovs_scenario(&o, cores))),
         (&["kernel"], Box::new(|| kernel_peer(&o))),
     ];

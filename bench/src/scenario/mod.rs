@@ -6,3 +6,4 @@ pub(crate) mod pipeline;
 pub(crate) mod ruleset;
 pub(crate) mod scaling;
 pub(crate) mod swaps;
+pub(crate) mod synflood;

@@ -484,6 +484,7 @@ impl ClientSim {
             let mut spec = match r.proto {
                 RangeProto::Udp => PacketSpec::udp(src, dst),
                 RangeProto::Tcp => PacketSpec::tcp(src, dst, tf::ACK, 1, 1),
+                RangeProto::Syn => PacketSpec::tcp(src, dst, tf::SYN, s ^ u32::from(sp), 0),
             };
             spec.src_mac = CLIENT_MAC;
             spec.dst_mac = FW_INSIDE_MAC;
