@@ -4,6 +4,7 @@
 //! statewall-bench [--quick | --full] [--only a,b,..] [--ovs-ref-ms MS]
 //! statewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]
 //! statewall-bench flood DST_IP SECONDS [FLOWS]     (UDP generator for the kernel peer)
+//! statewall-bench soak [--minutes N] [--workers W]  (long run; exits 1 on a failed check)
 //! ```
 
 mod flood;
@@ -20,6 +21,7 @@ use scenario::established::established;
 use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
+use scenario::soak::soak_cmd;
 use scenario::swaps::rule_swaps;
 use scenario::synflood::synflood;
 use std::sync::Mutex;
@@ -66,6 +68,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("ovs-benchmark") => return ovs_benchmark_cmd(&args[1..]),
         Some("flood") => return flood_cmd(&args[1..]),
+        Some("soak") => return soak_cmd(&args[1..]),
         _ => {}
     }
     let mut o = Opts {
@@ -86,7 +89,7 @@ fn main() {
             }
             "--ovs-ref-ms" => o.ovs_ref_ms = it.next().and_then(|s| s.parse().ok()),
             "-h" | "--help" => {
-                println!("statewall-bench [--quick|--full] [--only SCEN,..] [--ovs-ref-ms MS]\nstatewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]\nstatewall-bench flood DST_IP SECONDS [FLOWS]");
+                println!("statewall-bench [--quick|--full] [--only SCEN,..] [--ovs-ref-ms MS]\nstatewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]\nstatewall-bench flood DST_IP SECONDS [FLOWS]\nstatewall-bench soak [--minutes N] [--seconds S] [--workers W]");
                 return;
             }
             other => {
