@@ -29,7 +29,8 @@
 //! * the generator's hosts saw no packet that fits no connection state;
 //! * every API request answered as expected, every good reload published, every bad
 //!   one refused and the generation unchanged by it;
-//! * the scenario did what it says: TCP, UDP and ICMP entries were expired.
+//! * the scenario did what it says: TCP, UDP and ICMP entries were expired, and some TCP
+//!   connections ended with a RST.
 
 use dataplane::worker::DropReason;
 use statewall::config::Config;
@@ -325,6 +326,10 @@ fn check(rt: &Runtime, load: &ApiLoad, elapsed: f64, r: &mut SoakReport) {
         rt.sum(|w| ld(&w.ct_entries)),
         rt.ct_limit
     ));
+    if g.connections_reset == 0 {
+        r.failures
+            .push("no TCP connection ended with a RST: the mix did not run".into());
+    }
     for (i, p) in ["tcp", "udp", "icmp"].iter().enumerate() {
         if exp(i) == 0 {
             r.failures
