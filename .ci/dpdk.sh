@@ -28,3 +28,5 @@ echo "== DPDK port tests (net_null, net_pcap)"
 cargo test -p dataplane --features dpdk port::dpdk
 echo "== memif: dpdk-testpmd <-> statewall through conntrack"
 cargo test -p statewall --features dpdk --test dpdk_memif
+echo "== DPDK: SIGKILL, then a restart with the same --file-prefix"
+cargo test -p statewall --features dpdk --test fault_dpdk_restart

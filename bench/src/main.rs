@@ -4,6 +4,7 @@
 //! statewall-bench [--quick | --full] [--only a,b,..] [--ovs-ref-ms MS]
 //! statewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]
 //! statewall-bench flood DST_IP SECONDS [FLOWS]     (UDP generator for the kernel peer)
+//! statewall-bench soak [--minutes N] [--workers W]  (long run; exits 1 on a failed check)
 //! ```
 
 mod flood;
@@ -20,8 +21,21 @@ use scenario::established::established;
 use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
+use scenario::soak::soak_cmd;
 use scenario::swaps::rule_swaps;
+use scenario::synflood::synflood;
+use std::sync::Mutex;
 use std::time::Instant;
+
+/// Checks a scenario found broken (lost packets, uncounted drops): printed at the end,
+/// and the run exits with status 1. Figures are never checked, only correctness.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records a failed correctness check of a scenario (the run will exit non-zero).
+pub(crate) fn fail(msg: String) {
+    eprintln!("statewall-bench: FAILED: {msg}");
+    FAILURES.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -54,6 +68,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("ovs-benchmark") => return ovs_benchmark_cmd(&args[1..]),
         Some("flood") => return flood_cmd(&args[1..]),
+        Some("soak") => return soak_cmd(&args[1..]),
         _ => {}
     }
     let mut o = Opts {
@@ -74,7 +89,7 @@ fn main() {
             }
             "--ovs-ref-ms" => o.ovs_ref_ms = it.next().and_then(|s| s.parse().ok()),
             "-h" | "--help" => {
-                println!("statewall-bench [--quick|--full] [--only SCEN,..] [--ovs-ref-ms MS]\nstatewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]\nstatewall-bench flood DST_IP SECONDS [FLOWS]");
+                println!("statewall-bench [--quick|--full] [--only SCEN,..] [--ovs-ref-ms MS]\nstatewall-bench ovs-benchmark THREADS PACKETS BATCH [CHANGE]\nstatewall-bench flood DST_IP SECONDS [FLOWS]\nstatewall-bench soak [--minutes N] [--seconds S] [--workers W]");
                 return;
             }
             other => {
@@ -117,6 +132,7 @@ fn main() {
         (&["ruleset"], Box::new(|| ruleset_size(&o))),
         (&["scaling"], Box::new(|| scaling(&o, cores))),
         (&["rule-swap"], Box::new(|| rule_swaps(&o))),
+        (&["synflood"], Box::new(|| synflood(&o))),
         (&["ovs"], Box::new(|| ovs_scenario(&o, cores))),
         (&["kernel"], Box::new(|| kernel_peer(&o))),
     ];
@@ -132,5 +148,13 @@ fn main() {
     println!("statewall-bench: done in {total:.1} s");
     if let Err(e) = write_json(&o, &rows, cores, total) {
         eprintln!("statewall-bench: could not write results: {e}");
+    }
+    let failures = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    if !failures.is_empty() {
+        eprintln!("statewall-bench: {} check(s) failed:", failures.len());
+        for f in failures.iter() {
+            eprintln!("  {f}");
+        }
+        std::process::exit(1);
     }
 }

@@ -118,6 +118,12 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
     let start = Instant::now();
     let mut last = Instant::now();
     let mut prev = Vec::new();
+    // Per port: down transitions already logged (a port that vanishes is logged once).
+    let mut downs: Vec<u64> = rt
+        .ports
+        .iter()
+        .map(|(_, c)| c.total().down_events)
+        .collect();
     let deadline = duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
     while !stop.load(Ordering::Relaxed) {
         if let Some(d) = deadline {
@@ -132,6 +138,18 @@ pub fn run(cfg: Config, duration: Option<f64>, embedded: bool) -> Result<()> {
             // Runtime::reload logs and counts the outcome and sets STATUS=.
             let _ = rt.reload();
             crate::notify::ready();
+        }
+        for ((name, c), seen) in rt.ports.iter().zip(downs.iter_mut()) {
+            let d = c.total().down_events;
+            if d != *seen {
+                *seen = d;
+                tracing::warn!(
+                    port = %name,
+                    down_events = d,
+                    "port {name}: interface down or gone; what is sent to it is dropped and \
+                     counted (port tx errors, drops tx_full); the other pairs go on"
+                );
+            }
         }
         while let Some(ev) = rt.log_events.pop() {
             tracing::info!(target: "statewall::log", "{}", ev);

@@ -808,3 +808,7 @@ COMMIT
 /// `deploy/examples/demo.rules`: the inside may open connections, replies come back,
 /// nobody outside can open one (TCP gets a reset, the rest port-unreachable).
 pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
+
+// ---- Fault tests (tests/tests/fault_*.rs): several pairs, any backend, kill -9 and restart ----
+mod fault;
+pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};

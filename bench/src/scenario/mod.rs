@@ -5,4 +5,6 @@ pub(crate) mod established;
 pub(crate) mod pipeline;
 pub(crate) mod ruleset;
 pub(crate) mod scaling;
+pub(crate) mod soak;
 pub(crate) mod swaps;
+pub(crate) mod synflood;

@@ -144,6 +144,16 @@ pub(crate) fn rule_swaps(o: &Opts) -> Vec<Row> {
         if !swapping {
             base_p99 = p99;
         }
+        // The correctness half of the scenario (timings are reported, never checked):
+        // every packet gets a verdict, the one its burst's ruleset gives, and a swapping
+        // run did swap.
+        let lost = offered - verdicts;
+        if lost > 0 || mismatches > 0 || (swapping && nswaps == 0) {
+            crate::fail(format!(
+                "rule swap ({}): {lost} packets lost, {mismatches} verdicts from the wrong ruleset, {nswaps} swaps",
+                if swapping { "swapping" } else { "no swaps" }
+            ));
+        }
         let ns = busy as f64 / offered as f64;
         out.push(Row {
             scenario: "rule swap".into(),

@@ -171,7 +171,7 @@ fn build_info(f: &mut Fams, _: &Runtime) {
 type PortField = (&'static str, &'static str, fn(&PortStats) -> u64);
 
 /// `statewall_port_*_total`, one family per field.
-const PORT_COUNTERS: [PortField; 8] = [
+const PORT_COUNTERS: [PortField; 9] = [
     (
         "statewall_port_rx_packets_total",
         "Frames received by the port.",
@@ -209,6 +209,11 @@ const PORT_COUNTERS: [PortField; 8] = [
         "statewall_port_tx_errors_total",
         "Frames the port failed to send.",
         |s| s.tx_errors,
+    ),
+    (
+        "statewall_port_down_events_total",
+        "Times the port found its interface down or gone (once per transition).",
+        |s| s.down_events,
     ),
 ];
 

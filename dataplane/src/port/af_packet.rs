@@ -104,6 +104,9 @@ struct Queue {
     off: usize,
     in_block: bool,
     idle_polls: u32,
+    /// The interface was found down or gone (counted once in `down_events`); cleared
+    /// when a frame moves again.
+    down: bool,
     iov: Box<[libc::iovec]>,
     msgs: Box<[libc::mmsghdr]>,
 }
@@ -186,6 +189,7 @@ impl Queue {
             off: 0,
             in_block: false,
             idle_polls: 0,
+            down: false,
             // SAFETY (zeroed): iovec and mmsghdr are plain C structs for which all-zero
             // bytes are a valid value (null pointers, zero lengths).
             iov: vec![
@@ -267,6 +271,36 @@ impl Queue {
             .store(TP_STATUS_KERNEL, Ordering::Release);
         self.block = (self.block + 1) % self.block_count;
         self.in_block = false;
+    }
+
+    /// Reads and clears the socket's pending error (`SO_ERROR`): the kernel sets
+    /// `ENETDOWN` when the interface goes down or is unregistered (a veth deleted).
+    fn pending_error(&self) -> i32 {
+        let mut e: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `e` and `len` are live and describe a buffer of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut e as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            e
+        }
+    }
+
+    /// Marks the interface down, counting the transition once.
+    fn mark_down(&mut self, c: &super::QueueCounters) {
+        if !self.down {
+            self.down = true;
+            c.add_down_event();
+        }
     }
 
     /// Reads and resets the kernel's drop counter (PACKET_STATISTICS).
@@ -445,9 +479,16 @@ impl Port for AfPacketPort {
         }
         if n == 0 {
             q.idle_polls = q.idle_polls.wrapping_add(1);
+        } else {
+            q.down = false;
         }
         if released || q.idle_polls % 4096 == 4095 {
             c.add_rx_missed(q.kernel_drops());
+        }
+        // A vanished interface only shows as silence on the ring: look at the socket's
+        // pending error now and then (one getsockopt per 4096 empty polls).
+        if n == 0 && q.idle_polls % 4096 == 2047 && q.pending_error() == libc::ENETDOWN {
+            q.mark_down(c);
         }
         c.add_rx(n as u64, bytes);
         c.add_rx_errors(errors);
@@ -492,6 +533,16 @@ impl Port for AfPacketPort {
                 if e == libc::EAGAIN || e == libc::ENOBUFS || e == libc::EINTR {
                     break; // back-pressure: the rest stays with the caller
                 }
+                if e == libc::ENXIO || e == libc::ENETDOWN || e == libc::ENODEV {
+                    // The interface is down or gone (deleted under us): every frame of
+                    // the burst would fail the same way. Drop them all with this one
+                    // system call, count them, and count the transition once.
+                    q.mark_down(c);
+                    c.add_tx_errors(pkts.len() as u64);
+                    done += pkts.len();
+                    pool.put_all(pkts);
+                    break;
+                }
                 // A frame the kernel refuses (too big, interface down): drop it, count it,
                 // and go on with the rest.
                 c.add_tx_errors(1);
@@ -500,6 +551,7 @@ impl Port for AfPacketPort {
                 continue;
             }
             let sent = r as usize;
+            q.down &= sent == 0;
             let bytes: u64 = pkts[..sent].iter().map(|m| m.len() as u64).sum();
             c.add_tx(sent as u64, bytes);
             for m in pkts.drain(..sent) {

@@ -223,6 +223,10 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Frames that could not be sent for an error (not for back-pressure).
     pub tx_errors: u64,
+    /// Times the backend found its interface down or gone (a veth deleted, a link set
+    /// down): counted once per transition, not per packet; while down, what is sent to
+    /// the port is dropped into `tx_errors` with one system call per burst.
+    pub down_events: u64,
 }
 
 impl std::ops::AddAssign for PortStats {
@@ -235,6 +239,7 @@ impl std::ops::AddAssign for PortStats {
         self.tx_packets += o.tx_packets;
         self.tx_bytes += o.tx_bytes;
         self.tx_errors += o.tx_errors;
+        self.down_events += o.down_events;
     }
 }
 
@@ -250,6 +255,7 @@ pub struct QueueCounters {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     tx_errors: AtomicU64,
+    down_events: AtomicU64,
 }
 
 /// Adds to a single-writer counter: a plain load and store, no locked instruction.
@@ -299,6 +305,12 @@ impl QueueCounters {
         bump(&self.tx_errors, n);
     }
 
+    /// Counts the interface found down or gone (once per transition).
+    #[inline]
+    pub fn add_down_event(&self) {
+        bump(&self.down_events, 1);
+    }
+
     /// A snapshot.
     pub fn snapshot(&self) -> PortStats {
         PortStats {
@@ -310,6 +322,7 @@ impl QueueCounters {
             tx_packets: self.tx_packets.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             tx_errors: self.tx_errors.load(Relaxed),
+            down_events: self.down_events.load(Relaxed),
         }
     }
 }

@@ -261,9 +261,15 @@ impl Port for AfXdpPort {
         let Some((q, c)) = self.h.queue_mut(queue) else {
             return 0;
         };
-        if q.kick_pending {
+        // While the link is down (or the device gone) retry the kick only now and then,
+        // not on every poll.
+        if q.kick_pending && (!q.down || q.idle_polls.is_multiple_of(4096)) {
+            let was_down = q.down;
             let e = q.kick_tx();
             c.add_tx_errors(e);
+            if q.down && !was_down {
+                c.add_down_event();
+            }
         }
         let max = max.min(u32::MAX as usize) as u32;
         // FILL has a slot for every receive frame, so this is never the limit in practice;
@@ -338,6 +344,7 @@ impl Port for AfXdpPort {
         }
         q.rx.release(n);
         q.fill.submit(n);
+        q.down &= pushed == 0;
         c.add_rx(pushed as u64, bytes);
         c.add_rx_errors(errors);
         pushed
@@ -348,6 +355,15 @@ impl Port for AfXdpPort {
             return 0;
         };
         q.reclaim();
+        if q.down {
+            // The link is down or the device gone: nothing submitted now would leave.
+            // Drop the burst, counted (rx_burst retries the kick now and then and clears
+            // `down` when the kernel takes frames again).
+            let n = pkts.len();
+            c.add_tx_errors(n as u64);
+            pool.put_all(pkts);
+            return n;
+        }
         let want = pkts.len().min(q.tx_free.len()).min(u32::MAX as usize) as u32;
         let room = q.tx.prod_free(want).min(want) as usize;
         let base = q.tx.cached_prod;
@@ -389,9 +405,16 @@ impl Port for AfXdpPort {
         for m in pkts.drain(..room) {
             pool.put(m);
         }
-        if (used > 0 && q.tx.needs_wakeup()) || q.kick_pending || (room == 0 && !pkts.is_empty()) {
+        if !q.down
+            && ((used > 0 && q.tx.needs_wakeup())
+                || q.kick_pending
+                || (room == 0 && !pkts.is_empty()))
+        {
             let e = q.kick_tx();
             c.add_tx_errors(e);
+            if q.down {
+                c.add_down_event();
+            }
         }
         room
     }

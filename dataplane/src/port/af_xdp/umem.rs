@@ -10,6 +10,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::Arc;
 
+/// How long a bind that finds its queue busy is retried: a killed predecessor's socket
+/// releases the queue through deferred kernel work, within milliseconds.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The statistics last folded into the counters (the kernel's are cumulative).
 #[derive(Default)]
 struct Seen {
@@ -33,6 +37,8 @@ pub(super) struct Queue {
     pub(super) tx_free: Vec<u64>,
     /// A kick left frames in the TX ring (copy mode sends 32 per `sendto`).
     pub(super) kick_pending: bool,
+    /// The last kick found the link down or the device gone (`ENETDOWN`/`ENXIO`).
+    pub(super) down: bool,
     pub(super) zero_copy: bool,
     pub(super) idle_polls: u32,
     seen: Seen,
@@ -179,6 +185,7 @@ impl Queue {
                 .map(|i| i * u64::from(fsz))
                 .collect(),
             kick_pending: false,
+            down: false,
             zero_copy,
             idle_polls: 0,
             seen: Seen::default(),
@@ -206,23 +213,42 @@ impl Queue {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
         };
-        // SAFETY: `sxdp` is a live sockaddr_xdp and we pass its size.
-        let r = unsafe {
-            libc::bind(
-                q.fd.as_raw_fd(),
-                (&sxdp as *const libc::sockaddr_xdp).cast(),
-                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            let what = format!(
-                "bind queue {queue} ({}; does the interface have that many queues? \
-                 veth: numrxqueues/numtxqueues)",
-                if zero_copy { "zero-copy" } else { "copy mode" }
-            );
+        // A socket of a process that just died (kill -9) still holds the queue until the
+        // kernel's deferred release of its buffer pool runs: EBUSY for a few
+        // milliseconds. Retry for up to BIND_BUSY_WAIT before calling the queue taken.
+        let t0 = std::time::Instant::now();
+        loop {
+            // SAFETY: `sxdp` is a live sockaddr_xdp and we pass its size.
+            let r = unsafe {
+                libc::bind(
+                    q.fd.as_raw_fd(),
+                    (&sxdp as *const libc::sockaddr_xdp).cast(),
+                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                return Ok(q);
+            }
+            let busy = io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY);
+            if busy && t0.elapsed() < BIND_BUSY_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            let what = if busy {
+                format!(
+                    "bind queue {queue}: another AF_XDP socket still holds it after {} ms \
+                     (another process on this interface?)",
+                    BIND_BUSY_WAIT.as_millis()
+                )
+            } else {
+                format!(
+                    "bind queue {queue} ({}; does the interface have that many queues? \
+                     veth: numrxqueues/numtxqueues)",
+                    if zero_copy { "zero-copy" } else { "copy mode" }
+                )
+            };
             return Err(last_err(&what, ifname));
         }
-        Ok(q)
     }
 
     /// `sendto` kicks until the kernel has taken every submitted frame, at most
@@ -244,6 +270,7 @@ impl Queue {
                 )
             };
             if r >= 0 {
+                self.down = false;
                 return errors;
             }
             match io::Error::last_os_error().raw_os_error().unwrap_or(0) {
@@ -254,6 +281,7 @@ impl Queue {
                 // Link down: the frames stay in the ring until it comes back.
                 libc::ENETDOWN | libc::ENXIO => {
                     self.kick_pending = true;
+                    self.down = true;
                     return errors;
                 }
                 _ => {

@@ -226,6 +226,9 @@ impl ClientSim {
         }
         let isn = symmetric_hash(&addr16(i as u32), &addr16(n as u32), 7, 9, 0);
         let r = self.plan.rst_one_in;
+        // The RST choice counts TCP connections only (counting all of them would never
+        // pick a TCP one when `rst_one_in` is a multiple of the weights' sum).
+        let tcp_index = n / u64::from(w[0] + w[1] + w[2]) * u64::from(w[0]) + u64::from(pick);
         self.flows[i] = Flow {
             st: match kind {
                 Kind::Tcp => St::Free, // SYN written by the caller
@@ -238,7 +241,7 @@ impl ClientSim {
             seq: isn,
             ack: 0,
             round: 0,
-            rst: kind == Kind::Tcp && r > 0 && n % u64::from(r) == u64::from(r) - 1,
+            rst: kind == Kind::Tcp && r > 0 && tcp_index % u64::from(r) == u64::from(r) - 1,
             deadline: 0,
         };
         true
@@ -484,6 +487,7 @@ impl ClientSim {
             let mut spec = match r.proto {
                 RangeProto::Udp => PacketSpec::udp(src, dst),
                 RangeProto::Tcp => PacketSpec::tcp(src, dst, tf::ACK, 1, 1),
+                RangeProto::Syn => PacketSpec::tcp(src, dst, tf::SYN, s ^ u32::from(sp), 0),
             };
             spec.src_mac = CLIENT_MAC;
             spec.dst_mac = FW_INSIDE_MAC;

@@ -40,7 +40,7 @@ pub(super) fn queue_plan(traffic: &Traffic, q: u16, nq: u16) -> io::Result<Queue
 fn range(r: &RangeTraffic, q: u16, nq: u16) -> io::Result<QueuePlan> {
     let need = match r.proto {
         RangeProto::Udp => UDP_HDRS,
-        RangeProto::Tcp => TCP_HDRS,
+        RangeProto::Tcp | RangeProto::Syn => TCP_HDRS,
     };
     if r.frame_size < need || r.frame_size - need > MAX_PAYLOAD {
         return Err(invalid(&format!(

@@ -60,6 +60,14 @@ pub struct PktgenSnapshot {
     pub reply_ring_full: u64,
     /// Packets transmitted on a queue other than the one their hash steers to.
     pub steer_mismatch: u64,
+    /// Of `tx_offered`: client packets (the inside port's rx).
+    pub client_offered: u64,
+    /// Of `tx_offered`: server replies (the outside port's rx).
+    pub server_offered: u64,
+    /// Of `rx_forwarded`: packets the clients received (the inside port's tx).
+    pub client_received: u64,
+    /// Of `rx_forwarded`: packets the servers received (the outside port's tx).
+    pub server_received: u64,
 }
 
 impl PktgenSnapshot {
@@ -100,6 +108,10 @@ impl PktgenStats {
             s.nombuf += x.nombuf;
             s.reply_ring_full += x.reply_ring_full;
             s.steer_mismatch += x.steer_mismatch;
+            s.client_offered += x.client_offered;
+            s.server_offered += x.server_offered;
+            s.client_received += x.client_received;
+            s.server_received += x.server_received;
         }
         s.dropped = s.tx_offered.saturating_sub(s.rx_forwarded);
         s
@@ -124,6 +136,10 @@ impl PktgenStats {
             nombuf: l(&x.nombuf),
             reply_ring_full: l(&x.ring_full),
             steer_mismatch: l(&x.steer_mismatch),
+            client_offered: l(&x.client_offered),
+            server_offered: l(&x.server_offered),
+            client_received: l(&x.client_received),
+            server_received: l(&x.server_received),
         }
     }
 }

@@ -10,6 +10,10 @@ pub enum RangeProto {
     /// TCP segments with the ACK flag (as pktgen-dpdk sends them; conntrack without loose
     /// pickup calls them INVALID).
     Tcp,
+    /// TCP SYNs, each flow a new connection attempt from a spoofed client that never
+    /// answers (the servers of range traffic do not reply): a SYN flood, every flow an
+    /// unreplied conntrack entry (early-drop fodder when the table is full).
+    Syn,
 }
 
 /// pktgen-dpdk-like range traffic: flow `i` uses `min + i % (max - min + 1)` for each
