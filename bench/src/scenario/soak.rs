@@ -32,6 +32,7 @@
 //! * the scenario did what it says: TCP, UDP and ICMP entries were expired, and some TCP
 //!   connections ended with a RST.
 
+use dataplane::conntrack::CtCounter;
 use dataplane::worker::DropReason;
 use statewall::config::Config;
 use statewall::runtime::Runtime;
@@ -313,16 +314,23 @@ fn check(rt: &Runtime, load: &ApiLoad, elapsed: f64, r: &mut SoakReport) {
         packets as f64 / elapsed / 1e6,
         rt.sum(|w| ld(&w.forwarded)),
     ));
-    let ct = |i: usize| rt.sum(|w| ld(&w.ct_stats[i]));
-    let exp = |i: usize| rt.sum(|w| ld(&w.expired[i]));
+    let ct = |c: CtCounter| rt.sum(|w| w.ct(c));
+    let exp = |i: usize| {
+        let c = [
+            CtCounter::ExpiredTcp,
+            CtCounter::ExpiredUdp,
+            CtCounter::ExpiredIcmp,
+        ][i];
+        ct(c)
+    };
     r.lines.push(format!(
         "table churn: {} inserts, expired tcp {} udp {} icmp {}, early drops {}, \
          entries at the end {} of {}",
-        ct(3),
+        ct(CtCounter::Insert),
         exp(0),
         exp(1),
         exp(2),
-        ct(6),
+        ct(CtCounter::EarlyDrop),
         rt.sum(|w| ld(&w.ct_entries)),
         rt.ct_limit
     ));

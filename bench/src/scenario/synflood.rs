@@ -18,7 +18,7 @@
 use crate::report::Row;
 use crate::Opts;
 use arc_swap::ArcSwap;
-use dataplane::conntrack::ConnTable;
+use dataplane::conntrack::{ConnTable, CtCounter};
 use dataplane::port::pktgen::{
     EstablishedTraffic, PktgenConfig, PktgenPair, PktgenSnapshot, PktgenStats, RangeProto,
     RangeTraffic, Traffic,
@@ -199,7 +199,7 @@ pub(crate) fn run_synflood(capacity: usize, est_flows: u32, secs: f64) -> SynFlo
         syns: syn_stats.snapshot().tx_offered,
         est,
         est_during: est.tx_offered - before.tx_offered,
-        early_drops: ws.ct_stats[6].load(Relaxed),
+        early_drops: ws.ct(CtCounter::EarlyDrop),
         table_full: ws.drops[DropReason::TableFull as usize].load(Relaxed),
         entries: ws.ct_entries.load(Relaxed),
         capacity,
