@@ -18,7 +18,8 @@ together with the side they leave on (for a pcap: inferred from the destination
 address and the manifest's inside prefixes).
 
 The manifest's "choices" are values the kernel picks by random search or hash
-(SNAT port on a clash or out of range, SNAT address out of a range).  For those
+(SNAT port or ICMP echo id on a clash or out of range, SNAT address out of a range;
+fields "sport", "icmp_id", "saddr").  For those
 packets the value is checked for its property instead: in the range, not one of
 the "not" values, the same on every packet of the flow, and the frame's IPv4 and
 L4 checksums valid; then it is replaced by the kernel's value (checksums
@@ -165,6 +166,8 @@ def get_field(frame, field):
     v, proto, o, lo, end = x
     if field == "sport":
         return struct.unpack("!H", frame[lo:lo + 2])[0]
+    if field == "icmp_id":
+        return struct.unpack("!H", frame[lo + 4:lo + 6])[0]
     if field == "saddr":
         return str(ipaddress.ip_address(frame[o + 12:o + 16] if v == 4 else frame[o + 8:o + 24]))
     raise ValueError(field)
@@ -175,6 +178,8 @@ def set_field(frame, field, value):
     v, proto, o, lo, end = l4(b)
     if field == "sport":
         b[lo:lo + 2] = struct.pack("!H", value)
+    elif field == "icmp_id":
+        b[lo + 4:lo + 6] = struct.pack("!H", value)
     else:
         a = ipaddress.ip_address(value).packed
         if v == 4:
@@ -468,11 +473,12 @@ def self_test(kdir, manifest=MANIFEST):
         for ch in c.get("choices", []):
             idx = ch["indices"]
             kv = get_field(next(f for s, f in kern[idx[0]] if s == "outside"), ch["field"])
-            if ch["field"] == "sport":
+            if ch["field"] in ("sport", "icmp_id"):
                 lo_, hi_ = ch["range"]
                 alt = next(p for p in range(lo_, hi_ + 1) if p != kv and p not in ch["not"])
-                outside = hi_ + 1 if hi_ < 65535 else lo_ - 1
-                bads = [("out of range", outside)] + [("the clashing value", v) for v in ch["not"]]
+                bads = [("the clashing value", v) for v in ch["not"]]
+                if hi_ < 65535 or lo_ > 0:
+                    bads.append(("out of range", hi_ + 1 if hi_ < 65535 else lo_ - 1))
             else:
                 lo_, hi_ = (ipaddress.ip_address(x) for x in ch["range"])
                 alt = next((str(lo_ + k) for k in range(int(hi_) - int(lo_) + 1)

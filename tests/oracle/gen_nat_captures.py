@@ -167,6 +167,19 @@ def masq_cases():
                   "not": [5000]}])
 
 
+def masq_icmp_clash():
+    # two inside hosts ping the same server with the same echo id: the second id is
+    # searched from a random offset over 0..65535; only its requests are in the capture
+    add("n25_masq_icmp_clash", "MASQUERADE ICMP echo, same id from two hosts: the second id is remapped",
+        MASQ + FILTER, [
+            l3(A, S) / ICMP(type=8, id=0x5151, seq=1) / Raw(b"ping-a"),
+            l3(S, R) / ICMP(type=0, id=0x5151, seq=1) / Raw(b"ping-a"),
+            l3(B, S) / ICMP(type=8, id=0x5151, seq=1) / Raw(b"ping-b"),
+            l3(B, S) / ICMP(type=8, id=0x5151, seq=2) / Raw(b"ping-b")],
+        choices=[{"indices": [2, 3], "proto": "icmp", "field": "icmp_id", "range": [0, 65535],
+                  "not": [0x5151]}])
+
+
 def snat_cases():
     rules = nat("-A POSTROUTING -s 10.0.0.0/24 -o outside -p tcp -j SNAT --to-source 198.51.100.5:20000-20009",
                 "-A POSTROUTING -s 10.0.0.0/24 -o outside -p udp -j SNAT --to-source 198.51.100.5:20000-20009")
@@ -341,7 +354,7 @@ def main():
         return 2
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    masq_cases(); snat_cases(); dnat_cases(); icmp_error_cases(); ftp_cases(); nat66_cases()
+    masq_cases(); masq_icmp_clash(); snat_cases(); dnat_cases(); icmp_error_cases(); ftp_cases(); nat66_cases()
     manifest = []
     for c in CAPTURES:
         frames = c.pop("_frames")
