@@ -32,6 +32,7 @@
 pub mod expect;
 mod helper;
 mod key;
+pub mod nat;
 mod table;
 mod tcp;
 mod track;
@@ -42,6 +43,7 @@ mod tests;
 
 pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
+pub use nat::{NatError, NatRange, NatRequest, NatRewrite, NatTuple};
 pub use table::{ConnTable, ENTRY_SIZE};
 pub use tcp::TcpState;
 pub use view::{EntryView, Tuple};
@@ -85,6 +87,10 @@ impl CtStatus {
     pub const ASSURED: u8 = 1 << 2;
     /// The entry is in the table.
     pub const CONFIRMED: u8 = 1 << 3;
+    /// The ORIGINAL tuple's source was translated (`IPS_SRC_NAT`; `--ctstate SNAT`).
+    pub const SRC_NAT: u8 = 1 << 4;
+    /// The ORIGINAL tuple's destination was translated (`IPS_DST_NAT`; `--ctstate DNAT`).
+    pub const DST_NAT: u8 = 1 << 5;
 
     /// The status bits' names (`-m conntrack --ctstatus`), in bit order.
     pub const NAMES: &'static [(u8, &'static str)] = &[
