@@ -268,7 +268,7 @@ impl ConnTable {
         }
         // Source manip (an explicit one, or Linux's null binding when the destination
         // manip alone would clash: the source port may still move).
-        let src_range = req.src.unwrap_or(NatRange::default());
+        let src_range = req.src.unwrap_or_default();
         if src_range.flags & range_flags::MAP_IPS != 0 {
             let dst_part = if src_range.flags & range_flags::PERSISTENT != 0 {
                 [0u8; 16]

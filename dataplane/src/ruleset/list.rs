@@ -287,6 +287,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
         Target::Jump(c) => format!(" -j {}", chains[*c].name),
         Target::Goto(c) => format!(" -g {}", chains[*c].name),
         Target::Notrack => " -j NOTRACK".into(),
+        Target::Nat(n) => n.save_text(fam),
         Target::Ct { helper, notrack } => {
             let mut s = String::from(" -j CT");
             if *notrack {
@@ -451,6 +452,7 @@ impl Ruleset {
                 }
             }
             Target::Notrack => o.push_str(" NOTRACK"),
+            Target::Nat(n) => o.push_str(&n.list_text(self.family)),
             Target::Ct { helper, notrack } => {
                 if *notrack {
                     o.push_str(" CT notrack");
@@ -514,6 +516,7 @@ impl Ruleset {
                     Target::Jump(t) | Target::Goto(t) => self.chains[*t].name.clone(),
                     Target::Notrack => "NOTRACK".into(),
                     Target::Ct { .. } => "CT".into(),
+                    Target::Nat(n) => n.kind().name().into(),
                 };
                 let mut prot = (false, "all".to_string());
                 let (mut src, mut dst) = ((false, any.to_string()), (false, any.to_string()));

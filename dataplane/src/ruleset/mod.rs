@@ -31,6 +31,7 @@ mod counters;
 mod eval;
 mod index;
 mod list;
+mod nat;
 mod reject;
 mod text;
 
@@ -38,6 +39,7 @@ mod text;
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::build_reject;
 
 pub(crate) use counters::LimitState;
@@ -265,6 +267,8 @@ pub enum Table {
     Raw,
     /// `*filter`: the verdicts.
     Filter,
+    /// `*nat`: the NAT of new connections.
+    Nat,
 }
 
 impl Table {
@@ -273,6 +277,7 @@ impl Table {
         match self {
             Table::Raw => "raw",
             Table::Filter => "filter",
+            Table::Nat => "nat",
         }
     }
 }
@@ -463,6 +468,8 @@ pub(crate) enum Target {
         helper: Option<Helper>,
         notrack: bool,
     },
+    /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
+    Nat(Box<NatTarget>),
 }
 
 /// One compiled rule.
@@ -541,8 +548,11 @@ pub struct Ruleset {
     pub(crate) chains: Vec<Chain>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) limits: Vec<LimitSpec>,
-    /// Chain ids of raw PREROUTING, raw OUTPUT, filter INPUT, FORWARD, OUTPUT.
-    pub(crate) builtin: [usize; 5],
+    /// Chain ids of raw PREROUTING, raw OUTPUT, filter INPUT, FORWARD, OUTPUT, nat
+    /// PREROUTING, INPUT, OUTPUT, POSTROUTING.
+    pub(crate) builtin: [usize; 9],
+    /// Whether the nat table has any rule (else new connections skip it).
+    pub(crate) nat_rules: bool,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
     pub(crate) raw_logs: bool,
     /// Publication generation (1 for the first ruleset, +1 per reload); set by the
@@ -662,10 +672,7 @@ impl Ruleset {
                     .trim()
                     .to_string();
                 let (t, chain, _) = self.rule_location(id)?;
-                let table = match t {
-                    Table::Raw => "raw",
-                    Table::Filter => "filter",
-                };
+                let table = t.name();
                 Some((id, table.to_string(), chain.to_string(), name))
             })
             .collect()
@@ -696,6 +703,8 @@ impl Ruleset {
             }
             if t == Table::Raw {
                 out.push_str("# table raw\n");
+            } else if t == Table::Nat {
+                out.push_str("# table nat\n");
             } else if self.tables.len() > 1 {
                 out.push_str("# table filter\n");
             }

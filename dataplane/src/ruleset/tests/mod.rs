@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 mod chains;
 mod errors;
 mod matches;
+mod nat;
 mod props;
 mod reject;
 mod testdata;

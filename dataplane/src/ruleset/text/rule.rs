@@ -14,6 +14,9 @@ use crate::ruleset::{
 };
 use std::net::IpAddr;
 
+mod nat;
+mod target;
+
 /// Parses the options of one `-A` line.
 pub(super) struct RuleParser<'r> {
     r: &'r mut Reader,
@@ -34,6 +37,7 @@ pub(super) struct RuleParser<'r> {
     reject: Option<(RejectKind, usize)>,
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
+    nat: nat::NatDraft,
 }
 
 impl<'r> RuleParser<'r> {
@@ -63,6 +67,7 @@ impl<'r> RuleParser<'r> {
             reject: None,
             log: (String::new(), 4, 0),
             ct: (None, false),
+            nat: nat::NatDraft::default(),
         }
     }
 
@@ -144,8 +149,8 @@ impl<'r> RuleParser<'r> {
                     let input = o == "-i" || o == "--in-interface";
                     let chain_name = self.r.d.chains[self.chain].name.clone();
                     let builtin = self.r.d.chains[self.chain].policy.is_some();
-                    if builtin && input && chain_name == "OUTPUT" {
-                        return Err(self.err(tok.col, "can't use -i with OUTPUT"));
+                    if builtin && input && (chain_name == "OUTPUT" || chain_name == "POSTROUTING") {
+                        return Err(self.err(tok.col, format!("can't use -i with {chain_name}")));
                     }
                     if builtin && !input && (chain_name == "INPUT" || chain_name == "PREROUTING") {
                         return Err(self.err(tok.col, format!("can't use -o with {chain_name}")));
@@ -536,90 +541,6 @@ impl<'r> RuleParser<'r> {
         Ok(())
     }
 
-    /// Target options; returns false when `tok` is not one of the target's.
-    fn target_option(&mut self, tok: &Tok, neg: &mut Option<usize>) -> Res<bool> {
-        let (target, _) = self.target.clone().expect("target set");
-        let o = tok.s.as_str();
-        let known = match target.as_str() {
-            "REJECT" => o == "--reject-with",
-            "LOG" => o.starts_with("--log-"),
-            "CT" => matches!(
-                o,
-                "--notrack"
-                    | "--helper"
-                    | "--zone"
-                    | "--zone-orig"
-                    | "--zone-reply"
-                    | "--timeout"
-                    | "--ctevents"
-                    | "--expevents"
-                    | "--ctmask"
-                    | "--nfmask"
-            ),
-            _ => false,
-        };
-        if !known {
-            return Ok(false);
-        }
-        self.no_neg(*neg, tok)?;
-        match o {
-            "--reject-with" => {
-                let v = self.value(tok, neg, false)?;
-                if self.reject.is_some() {
-                    return Err(self.err(tok.col, "option \"--reject-with\" given twice"));
-                }
-                let (kind, fam) = parse_reject(&v.s)
-                    .ok_or_else(|| self.err(v.col, format!("unknown --reject-with \"{}\"", v.s)))?;
-                if let Some(f) = fam {
-                    self.r
-                        .set_family(f, v.col, &format!("--reject-with {}", v.s))?;
-                }
-                if kind == RejectKind::TcpReset && self.proto != Some((proto::TCP, false)) {
-                    return Err(self.err(v.col, "tcp-reset is only valid with \"-p tcp\""));
-                }
-                self.reject = Some((kind, v.col));
-            }
-            "--log-prefix" => {
-                let v = self.value(tok, neg, false)?;
-                if v.s.chars().count() > 29 {
-                    return Err(self.err(v.col, "--log-prefix is longer than 29 characters"));
-                }
-                self.log.0 = v.s;
-            }
-            "--log-level" => {
-                let v = self.value(tok, neg, false)?;
-                self.log.1 = parse_log_level(&v.s)
-                    .ok_or_else(|| self.err(v.col, format!("bad --log-level \"{}\"", v.s)))?;
-            }
-            "--log-tcp-sequence" => self.log.2 |= 0x01,
-            "--log-tcp-options" => self.log.2 |= 0x02,
-            "--log-ip-options" => self.log.2 |= 0x04,
-            "--log-uid" => self.log.2 |= 0x08,
-            "--log-macdecode" => self.log.2 |= 0x20,
-            "--notrack" => self.ct.1 = true,
-            "--helper" => {
-                let v = self.value(tok, neg, false)?;
-                if v.s != "ftp" {
-                    return Err(self.err(
-                        v.col,
-                        format!("helper \"{}\" is not supported (only \"ftp\")", v.s),
-                    ));
-                }
-                self.ct.0 = Some(Helper::Ftp);
-            }
-            _ if o.starts_with("--log-") => {
-                return Err(self.err(tok.col, format!("unknown option \"{o}\"")))
-            }
-            _ => {
-                return Err(self.err(
-                    tok.col,
-                    format!("CT option \"{o}\" is not supported (only --notrack and --helper)"),
-                ))
-            }
-        }
-        Ok(true)
-    }
-
     fn finish(self) -> Res<DraftRule> {
         let mut matches = Vec::new();
         if let Some((net, neg)) = self.src {
@@ -729,6 +650,10 @@ impl<'r> RuleParser<'r> {
                         goto: true,
                     },
                     "ACCEPT" => DraftTarget::Done(Target::Accept),
+                    "DROP" if table == Table::Nat => return Err(self.err(
+                        col,
+                        "the nat table is not intended for filtering: DROP is not allowed in it",
+                    )),
                     "DROP" => DraftTarget::Done(Target::Drop),
                     "RETURN" => DraftTarget::Done(Target::Return),
                     "REJECT" => {
@@ -763,10 +688,19 @@ impl<'r> RuleParser<'r> {
                             })
                         }
                     }
-                    "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT" | "NETMAP" | "MARK"
-                    | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE" | "TRACE"
-                    | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE" | "AUDIT"
-                    | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" => {
+                    n if nat::kind_of(n).is_some() => {
+                        if table != Table::Nat {
+                            return Err(
+                                self.err(col, format!("{name} is only valid in the nat table"))
+                            );
+                        }
+                        let k = nat::kind_of(n).expect("checked");
+                        DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
+                    }
+                    "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
+                    | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"
+                    | "AUDIT" | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED"
+                    | "SYNPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),
