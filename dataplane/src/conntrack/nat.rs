@@ -164,6 +164,26 @@ fn addr_range_v4_fix(family: Family, lo: &Addr, hi: &Addr, h: u64) -> Addr {
     }
 }
 
+/// The tuple after a destination manip (DNAT, REDIRECT, NETMAP): the address picked
+/// from the range by a hash of the original addresses (Linux's `find_best_ips_proto`);
+/// a destination port out of a port range becomes its first port (a clash is resolved
+/// by the source manip, as Linux's null binding does). The pipeline shows this tuple to
+/// the filter table before [`ConnTable::bind_nat`] binds the same one.
+pub fn dst_pick(family: Family, proto_num: u8, orig: &NatTuple, r: &NatRange) -> NatTuple {
+    let mut new = *orig;
+    if r.flags & range_flags::MAP_IPS != 0 {
+        let hh = hash_addr(hash_addr(0x6e61_7464, &orig.src), &orig.dst);
+        new.dst = addr_range_v4_fix(family, &r.min_addr, &r.max_addr, hh);
+    }
+    if matches!(proto_num, proto::TCP | proto::UDP)
+        && r.flags & range_flags::PROTO_SPECIFIED != 0
+        && !(r.min_port..=r.max_port).contains(&new.dport)
+    {
+        new.dport = r.min_port;
+    }
+    new
+}
+
 impl ConnTable {
     /// Allocates the NAT side array now (once per shard), so no binding allocates later.
     pub fn reserve_nat(&mut self) {
@@ -252,19 +272,7 @@ impl ConnTable {
         let mut new = orig;
         // Destination manip first (PREROUTING/OUTPUT run before POSTROUTING/INPUT).
         if let Some(r) = req.dst {
-            if r.flags & range_flags::MAP_IPS != 0 {
-                let hh = hash_addr(hash_addr(0x6e61_7464, &orig.src), &orig.dst);
-                new.dst = addr_range_v4_fix(family, &r.min_addr, &r.max_addr, hh);
-            }
-            // A destination port out of the range becomes its first port (a one-port
-            // range: that port); a clash is resolved by the source manip below.
-            if has_ports
-                && !icmp
-                && r.flags & range_flags::PROTO_SPECIFIED != 0
-                && !(r.min_port..=r.max_port).contains(&new.dport)
-            {
-                new.dport = r.min_port;
-            }
+            new = dst_pick(family, key.proto, &orig, &r);
         }
         // Source manip (an explicit one, or Linux's null binding when the destination
         // manip alone would clash: the source port may still move).

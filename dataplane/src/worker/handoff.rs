@@ -153,6 +153,16 @@ impl TxLists {
         match o.action {
             Action::Held(slot) => held[slot].push(m),
             Action::Forward => {
+                let mut m = m;
+                if let Some(n) = &o.nat {
+                    // NAT: the bytes change only now, for a packet that goes out.
+                    if let Some(slot) = o.completes {
+                        for f in held[slot].iter_mut() {
+                            super::apply_nat(f.data_mut(), n);
+                        }
+                    }
+                    super::apply_nat(m.data_mut(), n);
+                }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);
                 }

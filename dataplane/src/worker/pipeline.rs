@@ -4,6 +4,7 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
+use super::nat::{nat_chains, tuple_of, with_dst, NatAddrs, NatApply, Pre};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
@@ -75,6 +76,9 @@ pub struct Outcome {
     pub completes: Option<usize>,
     /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
     pub discard: Option<usize>,
+    /// The NAT rewrite of a forwarded packet of a NATed connection
+    /// ([`super::apply_nat`]; for a completed datagram: every fragment).
+    pub nat: Option<NatApply>,
 }
 
 impl Outcome {
@@ -93,6 +97,7 @@ impl Outcome {
             reply_len: 0,
             completes: None,
             discard: None,
+            nat: None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Pipeline {
     whole: Box<[u8]>,
     /// Which worker owns a connection, with several workers (None: this one owns all).
     pub(super) ownership: Option<Ownership>,
+    /// The addresses MASQUERADE and REDIRECT use.
+    pub(super) nat_addrs: NatAddrs,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -171,6 +178,7 @@ impl Pipeline {
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
+            nat_addrs: NatAddrs::default(),
         }
     }
 
@@ -403,12 +411,64 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
+        // NAT (worker/nat.rs): an existing NATed connection's packet shows the filter its
+        // translated destination; a new connection's first packet walks the
+        // destination-manip nat chain first.
+        let mut shown: Option<packet::Parsed> = None;
+        let mut pre_dst = None;
+        let nat_chain = nat_chains(pair.mode, b.ingress);
+        if self.table.nat_bindings() > 0 && !t.candidate {
+            if let Some(h) = t.handle {
+                if let Some(rw) = self.table.nat_rewrite(h, t.dir) {
+                    let icmp_error = matches!(p.l4, packet::L4::Icmp(i) if i.is_error());
+                    out.nat = Some(NatApply {
+                        rewrite: rw,
+                        icmp_error,
+                    });
+                    if rw.set_dst {
+                        shown = Some(with_dst(p, &rw.new));
+                    }
+                }
+            }
+        }
+        if t.candidate && rs.has_nat() {
+            match self.nat_pre(rs, nat_chain.0, &ctx, &mut *log) {
+                Pre::None => {}
+                Pre::Dst(r, new) => {
+                    pre_dst = Some(r);
+                    if new != tuple_of(p) {
+                        shown = Some(with_dst(p, &new));
+                    }
+                }
+                Pre::NoAddr => return self.nat_drop(&t, frame, p, now, out),
+            }
+        }
+        if let Some(q) = &shown {
+            ctx.parsed = q;
+        }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
+        if t.candidate && matches!(v, Verdict::Accept) && rs.has_nat() {
+            let h = t.handle.expect("a candidate has a handle");
+            if self
+                .nat_post(rs, nat_chain.1, &ctx, (h, pre_dst), now, &mut *log)
+                .is_err()
+            {
+                return self.nat_drop(&t, frame, p, now, out);
+            }
+            out.nat = self.table.nat_rewrite(h, t.dir).map(|rw| NatApply {
+                rewrite: rw,
+                icmp_error: false,
+            });
+        }
         let accepted = matches!(v, Verdict::Accept);
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
+        match v {
+            Verdict::Accept if !confirmed.is_pass() => out.nat = None,
+            _ => {}
+        }
         match v {
             Verdict::Accept if confirmed.is_pass() => {
                 self.stats.verdict_accept += 1;
@@ -440,6 +500,23 @@ impl Pipeline {
                 }
             }
         }
+        out
+    }
+
+    /// Drops a new connection's first packet for which NAT found no tuple (or no
+    /// address): the candidate is released, `drops_total{reason="nat_no_port"}`.
+    fn nat_drop(
+        &mut self,
+        t: &Track,
+        frame: &[u8],
+        p: &packet::Parsed,
+        now: crate::Nanos,
+        mut out: Outcome,
+    ) -> Outcome {
+        let _ = self.table.confirm(t, false, frame, p, now);
+        self.stats.drop(DropReason::NatNoPort);
+        out.action = Action::Drop(DropReason::NatNoPort);
+        out.nat = None;
         out
     }
 }

@@ -32,11 +32,13 @@ pub enum DropReason {
     HandoffFull,
     /// A fragment was discarded by reassembly (overlap, timeout, too long, ...).
     Fragment,
+    /// NAT found no free tuple in its range (or MASQUERADE/REDIRECT had no address).
+    NatNoPort,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (metrics pre-initialise all of them).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Policy,
         DropReason::Reject,
         DropReason::Malformed,
@@ -47,6 +49,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::HandoffFull,
         DropReason::Fragment,
+        DropReason::NatNoPort,
     ];
 
     /// The metric label value.
@@ -62,6 +65,7 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::HandoffFull => "handoff_full",
             DropReason::Fragment => "fragment",
+            DropReason::NatNoPort => "nat_no_port",
         }
     }
 }
