@@ -211,3 +211,6 @@ impl Pipeline {
             .map_err(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The pipeline with NAT, as `statewall replay --out` runs it: built captures through
+//! MASQUERADE and DNAT, the translated frames compared byte by byte with frames built
+//! from scratch (so every checksum is a full recompute), the hook order (FORWARD sees
+//! the DNATed destination), ICMP errors, and the `nat_no_port` drops.
+
+use super::*;
+use crate::conntrack::{Config, ConnTable};
+use crate::packet::build::PacketSpec;
+use crate::packet::checksum::{ipv4_header_ok, l4_ok};
+use crate::packet::tcp_flags::{ACK, SYN};
+use crate::ruleset::parse_ruleset;
+use crate::worker::{Action, Burst, DropReason, NonIpPolicy, PairView};
+use std::net::SocketAddr;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Rig {
+    pl: Pipeline,
+    rs: Ruleset,
+    now: u64,
+}
+
+impl Rig {
+    fn new(rules: &str, addrs: NatAddrs) -> Rig {
+        let rs = parse_ruleset(rules, "rules.v4", None).unwrap_or_else(|e| panic!("{e}"));
+        let mut pl = Pipeline::new(
+            ConnTable::new(1024, Config::default()),
+            &rs,
+            NonIpPolicy::PassArp,
+        );
+        pl.set_nat_addrs(addrs);
+        Rig {
+            pl,
+            rs,
+            now: 1_000_000_000,
+        }
+    }
+
+    /// One frame through the pipeline; the frame that goes out (translated) or the
+    /// drop reason.
+    fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: "outside",
+            host: "inside",
+        };
+        let mut log = |_: crate::ruleset::LogEvent<'_>| {};
+        let mut reply = vec![0u8; 2048];
+        self.now += 1_000_000;
+        let o = self.pl.process(
+            &mut Burst::new(&self.rs, view, side, self.now, &mut log),
+            frame,
+            &mut reply,
+        );
+        match o.action {
+            Action::Forward => {
+                let mut f = frame.to_vec();
+                if let Some(n) = &o.nat {
+                    assert!(apply_nat(&mut f, n));
+                }
+                Ok(f)
+            }
+            Action::Drop(r) => Err(r),
+            a => panic!("unexpected {a:?}"),
+        }
+    }
+}
+
+#[track_caller]
+fn same(got: &[u8], want: &[u8]) {
+    assert_eq!(got, want);
+    let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
+        panic!()
+    };
+    assert!(ipv4_header_ok(got, &p) && l4_ok(got, &p), "checksums");
+}
+
+fn masq_rules() -> String {
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A POSTROUTING -o outside -j MASQUERADE\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+-A FORWARD -i inside -o outside -j ACCEPT\nCOMMIT\n"
+        .to_string()
+}
+
+fn masq_addrs() -> NatAddrs {
+    NatAddrs {
+        masquerade_v4: Some(packet::from_ip("192.0.2.1".parse().unwrap()).1),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn masquerade_tcp_both_directions_byte_by_byte() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let syn = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec();
+    let out = r.send(Side::Host, &syn).unwrap();
+    same(
+        &out,
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("198.51.100.9:80"),
+        sa("192.0.2.1:1234"),
+        SYN | ACK,
+        500,
+        101,
+    )
+    .to_vec();
+    let back = r.send(Side::Network, &synack).unwrap();
+    same(
+        &back,
+        &PacketSpec::tcp(
+            sa("198.51.100.9:80"),
+            sa("10.0.0.2:1234"),
+            SYN | ACK,
+            500,
+            101,
+        )
+        .to_vec(),
+    );
+    let ack = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), ACK, 101, 501)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .to_vec();
+    same(
+        &r.send(Side::Host, &ack).unwrap(),
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), ACK, 101, 501)
+            .payload(b"GET / HTTP/1.0\r\n\r\n")
+            .to_vec(),
+    );
+    // Unsolicited traffic to the public address finds no entry: NEW, dropped by FORWARD.
+    let probe = PacketSpec::tcp(sa("198.51.100.77:5555"), sa("192.0.2.1:1234"), SYN, 1, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &probe), Err(DropReason::Policy));
+    assert_eq!(r.pl.table().nat_bindings(), 1);
+}
+
+#[test]
+fn masquerade_udp_icmp_and_errors() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let q = PacketSpec::udp(sa("10.0.0.2:5353"), sa("198.51.100.9:53"))
+        .payload(b"query")
+        .to_vec();
+    let sent = r.send(Side::Host, &q).unwrap();
+    let want_sent = PacketSpec::udp(sa("192.0.2.1:5353"), sa("198.51.100.9:53"))
+        .payload(b"query")
+        .to_vec();
+    same(&sent, &want_sent);
+    // A router's port unreachable about the translated datagram.
+    let err = PacketSpec::icmp(
+        "203.0.113.254".parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
+        3,
+        3,
+        [0; 4],
+    )
+    .payload(&want_sent[14..])
+    .to_vec();
+    let back = r.send(Side::Network, &err).unwrap();
+    let want = PacketSpec::icmp(
+        "203.0.113.254".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        3,
+        3,
+        [0; 4],
+    )
+    .payload(&q[14..])
+    .to_vec();
+    same(&back, &want);
+    // Echo: the id is kept, the reply comes back to the pinger.
+    let ping = PacketSpec::icmp_echo(
+        "10.0.0.2".parse().unwrap(),
+        "198.51.100.9".parse().unwrap(),
+        8,
+        0x4242,
+        1,
+    )
+    .to_vec();
+    let pub_ip = "192.0.2.1".parse().unwrap();
+    same(
+        &r.send(Side::Host, &ping).unwrap(),
+        &PacketSpec::icmp_echo(pub_ip, "198.51.100.9".parse().unwrap(), 8, 0x4242, 1).to_vec(),
+    );
+    let pong =
+        PacketSpec::icmp_echo("198.51.100.9".parse().unwrap(), pub_ip, 0, 0x4242, 1).to_vec();
+    same(
+        &r.send(Side::Network, &pong).unwrap(),
+        &PacketSpec::icmp_echo(
+            "198.51.100.9".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            0,
+            0x4242,
+            1,
+        )
+        .to_vec(),
+    );
+}
+
+#[test]
+fn dnat_before_forward_filter_like_docker() {
+    // Docker's shape: FORWARD matches the container's address and port after DNAT.
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+:DOCKER - [0:0]\n-A PREROUTING -d 192.0.2.1/32 -j DOCKER\n\
+-A DOCKER -i inside -j RETURN\n\
+-A DOCKER ! -i inside -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -o inside -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+-A FORWARD -d 172.17.0.2/32 ! -i inside -o inside -p tcp -m tcp --dport 80 -j ACCEPT\n\
+-A FORWARD -i inside -j ACCEPT\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    same(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
+    // The ESTABLISHED packet from outside: FORWARD's -o inside RELATED,ESTABLISHED rule.
+    let ack = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), ACK, 8, 10).to_vec();
+    same(
+        &r.send(Side::Network, &ack).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), ACK, 8, 10).to_vec(),
+    );
+    // A port that is not published: no DNAT, and FORWARD drops it.
+    let other = PacketSpec::tcp(sa("203.0.113.5:40001"), sa("192.0.2.1:9090"), SYN, 7, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &other), Err(DropReason::Policy));
+    // A DNATed packet the filter drops is not rewritten and leaves no entry.
+    let rules_drop = rules.replace(
+        "-A FORWARD -d 172.17.0.2/32",
+        "-A FORWARD -d 172.17.0.99/32",
+    );
+    let mut r = Rig::new(&rules_drop, NatAddrs::default());
+    assert_eq!(r.send(Side::Network, &syn), Err(DropReason::Policy));
+    assert_eq!(r.pl.table().len(), 0);
+}
+
+#[test]
+fn nat_no_port_drops() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A POSTROUTING -p udp -j SNAT --to-source 192.0.2.1:7000\n\
+-A POSTROUTING -p tcp -j MASQUERADE\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let a = PacketSpec::udp(sa("10.0.0.2:1000"), sa("198.51.100.9:53")).to_vec();
+    let b = PacketSpec::udp(sa("10.0.0.3:1000"), sa("198.51.100.9:53")).to_vec();
+    same(
+        &r.send(Side::Host, &a).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:7000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // The one port of the range is taken: the second flow cannot be translated.
+    assert_eq!(r.send(Side::Host, &b), Err(DropReason::NatNoPort));
+    // MASQUERADE without the port's address (none configured).
+    let t = PacketSpec::tcp(sa("10.0.0.2:1000"), sa("198.51.100.9:80"), SYN, 1, 0).to_vec();
+    assert_eq!(r.send(Side::Host, &t), Err(DropReason::NatNoPort));
+    assert_eq!(r.pl.stats().drops[DropReason::NatNoPort as usize], 2);
+    assert_eq!(r.pl.table().len(), 1);
+}
