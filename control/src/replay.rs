@@ -285,10 +285,18 @@ fn dir_name(t: &Track) -> Option<&'static str> {
 
 /// Runs the replay, writing one line per packet to `out`.
 pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
-    let rs = match &args.rules {
+    let mut rs = match &args.rules {
         Some(p) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Ruleset::accept_all(),
     };
+    // The addresses given are the host's own (`-m addrtype --dst-type LOCAL`).
+    let own: Vec<IpAddr> = args
+        .masquerade_addrs
+        .iter()
+        .chain(&args.local_addrs)
+        .copied()
+        .collect();
+    rs.set_local_addrs(&own);
     let mut cfg = dataplane::conntrack::Config::default();
     for s in &args.sysctls {
         let (k, v) = s

@@ -154,6 +154,7 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         builtin,
         raw_logs,
         nat_rules,
+        local_addrs: Vec::new(),
         generation: 1,
         other: None,
     })

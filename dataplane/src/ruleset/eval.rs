@@ -479,6 +479,19 @@ impl Ruleset {
                 ))
             }
             Match::Comment => Hit::Yes,
+            Match::AddrType { src, dst } => {
+                if p.family != self.family {
+                    return Hit::No;
+                }
+                for (spec, a) in [(src, &p.src), (dst, &p.dst)] {
+                    if let Some((mask, neg)) = spec {
+                        if (self.addr_type(a) & mask != 0) == *neg {
+                            return Hit::No;
+                        }
+                    }
+                }
+                Hit::Yes
+            }
         }
     }
 }

@@ -2,8 +2,8 @@
 //! rule's identity across reloads), `iptables -L -v -n --line-numbers`, the summary.
 
 use super::{
-    state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange, PortsWhich, Rule,
-    Ruleset, Summary, Table, Target,
+    addr_types, state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange,
+    PortsWhich, Rule, Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
 use crate::packet::{proto, tcp_flags, Family};
@@ -237,6 +237,15 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 }
                 Ok(())
             }
+            Match::AddrType { src, dst } => {
+                let _ = write!(o, " -m addrtype");
+                for (opt, spec) in [("--src-type", src), ("--dst-type", dst)] {
+                    if let Some((m, n)) = spec {
+                        let _ = write!(o, " {}{opt} {}", neg(*n), bits_str(*m, addr_types::NAMES));
+                    }
+                }
+                Ok(())
+            }
             Match::Comment => write!(
                 o,
                 " -m comment --comment {}",
@@ -429,6 +438,15 @@ impl Ruleset {
                 }
                 Match::Comment => {
                     let _ = write!(o, " /* {} */", r.comment.as_deref().unwrap_or(""));
+                }
+                Match::AddrType { src, dst } => {
+                    o.push_str(" ADDRTYPE match");
+                    for (what, spec) in [("src-type", src), ("dst-type", dst)] {
+                        if let Some((m, n)) = spec {
+                            let bang = if *n { "!" } else { "" };
+                            let _ = write!(o, " {what} {bang}{}", bits_str(*m, addr_types::NAMES));
+                        }
+                    }
                 }
                 Match::Limit { slot } => {
                     let l = &self.limits[*slot as usize];

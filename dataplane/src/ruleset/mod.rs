@@ -33,6 +33,7 @@ mod index;
 mod list;
 mod nat;
 mod reject;
+mod summary;
 mod text;
 
 #[cfg(test)]
@@ -41,12 +42,12 @@ mod tests;
 pub use counters::{carry_counters, RuleCounters};
 pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::build_reject;
+pub use summary::{ChainSummary, Summary};
 
 pub(crate) use counters::LimitState;
 
 use crate::conntrack::{CtState, CtStatus, Direction, Nanos};
 use crate::packet::{Family, Parsed};
-use std::fmt;
 use std::path::Path;
 
 /// Most nested `-j` calls a ruleset may make (deeper rulesets are refused at compile time).
@@ -432,6 +433,30 @@ pub(crate) enum Match {
         slot: u32,
     },
     Comment,
+    /// `-m addrtype`: (`addr_types` bits, `!`) for the source and the destination.
+    AddrType {
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+    },
+}
+
+/// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
+/// UNSPEC, UNICAST, LOCAL, BROADCAST and MULTICAST; see [`Ruleset::set_local_addrs`]).
+pub(crate) mod addr_types {
+    pub const UNSPEC: u16 = 1 << 0;
+    pub const UNICAST: u16 = 1 << 1;
+    pub const LOCAL: u16 = 1 << 2;
+    pub const BROADCAST: u16 = 1 << 3;
+    pub const MULTICAST: u16 = 1 << 5;
+
+    /// The names, in the order listings print them.
+    pub const NAMES: &[(u16, &str)] = &[
+        (UNSPEC, "UNSPEC"),
+        (UNICAST, "UNICAST"),
+        (LOCAL, "LOCAL"),
+        (BROADCAST, "BROADCAST"),
+        (MULTICAST, "MULTICAST"),
+    ];
 }
 
 /// A `-m limit` token bucket's parameters (the state lives in [`RuleCounters`]).
@@ -553,6 +578,8 @@ pub struct Ruleset {
     pub(crate) builtin: [usize; 9],
     /// Whether the nat table has any rule (else new connections skip it).
     pub(crate) nat_rules: bool,
+    /// The host's own addresses, for `-m addrtype` LOCAL (besides loopback).
+    pub(crate) local_addrs: Vec<crate::packet::Addr>,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
     pub(crate) raw_logs: bool,
     /// Publication generation (1 for the first ruleset, +1 per reload); set by the
@@ -750,51 +777,5 @@ impl Ruleset {
     /// The `-m comment` text of a rule id, if any (the name used for opt-in metrics).
     pub fn rule_comment(&self, id: usize) -> Option<&str> {
         self.rules.get(id)?.comment.as_deref()
-    }
-}
-
-/// Counts of what a ruleset holds, for `statewall rules check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// The family.
-    pub family: Family,
-    /// Per table given in the text, its chains (built-ins first).
-    pub tables: Vec<(Table, Vec<ChainSummary>)>,
-    /// Total rules.
-    pub rules: usize,
-}
-
-/// One chain in a [`Summary`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainSummary {
-    /// The chain's name.
-    pub name: String,
-    /// `ACCEPT`, `DROP`, or `-` for a user chain.
-    pub policy: String,
-    /// Number of rules.
-    pub rules: usize,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fam = match self.family {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        };
-        writeln!(f, "{fam}: {} rules", self.rules)?;
-        for (t, chains) in &self.tables {
-            let n: usize = chains.iter().map(|c| c.rules).sum();
-            writeln!(
-                f,
-                "  table {}: {} chains, {} rules",
-                t.name(),
-                chains.len(),
-                n
-            )?;
-            for c in chains {
-                writeln!(f, "    {} (policy {}): {} rules", c.name, c.policy, c.rules)?;
-            }
-        }
-        Ok(())
     }
 }

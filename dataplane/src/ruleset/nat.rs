@@ -321,6 +321,46 @@ pub(super) fn check_hooks(
 }
 
 impl Ruleset {
+    /// The host's own addresses (the ports' addresses: `masquerade_address`,
+    /// `local_address`), which `-m addrtype --dst-type LOCAL` matches besides loopback
+    /// (127.0.0.0/8, ::1). Set before publishing; applies to the paired other-family
+    /// ruleset too.
+    pub fn set_local_addrs(&mut self, addrs: &[std::net::IpAddr]) {
+        self.local_addrs = addrs
+            .iter()
+            .map(|ip| crate::packet::from_ip(*ip))
+            .filter(|(f, _)| *f == self.family)
+            .map(|(_, a)| a)
+            .collect();
+        if let Some(o) = &mut self.other {
+            std::sync::Arc::make_mut(o).set_local_addrs(addrs);
+        }
+    }
+
+    /// The `-m addrtype` type bit of an address of this ruleset's family.
+    pub(super) fn addr_type(&self, a: &Addr) -> u16 {
+        use super::addr_types as t;
+        let v4 = self.family == Family::V4;
+        let loopback = if v4 {
+            a[0] == 127
+        } else {
+            *a == std::net::Ipv6Addr::LOCALHOST.octets()
+        };
+        if loopback || self.local_addrs.contains(a) {
+            return t::LOCAL;
+        }
+        let zero = if v4 { a[..4] == [0; 4] } else { *a == [0; 16] };
+        if zero {
+            t::UNSPEC
+        } else if (v4 && a[0] >> 4 == 0xe) || (!v4 && a[0] == 0xff) {
+            t::MULTICAST
+        } else if v4 && a[..4] == [255; 4] {
+            t::BROADCAST
+        } else {
+            t::UNICAST
+        }
+    }
+
     /// True when the ruleset (or its other-family pair) has NAT rules: only then do new
     /// connections walk the nat chains.
     #[inline]

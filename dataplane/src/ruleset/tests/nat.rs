@@ -320,3 +320,72 @@ fn nat_testdata_openwrt_k3s_load_unchanged() {
         assert_eq!(rs(&r.dump()).dump(), r.dump());
     }
 }
+
+#[test]
+fn nat_addrtype_and_docker_testdata() {
+    let mut r = rs(&std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/ruleset/testdata/nat-docker.rules.v4"),
+    )
+    .unwrap());
+    assert!(r
+        .dump()
+        .contains("-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n"));
+    assert!(r
+        .dump()
+        .contains("-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n"));
+    assert_eq!(rs(&r.dump()).dump(), r.dump());
+    let p = tcp("203.0.113.5:40000", "192.0.2.1:8080", tcp_flags::SYN);
+    // Before the host's address is known, only loopback is LOCAL.
+    assert_eq!(pick(&r, NatChain::Prerouting, &p, ENV), None);
+    r.set_local_addrs(&["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]);
+    assert_eq!(
+        pick(&r, NatChain::Prerouting, &p, ENV).as_deref(),
+        Some(" -j DNAT --to-destination 172.17.0.2:80")
+    );
+    // Types and their negation.
+    let f = |rule: &str, src: &str, dst: &str| {
+        let q = udp(src, dst);
+        let mut g = filter(&format!("-A FORWARD {rule} -j ACCEPT"));
+        g.set_local_addrs(&["192.0.2.1".parse().unwrap()]);
+        fwd(&g, &q, ENV) == Verdict::Accept
+    };
+    assert!(f(
+        "-m addrtype --dst-type MULTICAST",
+        "10.0.0.1:1",
+        "224.0.0.251:5353"
+    ));
+    assert!(f(
+        "-m addrtype --dst-type BROADCAST",
+        "10.0.0.1:1",
+        "255.255.255.255:67"
+    ));
+    assert!(f(
+        "-m addrtype --dst-type UNICAST",
+        "10.0.0.1:1",
+        "8.8.8.8:53"
+    ));
+    assert!(!f(
+        "-m addrtype --dst-type UNICAST",
+        "10.0.0.1:1",
+        "192.0.2.1:53"
+    ));
+    assert!(f(
+        "-m addrtype ! --dst-type LOCAL",
+        "10.0.0.1:1",
+        "8.8.8.8:53"
+    ));
+    assert!(f(
+        "-m addrtype --src-type LOCAL --dst-type UNICAST,MULTICAST",
+        "127.0.0.1:1",
+        "8.8.8.8:53"
+    ));
+    assert!(
+        err("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m addrtype --dst-type ANYCAST\nCOMMIT\n")
+            .contains("address type \"ANYCAST\" is not supported")
+    );
+    assert!(
+        err("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m addrtype\nCOMMIT\n")
+            .contains("match \"addrtype\" needs --src-type or --dst-type")
+    );
+}

@@ -32,6 +32,10 @@ pub(super) enum Module {
         rate: Option<(u32, &'static str, u64)>,
         burst: Option<u32>,
     },
+    AddrType {
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+    },
 }
 
 impl Module {
@@ -46,6 +50,7 @@ impl Module {
             Module::Conntrack { .. } => "conntrack",
             Module::Comment(_) => "comment",
             Module::Limit { .. } => "limit",
+            Module::AddrType { .. } => "addrtype",
         }
     }
 
@@ -74,6 +79,10 @@ impl Module {
             Module::Conntrack { .. } => matches!(opt, "--ctstate" | "--ctstatus" | "--ctdir"),
             Module::Comment(_) => opt == "--comment",
             Module::Limit { .. } => matches!(opt, "--limit" | "--limit-burst"),
+            Module::AddrType { .. } => matches!(
+                opt,
+                "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
+            ),
         }
     }
 }

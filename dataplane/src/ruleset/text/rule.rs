@@ -276,12 +276,15 @@ impl<'r> RuleParser<'r> {
                 rate: None,
                 burst: None,
             },
-            "recent" | "addrtype" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange"
-            | "hashlimit" | "length" | "physdev" | "string" | "time" | "u32" | "connlimit"
-            | "pkttype" | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt"
-            | "ipv6header" | "hbh" | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota"
-            | "statistic" | "bpf" | "cgroup" | "socket" | "devgroup" | "realm" | "ecn"
-            | "tcpmss" => {
+            "addrtype" => Module::AddrType {
+                src: None,
+                dst: None,
+            },
+            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
+            | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
+            | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
+            | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"
+            | "cgroup" | "socket" | "devgroup" | "realm" | "ecn" | "tcpmss" => {
                 return Err(self.err(
                     tok.col,
                     format!("match \"-m {}\" is not supported by statewall", v.s),
@@ -515,6 +518,16 @@ impl<'r> RuleParser<'r> {
                 }
                 *slot = Some(v.s.clone());
             }
+            Module::AddrType { src, dst } => {
+                if o.starts_with("--limit-iface") {
+                    return Err(self.err(col, format!("addrtype option \"{o}\" is not supported")));
+                }
+                let slot = if o == "--src-type" { src } else { dst };
+                if slot.is_some() {
+                    return Err(twice(self));
+                }
+                *slot = Some((parse_addr_types(&v.s).map_err(|m| self.err(v.col, m))?, inv));
+            }
             Module::Limit { rate, burst } => {
                 no_inv(self)?;
                 if o == "--limit" {
@@ -624,6 +637,15 @@ impl<'r> RuleParser<'r> {
                 Module::Comment(t) => {
                     comment = Some(t.clone().ok_or_else(|| need("--comment"))?);
                     Match::Comment
+                }
+                Module::AddrType { src, dst } => {
+                    if src.is_none() && dst.is_none() {
+                        return Err(need("--src-type or --dst-type"));
+                    }
+                    Match::AddrType {
+                        src: *src,
+                        dst: *dst,
+                    }
                 }
                 Module::Limit { rate, burst } => {
                     let (count, unit, interval) =

@@ -20,6 +20,8 @@ struct Rig {
     pl: Pipeline,
     rs: Ruleset,
     now: u64,
+    /// (network port, host port) names.
+    names: (&'static str, &'static str),
 }
 
 impl Rig {
@@ -35,6 +37,7 @@ impl Rig {
             pl,
             rs,
             now: 1_000_000_000,
+            names: ("outside", "inside"),
         }
     }
 
@@ -43,8 +46,8 @@ impl Rig {
     fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         let view = PairView {
             mode: PairMode::Forward,
-            network: "outside",
-            host: "inside",
+            network: self.names.0,
+            host: self.names.1,
         };
         let mut log = |_: crate::ruleset::LogEvent<'_>| {};
         let mut reply = vec![0u8; 2048];
@@ -272,4 +275,53 @@ fn nat_no_port_drops() {
     assert_eq!(r.send(Side::Host, &t), Err(DropReason::NatNoPort));
     assert_eq!(r.pl.stats().drops[DropReason::NatNoPort as usize], 2);
     assert_eq!(r.pl.table().len(), 1);
+}
+
+#[test]
+fn docker_testdata_through_the_pipeline() {
+    // The Docker host's real iptables-save text, unchanged: eth0 faces the network,
+    // docker0 the containers; the host's address makes -m addrtype LOCAL match.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/ruleset/testdata/nat-docker.rules.v4");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut r = Rig::new(&text, masq_addrs());
+    r.rs.set_local_addrs(&["192.0.2.1".parse().unwrap()]);
+    r.names = ("eth0", "docker0");
+    // Published port: DNAT in PREROUTING, then FORWARD's DOCKER chain accepts the
+    // container's address and port.
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    same(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
+    // A container's own connection out: MASQUERADE (-s 172.17.0.0/16 ! -o docker0).
+    let out = PacketSpec::udp(sa("172.17.0.3:5000"), sa("198.51.100.9:53")).to_vec();
+    same(
+        &r.send(Side::Host, &out).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:5000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // Port 8080 on an address that is not the host's: addrtype LOCAL fails, no DNAT,
+    // and FORWARD (policy DROP) refuses it.
+    let not_local =
+        PacketSpec::tcp(sa("203.0.113.5:40001"), sa("198.51.100.1:8080"), SYN, 7, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &not_local), Err(DropReason::Policy));
 }
