@@ -451,6 +451,8 @@ impl Worker {
             }
             s.ct_entries
                 .store(self.pipeline.table.len() as u64, Ordering::Relaxed);
+            s.nat_bindings
+                .store(self.pipeline.table.nat_bindings() as u64, Ordering::Relaxed);
             s.publish_conntrack(self.pipeline.table.stats());
         }
     }

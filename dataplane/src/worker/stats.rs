@@ -153,6 +153,8 @@ pub struct PublishedStats {
     pub burst_hist: [AtomicU64; 10],
     /// Conntrack entries in this worker's shard.
     pub ct_entries: AtomicU64,
+    /// Of them, entries with a NAT binding.
+    pub nat_bindings: AtomicU64,
     /// Conntrack `-S` counters: found, invalid, ignore, insert, insert_failed, drop, early_drop, search_restart.
     pub ct_stats: [AtomicU64; 8],
     /// Entries expired by protocol: tcp, udp, icmp, icmpv6, other.
