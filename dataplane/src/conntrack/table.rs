@@ -26,11 +26,11 @@
 
 use super::expect::{ExpectTable, MasterRef};
 use super::helper::ftp::FtpSeq;
-use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
+use super::key::FlowKey;
 use super::nat::NatTuple;
-use super::tcp::{Seen, TcpConn, TcpState};
-use super::view::{EntryView, Tuple};
-use super::{Config, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use super::tcp::{Seen, TcpConn};
+use super::view::EntryView;
+use super::{Config, CtStatus, EntryHandle, Nanos, Stats};
 use crate::packet::{proto, Addr, Family, Parsed};
 use std::sync::Arc;
 
@@ -650,75 +650,6 @@ impl ConnTable {
             }
         }
         reaped
-    }
-
-    fn view(&self, slot: usize, now: Nanos) -> EntryView {
-        let e = &self.entries[slot];
-        let k = self.key_of_slot(slot);
-        let family = k.family;
-        let (orig, reply) = if k.is_icmp() {
-            let req = (k.port_b >> 8) as u8;
-            let code = k.port_b as u8;
-            let rep = if family == Family::V6 {
-                icmp6_reply_of(req)
-            } else {
-                icmp4_reply_of(req)
-            }
-            .unwrap_or(req);
-            let t = |src, dst, ty| Tuple {
-                src,
-                dst,
-                sport: 0,
-                dport: 0,
-                icmp: Some((ty, code, k.port_a)),
-            };
-            (t(k.a, k.b, req), t(k.b, k.a, rep))
-        } else {
-            let ta = Tuple {
-                src: k.a,
-                dst: k.b,
-                sport: k.port_a,
-                dport: k.port_b,
-                icmp: None,
-            };
-            let tb = Tuple {
-                src: k.b,
-                dst: k.a,
-                sport: k.port_b,
-                dport: k.port_a,
-                icmp: None,
-            };
-            if e.meta & M_ORIG_IS_A != 0 {
-                (ta, tb)
-            } else {
-                (tb, ta)
-            }
-        };
-        let reply = match self.nat_of(slot) {
-            Some(n) => Tuple {
-                src: n.dst,
-                dst: n.src,
-                sport: if k.is_icmp() { 0 } else { n.dport },
-                dport: if k.is_icmp() { 0 } else { n.sport },
-                icmp: reply.icmp.map(|(ty, code, _)| (ty, code, n.sport)),
-            },
-            None => reply,
-        };
-        EntryView {
-            family,
-            proto: k.proto,
-            orig,
-            reply,
-            tcp_state: (k.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
-            status: CtStatus(e.status),
-            timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
-            helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),
-            handle: self.handle(slot),
-            master: match self.aux[slot] {
-                Aux::Master(m) if e.status & CtStatus::EXPECTED != 0 => Some((m.worker, m.handle)),
-                _ => None,
-            },
-        }
     }
 
     /// Live confirmed entries (for `ctl list`); expired ones are skipped.

@@ -443,7 +443,12 @@ impl Ruleset {
                 yes(hit != *neg)
             }
             Match::State { mask, neg } => yes((mask & state_bit(ctx.ct_state) != 0) != *neg),
-            Match::Conntrack { state, status, dir } => {
+            Match::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => {
                 // xt_conntrack: without a connection only a --ctstate test can pass.
                 if let Some((mask, neg)) = state {
                     if (mask & ct_state_bits(ctx) != 0) == *neg {
@@ -467,7 +472,7 @@ impl Ruleset {
                         return Hit::No;
                     }
                 }
-                Hit::Yes
+                yes(tuples.is_empty() || super::cttuple::all_match(tuples, ctx))
             }
             Match::Limit { slot } => {
                 let spec = &self.limits[*slot as usize];

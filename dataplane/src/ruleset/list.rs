@@ -224,10 +224,34 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
             Match::State { mask, neg: n } => {
                 write!(o, " -m state {}--state {}", neg(*n), states_str(*mask))
             }
-            Match::Conntrack { state, status, dir } => {
+            Match::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => {
                 let _ = write!(o, " -m conntrack");
                 if let Some((m, n)) = state {
                     let _ = write!(o, " {}--ctstate {}", neg(*n), states_str(*m));
+                }
+                // iptables-save's order: addresses, then ports.
+                for t in tuples.iter().filter(|t| !t.field.is_port()) {
+                    let _ = write!(
+                        o,
+                        " {}{} {}",
+                        neg(t.neg),
+                        t.field.option(),
+                        net_str(&t.net, fam, true)
+                    );
+                }
+                for t in tuples.iter().filter(|t| t.field.is_port()) {
+                    let (lo, hi) = t.ports;
+                    let p = if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}:{hi}")
+                    };
+                    let _ = write!(o, " {}{} {p}", neg(t.neg), t.field.option());
                 }
                 if let Some((m, n)) = status {
                     let _ = write!(o, " {}--ctstatus {}", neg(*n), status_str(*m));
@@ -425,7 +449,9 @@ impl Ruleset {
                 Match::State { mask, neg: n } => {
                     let _ = write!(o, " {}state {}", neg(*n), states_str(*mask));
                 }
-                Match::Conntrack { state, status, dir } => {
+                Match::Conntrack {
+                    state, status, dir, ..
+                } => {
                     if let Some((m, n)) = state {
                         let _ = write!(o, " {}ctstate {}", neg(*n), states_str(*m));
                     }

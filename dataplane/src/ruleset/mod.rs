@@ -28,6 +28,7 @@
 
 mod compile;
 mod counters;
+mod cttuple;
 mod eval;
 mod index;
 mod list;
@@ -145,6 +146,9 @@ pub struct PacketCtx<'a> {
     pub in_port: &'a str,
     /// Egress port name (`-o`); empty when none (host INPUT, raw PREROUTING).
     pub out_port: &'a str,
+    /// The connection's (ORIGINAL, REPLY) tuples when they are not each other's
+    /// inversion (a NATed connection); None: derived from the packet and `ct_dir`.
+    pub ct_tuples: Option<(crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
     /// Now, for `-m limit`.
     pub now: Nanos,
 }
@@ -428,6 +432,8 @@ pub(crate) enum Match {
         state: Option<(u16, bool)>,
         status: Option<(u8, bool)>,
         dir: Option<(Direction, bool)>,
+        /// `--ctorigsrc` and the other tuple options, in the order given.
+        tuples: Vec<cttuple::CtTupleMatch>,
     },
     Limit {
         slot: u32,

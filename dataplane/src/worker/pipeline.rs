@@ -369,6 +369,7 @@ impl Pipeline {
             ct_status: Default::default(),
             in_port,
             out_port,
+            ct_tuples: None,
             now,
         };
         // raw table (before conntrack).
@@ -428,6 +429,7 @@ impl Pipeline {
                     if rw.set_dst {
                         shown = Some(with_dst(p, &rw.new));
                     }
+                    ctx.ct_tuples = self.table.nat_tuples(h);
                 }
             }
         }
@@ -436,7 +438,10 @@ impl Pipeline {
                 Pre::None => {}
                 Pre::Dst(r, new) => {
                     pre_dst = Some(r);
+                    ctx.ct_tuples = Some((tuple_of(p), new.invert()));
                     if new != tuple_of(p) {
+                        // The destination manip is set up: FORWARD sees --ctstate DNAT.
+                        ctx.ct_status.0 |= crate::conntrack::CtStatus::DST_NAT;
                         shown = Some(with_dst(p, &new));
                     }
                 }

@@ -80,6 +80,7 @@ fn ctx<'a>(p: &'a Pkt, e: Env<'a>) -> PacketCtx<'a> {
         ct_status: CtStatus(e.status),
         in_port: e.inp,
         out_port: e.out,
+        ct_tuples: None,
         now: e.now,
     }
 }

@@ -389,3 +389,85 @@ fn nat_addrtype_and_docker_testdata() {
             .contains("match \"addrtype\" needs --src-type or --dst-type")
     );
 }
+
+#[test]
+fn nat_conntrack_tuple_options() {
+    // Save form round trip (addresses before ports, as iptables-save writes them).
+    let r = filter(
+        "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst 192.0.2.1 --ctreplsrc 172.17.0.0/16 --ctorigdstport 8080 -j ACCEPT\n\
+-A FORWARD -p tcp -m conntrack ! --ctorigsrc 10.0.0.0/8 --ctrepldstport 1024:65535 -j ACCEPT\n\
+-A FORWARD -m conntrack --ctreplsrcport 53 --ctorigsrcport 1:1023 --ctrepldst 192.0.2.9 -j DROP",
+    );
+    let d = r.dump();
+    for l in [
+        "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst 192.0.2.1/32 --ctreplsrc 172.17.0.0/16 --ctorigdstport 8080 -j ACCEPT\n",
+        "-A FORWARD -p tcp -m conntrack ! --ctorigsrc 10.0.0.0/8 --ctrepldstport 1024:65535 -j ACCEPT\n",
+        "-A FORWARD -m conntrack --ctrepldst 192.0.2.9/32 --ctreplsrcport 53 --ctorigsrcport 1:1023 -j DROP\n",
+    ] {
+        assert!(d.contains(l), "{l} not in\n{d}");
+    }
+    assert_eq!(rs(&d).dump(), d);
+    // Without NAT the tuples come from the packet and its direction.
+    let p = tcp("10.0.0.5:1000", "198.51.100.1:80", tcp_flags::ACK);
+    let est = Env {
+        state: CtState::Established,
+        ..ENV
+    };
+    assert!(hits(
+        "-m conntrack --ctorigsrc 10.0.0.5 --ctorigdstport 80",
+        &p,
+        est
+    ));
+    assert!(hits(
+        "-m conntrack --ctreplsrc 198.51.100.1 --ctrepldstport 1000",
+        &p,
+        est
+    ));
+    let reply_dir = Env {
+        dir: Direction::Reply,
+        ..est
+    };
+    // The same packet seen as a REPLY: its source is the original destination.
+    assert!(hits(
+        "-m conntrack --ctorigdst 10.0.0.5 --ctorigsrcport 80",
+        &p,
+        reply_dir
+    ));
+    assert!(!hits("-m conntrack --ctorigsrc 10.0.0.5", &p, reply_dir));
+    assert!(hits("-m conntrack ! --ctorigsrc 10.0.0.5", &p, reply_dir));
+    // No connection: no tuple test passes.
+    assert!(!hits(
+        "-m conntrack --ctorigsrc 10.0.0.5",
+        &p,
+        Env {
+            state: CtState::Invalid,
+            ..ENV
+        }
+    ));
+    // With NAT the pipeline passes both tuples.
+    let t = |s: &str, sp, d: &str, dp| crate::conntrack::NatTuple {
+        src: crate::packet::from_ip(ip(s)).1,
+        dst: crate::packet::from_ip(ip(d)).1,
+        sport: sp,
+        dport: dp,
+    };
+    let orig = t("203.0.113.5", 40000, "192.0.2.1", 8080);
+    let reply = t("172.17.0.2", 80, "203.0.113.5", 40000);
+    let q = tcp("203.0.113.5:40000", "172.17.0.2:80", tcp_flags::ACK);
+    let g = filter("-A FORWARD -m conntrack --ctorigdst 192.0.2.1 --ctorigdstport 8080 --ctreplsrc 172.17.0.2 --ctreplsrcport 80 -j ACCEPT");
+    let mut c = RuleCounters::for_ruleset(&g);
+    let mut x = ctx(&q, est);
+    assert_eq!(
+        g.eval_filter(FilterChain::Forward, &x, &mut c, &mut |_| {}),
+        Verdict::Drop
+    );
+    x.ct_tuples = Some((orig, reply));
+    assert_eq!(
+        g.eval_filter(FilterChain::Forward, &x, &mut c, &mut |_| {}),
+        Verdict::Accept
+    );
+    assert!(err(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctorigsrc 10.0.0.300\nCOMMIT\n"
+    )
+    .contains("bad address \"10.0.0.300\""));
+}

@@ -26,6 +26,7 @@ pub(super) enum Module {
         state: Option<(u16, bool)>,
         status: Option<(u8, bool)>,
         dir: Option<(Direction, bool)>,
+        tuples: Vec<crate::ruleset::cttuple::CtTupleMatch>,
     },
     Comment(Option<String>),
     Limit {
@@ -76,7 +77,10 @@ impl Module {
                 "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports"
             ),
             Module::State(_) => opt == "--state",
-            Module::Conntrack { .. } => matches!(opt, "--ctstate" | "--ctstatus" | "--ctdir"),
+            Module::Conntrack { .. } => {
+                matches!(opt, "--ctstate" | "--ctstatus" | "--ctdir")
+                    || crate::ruleset::cttuple::CtField::of(opt).is_some()
+            }
             Module::Comment(_) => opt == "--comment",
             Module::Limit { .. } => matches!(opt, "--limit" | "--limit-burst"),
             Module::AddrType { .. } => matches!(

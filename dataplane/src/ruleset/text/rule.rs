@@ -8,6 +8,7 @@ use super::{Reader, Res};
 use crate::conntrack::Direction;
 use crate::packet::{proto, Family};
 use crate::ruleset::compile::{DraftRule, DraftTarget};
+use crate::ruleset::cttuple::{CtField, CtTupleMatch};
 use crate::ruleset::{
     Helper, Iface, LimitSpec, Match, Net, PortRange, PortsWhich, RejectKind, RulesetError, Table,
     Target,
@@ -270,6 +271,7 @@ impl<'r> RuleParser<'r> {
                 state: None,
                 status: None,
                 dir: None,
+                tuples: Vec::new(),
             },
             "comment" => Module::Comment(None),
             "limit" => Module::Limit {
@@ -366,9 +368,7 @@ impl<'r> RuleParser<'r> {
                 "--reject-with" => "option \"--reject-with\" belongs to \"-j REJECT\"".into(),
                 _ if o.starts_with("--log-") => format!("option \"{o}\" belongs to \"-j LOG\""),
                 "--notrack" | "--helper" => format!("option \"{o}\" belongs to \"-j CT\""),
-                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
-                | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
-                | "--ctexpire" => {
+                "--ctproto" | "--ctexpire" => {
                     format!("option \"{o}\" of -m conntrack is not supported")
                 }
                 _ => format!("unknown option \"{o}\""),
@@ -474,7 +474,30 @@ impl<'r> RuleParser<'r> {
                 let mask = parse_states(&v.s, false).map_err(|m| self.err(v.col, m))?;
                 *slot = Some((mask, inv));
             }
-            Module::Conntrack { state, status, dir } => match o {
+            Module::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => match o {
+                _ if CtField::of(o).is_some() => {
+                    let field = CtField::of(o).expect("checked");
+                    if tuples.iter().any(|t| t.field == field) {
+                        return Err(twice(self));
+                    }
+                    let mut m = CtTupleMatch {
+                        field,
+                        net: Net { net: 0, mask: 0 },
+                        ports: (0, 65535),
+                        neg: inv,
+                    };
+                    if field.is_port() {
+                        m.ports = parse_port_range(&v.s).map_err(|e| self.err(v.col, e))?;
+                    } else {
+                        m.net = self.parse_net(&v)?;
+                    }
+                    tuples.push(m);
+                }
                 "--ctstate" => {
                     if state.is_some() {
                         return Err(twice(self));
@@ -624,14 +647,20 @@ impl<'r> RuleParser<'r> {
                     let (mask, neg) = t.ok_or_else(|| need("--state"))?;
                     Match::State { mask, neg }
                 }
-                Module::Conntrack { state, status, dir } => {
-                    if state.is_none() && status.is_none() && dir.is_none() {
-                        return Err(need("--ctstate, --ctstatus or --ctdir"));
+                Module::Conntrack {
+                    state,
+                    status,
+                    dir,
+                    tuples,
+                } => {
+                    if state.is_none() && status.is_none() && dir.is_none() && tuples.is_empty() {
+                        return Err(need("--ctstate, --ctstatus, --ctdir or a tuple option"));
                     }
                     Match::Conntrack {
                         state: *state,
                         status: *status,
                         dir: *dir,
+                        tuples: tuples.clone(),
                     }
                 }
                 Module::Comment(t) => {

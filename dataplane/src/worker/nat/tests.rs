@@ -27,6 +27,10 @@ struct Rig {
 impl Rig {
     fn new(rules: &str, addrs: NatAddrs) -> Rig {
         let rs = parse_ruleset(rules, "rules.v4", None).unwrap_or_else(|e| panic!("{e}"));
+        Rig::with_rs(rs, addrs)
+    }
+
+    fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
         let mut pl = Pipeline::new(
             ConnTable::new(1024, Config::default()),
             &rs,
@@ -324,4 +328,101 @@ fn docker_testdata_through_the_pipeline() {
     let not_local =
         PacketSpec::tcp(sa("203.0.113.5:40001"), sa("198.51.100.1:8080"), SYN, 7, 0).to_vec();
     assert_eq!(r.send(Side::Network, &not_local), Err(DropReason::Policy));
+}
+
+#[test]
+fn nat66_masquerade_and_dnat() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::5]:80\n\
+-A POSTROUTING -s fd00::/64 -o outside -j MASQUERADE\nCOMMIT\n";
+    let rs6 = parse_ruleset(rules, "rules.v6", Some(crate::packet::Family::V6)).unwrap();
+    let rs4 = parse_ruleset("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", "rules.v4", None).unwrap();
+    let mut r = Rig::with_rs(
+        rs4.with_other_family(rs6).unwrap(),
+        NatAddrs {
+            masquerade_v6: Some(packet::from_ip("2001:db8::1".parse().unwrap()).1),
+            ..Default::default()
+        },
+    );
+    let q = PacketSpec::udp(sa("[fd00::2]:5000"), sa("[2001:db8:9::9]:53")).to_vec();
+    same6(
+        &r.send(Side::Host, &q).unwrap(),
+        &PacketSpec::udp(sa("[2001:db8::1]:5000"), sa("[2001:db8:9::9]:53")).to_vec(),
+    );
+    let a = PacketSpec::udp(sa("[2001:db8:9::9]:53"), sa("[2001:db8::1]:5000")).to_vec();
+    same6(
+        &r.send(Side::Network, &a).unwrap(),
+        &PacketSpec::udp(sa("[2001:db8:9::9]:53"), sa("[fd00::2]:5000")).to_vec(),
+    );
+    let syn = PacketSpec::tcp(
+        sa("[2001:db8:7::7]:4000"),
+        sa("[2001:db8::1]:8080"),
+        SYN,
+        1,
+        0,
+    )
+    .to_vec();
+    same6(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("[2001:db8:7::7]:4000"), sa("[fd00::5]:80"), SYN, 1, 0).to_vec(),
+    );
+    // ICMPv6 echo through MASQUERADE: the checksum covers the pseudo-header.
+    let ping = PacketSpec::icmp_echo(
+        "fd00::2".parse().unwrap(),
+        "2001:db8:9::9".parse().unwrap(),
+        128,
+        9,
+        1,
+    )
+    .to_vec();
+    same6(
+        &r.send(Side::Host, &ping).unwrap(),
+        &PacketSpec::icmp_echo(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8:9::9".parse().unwrap(),
+            128,
+            9,
+            1,
+        )
+        .to_vec(),
+    );
+}
+
+#[track_caller]
+fn same6(got: &[u8], want: &[u8]) {
+    assert_eq!(got, want);
+    let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
+        panic!()
+    };
+    assert!(l4_ok(got, &p), "checksum");
+}
+
+#[test]
+fn forward_sees_nat_tuples_through_conntrack_options() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctreplsrc 172.17.0.2 -j ACCEPT\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    assert!(r.send(Side::Network, &syn).is_ok());
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
 }
