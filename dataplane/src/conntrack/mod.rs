@@ -16,6 +16,8 @@
 //! * `table`: the fixed-capacity table's storage (fingerprint buckets + slab, side arrays);
 //! * `track`: the per-packet procedure on it (`docs/CONNTRACK.md` §1.3): `track`, `confirm`;
 //! * `view`: [`EntryView`] and its `conntrack -L` rendering;
+//! * `nat`: NAT bindings (the translated tuple, its second index way, port allocation;
+//!   `docs/NAT.md`);
 //! * `expect`: the global [`ExpectTable`] shared by every shard (`docs/CONNTRACK.md` §4.3);
 //! * `helper`: the connection helpers' runner; `helper::ftp`: the FTP helper's parser and per-connection line-start memory (`docs/CONNTRACK.md` §4.2).
 //!

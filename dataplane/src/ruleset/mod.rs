@@ -1,7 +1,7 @@
 //! The compiled, immutable iptables-style ruleset and its evaluation.
 //!
 //! * [`parse_ruleset`] reads `iptables-restore` / `ip6tables-restore` text (what
-//!   `iptables-save` prints) for the `*filter` and `*raw` tables and compiles it into a
+//!   `iptables-save` prints) for the `*filter`, `*raw` and `*nat` tables and compiles it into a
 //!   [`Ruleset`]: chains, rules as compact match lists, and a per-chain index by
 //!   protocol and destination port. Anything it does not support is refused whole with a
 //!   [`RulesetError`] (`file:line:column: message`); nothing is ignored silently.
@@ -20,7 +20,9 @@
 //!
 //! Hooks: a port pair in forwarding mode runs raw PREROUTING then filter FORWARD; in host
 //! mode, packets toward the host run raw PREROUTING then filter INPUT, and packets from
-//! the host run raw OUTPUT then filter OUTPUT (see [`Hook`]).
+//! the host run raw OUTPUT then filter OUTPUT (see [`Hook`]). The nat chains
+//! ([`Ruleset::eval_nat`], `nat.rs`) run for a new connection's first packet only, around
+//! the filter table (`docs/NAT.md`).
 //!
 //! A ruleset is for one address family (one `rules.v4` or `rules.v6` file); the caller
 //! picks the ruleset by the packet's family. Address matches never match a packet of the
