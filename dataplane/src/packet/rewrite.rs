@@ -104,13 +104,21 @@ pub fn rewrite(frame: &mut [u8], p: &Parsed, src: Option<End>, dst: Option<End>)
         src.as_ref().map(|x| &x.0),
         dst.as_ref().map(|x| &x.0),
     );
+    // The first fragment of a TCP/UDP datagram holds the L4 header (the parser may call
+    // it malformed: its length field covers the whole datagram); the checksum covers
+    // the whole datagram, so the incremental update is right on the first fragment.
+    let first_frag =
+        p.frag.is_fragment() && p.frag.offset == 0 && matches!(p.proto, proto::TCP | proto::UDP);
     match p.l4 {
-        L4::Tcp(_) | L4::Udp(_) => {
+        _ if first_frag || matches!(p.l4, L4::Tcp(_) | L4::Udp(_)) => {
             let csum_at = if p.proto == proto::TCP {
                 l4 + 16
             } else {
                 l4 + 6
             };
+            if frame.len() < csum_at + 2 {
+                return;
+            }
             let mut d = pd;
             for (at, new) in [(l4, src), (l4 + 2, dst)] {
                 if let Some((_, port)) = new {
@@ -119,12 +127,9 @@ pub fn rewrite(frame: &mut [u8], p: &Parsed, src: Option<End>, dst: Option<End>)
                     wr16(frame, at, port);
                 }
             }
-            if frame.len() < csum_at + 2 {
-                return;
-            }
             let c = rd16(frame, csum_at);
             if p.proto == proto::UDP && c == 0 {
-                if f == Family::V4 {
+                if f == Family::V4 || first_frag {
                     return; // no checksum: stays so
                 }
                 // IPv6 forbids a zero UDP checksum: write the real one.

@@ -426,3 +426,79 @@ fn forward_sees_nat_tuples_through_conntrack_options() {
         .to_vec(),
     );
 }
+
+/// Splits an IPv4 frame (no options) into fragments of `size` payload bytes.
+fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let payload = &frame[34..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let n = size.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut f = frame[..34].to_vec();
+        f.extend_from_slice(&payload[off..off + n]);
+        f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&fo.to_be_bytes());
+        f[24] = 0;
+        f[25] = 0;
+        let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off += n;
+    }
+    out
+}
+
+#[test]
+fn fragments_of_a_masqueraded_datagram_are_each_translated() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let body = vec![0x5au8; 3000];
+    let big = PacketSpec::udp(sa("10.0.0.2:5353"), sa("198.51.100.9:53"))
+        .payload(&body)
+        .to_vec();
+    let want = fragments(
+        &PacketSpec::udp(sa("192.0.2.1:5353"), sa("198.51.100.9:53"))
+            .payload(&body)
+            .to_vec(),
+        1480,
+    );
+    let frags = fragments(&big, 1480);
+    assert_eq!(frags.len(), 3);
+    let view = PairView {
+        mode: PairMode::Forward,
+        network: "outside",
+        host: "inside",
+    };
+    let mut log = |_: crate::ruleset::LogEvent<'_>| {};
+    let mut reply = vec![0u8; 2048];
+    let mut held = Vec::new();
+    for (i, f) in frags.iter().enumerate() {
+        let o = r.pl.process(
+            &mut Burst::new(&r.rs, view, Side::Host, r.now, &mut log),
+            f,
+            &mut reply,
+        );
+        if i < 2 {
+            assert!(matches!(o.action, Action::Held(_)), "{:?}", o.action);
+            held.push(f.clone());
+            continue;
+        }
+        assert_eq!(o.action, Action::Forward);
+        assert!(o.completes.is_some());
+        let n = o.nat.expect("the datagram's connection is NATed");
+        held.push(f.clone());
+        for g in held.iter_mut() {
+            assert!(apply_nat(g, &n));
+        }
+    }
+    assert_eq!(held.len(), want.len());
+    for (i, (g, w)) in held.iter().zip(&want).enumerate() {
+        assert!(
+            g == w,
+            "fragment {i}: got {:02x?}, want {:02x?}",
+            &g[..44],
+            &w[..44]
+        );
+    }
+}
