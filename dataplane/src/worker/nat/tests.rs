@@ -502,3 +502,46 @@ fn fragments_of_a_masqueraded_datagram_are_each_translated() {
         );
     }
 }
+
+#[test]
+fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    for workers in 2..=4u16 {
+        for model in [Steering::Symmetric, Steering::Fanout] {
+            let mut rigs: Vec<Rig> = (0..workers)
+                .map(|me| {
+                    let mut r = Rig::new(&masq_rules(), masq_addrs());
+                    r.pl.set_ownership(Some(Ownership { me, workers, model }));
+                    r
+                })
+                .collect();
+            let owner = |f: &[u8]| {
+                let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(f) else {
+                    panic!()
+                };
+                model.owner(f, &p, workers) as usize
+            };
+            for i in 0..40u16 {
+                let src = format!("10.0.{}.{}:{}", i % 3, i + 1, 2000 + i);
+                let q = PacketSpec::udp(sa(&src), sa("198.51.100.9:53")).to_vec();
+                let w = owner(&q);
+                let out = rigs[w].send(Side::Host, &q).unwrap();
+                let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+                    panic!()
+                };
+                let sport = p.ports().unwrap().0;
+                // The reply to the translated tuple is steered to the same worker...
+                let reply =
+                    PacketSpec::udp(sa("198.51.100.9:53"), sa(&format!("192.0.2.1:{sport}")))
+                        .to_vec();
+                assert_eq!(owner(&reply), w, "{model:?} N={workers}");
+                // ...which translates it back to the inside host.
+                same(
+                    &rigs[w].send(Side::Network, &reply).unwrap(),
+                    &PacketSpec::udp(sa("198.51.100.9:53"), sa(&src)).to_vec(),
+                );
+            }
+        }
+    }
+}
