@@ -545,3 +545,57 @@ fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
         }
     }
 }
+
+#[test]
+fn dnat_with_several_workers_moves_the_source_port_only_when_needed() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:53\nCOMMIT\n";
+    let (workers, model) = (3u16, Steering::Symmetric);
+    let mut rigs: Vec<Rig> = (0..workers)
+        .map(|me| {
+            let mut r = Rig::new(rules, NatAddrs::default());
+            r.pl.set_ownership(Some(Ownership { me, workers, model }));
+            r
+        })
+        .collect();
+    let owner = |f: &[u8]| {
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(f) else {
+            panic!()
+        };
+        model.owner(f, &p, workers) as usize
+    };
+    let (mut kept, mut moved) = (0, 0);
+    for i in 0..60u16 {
+        let client = format!("203.0.113.{}:{}", i + 1, 30000 + i);
+        let q = PacketSpec::udp(sa(&client), sa("192.0.2.1:5353")).to_vec();
+        let w = owner(&q);
+        let out = rigs[w].send(Side::Network, &q).unwrap();
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+            panic!()
+        };
+        assert_eq!(
+            crate::packet::to_ip(p.family, &p.dst).to_string(),
+            "172.17.0.2"
+        );
+        let sport = p.ports().unwrap().0;
+        if sport == 30000 + i {
+            kept += 1;
+        } else {
+            moved += 1;
+        }
+        let reply = PacketSpec::udp(
+            sa("172.17.0.2:53"),
+            sa(&format!("203.0.113.{}:{sport}", i + 1)),
+        )
+        .to_vec();
+        assert_eq!(owner(&reply), w);
+        same(
+            &rigs[w].send(Side::Host, &reply).unwrap(),
+            &PacketSpec::udp(sa("192.0.2.1:5353"), sa(&client)).to_vec(),
+        );
+    }
+    // About 1/N keep their port (the reply already lands here); the rest move.
+    assert!(kept > 0 && moved > 0, "kept {kept}, moved {moved}");
+}
