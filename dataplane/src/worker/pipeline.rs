@@ -461,18 +461,23 @@ impl Pipeline {
             {
                 return self.nat_drop(&t, frame, p, now, out);
             }
-            out.nat = self.table.nat_rewrite(h, t.dir).map(|rw| NatApply {
-                rewrite: rw,
-                icmp_error: false,
-            });
         }
         let accepted = matches!(v, Verdict::Accept);
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
-        match v {
-            Verdict::Accept if !confirmed.is_pass() => out.nat = None,
-            _ => {}
+        if t.candidate && confirmed.is_pass() && rs.has_nat() {
+            // The binding of the entry just confirmed (none if the candidate was merged
+            // into an entry confirmed first: its handle is stale then).
+            out.nat = t
+                .handle
+                .and_then(|h| self.table.nat_rewrite(h, t.dir))
+                .map(|rw| NatApply {
+                    rewrite: rw,
+                    icmp_error: false,
+                });
+        } else if !confirmed.is_pass() {
+            out.nat = None;
         }
         match v {
             Verdict::Accept if confirmed.is_pass() => {
