@@ -78,7 +78,7 @@ pub(crate) struct CtTupleMatch {
 #[inline]
 fn tuples(ctx: &PacketCtx) -> (NatTuple, NatTuple) {
     if let Some(t) = ctx.ct_tuples {
-        return t;
+        return *t;
     }
     let p: &Parsed = ctx.parsed;
     let (sport, dport) = match p.l4 {

@@ -150,7 +150,7 @@ pub struct PacketCtx<'a> {
     pub out_port: &'a str,
     /// The connection's (ORIGINAL, REPLY) tuples when they are not each other's
     /// inversion (a NATed connection); None: derived from the packet and `ct_dir`.
-    pub ct_tuples: Option<(crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
+    pub ct_tuples: Option<&'a (crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
     /// Now, for `-m limit`.
     pub now: Nanos,
 }

@@ -14,7 +14,7 @@
 
 use super::pipeline::{PairMode, Pipeline, Side};
 use crate::conntrack::nat::dst_pick;
-use crate::conntrack::{EntryHandle, NatRange, NatRequest, NatRewrite, NatTuple};
+use crate::conntrack::{EntryHandle, NatRange, NatRequest, NatRewrite, NatTuple, Track};
 use crate::packet::{self, rewrite, Addr, Family, Frame, Parsed, L4};
 use crate::ruleset::{LogEvent, NatChain, PacketCtx, Ruleset};
 
@@ -123,6 +123,23 @@ pub(super) fn nat_chains(mode: PairMode, ingress: Side) -> (NatChain, NatChain) 
     }
 }
 
+/// What NAT shows the filter table for one packet ([`Pipeline::nat_prepare`]).
+#[derive(Default)]
+pub(super) struct Prep {
+    /// The packet's summary with its destination translated.
+    pub(super) shown: Option<Parsed>,
+    /// The connection's (ORIGINAL, REPLY) tuples.
+    pub(super) tuples: Option<(NatTuple, NatTuple)>,
+    /// Status bits to show (DST_NAT of a destination manip just decided).
+    pub(super) status: u8,
+    /// A new connection's destination manip, for the binding after the filter.
+    pub(super) pre_dst: Option<NatRange>,
+    /// The rewrite of an existing connection's packet.
+    pub(super) apply: Option<NatApply>,
+    /// Drop the packet (`nat_no_port`: MASQUERADE/REDIRECT without an address).
+    pub(super) drop: bool,
+}
+
 /// What the first nat walk of a new connection decided.
 pub(super) enum Pre {
     /// No NAT from the destination chain.
@@ -137,6 +154,54 @@ impl Pipeline {
     /// Sets the addresses MASQUERADE and REDIRECT use.
     pub fn set_nat_addrs(&mut self, a: NatAddrs) {
         self.nat_addrs = a;
+    }
+
+    /// NAT before the filter table (kept out of line: the un-NATed path never calls it):
+    /// for an existing NATed connection its rewrite, tuples and translated destination;
+    /// for a new connection the destination-manip walk.
+    #[inline(never)]
+    pub(super) fn nat_prepare(
+        &mut self,
+        rs: &Ruleset,
+        chain: NatChain,
+        t: &Track,
+        p: &Parsed,
+        ctx: &PacketCtx,
+        log: &mut dyn FnMut(LogEvent<'_>),
+    ) -> Prep {
+        let mut prep = Prep::default();
+        if !t.candidate {
+            let Some(h) = t.handle else {
+                return prep;
+            };
+            if let Some(rw) = self.table.nat_rewrite(h, t.dir) {
+                let icmp_error = matches!(p.l4, L4::Icmp(i) if i.is_error());
+                prep.apply = Some(NatApply {
+                    rewrite: rw,
+                    icmp_error,
+                });
+                if rw.set_dst {
+                    prep.shown = Some(with_dst(p, &rw.new));
+                }
+                prep.tuples = self.table.nat_tuples(h);
+            }
+            return prep;
+        }
+        match self.nat_pre(rs, chain, ctx, log) {
+            Pre::None => {}
+            Pre::Dst(r, new) => {
+                prep.pre_dst = Some(r);
+                let orig = tuple_of(p);
+                prep.tuples = Some((orig, new.invert()));
+                if new != orig {
+                    // The destination manip is set up: FORWARD sees --ctstate DNAT.
+                    prep.status = crate::conntrack::CtStatus::DST_NAT;
+                    prep.shown = Some(with_dst(p, &new));
+                }
+            }
+            Pre::NoAddr => prep.drop = true,
+        }
+        prep
     }
 
     /// The destination-manip walk of a new connection's first packet (nat PREROUTING or
@@ -166,6 +231,7 @@ impl Pipeline {
 
     /// The source-manip walk (nat POSTROUTING or INPUT) of an accepted new connection,
     /// seeing the packet as translated so far, then the binding. Err: no tuple (drop).
+    #[inline(never)]
     pub(super) fn nat_post(
         &mut self,
         rs: &Ruleset,

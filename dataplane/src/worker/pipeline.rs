@@ -4,7 +4,7 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
-use super::nat::{nat_chains, tuple_of, with_dst, NatAddrs, NatApply, Pre};
+use super::nat::{nat_chains, NatAddrs, NatApply};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
@@ -412,48 +412,31 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
-        // NAT (worker/nat.rs): an existing NATed connection's packet shows the filter its
-        // translated destination; a new connection's first packet walks the
-        // destination-manip nat chain first.
-        let mut shown: Option<packet::Parsed> = None;
-        let mut pre_dst = None;
+        // NAT (worker/nat.rs), off the un-NATed path: an existing NATed connection's
+        // packet shows the filter its translated destination and its tuples; a new
+        // connection's first packet walks the destination-manip nat chain first.
+        let nat_on = rs.has_nat();
         let nat_chain = nat_chains(pair.mode, b.ingress);
-        if self.table.nat_bindings() > 0 && !t.candidate {
-            if let Some(h) = t.handle {
-                if let Some(rw) = self.table.nat_rewrite(h, t.dir) {
-                    let icmp_error = matches!(p.l4, packet::L4::Icmp(i) if i.is_error());
-                    out.nat = Some(NatApply {
-                        rewrite: rw,
-                        icmp_error,
-                    });
-                    if rw.set_dst {
-                        shown = Some(with_dst(p, &rw.new));
-                    }
-                    ctx.ct_tuples = self.table.nat_tuples(h);
-                }
+        let mut pre_dst = None;
+        let prep;
+        if (t.candidate && nat_on) || (!t.candidate && self.table.nat_bindings() > 0) {
+            prep = self.nat_prepare(rs, nat_chain.0, &t, p, &ctx, &mut *log);
+            if prep.drop {
+                return self.nat_drop(&t, frame, p, now, out);
             }
-        }
-        if t.candidate && rs.has_nat() {
-            match self.nat_pre(rs, nat_chain.0, &ctx, &mut *log) {
-                Pre::None => {}
-                Pre::Dst(r, new) => {
-                    pre_dst = Some(r);
-                    ctx.ct_tuples = Some((tuple_of(p), new.invert()));
-                    if new != tuple_of(p) {
-                        // The destination manip is set up: FORWARD sees --ctstate DNAT.
-                        ctx.ct_status.0 |= crate::conntrack::CtStatus::DST_NAT;
-                        shown = Some(with_dst(p, &new));
-                    }
-                }
-                Pre::NoAddr => return self.nat_drop(&t, frame, p, now, out),
+            out.nat = prep.apply;
+            pre_dst = prep.pre_dst;
+            ctx.ct_status.0 |= prep.status;
+            if let Some(q) = &prep.shown {
+                ctx.parsed = q;
             }
-        }
-        if let Some(q) = &shown {
-            ctx.parsed = q;
+            if let Some(tu) = &prep.tuples {
+                ctx.ct_tuples = Some(tu);
+            }
         }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
-        if t.candidate && matches!(v, Verdict::Accept) && rs.has_nat() {
+        if t.candidate && nat_on && matches!(v, Verdict::Accept) {
             let h = t.handle.expect("a candidate has a handle");
             if self
                 .nat_post(rs, nat_chain.1, &ctx, (h, pre_dst), now, &mut *log)
@@ -466,7 +449,7 @@ impl Pipeline {
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
-        if t.candidate && confirmed.is_pass() && rs.has_nat() {
+        if t.candidate && nat_on && confirmed.is_pass() {
             // The binding of the entry just confirmed (none if the candidate was merged
             // into an entry confirmed first: its handle is stale then).
             out.nat = t
@@ -513,6 +496,7 @@ impl Pipeline {
         out
     }
 
+    #[cold]
     /// Drops a new connection's first packet for which NAT found no tuple (or no
     /// address): the candidate is released, `drops_total{reason="nat_no_port"}`.
     fn nat_drop(

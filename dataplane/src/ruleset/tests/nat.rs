@@ -461,7 +461,8 @@ fn nat_conntrack_tuple_options() {
         g.eval_filter(FilterChain::Forward, &x, &mut c, &mut |_| {}),
         Verdict::Drop
     );
-    x.ct_tuples = Some((orig, reply));
+    let both = (orig, reply);
+    x.ct_tuples = Some(&both);
     assert_eq!(
         g.eval_filter(FilterChain::Forward, &x, &mut c, &mut |_| {}),
         Verdict::Accept
