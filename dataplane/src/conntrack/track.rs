@@ -198,7 +198,13 @@ impl ConnTable {
         if dir == Direction::Reply {
             status |= CtStatus::SEEN_REPLY;
         }
-        if kill {
+        if kill && self.entries[slot].meta & M_NAT != 0 {
+            // A NATed entry dies as an expired one: this packet (an RST) still needs
+            // its binding to be rewritten; the next lookup or the sweep reaps it.
+            let e = &mut self.entries[slot];
+            e.status = status;
+            e.deadline = now;
+        } else if kill {
             self.remove_slot(slot);
             handle = None;
         } else {

@@ -599,3 +599,28 @@ fn dnat_with_several_workers_moves_the_source_port_only_when_needed() {
     // About 1/N keep their port (the reply already lands here); the rest move.
     assert!(kept > 0 && moved > 0, "kept {kept}, moved {moved}");
 }
+
+#[test]
+fn rst_that_kills_an_unreplied_nated_entry_is_still_translated() {
+    use crate::packet::tcp_flags::RST;
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let syn = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec();
+    r.send(Side::Host, &syn).unwrap();
+    // The client gives up before any reply: conntrack kills the entry on this RST.
+    let rst = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), RST, 101, 0).to_vec();
+    same(
+        &r.send(Side::Host, &rst).unwrap(),
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), RST, 101, 0).to_vec(),
+    );
+    // The entry is gone for later packets (both of its ways).
+    r.now += 1;
+    let late = PacketSpec::tcp(
+        sa("198.51.100.9:80"),
+        sa("192.0.2.1:1234"),
+        SYN | ACK,
+        5,
+        101,
+    )
+    .to_vec();
+    assert_eq!(r.send(Side::Network, &late), Err(DropReason::Policy));
+}
