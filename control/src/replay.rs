@@ -373,8 +373,8 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
                 // NAT rewrites the frames that go out (a copy: the capture stays).
                 let translated = |f: &[u8]| {
                     let mut v = f.to_vec();
-                    if let Some(n) = &o.nat {
-                        apply_nat(&mut v, n);
+                    if let Some(n) = o.nat.and_then(|r| r.resolve(pl.table())) {
+                        apply_nat(&mut v, &n);
                     }
                     v
                 };

@@ -145,6 +145,7 @@ impl TxLists {
         pool: &mut MbufPool,
         stats: &mut LocalStats,
         handoff: Option<(&HandoffLinks, Origin)>,
+        table: &crate::conntrack::ConnTable,
     ) {
         let held = &mut self.held;
         if let Some(slot) = o.discard {
@@ -154,14 +155,14 @@ impl TxLists {
             Action::Held(slot) => held[slot].push(m),
             Action::Forward => {
                 let mut m = m;
-                if let Some(n) = &o.nat {
+                if let Some(n) = o.nat.and_then(|r| r.resolve(table)) {
                     // NAT: the bytes change only now, for a packet that goes out.
                     if let Some(slot) = o.completes {
                         for f in held[slot].iter_mut() {
-                            super::apply_nat(f.data_mut(), n);
+                            super::apply_nat(f.data_mut(), &n);
                         }
                     }
-                    super::apply_nat(m.data_mut(), n);
+                    super::apply_nat(m.data_mut(), &n);
                 }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);

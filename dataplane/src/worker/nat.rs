@@ -58,6 +58,31 @@ pub struct NatApply {
     pub icmp_error: bool,
 }
 
+/// Which NATed connection a forwarded packet belongs to, and how it travels: what
+/// [`super::Outcome::nat`] carries (small, so the outcome stays small); [`NatRef::resolve`]
+/// gives the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatRef {
+    /// The connection's entry.
+    pub handle: EntryHandle,
+    /// The packet's direction on it.
+    pub dir: crate::conntrack::Direction,
+    /// The packet is an ICMP/ICMPv6 error about the connection.
+    pub icmp_error: bool,
+}
+
+impl NatRef {
+    /// The rewrite of the packet, from the connection's binding in `table` (the shard
+    /// that judged it; None once the entry is gone).
+    #[inline]
+    pub fn resolve(&self, table: &crate::conntrack::ConnTable) -> Option<NatApply> {
+        table.nat_rewrite(self.handle, self.dir).map(|rw| NatApply {
+            rewrite: rw,
+            icmp_error: self.icmp_error,
+        })
+    }
+}
+
 /// Rewrites a forwarded frame as `n` says (its own parse gives the offsets); the held
 /// fragments of a reassembled datagram get the same call each (addresses in every one,
 /// ports and the L4 checksum in the first). False when the frame does not parse.
@@ -135,7 +160,7 @@ pub(super) struct Prep {
     /// A new connection's destination manip, for the binding after the filter.
     pub(super) pre_dst: Option<NatRange>,
     /// The rewrite of an existing connection's packet.
-    pub(super) apply: Option<NatApply>,
+    pub(super) apply: Option<NatRef>,
     /// Drop the packet (`nat_no_port`: MASQUERADE/REDIRECT without an address).
     pub(super) drop: bool,
 }
@@ -175,10 +200,10 @@ impl Pipeline {
                 return prep;
             };
             if let Some(rw) = self.table.nat_rewrite(h, t.dir) {
-                let icmp_error = matches!(p.l4, L4::Icmp(i) if i.is_error());
-                prep.apply = Some(NatApply {
-                    rewrite: rw,
-                    icmp_error,
+                prep.apply = Some(NatRef {
+                    handle: h,
+                    dir: t.dir,
+                    icmp_error: matches!(p.l4, L4::Icmp(i) if i.is_error()),
                 });
                 if rw.set_dst {
                     prep.shown = Some(with_dst(p, &rw.new));

@@ -4,7 +4,7 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
-use super::nat::{nat_chains, NatAddrs, NatApply};
+use super::nat::{nat_chains, NatAddrs, NatRef};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
@@ -76,9 +76,9 @@ pub struct Outcome {
     pub completes: Option<usize>,
     /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
     pub discard: Option<usize>,
-    /// The NAT rewrite of a forwarded packet of a NATed connection
+    /// The NATed connection of a forwarded packet: [`NatRef::resolve`] gives its rewrite
     /// ([`super::apply_nat`]; for a completed datagram: every fragment).
-    pub nat: Option<NatApply>,
+    pub nat: Option<NatRef>,
 }
 
 impl Outcome {
@@ -454,9 +454,10 @@ impl Pipeline {
             // into an entry confirmed first: its handle is stale then).
             out.nat = t
                 .handle
-                .and_then(|h| self.table.nat_rewrite(h, t.dir))
-                .map(|rw| NatApply {
-                    rewrite: rw,
+                .filter(|&h| self.table.nat_rewrite(h, t.dir).is_some())
+                .map(|h| NatRef {
+                    handle: h,
+                    dir: t.dir,
                     icmp_error: false,
                 });
         } else if !confirmed.is_pass() {

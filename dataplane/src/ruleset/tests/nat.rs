@@ -472,3 +472,13 @@ fn nat_conntrack_tuple_options() {
     )
     .contains("bad address \"10.0.0.300\""));
 }
+
+#[test]
+fn nat_match_stays_small() {
+    // The NAT options must not grow every rule's match list.
+    assert!(
+        std::mem::size_of::<Match>() <= 32,
+        "{}",
+        std::mem::size_of::<Match>()
+    );
+}

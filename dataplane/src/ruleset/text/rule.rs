@@ -660,7 +660,7 @@ impl<'r> RuleParser<'r> {
                         state: *state,
                         status: *status,
                         dir: *dir,
-                        tuples: tuples.clone(),
+                        tuples: tuples.clone().into_boxed_slice(),
                     }
                 }
                 Module::Comment(t) => {

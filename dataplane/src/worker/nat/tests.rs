@@ -64,8 +64,8 @@ impl Rig {
         match o.action {
             Action::Forward => {
                 let mut f = frame.to_vec();
-                if let Some(n) = &o.nat {
-                    assert!(apply_nat(&mut f, n));
+                if let Some(n) = o.nat.and_then(|r| r.resolve(self.pl.table())) {
+                    assert!(apply_nat(&mut f, &n));
                 }
                 Ok(f)
             }
@@ -486,7 +486,10 @@ fn fragments_of_a_masqueraded_datagram_are_each_translated() {
         }
         assert_eq!(o.action, Action::Forward);
         assert!(o.completes.is_some());
-        let n = o.nat.expect("the datagram's connection is NATed");
+        let n = o
+            .nat
+            .and_then(|x| x.resolve(r.pl.table()))
+            .expect("the datagram's connection is NATed");
         held.push(f.clone());
         for g in held.iter_mut() {
             assert!(apply_nat(g, &n));
