@@ -143,9 +143,8 @@ impl TxLists {
         m: Mbuf,
         reply: &[u8],
         pool: &mut MbufPool,
-        stats: &mut LocalStats,
+        (stats, table): (&mut LocalStats, &crate::conntrack::ConnTable),
         handoff: Option<(&HandoffLinks, Origin)>,
-        table: &crate::conntrack::ConnTable,
     ) {
         let held = &mut self.held;
         if let Some(slot) = o.discard {

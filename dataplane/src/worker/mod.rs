@@ -293,9 +293,8 @@ impl Worker {
                 m,
                 &st.reply,
                 &mut self.pool,
-                &mut self.pipeline.stats,
+                (&mut self.pipeline.stats, &self.pipeline.table),
                 links,
-                &self.pipeline.table,
             );
         }
         st.tx.flush(
