@@ -178,7 +178,7 @@ pub(super) enum Pre {
 impl Pipeline {
     /// Sets the addresses MASQUERADE and REDIRECT use.
     pub fn set_nat_addrs(&mut self, a: NatAddrs) {
-        self.nat_addrs = a;
+        *self.nat_addrs = a;
     }
 
     /// NAT before the filter table (kept out of line: the un-NATed path never calls it):

@@ -132,8 +132,9 @@ pub struct Pipeline {
     whole: Box<[u8]>,
     /// Which worker owns a connection, with several workers (None: this one owns all).
     pub(super) ownership: Option<Ownership>,
-    /// The addresses MASQUERADE and REDIRECT use.
-    pub(super) nat_addrs: NatAddrs,
+    /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
+    /// connections, kept out of the pipeline's hot fields).
+    pub(super) nat_addrs: Box<NatAddrs>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -178,7 +179,7 @@ impl Pipeline {
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
-            nat_addrs: NatAddrs::default(),
+            nat_addrs: Box::default(),
         }
     }
 
