@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
                 ct_status: CtStatus::default(),
                 in_port: "inside",
                 out_port: "outside",
+                ct_tuples: None,
                 now: 1_000,
             };
             g.bench_function(format!("eval_{}", mix.name()), |b| {

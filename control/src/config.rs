@@ -185,6 +185,18 @@ pub struct PortConfig {
     /// dpdk: NUMA socket for the port's mempools and rings (default: the device's).
     #[serde(default)]
     pub socket_id: Option<i32>,
+    /// The port's own IP addresses (at most one IPv4 and one IPv6), as an interface
+    /// has them: MASQUERADE translates to the network port's, REDIRECT to it as well,
+    /// and `-m addrtype --dst-type LOCAL` matches every port's (see docs/NAT.md).
+    #[serde(default)]
+    pub address: Vec<String>,
+}
+
+impl PortConfig {
+    /// The parsed [`PortConfig::address`] list (checked by [`Config::validate`]).
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        self.address.iter().filter_map(|a| a.parse().ok()).collect()
+    }
 }
 
 fn default_ring() -> usize {
@@ -451,6 +463,19 @@ impl Config {
             if p.backend != "dpdk" && (p.device.is_some() || p.socket_id.is_some()) {
                 bail!("port[{i}].device: device and socket_id are only for backend \"dpdk\"");
             }
+            let mut fams = [false; 2];
+            for a in &p.address {
+                let ip: std::net::IpAddr = a
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("port[{i}].address: bad IP address {a:?}"))?;
+                let f = &mut fams[usize::from(ip.is_ipv6())];
+                if *f {
+                    bail!(
+                        "port[{i}].address: at most one IPv4 and one IPv6 address, got {a:?} too"
+                    );
+                }
+                *f = true;
+            }
         }
         if self.pairs.is_empty() {
             bail!("pair: at least one [[pair]] is required");
@@ -648,5 +673,16 @@ mod tests {
         assert!(err(&text.replace("rx_queues=1", "rx_queues=3"))
             .contains("port[0].rx_queues: must equal the number of workers (1)"));
         assert!(err(&text.replace("eal_args", "eal_arg")).contains("eal_arg"));
+    }
+
+    #[test]
+    fn port_address_field() {
+        let base = "[[port]]\nname='a'\nbackend='pktgen'\nside='inside'\n[[port]]\nname='b'\nbackend='pktgen'\nside='outside'\naddress=['192.0.2.1', '2001:db8::1']\n[[pair]]\nnetwork='b'\nhost='a'\n";
+        let c = Config::parse(base, "t.toml").unwrap();
+        assert_eq!(c.ports[1].addresses().len(), 2);
+        assert!(err(&base.replace("'192.0.2.1'", "'192.0.2.300'"))
+            .contains("port[1].address: bad IP address \"192.0.2.300\""));
+        assert!(err(&base.replace("'2001:db8::1'", "'192.0.2.2'"))
+            .contains("port[1].address: at most one IPv4 and one IPv6 address"));
     }
 }

@@ -95,6 +95,14 @@ pub struct CtFilterArgs {
     /// Status (ASSURED, SEEN_REPLY, UNREPLIED, EXPECTED).
     #[arg(short = 'u', long = "status")]
     pub status: Option<String>,
+    /// Source-NATed entries (`conntrack --src-nat [IP]`): with an IP, those translated
+    /// to it.
+    #[arg(short = 'n', long = "src-nat", num_args = 0..=1, default_missing_value = "", value_name = "IP")]
+    pub src_nat: Option<String>,
+    /// Destination-NATed entries (`conntrack --dst-nat [IP]`): with an IP, those
+    /// translated to it.
+    #[arg(short = 'g', long = "dst-nat", num_args = 0..=1, default_missing_value = "", value_name = "IP")]
+    pub dst_nat: Option<String>,
 }
 
 impl CtFilterArgs {
@@ -112,6 +120,8 @@ impl CtFilterArgs {
         add("dport", self.dport.map(|x| x.to_string()));
         add("state", self.state.clone());
         add("status", self.status.clone());
+        add("src_nat", self.src_nat.clone());
+        add("dst_nat", self.dst_nat.clone());
         q.join("&")
     }
 }

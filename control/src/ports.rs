@@ -186,6 +186,7 @@ mod tests {
             device: None,
             rx_queues: None,
             socket_id: None,
+            address: Vec::new(),
         }
     }
 

@@ -8,7 +8,9 @@ use dataplane::packet::{self, to_ip, Frame, Parsed, L4};
 use dataplane::port::pcap::PcapPort;
 use dataplane::port::{Mbuf, MbufPool, Port};
 use dataplane::ruleset::{Ruleset, Verdict};
-use dataplane::worker::{Action, Burst, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side};
+use dataplane::worker::{
+    apply_nat, Action, Burst, NatAddrs, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side,
+};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -44,6 +46,42 @@ pub struct ReplayArgs {
     /// Attach the FTP helper to connections to these ports (like `-j CT --helper ftp`).
     #[arg(long = "ftp-port")]
     pub ftp_ports: Vec<u16>,
+    /// The outside port's own address, for MASQUERADE (repeatable: one IPv4, one IPv6).
+    #[arg(long = "masquerade-addr", value_name = "IP")]
+    pub masquerade_addrs: Vec<IpAddr>,
+    /// The host's local address, for REDIRECT (repeatable: one IPv4, one IPv6).
+    #[arg(long = "local-addr", value_name = "IP")]
+    pub local_addrs: Vec<IpAddr>,
+}
+
+/// The NAT addresses of `--masquerade-addr` and `--local-addr` (at most one per family
+/// each).
+fn nat_addrs(args: &ReplayArgs) -> Result<NatAddrs> {
+    let mut a = NatAddrs::default();
+    let put = |slot: &mut Option<packet::Addr>, ip: &IpAddr, opt: &str| -> Result<()> {
+        if slot.is_some() {
+            anyhow::bail!("{opt} {ip}: one address per family (one IPv4, one IPv6)");
+        }
+        *slot = Some(packet::from_ip(*ip).1);
+        Ok(())
+    };
+    for ip in &args.masquerade_addrs {
+        let slot = if ip.is_ipv4() {
+            &mut a.masquerade_v4
+        } else {
+            &mut a.masquerade_v6
+        };
+        put(slot, ip, "--masquerade-addr")?;
+    }
+    for ip in &args.local_addrs {
+        let slot = if ip.is_ipv4() {
+            &mut a.local_v4
+        } else {
+            &mut a.local_v6
+        };
+        put(slot, ip, "--local-addr")?;
+    }
+    Ok(a)
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8)> {
@@ -247,10 +285,18 @@ fn dir_name(t: &Track) -> Option<&'static str> {
 
 /// Runs the replay, writing one line per packet to `out`.
 pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
-    let rs = match &args.rules {
+    let mut rs = match &args.rules {
         Some(p) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Ruleset::accept_all(),
     };
+    // The addresses given are the host's own (`-m addrtype --dst-type LOCAL`).
+    let own: Vec<IpAddr> = args
+        .masquerade_addrs
+        .iter()
+        .chain(&args.local_addrs)
+        .copied()
+        .collect();
+    rs.set_local_addrs(&own);
     let mut cfg = dataplane::conntrack::Config::default();
     for s in &args.sysctls {
         let (k, v) = s
@@ -273,6 +319,7 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     let table = ConnTable::new(args.capacity, cfg);
     let mut pl = Pipeline::new(table, &rs, NonIpPolicy::PassArp);
     pl.set_ftp_ports(args.ftp_ports.clone());
+    pl.set_nat_addrs(nat_addrs(args)?);
     let view = PairView {
         mode,
         network: "outside",
@@ -320,12 +367,20 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         }
         if let Some(w) = writer.as_mut() {
             if o.action == Action::Forward {
+                // NAT rewrites the frames that go out (a copy: the capture stays).
+                let translated = |f: &[u8]| {
+                    let mut v = f.to_vec();
+                    if let Some(n) = o.nat.and_then(|r| r.resolve(pl.table())) {
+                        apply_nat(&mut v, &n);
+                    }
+                    v
+                };
                 if let Some(slot) = o.completes {
                     for &j in &held[slot] {
-                        w.write(packets[j].0, &packets[j].1)?;
+                        w.write(packets[j].0, &translated(&packets[j].1))?;
                     }
                 }
-                w.write(*ts, frame)?;
+                w.write(*ts, &translated(frame))?;
             }
             if o.reply_len > 0 {
                 w.write(*ts, &reply[..o.reply_len])?;

@@ -95,6 +95,33 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
 /// empty ip6tables would give it. Without any file: the demo ruleset for the embedded
 /// default, accept-all otherwise.
 pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
+    let mut rs = load_rules_text(cfg, embedded)?;
+    // The ports' own addresses are the host's (`-m addrtype --dst-type LOCAL`).
+    let own: Vec<std::net::IpAddr> = cfg.ports.iter().flat_map(|p| p.addresses()).collect();
+    rs.set_local_addrs(&own);
+    Ok(rs)
+}
+
+/// The NAT addresses of a worker: MASQUERADE and REDIRECT use the first pair's network
+/// port's addresses (docs/NAT.md).
+fn nat_addrs(cfg: &Config) -> dataplane::worker::NatAddrs {
+    let mut a = dataplane::worker::NatAddrs::default();
+    let net = cfg
+        .pairs
+        .first()
+        .and_then(|pair| cfg.ports.iter().find(|p| p.name == pair.network));
+    for ip in net.map(|p| p.addresses()).unwrap_or_default() {
+        let x = Some(dataplane::packet::from_ip(ip).1);
+        if ip.is_ipv4() {
+            (a.masquerade_v4, a.local_v4) = (x, x);
+        } else {
+            (a.masquerade_v6, a.local_v6) = (x, x);
+        }
+    }
+    a
+}
+
+fn load_rules_text(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     let read = |p: &std::path::Path, fam| {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("rules: reading {}", p.display()))?;
@@ -202,6 +229,7 @@ impl Runtime {
                 Pipeline::new(table, &ruleset.load(), non_ip)
             };
             pipeline.set_ftp_ports(cfg.conntrack.ftp_ports.clone());
+            pipeline.set_nat_addrs(nat_addrs(&cfg));
             pipeline.set_ownership((n > 1).then_some(Ownership {
                 me: w as u16,
                 workers: n as u16,

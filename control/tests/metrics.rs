@@ -96,9 +96,11 @@ fn promtool_check_metrics_passes_without_warnings() {
         "no_buffer",
         "handoff_full",
         "fragment",
+        "nat_no_port",
     ] {
         metric(&scrape, &format!("statewall_drops_total{{reason=\"{r}\"}}"));
     }
+    assert_eq!(metric(&scrape, "statewall_nat_bindings"), 0.0);
     for s in ["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"] {
         metric(
             &scrape,

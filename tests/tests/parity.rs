@@ -82,6 +82,8 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
                 .iter()
                 .map(|p| p.as_u64().unwrap() as u16)
                 .collect(),
+            masquerade_addrs: vec![],
+            local_addrs: vec![],
         };
         let mut buf = Vec::new();
         replay(&args, &mut buf).unwrap_or_else(|e| panic!("replay of {name} failed: {e:#}"));

@@ -26,6 +26,12 @@ pub struct Filter {
     pub state: Option<String>,
     /// Status: ASSURED, SEEN_REPLY, UNREPLIED, EXPECTED.
     pub status: Option<String>,
+    /// Source-NATed entries; with an address, those whose source was translated to it
+    /// (the reply tuple's destination), as `conntrack --src-nat [IP]`.
+    pub src_nat: Option<Option<IpAddr>>,
+    /// Destination-NATed entries; with an address, those whose destination was
+    /// translated to it (the reply tuple's source), as `conntrack --dst-nat [IP]`.
+    pub dst_nat: Option<Option<IpAddr>>,
 }
 
 impl Filter {
@@ -73,8 +79,23 @@ impl Filter {
                     }
                     f.status = Some(s);
                 }
+                "src_nat" | "dst_nat" => {
+                    let a = if v.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            v.parse()
+                                .map_err(|_| anyhow::anyhow!("{k}: bad address {v:?}"))?,
+                        )
+                    };
+                    if k == "src_nat" {
+                        f.src_nat = Some(a);
+                    } else {
+                        f.dst_nat = Some(a);
+                    }
+                }
                 other => {
-                    bail!("unknown filter {other:?} (proto, src, dst, sport, dport, state, status)")
+                    bail!("unknown filter {other:?} (proto, src, dst, sport, dport, state, status, src_nat, dst_nat)")
                 }
             }
         }
@@ -103,6 +124,12 @@ impl Filter {
                 "UNREPLIED" => !e.status.has(CtStatus::SEEN_REPLY),
                 "EXPECTED" => e.status.has(CtStatus::EXPECTED),
                 _ => false,
+            })
+            && self.src_nat.is_none_or(|a| {
+                e.status.has(CtStatus::SRC_NAT) && a.is_none_or(|a| a == addr(&e.reply.dst))
+            })
+            && self.dst_nat.is_none_or(|a| {
+                e.status.has(CtStatus::DST_NAT) && a.is_none_or(|a| a == addr(&e.reply.src))
             })
     }
 }
@@ -135,6 +162,12 @@ pub fn entry_json(e: &EntryView, worker: usize) -> Value {
     }
     if e.status.has(CtStatus::EXPECTED) {
         status.push("EXPECTED");
+    }
+    if e.status.has(CtStatus::SRC_NAT) {
+        status.push("SRC_NAT");
+    }
+    if e.status.has(CtStatus::DST_NAT) {
+        status.push("DST_NAT");
     }
     json!({
         "family": if e.family == Family::V4 { "ipv4" } else { "ipv6" },
@@ -310,4 +343,54 @@ pub fn expectations(rt: &Runtime) -> Result<String> {
 /// Parses an address into the table's form.
 pub fn addr(ip: IpAddr) -> (Family, [u8; 16]) {
     from_ip(ip)
+}
+
+#[cfg(test)]
+mod nat_filter_tests {
+    use super::*;
+    use dataplane::conntrack::nat::range_flags;
+    use dataplane::conntrack::{Config, ConnTable, NatRange, NatRequest, TrackOpts};
+    use dataplane::packet::build::PacketSpec;
+    use dataplane::packet::Frame;
+
+    #[test]
+    fn src_nat_and_dst_nat_filters_and_json_status() {
+        let mut t = ConnTable::new(64, Config::default());
+        let f = PacketSpec::udp(
+            "10.0.0.2:1234".parse().unwrap(),
+            "198.51.100.9:53".parse().unwrap(),
+        )
+        .to_vec();
+        let Ok(Frame::Ip(p)) = dataplane::packet::parse(&f) else {
+            panic!()
+        };
+        let now = 1_000_000_000;
+        let tr = t.track(&f, &p, now, TrackOpts::default());
+        let pub_ip = from_ip("192.0.2.1".parse().unwrap()).1;
+        let req = NatRequest {
+            dst: None,
+            src: Some(NatRange {
+                flags: range_flags::MAP_IPS,
+                min_addr: pub_ip,
+                max_addr: pub_ip,
+                ..Default::default()
+            }),
+        };
+        t.bind_nat(tr.handle.unwrap(), &req, now, |_| true).unwrap();
+        assert!(t.confirm(&tr, true, &f, &p, now).is_pass());
+        let e = t.iter(now).next().unwrap();
+        let q = |k: &str, v: &str| {
+            Filter::from_query(&[(k.to_string(), v.to_string())])
+                .unwrap()
+                .matches(&e)
+        };
+        assert!(q("src_nat", ""));
+        assert!(q("src_nat", "192.0.2.1"));
+        assert!(!q("src_nat", "192.0.2.2"));
+        assert!(!q("dst_nat", ""));
+        assert!(Filter::from_query(&[("src_nat".into(), "x".into())]).is_err());
+        let j = entry_json(&e, 0);
+        assert_eq!(j["reply"]["dst"], "192.0.2.1");
+        assert!(j["status"].as_array().unwrap().contains(&json!("SRC_NAT")));
+    }
 }

@@ -90,6 +90,7 @@ const FAMILIES: &[FamilyFn] = &[
     worker_info,
     worker_burst_size,
     conntrack_entries,
+    nat_bindings,
     conntrack_entries_limit,
     conntrack_stats,
     conntrack_expired,
@@ -347,6 +348,15 @@ fn conntrack_entries(f: &mut Fams, rt: &Runtime) {
         "statewall_conntrack_entries",
         "Tracked connections.",
         vec![(vec![], sum(rt, &|w| ld(&w.ct_entries)) as f64)],
+    );
+}
+
+/// `statewall_nat_bindings`.
+fn nat_bindings(f: &mut Fams, rt: &Runtime) {
+    f.gauge(
+        "statewall_nat_bindings",
+        "Tracked connections with a NAT binding.",
+        vec![(vec![], sum(rt, &|w| ld(&w.nat_bindings)) as f64)],
     );
 }
 

@@ -16,6 +16,8 @@
 //! * `table`: the fixed-capacity table's storage (fingerprint buckets + slab, side arrays);
 //! * `track`: the per-packet procedure on it (`docs/CONNTRACK.md` §1.3): `track`, `confirm`;
 //! * `view`: [`EntryView`] and its `conntrack -L` rendering;
+//! * `nat`: NAT bindings (the translated tuple, its second index way, port allocation;
+//!   `docs/NAT.md`);
 //! * `expect`: the global [`ExpectTable`] shared by every shard (`docs/CONNTRACK.md` §4.3);
 //! * `helper`: the connection helpers' runner; `helper::ftp`: the FTP helper's parser and per-connection line-start memory (`docs/CONNTRACK.md` §4.2).
 //!
@@ -32,6 +34,7 @@
 pub mod expect;
 mod helper;
 mod key;
+pub mod nat;
 mod stats;
 pub mod sysctl;
 mod table;
@@ -45,6 +48,7 @@ mod tests;
 
 pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
+pub use nat::{NatError, NatRange, NatRequest, NatRewrite, NatTuple};
 pub use stats::{CtCounter, Stats};
 pub use sysctl::{Sysctl, SYSCTLS};
 pub use table::{ConnTable, ENTRY_SIZE};
@@ -90,6 +94,10 @@ impl CtStatus {
     pub const ASSURED: u8 = 1 << 2;
     /// The entry is in the table.
     pub const CONFIRMED: u8 = 1 << 3;
+    /// The ORIGINAL tuple's source was translated (`IPS_SRC_NAT`; `--ctstate SNAT`).
+    pub const SRC_NAT: u8 = 1 << 4;
+    /// The ORIGINAL tuple's destination was translated (`IPS_DST_NAT`; `--ctstate DNAT`).
+    pub const DST_NAT: u8 = 1 << 5;
 
     /// The status bits' names (`-m conntrack --ctstatus`), in bit order.
     pub const NAMES: &'static [(u8, &'static str)] = &[

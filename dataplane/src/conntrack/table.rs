@@ -17,18 +17,22 @@
 //!   fold of each for a quick reject), `cold` (the TCP "last packet" sequence numbers
 //!   and window, read on ACK-class packets for the retransmission count and on the
 //!   ignore/resync/RST rules) and `gens` (slot generations for [`EntryHandle`]s).
+//! * `nat` (see [`super::nat`]): the translated original tuple of an entry with the
+//!   `M_NAT` meta bit, allocated by the shard's first binding; a NATed entry has a
+//!   second bucket way under its reply tuple's key. Entries without NAT never read it.
 //!
 //! Nothing allocates after [`ConnTable::new`] except [`ConnTable::iter`]'s callers'
 //! own collections; there are no locks (one writer per shard).
 
 use super::expect::{ExpectTable, MasterRef};
 use super::helper::ftp::FtpSeq;
-use super::key::{icmp4_reply_of, icmp6_reply_of, FlowKey};
-use super::tcp::{Seen, TcpConn, TcpState};
-use super::view::{EntryView, Tuple};
-use super::{Config, CtCounter, CtStatus, EntryHandle, HelperKind, Nanos, Stats, NS};
+use super::key::FlowKey;
+use super::nat::NatTuple;
+use super::tcp::{Seen, TcpConn};
+use super::view::EntryView;
+use super::{Config, CtCounter, CtStatus, EntryHandle, Nanos, Stats};
 use crate::arch::prefetch_line;
-use crate::packet::{proto, Addr, Family, Parsed};
+use crate::packet::{Addr, Family, Parsed};
 use std::sync::Arc;
 
 /// Ways per bucket.
@@ -47,6 +51,9 @@ pub(super) const M_HELPER_FTP: u8 = 1 << 4;
 /// The entry registered expectations (some may be gone already): its removal must
 /// remove them from the global table. Ordinary entries never touch that table.
 pub(super) const M_HAS_EXP: u8 = 1 << 5;
+/// The entry has a NAT binding: its translated tuple is in the `nat` side array and,
+/// once confirmed, a second bucket way points at it under the reply tuple's key.
+pub(super) const M_NAT: u8 = 1 << 6;
 
 /// One hash bucket: 8 fingerprints and 8 slot indices in one cache line.
 #[repr(C, align(64))]
@@ -138,6 +145,12 @@ pub struct ConnTable {
     pub(super) v6: Box<[[Addr; 2]]>,
     pub(super) aux: Box<[Aux]>,
     pub(super) gens: Box<[u32]>,
+    /// Translated original tuples by slot (empty until the first NAT binding).
+    pub(super) nat: Box<[NatTuple]>,
+    /// Confirmed entries with a NAT binding.
+    pub(super) nat_len: usize,
+    /// State of the `--random-fully` port generator.
+    pub(super) nat_rng: u64,
     free: Vec<u32>,
     buckets: Box<[Bucket]>,
     mask: usize,
@@ -186,6 +199,9 @@ impl ConnTable {
             v6: vec![[[0u8; 16]; 2]; capacity].into_boxed_slice(),
             aux: vec![Aux::None; capacity].into_boxed_slice(),
             gens: vec![0u32; capacity].into_boxed_slice(),
+            nat: Box::new([]),
+            nat_len: 0,
+            nat_rng: 0x853c_49e6_748f_ea9b ^ u64::from(worker),
             free,
             buckets: vec![Bucket::default(); nb].into_boxed_slice(),
             mask: nb - 1,
@@ -241,6 +257,7 @@ impl ConnTable {
         let cap = self.entries.len();
         cap * (size_of::<Entry>() + size_of::<Cold>() + size_of::<[Addr; 2]>() + size_of::<u32>())
             + self.free.capacity() * size_of::<u32>()
+            + self.nat.len() * size_of::<NatTuple>()
             + self.buckets.len() * size_of::<Bucket>()
             + size_of::<Self>()
     }
@@ -331,8 +348,22 @@ impl ConnTable {
             && (!v6 || self.v6[slot] == [k.a, k.b])
     }
 
+    /// True when the NATed entry at `slot` has `k` as its reply tuple's key.
+    #[cold]
+    fn nat_key_eq(&self, slot: usize, k: &FlowKey) -> bool {
+        let n = self.nat[slot];
+        self.nat_key(slot, &n) == *k
+    }
+
     /// Finds a key's index position: (bucket, way, slot). Dead entries are returned too.
+    #[inline]
     fn find(&self, k: &FlowKey, h: u64) -> Option<(usize, usize, usize)> {
+        self.find_way(k, h).map(|(b, w, s, _)| (b, w, s))
+    }
+
+    /// [`ConnTable::find`], plus whether the key matched the entry's reply-tuple way
+    /// (a NATed entry's second way) rather than its own key.
+    fn find_way(&self, k: &FlowKey, h: u64) -> Option<(usize, usize, usize, bool)> {
         let home = self.bucket_of(h);
         let tag = tag_of(h);
         let fa = fold(k.family, &k.a);
@@ -348,7 +379,10 @@ impl ConnTable {
                 let w = m.trailing_zeros() as usize;
                 let slot = b.slots[w] as usize;
                 if self.key_eq(slot, k, fa, fb) {
-                    return Some((bi, w, slot));
+                    return Some((bi, w, slot, false));
+                }
+                if self.entries[slot].meta & M_NAT != 0 && self.nat_key_eq(slot, k) {
+                    return Some((bi, w, slot, true));
                 }
                 m &= m - 1;
             }
@@ -382,15 +416,47 @@ impl ConnTable {
         self.free.push(slot as u32);
     }
 
+    /// Clears the way of key `k` that points at `slot` (a NATed entry's other way).
+    fn unlink_way(&mut self, k: &FlowKey, slot: usize) {
+        let h = k.hash64();
+        let home = self.bucket_of(h);
+        let tag = tag_of(h);
+        for i in 0..self.probe {
+            let bi = (home + i) & self.mask;
+            let b = &self.buckets[bi];
+            if let Some(w) = (0..WAYS).find(|&w| b.tags[w] == tag && b.slots[w] as usize == slot) {
+                self.buckets[bi].tags[w] = 0;
+                if i > 0 {
+                    self.buckets[home].spill -= 1;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Undoes the first index insert of a NATed candidate whose second one failed.
+    pub(super) fn unlink_orig_way(&mut self, k: &FlowKey, slot: usize) {
+        self.unlink_way(k, slot);
+    }
+
     /// Removes the confirmed entry at (bucket, way); `expired` counts it as reaped.
+    /// A NATed entry loses both of its ways, whichever one (bucket, way) is.
     fn remove_at(&mut self, bi: usize, w: usize, expired: bool) {
         let slot = self.buckets[bi].slots[w] as usize;
         let k = self.key_of_slot(slot);
-        let home = self.bucket_of(k.hash64());
-        if home != bi {
-            self.buckets[home].spill -= 1;
+        if self.entries[slot].meta & M_NAT != 0 {
+            let n = self.nat[slot];
+            let rk = self.nat_key(slot, &n);
+            self.unlink_way(&k, slot);
+            self.unlink_way(&rk, slot);
+            self.nat_len -= 1;
+        } else {
+            let home = self.bucket_of(k.hash64());
+            if home != bi {
+                self.buckets[home].spill -= 1;
+            }
+            self.buckets[bi].tags[w] = 0;
         }
-        self.buckets[bi].tags[w] = 0;
         if self.entries[slot].meta & M_HAS_EXP != 0 {
             self.drop_expectations(slot);
         }
@@ -421,12 +487,23 @@ impl ConnTable {
 
     /// A live (not expired) entry for the key; an expired one is reaped on the way.
     pub(super) fn lookup_live(&mut self, k: &FlowKey, h: u64, now: Nanos) -> Option<usize> {
-        let (bi, w, slot) = self.find(k, h)?;
+        self.lookup_live_way(k, h, now).map(|x| x.0)
+    }
+
+    /// [`ConnTable::lookup_live`], plus whether the key was a NATed entry's reply way.
+    #[inline]
+    pub(super) fn lookup_live_way(
+        &mut self,
+        k: &FlowKey,
+        h: u64,
+        now: Nanos,
+    ) -> Option<(usize, bool)> {
+        let (bi, w, slot, via_nat) = self.find_way(k, h)?;
         if now >= self.entries[slot].deadline {
             self.remove_at(bi, w, true);
             return None;
         }
-        Some(slot)
+        Some((slot, via_nat))
     }
 
     /// A free slot, evicting (Linux early drop) near the key's bucket when full.
@@ -551,65 +628,6 @@ impl ConnTable {
             }
         }
         reaped
-    }
-
-    fn view(&self, slot: usize, now: Nanos) -> EntryView {
-        let e = &self.entries[slot];
-        let k = self.key_of_slot(slot);
-        let family = k.family;
-        let (orig, reply) = if k.is_icmp() {
-            let req = (k.port_b >> 8) as u8;
-            let code = k.port_b as u8;
-            let rep = if family == Family::V6 {
-                icmp6_reply_of(req)
-            } else {
-                icmp4_reply_of(req)
-            }
-            .unwrap_or(req);
-            let t = |src, dst, ty| Tuple {
-                src,
-                dst,
-                sport: 0,
-                dport: 0,
-                icmp: Some((ty, code, k.port_a)),
-            };
-            (t(k.a, k.b, req), t(k.b, k.a, rep))
-        } else {
-            let ta = Tuple {
-                src: k.a,
-                dst: k.b,
-                sport: k.port_a,
-                dport: k.port_b,
-                icmp: None,
-            };
-            let tb = Tuple {
-                src: k.b,
-                dst: k.a,
-                sport: k.port_b,
-                dport: k.port_a,
-                icmp: None,
-            };
-            if e.meta & M_ORIG_IS_A != 0 {
-                (ta, tb)
-            } else {
-                (tb, ta)
-            }
-        };
-        EntryView {
-            family,
-            proto: k.proto,
-            orig,
-            reply,
-            tcp_state: (k.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
-            status: CtStatus(e.status),
-            timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
-            helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),
-            handle: self.handle(slot),
-            master: match self.aux[slot] {
-                Aux::Master(m) if e.status & CtStatus::EXPECTED != 0 => Some((m.worker, m.handle)),
-                _ => None,
-            },
-        }
     }
 
     /// Live confirmed entries (for `ctl list`); expired ones are skipped.

@@ -6,7 +6,7 @@ use super::expect::MasterRef;
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
 use super::table::{
-    fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
+    fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_NAT, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
 };
 use super::tcp::{self, EntryCtx, Seg, TcpAction, TcpState};
 use super::{
@@ -87,8 +87,19 @@ impl ConnTable {
         };
         // At most one restart: a TCP reopen removes the entry it found.
         for _ in 0..2 {
-            if let Some(slot) = self.lookup_live(&key, h, now) {
+            if let Some((slot, via_nat)) = self.lookup_live_way(&key, h, now) {
+                if self.entries[slot].meta & M_NAT != 0 && !self.nat_dir_ok(slot, p, via_nat) {
+                    // The inversion of a NATed tuple: not this connection's (Linux
+                    // would look it up as a new one, which then clashes on confirm).
+                    break;
+                }
                 self.stats[CtCounter::Found] += 1;
+                let src_is_a = if via_nat {
+                    // The reply way: the packet's direction is REPLY.
+                    self.entries[slot].meta & M_ORIG_IS_A == 0
+                } else {
+                    src_is_a
+                };
                 match self.update(slot, &key, p, src_is_a, now) {
                     Some(t) => return t,
                     None => {
@@ -187,7 +198,13 @@ impl ConnTable {
         if dir == Direction::Reply {
             status |= CtStatus::SEEN_REPLY;
         }
-        if kill {
+        if kill && self.entries[slot].meta & M_NAT != 0 {
+            // A NATed entry dies as an expired one: this packet (an RST) still needs
+            // its binding to be rewritten; the next lookup or the sweep reaps it.
+            let e = &mut self.entries[slot];
+            e.status = status;
+            e.deadline = now;
+        } else if kill {
             self.remove_slot(slot);
             handle = None;
         } else {
@@ -440,11 +457,32 @@ impl ConnTable {
             }
             return ConfirmResult::Pass; // UDP/ICMP/generic: merged into the existing entry
         }
+        let nat_key = self.nat_of(slot).map(|n| self.nat_key(slot, &n));
+        if let Some(rk) = nat_key {
+            // The reply tuple was free when it was chosen, in this same packet's
+            // processing; still, never index one tuple twice.
+            if self.lookup_live(&rk, rk.hash64(), now).is_some() {
+                self.free_slot(slot);
+                self.stats[CtCounter::InsertFailed] += 1;
+                self.stats[CtCounter::Drop] += 1;
+                return ConfirmResult::InsertFailed;
+            }
+        }
         if !self.index_insert(h, slot) {
             self.free_slot(slot);
             self.stats[CtCounter::InsertFailed] += 1;
             self.stats[CtCounter::Drop] += 1;
             return ConfirmResult::InsertFailed;
+        }
+        if let Some(rk) = nat_key {
+            if !self.index_insert(rk.hash64(), slot) {
+                self.unlink_orig_way(&k, slot);
+                self.free_slot(slot);
+                self.stats[CtCounter::InsertFailed] += 1;
+                self.stats[CtCounter::Drop] += 1;
+                return ConfirmResult::InsertFailed;
+            }
+            self.nat_len += 1;
         }
         let e = &mut self.entries[slot];
         e.meta &= !M_PENDING;
@@ -454,6 +492,31 @@ impl ConnTable {
         self.stats[CtCounter::Insert] += 1;
         ConfirmResult::Pass
     }
+}
+
+impl ConnTable {
+    /// For a packet that found the NATed entry at `slot` (through its reply way when
+    /// `via_nat`): true when the packet travels as one of the entry's two tuples (its
+    /// ORIGINAL tuple on the own key, its REPLY tuple on the reply way).
+    #[cold]
+    fn nat_dir_ok(&self, slot: usize, p: &Parsed, via_nat: bool) -> bool {
+        let (sport, _) = match p.l4 {
+            L4::Tcp(t) => (t.sport, t.dport),
+            L4::Udp(u) => (u.sport, u.dport),
+            L4::Icmp(i) => return (icmp_is_request(p, i.ty)) != via_nat,
+            _ => (0, 0),
+        };
+        let t = if via_nat {
+            self.nat[slot].invert()
+        } else {
+            self.orig_tuple(slot)
+        };
+        p.src == t.src && sport == t.sport
+    }
+}
+
+fn icmp_is_request(p: &Parsed, ty: u8) -> bool {
+    super::key::icmp_role(p.family == Family::V6, ty).unwrap_or(false)
 }
 
 fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {

@@ -1,6 +1,8 @@
 //! A copy of one entry for the control plane, and its `conntrack -L` line.
 
-use super::{CtStatus, EntryHandle, HelperKind, TcpState};
+use super::key::{icmp4_reply_of, icmp6_reply_of};
+use super::table::{Aux, ConnTable, M_HELPER_FTP, M_ORIG_IS_A};
+use super::{CtStatus, EntryHandle, HelperKind, Nanos, TcpState, NS};
 use crate::packet::{proto, to_ip, Addr, Family};
 use std::fmt::Write as _;
 
@@ -89,5 +91,77 @@ impl EntryView {
         }
         s.push_str("mark=0 use=1");
         s
+    }
+}
+
+impl ConnTable {
+    /// The snapshot of the entry at `slot`.
+    pub(super) fn view(&self, slot: usize, now: Nanos) -> EntryView {
+        let e = &self.entries[slot];
+        let k = self.key_of_slot(slot);
+        let family = k.family;
+        let (orig, reply) = if k.is_icmp() {
+            let req = (k.port_b >> 8) as u8;
+            let code = k.port_b as u8;
+            let rep = if family == Family::V6 {
+                icmp6_reply_of(req)
+            } else {
+                icmp4_reply_of(req)
+            }
+            .unwrap_or(req);
+            let t = |src, dst, ty| Tuple {
+                src,
+                dst,
+                sport: 0,
+                dport: 0,
+                icmp: Some((ty, code, k.port_a)),
+            };
+            (t(k.a, k.b, req), t(k.b, k.a, rep))
+        } else {
+            let ta = Tuple {
+                src: k.a,
+                dst: k.b,
+                sport: k.port_a,
+                dport: k.port_b,
+                icmp: None,
+            };
+            let tb = Tuple {
+                src: k.b,
+                dst: k.a,
+                sport: k.port_b,
+                dport: k.port_a,
+                icmp: None,
+            };
+            if e.meta & M_ORIG_IS_A != 0 {
+                (ta, tb)
+            } else {
+                (tb, ta)
+            }
+        };
+        let reply = match self.nat_of(slot) {
+            Some(n) => Tuple {
+                src: n.dst,
+                dst: n.src,
+                sport: if k.is_icmp() { 0 } else { n.dport },
+                dport: if k.is_icmp() { 0 } else { n.sport },
+                icmp: reply.icmp.map(|(ty, code, _)| (ty, code, n.sport)),
+            },
+            None => reply,
+        };
+        EntryView {
+            family,
+            proto: k.proto,
+            orig,
+            reply,
+            tcp_state: (k.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
+            status: CtStatus(e.status),
+            timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
+            helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),
+            handle: self.handle(slot),
+            master: match self.aux[slot] {
+                Aux::Master(m) if e.status & CtStatus::EXPECTED != 0 => Some((m.worker, m.handle)),
+                _ => None,
+            },
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod build;
 pub mod checksum;
 mod parse;
 mod quote;
+pub mod rewrite;
 
 pub use parse::{parse, parse_embedded, parse_ip};
 pub use quote::quoted;

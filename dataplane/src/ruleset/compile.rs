@@ -49,7 +49,7 @@ type Res<T> = Result<T, RulesetError>;
 /// Resolves chain targets, checks loops and depth, builds the rules and the index.
 pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
     let family = r.family.unwrap_or(Family::V4);
-    for t in [Table::Raw, Table::Filter] {
+    for t in [Table::Raw, Table::Filter, Table::Nat] {
         if !r.tables.contains(&t) {
             for b in builtin_names(t) {
                 r.chains.push(new_chain(t, b, Some(Policy::Accept)));
@@ -68,6 +68,10 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         find(Table::Filter, "INPUT"),
         find(Table::Filter, "FORWARD"),
         find(Table::Filter, "OUTPUT"),
+        find(Table::Nat, "PREROUTING"),
+        find(Table::Nat, "INPUT"),
+        find(Table::Nat, "OUTPUT"),
+        find(Table::Nat, "POSTROUTING"),
     ];
     let mut rules = Vec::with_capacity(r.rules.len());
     let mut cols = Vec::with_capacity(r.rules.len());
@@ -118,6 +122,18 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         });
     }
     check_graph(&r.file, &r.chains, &rules, &cols)?;
+    super::nat::check_hooks(
+        &r.chains,
+        &rules,
+        [builtin[5], builtin[6], builtin[7], builtin[8]],
+    )
+    .map_err(|(rid, message)| RulesetError {
+        file: r.file.clone(),
+        line: rules[rid].line,
+        column: cols[rid],
+        message,
+    })?;
+    let nat_rules = rules.iter().any(|x| r.chains[x.chain].table == Table::Nat);
     for rule in rules.iter_mut() {
         rule.text = list::rule_text(rule, &r.chains, &r.limits, family);
     }
@@ -137,6 +153,8 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         limits: r.limits,
         builtin,
         raw_logs,
+        nat_rules,
+        local_addrs: Vec::new(),
         generation: 1,
         other: None,
     })
@@ -209,6 +227,7 @@ pub(super) fn builtin_names(t: Table) -> &'static [&'static str] {
     match t {
         Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
         Table::Raw => &["PREROUTING", "OUTPUT"],
+        Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
     }
 }
 

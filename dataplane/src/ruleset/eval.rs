@@ -65,7 +65,9 @@ fn addr_u128(a: &Addr) -> u128 {
 }
 
 /// How a walk ended.
-enum End {
+pub(super) enum End {
+    /// A nat-table target matched (the rule id).
+    Nat(usize),
     Accept,
     Drop,
     Reject(super::RejectKind),
@@ -151,7 +153,7 @@ impl Ruleset {
     /// Walks `base` with iptables' semantics. `on_rule` runs the non-terminal targets
     /// (LOG, CT, NOTRACK) and returns true to stop the walk (raw ACCEPT/DROP do not use it).
     #[inline]
-    fn walk(
+    pub(super) fn walk(
         &self,
         base: usize,
         ctx: &PacketCtx,
@@ -189,6 +191,7 @@ impl Ruleset {
                 Target::Accept => return End::Accept,
                 Target::Drop => return End::Drop,
                 Target::Reject(k) => return End::Reject(*k),
+                Target::Nat(_) => return End::Nat(rid),
                 Target::Return => {
                     if sp == 0 {
                         return End::Policy;
@@ -214,14 +217,19 @@ impl Ruleset {
         }
     }
 
-    fn policy_end(&self, base: usize, counters: &mut RuleCounters, bytes: u64) -> Policy {
+    pub(super) fn policy_end(
+        &self,
+        base: usize,
+        counters: &mut RuleCounters,
+        bytes: u64,
+    ) -> Policy {
         let c = &mut counters.slots[self.rules.len() + base];
         c.0 += 1;
         c.1 += bytes;
         self.chains[base].policy.unwrap_or(Policy::Accept)
     }
 
-    fn log_event<'a>(&'a self, rid: usize, ctx: &PacketCtx<'a>) -> Option<LogEvent<'a>> {
+    pub(super) fn log_event<'a>(&'a self, rid: usize, ctx: &PacketCtx<'a>) -> Option<LogEvent<'a>> {
         let r = &self.rules[rid];
         if let Target::Log {
             prefix,
@@ -271,7 +279,7 @@ impl Ruleset {
             }
         });
         match end {
-            End::Accept => Verdict::Accept,
+            End::Accept | End::Nat(_) => Verdict::Accept,
             End::Drop => Verdict::Drop,
             End::Reject(k) => Verdict::Reject(k),
             End::Policy => match self.policy_end(base, counters, ctx.parsed.ip_len() as u64) {
@@ -333,7 +341,7 @@ impl Ruleset {
             _ => {}
         });
         match end {
-            End::Accept => {}
+            End::Accept | End::Nat(_) => {}
             End::Drop | End::Reject(_) => v.drop = true,
             End::Policy => {
                 if self.policy_end(base, counters, ctx.parsed.ip_len() as u64) == Policy::Drop {
@@ -435,10 +443,15 @@ impl Ruleset {
                 yes(hit != *neg)
             }
             Match::State { mask, neg } => yes((mask & state_bit(ctx.ct_state) != 0) != *neg),
-            Match::Conntrack { state, status, dir } => {
+            Match::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => {
                 // xt_conntrack: without a connection only a --ctstate test can pass.
                 if let Some((mask, neg)) = state {
-                    if (mask & state_bit(ctx.ct_state) != 0) == *neg {
+                    if (mask & ct_state_bits(ctx) != 0) == *neg {
                         return Hit::No;
                     }
                 }
@@ -459,7 +472,7 @@ impl Ruleset {
                         return Hit::No;
                     }
                 }
-                Hit::Yes
+                yes(tuples.is_empty() || super::cttuple::all_match(tuples, ctx))
             }
             Match::Limit { slot } => {
                 let spec = &self.limits[*slot as usize];
@@ -471,12 +484,43 @@ impl Ruleset {
                 ))
             }
             Match::Comment => Hit::Yes,
+            Match::AddrType { src, dst } => {
+                if p.family != self.family {
+                    return Hit::No;
+                }
+                for (spec, a) in [(src, &p.src), (dst, &p.dst)] {
+                    if let Some((mask, neg)) = spec {
+                        if (self.addr_type(a) & mask != 0) == *neg {
+                            return Hit::No;
+                        }
+                    }
+                }
+                Hit::Yes
+            }
         }
     }
 }
 
-/// The `--state`/`--ctstate` bit of a packet (conntrack's virtual SNAT/DNAT bits never
-/// appear: statewall does no NAT).
+/// The `--ctstate` bits of a packet: its state, plus the virtual SNAT/DNAT bits of a
+/// NATed connection (xt_conntrack: `IPS_SRC_NAT`, `IPS_DST_NAT`).
+#[inline]
+fn ct_state_bits(ctx: &PacketCtx) -> u16 {
+    let mut b = state_bit(ctx.ct_state);
+    if matches!(
+        ctx.ct_state,
+        CtState::New | CtState::Established | CtState::Related
+    ) {
+        if ctx.ct_status.0 & crate::conntrack::CtStatus::SRC_NAT != 0 {
+            b |= state_bits::SNAT;
+        }
+        if ctx.ct_status.0 & crate::conntrack::CtStatus::DST_NAT != 0 {
+            b |= state_bits::DNAT;
+        }
+    }
+    b
+}
+
+/// The `--state` bit of a packet.
 #[inline]
 fn state_bit(s: CtState) -> u16 {
     match s {

@@ -2,8 +2,8 @@
 //! rule's identity across reloads), `iptables -L -v -n --line-numbers`, the summary.
 
 use super::{
-    state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange, PortsWhich, Rule,
-    Ruleset, Summary, Table, Target,
+    addr_types, state_bits, Chain, ChainSummary, LimitSpec, Match, Net, Policy, PortRange,
+    PortsWhich, Rule, Ruleset, Summary, Table, Target,
 };
 use crate::conntrack::{CtStatus, Direction};
 use crate::packet::{proto, tcp_flags, Family};
@@ -224,16 +224,49 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
             Match::State { mask, neg: n } => {
                 write!(o, " -m state {}--state {}", neg(*n), states_str(*mask))
             }
-            Match::Conntrack { state, status, dir } => {
+            Match::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => {
                 let _ = write!(o, " -m conntrack");
                 if let Some((m, n)) = state {
                     let _ = write!(o, " {}--ctstate {}", neg(*n), states_str(*m));
+                }
+                // iptables-save's order: addresses, then ports.
+                for t in tuples.iter().filter(|t| !t.field.is_port()) {
+                    let _ = write!(
+                        o,
+                        " {}{} {}",
+                        neg(t.neg),
+                        t.field.option(),
+                        net_str(&t.net, fam, true)
+                    );
+                }
+                for t in tuples.iter().filter(|t| t.field.is_port()) {
+                    let (lo, hi) = t.ports;
+                    let p = if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}:{hi}")
+                    };
+                    let _ = write!(o, " {}{} {p}", neg(t.neg), t.field.option());
                 }
                 if let Some((m, n)) = status {
                     let _ = write!(o, " {}--ctstatus {}", neg(*n), status_str(*m));
                 }
                 if let Some((d, _)) = dir {
                     let _ = write!(o, " --ctdir {}", dir_str(*d));
+                }
+                Ok(())
+            }
+            Match::AddrType { src, dst } => {
+                let _ = write!(o, " -m addrtype");
+                for (opt, spec) in [("--src-type", src), ("--dst-type", dst)] {
+                    if let Some((m, n)) = spec {
+                        let _ = write!(o, " {}{opt} {}", neg(*n), bits_str(*m, addr_types::NAMES));
+                    }
                 }
                 Ok(())
             }
@@ -287,6 +320,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
         Target::Jump(c) => format!(" -j {}", chains[*c].name),
         Target::Goto(c) => format!(" -g {}", chains[*c].name),
         Target::Notrack => " -j NOTRACK".into(),
+        Target::Nat(n) => n.save_text(fam),
         Target::Ct { helper, notrack } => {
             let mut s = String::from(" -j CT");
             if *notrack {
@@ -415,7 +449,9 @@ impl Ruleset {
                 Match::State { mask, neg: n } => {
                     let _ = write!(o, " {}state {}", neg(*n), states_str(*mask));
                 }
-                Match::Conntrack { state, status, dir } => {
+                Match::Conntrack {
+                    state, status, dir, ..
+                } => {
                     if let Some((m, n)) = state {
                         let _ = write!(o, " {}ctstate {}", neg(*n), states_str(*m));
                     }
@@ -428,6 +464,15 @@ impl Ruleset {
                 }
                 Match::Comment => {
                     let _ = write!(o, " /* {} */", r.comment.as_deref().unwrap_or(""));
+                }
+                Match::AddrType { src, dst } => {
+                    o.push_str(" ADDRTYPE match");
+                    for (what, spec) in [("src-type", src), ("dst-type", dst)] {
+                        if let Some((m, n)) = spec {
+                            let bang = if *n { "!" } else { "" };
+                            let _ = write!(o, " {what} {bang}{}", bits_str(*m, addr_types::NAMES));
+                        }
+                    }
                 }
                 Match::Limit { slot } => {
                     let l = &self.limits[*slot as usize];
@@ -451,6 +496,7 @@ impl Ruleset {
                 }
             }
             Target::Notrack => o.push_str(" NOTRACK"),
+            Target::Nat(n) => o.push_str(&n.list_text(self.family)),
             Target::Ct { helper, notrack } => {
                 if *notrack {
                     o.push_str(" CT notrack");
@@ -514,6 +560,7 @@ impl Ruleset {
                     Target::Jump(t) | Target::Goto(t) => self.chains[*t].name.clone(),
                     Target::Notrack => "NOTRACK".into(),
                     Target::Ct { .. } => "CT".into(),
+                    Target::Nat(n) => n.kind().name().into(),
                 };
                 let mut prot = (false, "all".to_string());
                 let (mut src, mut dst) = ((false, any.to_string()), (false, any.to_string()));

@@ -1,7 +1,7 @@
 //! The compiled, immutable iptables-style ruleset and its evaluation.
 //!
 //! * [`parse_ruleset`] reads `iptables-restore` / `ip6tables-restore` text (what
-//!   `iptables-save` prints) for the `*filter` and `*raw` tables and compiles it into a
+//!   `iptables-save` prints) for the `*filter`, `*raw` and `*nat` tables and compiles it into a
 //!   [`Ruleset`]: chains, rules as compact match lists, and a per-chain index by
 //!   protocol and destination port. Anything it does not support is refused whole with a
 //!   [`RulesetError`] (`file:line:column: message`); nothing is ignored silently.
@@ -20,7 +20,9 @@
 //!
 //! Hooks: a port pair in forwarding mode runs raw PREROUTING then filter FORWARD; in host
 //! mode, packets toward the host run raw PREROUTING then filter INPUT, and packets from
-//! the host run raw OUTPUT then filter OUTPUT (see [`Hook`]).
+//! the host run raw OUTPUT then filter OUTPUT (see [`Hook`]). The nat chains
+//! ([`Ruleset::eval_nat`], `nat.rs`) run for a new connection's first packet only, around
+//! the filter table (`docs/NAT.md`).
 //!
 //! A ruleset is for one address family (one `rules.v4` or `rules.v6` file); the caller
 //! picks the ruleset by the packet's family. Address matches never match a packet of the
@@ -28,23 +30,27 @@
 
 mod compile;
 mod counters;
+mod cttuple;
 mod eval;
 mod index;
 mod list;
+mod nat;
 mod reject;
+mod summary;
 mod text;
 
 #[cfg(test)]
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::build_reject;
+pub use summary::{ChainSummary, Summary};
 
 pub(crate) use counters::LimitState;
 
 use crate::conntrack::{CtState, CtStatus, Direction, Nanos};
 use crate::packet::{Family, Parsed};
-use std::fmt;
 use std::path::Path;
 
 /// Most nested `-j` calls a ruleset may make (deeper rulesets are refused at compile time).
@@ -142,6 +148,9 @@ pub struct PacketCtx<'a> {
     pub in_port: &'a str,
     /// Egress port name (`-o`); empty when none (host INPUT, raw PREROUTING).
     pub out_port: &'a str,
+    /// The connection's (ORIGINAL, REPLY) tuples when they are not each other's
+    /// inversion (a NATed connection); None: derived from the packet and `ct_dir`.
+    pub ct_tuples: Option<&'a (crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
     /// Now, for `-m limit`.
     pub now: Nanos,
 }
@@ -265,6 +274,8 @@ pub enum Table {
     Raw,
     /// `*filter`: the verdicts.
     Filter,
+    /// `*nat`: the NAT of new connections.
+    Nat,
 }
 
 impl Table {
@@ -273,6 +284,7 @@ impl Table {
         match self {
             Table::Raw => "raw",
             Table::Filter => "filter",
+            Table::Nat => "nat",
         }
     }
 }
@@ -422,11 +434,38 @@ pub(crate) enum Match {
         state: Option<(u16, bool)>,
         status: Option<(u8, bool)>,
         dir: Option<(Direction, bool)>,
+        /// `--ctorigsrc` and the other tuple options, in the order given (boxed: keeps
+        /// `Match` at 32 bytes; empty for nearly every rule).
+        tuples: Box<[cttuple::CtTupleMatch]>,
     },
     Limit {
         slot: u32,
     },
     Comment,
+    /// `-m addrtype`: (`addr_types` bits, `!`) for the source and the destination.
+    AddrType {
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+    },
+}
+
+/// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
+/// UNSPEC, UNICAST, LOCAL, BROADCAST and MULTICAST; see [`Ruleset::set_local_addrs`]).
+pub(crate) mod addr_types {
+    pub const UNSPEC: u16 = 1 << 0;
+    pub const UNICAST: u16 = 1 << 1;
+    pub const LOCAL: u16 = 1 << 2;
+    pub const BROADCAST: u16 = 1 << 3;
+    pub const MULTICAST: u16 = 1 << 5;
+
+    /// The names, in the order listings print them.
+    pub const NAMES: &[(u16, &str)] = &[
+        (UNSPEC, "UNSPEC"),
+        (UNICAST, "UNICAST"),
+        (LOCAL, "LOCAL"),
+        (BROADCAST, "BROADCAST"),
+        (MULTICAST, "MULTICAST"),
+    ];
 }
 
 /// A `-m limit` token bucket's parameters (the state lives in [`RuleCounters`]).
@@ -463,6 +502,8 @@ pub(crate) enum Target {
         helper: Option<Helper>,
         notrack: bool,
     },
+    /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
+    Nat(Box<NatTarget>),
 }
 
 /// One compiled rule.
@@ -541,8 +582,13 @@ pub struct Ruleset {
     pub(crate) chains: Vec<Chain>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) limits: Vec<LimitSpec>,
-    /// Chain ids of raw PREROUTING, raw OUTPUT, filter INPUT, FORWARD, OUTPUT.
-    pub(crate) builtin: [usize; 5],
+    /// Chain ids of raw PREROUTING, raw OUTPUT, filter INPUT, FORWARD, OUTPUT, nat
+    /// PREROUTING, INPUT, OUTPUT, POSTROUTING.
+    pub(crate) builtin: [usize; 9],
+    /// Whether the nat table has any rule (else new connections skip it).
+    pub(crate) nat_rules: bool,
+    /// The host's own addresses, for `-m addrtype` LOCAL (besides loopback).
+    pub(crate) local_addrs: Vec<crate::packet::Addr>,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
     pub(crate) raw_logs: bool,
     /// Publication generation (1 for the first ruleset, +1 per reload); set by the
@@ -662,10 +708,7 @@ impl Ruleset {
                     .trim()
                     .to_string();
                 let (t, chain, _) = self.rule_location(id)?;
-                let table = match t {
-                    Table::Raw => "raw",
-                    Table::Filter => "filter",
-                };
+                let table = t.name();
                 Some((id, table.to_string(), chain.to_string(), name))
             })
             .collect()
@@ -696,6 +739,8 @@ impl Ruleset {
             }
             if t == Table::Raw {
                 out.push_str("# table raw\n");
+            } else if t == Table::Nat {
+                out.push_str("# table nat\n");
             } else if self.tables.len() > 1 {
                 out.push_str("# table filter\n");
             }
@@ -741,51 +786,5 @@ impl Ruleset {
     /// The `-m comment` text of a rule id, if any (the name used for opt-in metrics).
     pub fn rule_comment(&self, id: usize) -> Option<&str> {
         self.rules.get(id)?.comment.as_deref()
-    }
-}
-
-/// Counts of what a ruleset holds, for `statewall rules check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// The family.
-    pub family: Family,
-    /// Per table given in the text, its chains (built-ins first).
-    pub tables: Vec<(Table, Vec<ChainSummary>)>,
-    /// Total rules.
-    pub rules: usize,
-}
-
-/// One chain in a [`Summary`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainSummary {
-    /// The chain's name.
-    pub name: String,
-    /// `ACCEPT`, `DROP`, or `-` for a user chain.
-    pub policy: String,
-    /// Number of rules.
-    pub rules: usize,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fam = match self.family {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        };
-        writeln!(f, "{fam}: {} rules", self.rules)?;
-        for (t, chains) in &self.tables {
-            let n: usize = chains.iter().map(|c| c.rules).sum();
-            writeln!(
-                f,
-                "  table {}: {} chains, {} rules",
-                t.name(),
-                chains.len(),
-                n
-            )?;
-            for c in chains {
-                writeln!(f, "    {} (policy {}): {} rules", c.name, c.policy, c.rules)?;
-            }
-        }
-        Ok(())
     }
 }

@@ -331,6 +331,30 @@ pub fn steer_hash(frame: &[u8]) -> u32 {
     }
 }
 
+/// [`steer_hash`] of the (unfragmented, non-error) packet that would carry this tuple:
+/// what the program computes from the addresses and, for TCP/UDP, the ports (NAT asks
+/// it of a reply tuple that no packet has carried yet).
+pub fn steer_hash_tuple(
+    family: packet::Family,
+    proto: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    sport: u16,
+    dport: u16,
+) -> u32 {
+    let w = |a: &[u8; 16], i: usize| u32::from_be_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    let ports = if proto == 6 || proto == 17 {
+        u32::from(sport) ^ u32::from(dport)
+    } else {
+        0
+    };
+    let h = match family {
+        packet::Family::V4 => w(src, 0) ^ w(dst, 0) ^ ports,
+        packet::Family::V6 => (0..4).fold(0u32, |a, i| a ^ w(src, 4 * i) ^ w(dst, 4 * i)) ^ ports,
+    };
+    avalanche(h)
+}
+
 /// [`steer_hash`] of a frame already parsed into `p` (the worker's ownership check
 /// reuses its parse).
 pub fn steer_hash_parsed(frame: &[u8], p: &packet::Parsed) -> u32 {

@@ -52,6 +52,35 @@ impl Steering {
     }
 }
 
+impl Steering {
+    /// The queue, of `queues`, that owns the connection whose packets travel as this
+    /// tuple (ICMP queries: the identifier as both ports). NAT asks it of a reply tuple
+    /// before any packet has carried it, to pick one that lands on its own worker.
+    pub fn owner_of_tuple(
+        self,
+        family: packet::Family,
+        proto: u8,
+        src: &[u8; 16],
+        dst: &[u8; 16],
+        (sport, dport): (u16, u16),
+        queues: u16,
+    ) -> u16 {
+        let has_ports = matches!(proto, 6 | 17 | 1 | 58);
+        let (sp, dp) = if has_ports { (sport, dport) } else { (0, 0) };
+        match self {
+            Steering::Symmetric => queue_of(symmetric_hash(src, dst, sp, dp, proto), queues),
+            Steering::Fanout => {
+                (fanout::steer_hash_tuple(family, proto, src, dst, sp, dp)
+                    % u32::from(queues.max(1))) as u16
+            }
+            Steering::Rss(m) => {
+                let l4 = matches!(proto, 6 | 17).then_some((proto, sp, dp));
+                m.queue(m.hash_tuple(family, src, dst, l4), queues)
+            }
+        }
+    }
+}
+
 /// The ports of `p`'s tuple as the steering hashes take them: TCP and UDP ports, the
 /// identifier of an ICMP/ICMPv6 query as both ports, 0s for everything else.
 #[inline]
@@ -174,5 +203,52 @@ mod tests {
             symmetric_hash(&s, &d, 1, 2, 6),
             symmetric_hash(&s, &d, 2, 1, 6)
         );
+    }
+}
+
+#[cfg(test)]
+mod tuple_owner_tests {
+    use super::*;
+    use crate::packet::build::PacketSpec;
+    use crate::packet::Frame;
+
+    /// The owner of a tuple is the owner of a packet carrying it, for every model.
+    #[test]
+    fn owner_of_tuple_matches_owner_of_packet() {
+        let models = [
+            Steering::Symmetric,
+            Steering::Fanout,
+            Steering::Rss(rss::RssModel {
+                reta_size: 128,
+                types: rss::RssTypes::from_dpdk_rss_hf(u64::MAX),
+            }),
+        ];
+        for i in 0..200u16 {
+            let c: std::net::SocketAddr = format!("10.0.{}.{}:{}", i % 7, i % 251, 1024 + i * 13)
+                .parse()
+                .unwrap();
+            let s: std::net::SocketAddr =
+                format!("192.0.2.{}:{}", i % 200, 80 + i).parse().unwrap();
+            let frames = [
+                PacketSpec::tcp(c, s, 2, 1, 0).to_vec(),
+                PacketSpec::udp(c, s).to_vec(),
+                PacketSpec::icmp_echo(c.ip(), s.ip(), 8, i * 31, 1).to_vec(),
+            ];
+            for f in &frames {
+                let Ok(Frame::Ip(p)) = packet::parse(f) else {
+                    panic!()
+                };
+                let (sp, dp) = hash_ports(&p);
+                for m in models {
+                    for q in [2u16, 3, 4] {
+                        assert_eq!(
+                            m.owner(f, &p, q),
+                            m.owner_of_tuple(p.family, p.proto, &p.src, &p.dst, (sp, dp), q),
+                            "{m:?} {q} {p:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -143,7 +143,7 @@ impl TxLists {
         m: Mbuf,
         reply: &[u8],
         pool: &mut MbufPool,
-        stats: &mut LocalStats,
+        (stats, table): (&mut LocalStats, &crate::conntrack::ConnTable),
         handoff: Option<(&HandoffLinks, Origin)>,
     ) {
         let held = &mut self.held;
@@ -153,6 +153,16 @@ impl TxLists {
         match o.action {
             Action::Held(slot) => held[slot].push(m),
             Action::Forward => {
+                let mut m = m;
+                if let Some(n) = o.nat.and_then(|r| r.resolve(table)) {
+                    // NAT: the bytes change only now, for a packet that goes out.
+                    if let Some(slot) = o.completes {
+                        for f in held[slot].iter_mut() {
+                            super::apply_nat(f.data_mut(), &n);
+                        }
+                    }
+                    super::apply_nat(m.data_mut(), &n);
+                }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);
                 }

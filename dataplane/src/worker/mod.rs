@@ -27,6 +27,7 @@ mod burst;
 mod clock;
 mod handoff;
 mod log;
+mod nat;
 mod pipeline;
 mod stats;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use burst::{Burst, PairView};
 pub use clock::{cycles, Clock};
 pub use handoff::{Handoff, HandoffLinks, Origin, HANDOFF_RING};
 pub use log::{LogLimiter, LogRecord, LOG_BURST, LOG_RATE_PER_SEC};
+pub use nat::{apply_nat, NatAddrs, NatApply, NatRef};
 pub use pipeline::{Action, NonIpPolicy, Outcome, Ownership, PairMode, Pipeline, RxMeta, Side};
 pub use stats::{burst_bucket, state_index, DropReason, LocalStats, PublishedStats, STATE_NAMES};
 
@@ -291,7 +293,7 @@ impl Worker {
                 m,
                 &st.reply,
                 &mut self.pool,
-                &mut self.pipeline.stats,
+                (&mut self.pipeline.stats, &self.pipeline.table),
                 links,
             );
         }
@@ -449,6 +451,8 @@ impl Worker {
             }
             s.ct_entries
                 .store(self.pipeline.table.len() as u64, Ordering::Relaxed);
+            s.nat_bindings
+                .store(self.pipeline.table.nat_bindings() as u64, Ordering::Relaxed);
             s.publish_conntrack(self.pipeline.table.stats());
         }
     }

@@ -4,6 +4,7 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
+use super::nat::{nat_chains, NatAddrs, NatRef};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
@@ -75,6 +76,9 @@ pub struct Outcome {
     pub completes: Option<usize>,
     /// Reassembly discarded the datagram of this slot: drop the fragments held for it.
     pub discard: Option<usize>,
+    /// The NATed connection of a forwarded packet: [`NatRef::resolve`] gives its rewrite
+    /// ([`super::apply_nat`]; for a completed datagram: every fragment).
+    pub nat: Option<NatRef>,
 }
 
 impl Outcome {
@@ -93,6 +97,7 @@ impl Outcome {
             reply_len: 0,
             completes: None,
             discard: None,
+            nat: None,
         }
     }
 }
@@ -127,6 +132,9 @@ pub struct Pipeline {
     whole: Box<[u8]>,
     /// Which worker owns a connection, with several workers (None: this one owns all).
     pub(super) ownership: Option<Ownership>,
+    /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
+    /// connections, kept out of the pipeline's hot fields).
+    pub(super) nat_addrs: Box<NatAddrs>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -171,6 +179,7 @@ impl Pipeline {
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
+            nat_addrs: Box::default(),
         }
     }
 
@@ -361,6 +370,7 @@ impl Pipeline {
             ct_status: Default::default(),
             in_port,
             out_port,
+            ct_tuples: None,
             now,
         };
         // raw table (before conntrack).
@@ -403,12 +413,57 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
+        // NAT (worker/nat.rs), off the un-NATed path: an existing NATed connection's
+        // packet shows the filter its translated destination and its tuples; a new
+        // connection's first packet walks the destination-manip nat chain first.
+        let nat_on = rs.has_nat();
+        let nat_chain = nat_chains(pair.mode, b.ingress);
+        let mut pre_dst = None;
+        let prep;
+        if (t.candidate && nat_on) || (!t.candidate && self.table.nat_bindings() > 0) {
+            prep = self.nat_prepare(rs, nat_chain.0, &t, p, &ctx, &mut *log);
+            if prep.drop {
+                return self.nat_drop(&t, frame, p, now, out);
+            }
+            out.nat = prep.apply;
+            pre_dst = prep.pre_dst;
+            ctx.ct_status.0 |= prep.status;
+            if let Some(q) = &prep.shown {
+                ctx.parsed = q;
+            }
+            if let Some(tu) = &prep.tuples {
+                ctx.ct_tuples = Some(tu);
+            }
+        }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
+        if t.candidate && nat_on && matches!(v, Verdict::Accept) {
+            let h = t.handle.expect("a candidate has a handle");
+            if self
+                .nat_post(rs, nat_chain.1, &ctx, (h, pre_dst), now, &mut *log)
+                .is_err()
+            {
+                return self.nat_drop(&t, frame, p, now, out);
+            }
+        }
         let accepted = matches!(v, Verdict::Accept);
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
+        if t.candidate && nat_on && confirmed.is_pass() {
+            // The binding of the entry just confirmed (none if the candidate was merged
+            // into an entry confirmed first: its handle is stale then).
+            out.nat = t
+                .handle
+                .filter(|&h| self.table.nat_rewrite(h, t.dir).is_some())
+                .map(|h| NatRef {
+                    handle: h,
+                    dir: t.dir,
+                    icmp_error: false,
+                });
+        } else if !confirmed.is_pass() {
+            out.nat = None;
+        }
         match v {
             Verdict::Accept if confirmed.is_pass() => {
                 self.stats.verdict_accept += 1;
@@ -440,6 +495,24 @@ impl Pipeline {
                 }
             }
         }
+        out
+    }
+
+    #[cold]
+    /// Drops a new connection's first packet for which NAT found no tuple (or no
+    /// address): the candidate is released, `drops_total{reason="nat_no_port"}`.
+    fn nat_drop(
+        &mut self,
+        t: &Track,
+        frame: &[u8],
+        p: &packet::Parsed,
+        now: crate::Nanos,
+        mut out: Outcome,
+    ) -> Outcome {
+        let _ = self.table.confirm(t, false, frame, p, now);
+        self.stats.drop(DropReason::NatNoPort);
+        out.action = Action::Drop(DropReason::NatNoPort);
+        out.nat = None;
         out
     }
 }

@@ -32,11 +32,13 @@ pub enum DropReason {
     HandoffFull,
     /// A fragment was discarded by reassembly (overlap, timeout, too long, ...).
     Fragment,
+    /// NAT found no free tuple in its range (or MASQUERADE/REDIRECT had no address).
+    NatNoPort,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (metrics pre-initialise all of them).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Policy,
         DropReason::Reject,
         DropReason::Malformed,
@@ -47,6 +49,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::HandoffFull,
         DropReason::Fragment,
+        DropReason::NatNoPort,
     ];
 
     /// The metric label value.
@@ -62,6 +65,7 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::HandoffFull => "handoff_full",
             DropReason::Fragment => "fragment",
+            DropReason::NatNoPort => "nat_no_port",
         }
     }
 }
@@ -149,6 +153,8 @@ pub struct PublishedStats {
     pub burst_hist: [AtomicU64; 10],
     /// Conntrack entries in this worker's shard.
     pub ct_entries: AtomicU64,
+    /// Of them, entries with a NAT binding.
+    pub nat_bindings: AtomicU64,
     /// The shard's conntrack counters (`conntrack -S` and expirations), indexed by
     /// [`CtCounter`]: read them with [`PublishedStats::ct`].
     pub ct: [AtomicU64; CtCounter::N],

@@ -15,6 +15,7 @@ use CtState::{Established as Est, Invalid as Inv, New, Related as Rel, Untracked
 use TcpState as TS;
 
 mod ftp;
+mod nat;
 mod table;
 mod tcp;
 mod udp_icmp;

@@ -9,7 +9,7 @@ fn ruleset_errors_have_line_and_column() {
         ("-A INPUT -m foo -j ACCEPT", "rules.v4:3:10: unknown match \"-m foo\""),
         ("-A INPUT -m recent --set", "rules.v4:3:10: match \"-m recent\" is not supported by statewall"),
         ("-A INPUT -p tcp --bogus 1", "rules.v4:3:17: unknown option \"--bogus\""),
-        ("-A INPUT -j MASQUERADE", "rules.v4:3:13: target \"MASQUERADE\" is not supported by statewall"),
+        ("-A INPUT -j MASQUERADE", "rules.v4:3:13: MASQUERADE is only valid in the nat table"),
         ("-A INPUT -j nowhere", "rules.v4:3:13: unknown target or chain \"nowhere\""),
         ("-A NOPE -j ACCEPT", "rules.v4:3:4: chain \"NOPE\" does not exist in table filter"),
         ("-A INPUT --dport 22 -j ACCEPT", "rules.v4:3:10: option \"--dport\" needs \"-p tcp\" or \"-p udp\" first"),
@@ -45,12 +45,12 @@ fn ruleset_errors_have_line_and_column() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     assert_eq!(
-        err("# x\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"),
-        "rules.v4:2:1: table \"nat\" is not supported (statewall has *filter and *raw only)"
+        err("# x\n*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"),
+        "rules.v4:2:1: table \"mangle\" is not supported (statewall has *filter, *raw and *nat)"
     );
     assert_eq!(
         err("*mangle\nCOMMIT\n"),
-        "rules.v4:1:1: table \"mangle\" is not supported (statewall has *filter and *raw only)"
+        "rules.v4:1:1: table \"mangle\" is not supported (statewall has *filter, *raw and *nat)"
     );
     assert_eq!(
         err("*filter\n-A INPUT -j ACCEPT\n"),
@@ -58,7 +58,7 @@ fn ruleset_errors_have_line_and_column() {
     );
     assert_eq!(
         err("-A INPUT -j ACCEPT\n"),
-        "rules.v4:1:1: expected a table (\"*filter\" or \"*raw\") first"
+        "rules.v4:1:1: expected a table (\"*filter\", \"*raw\" or \"*nat\") first"
     );
     assert_eq!(
         err("*raw\n-A PREROUTING -j REJECT\nCOMMIT\n"),

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 mod chains;
 mod errors;
 mod matches;
+mod nat;
 mod props;
 mod reject;
 mod testdata;
@@ -79,6 +80,7 @@ fn ctx<'a>(p: &'a Pkt, e: Env<'a>) -> PacketCtx<'a> {
         ct_status: CtStatus(e.status),
         in_port: e.inp,
         out_port: e.out,
+        ct_tuples: None,
         now: e.now,
     }
 }

@@ -55,6 +55,10 @@ impl Reader {
     }
 
     fn line(&mut self, raw: &str) -> Res<()> {
+        if raw.trim_start().starts_with('#') {
+            // A comment line is not tokenized (its text may hold lone quotes).
+            return Ok(());
+        }
         let toks = tokenize(raw).map_err(|(c, m)| self.err(c, m))?;
         let Some(first) = toks.first() else {
             return Ok(());
@@ -77,7 +81,7 @@ impl Reader {
         let Some((table, first_chain, _)) = self.open else {
             return Err(self.err(
                 first.col,
-                "expected a table (\"*filter\" or \"*raw\") first",
+                "expected a table (\"*filter\", \"*raw\" or \"*nat\") first",
             ));
         };
         if let Some(name) = first.s.strip_prefix(':') {
@@ -100,11 +104,12 @@ impl Reader {
         let table = match name {
             "filter" => Table::Filter,
             "raw" => Table::Raw,
-            "nat" | "mangle" | "security" => {
+            "nat" => Table::Nat,
+            "mangle" | "security" => {
                 return Err(self.err(
                     col,
                     format!(
-                        "table \"{name}\" is not supported (statewall has *filter and *raw only)"
+                        "table \"{name}\" is not supported (statewall has *filter, *raw and *nat)"
                     ),
                 ))
             }
@@ -115,11 +120,7 @@ impl Reader {
         }
         self.d.tables.push(table);
         let first = self.d.chains.len();
-        let builtins: &[&str] = match table {
-            Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
-            Table::Raw => &["PREROUTING", "OUTPUT"],
-        };
-        for b in builtins {
+        for b in builtin_names(table) {
             self.d
                 .chains
                 .push(new_chain(table, b, Some(Policy::Accept)));
@@ -154,6 +155,12 @@ impl Reader {
         if builtin {
             let p = match pol.s.as_str() {
                 "ACCEPT" => Policy::Accept,
+                "DROP" if table == Table::Nat => {
+                    return Err(self.err(
+                        pol.col,
+                        "the nat table's built-in chains need the policy ACCEPT",
+                    ))
+                }
                 "DROP" => Policy::Drop,
                 "-" => {
                     return Err(self.err(
@@ -249,7 +256,19 @@ fn check_chain_name(name: &str) -> Result<(), String> {
     }
     if matches!(
         name,
-        "ACCEPT" | "DROP" | "REJECT" | "RETURN" | "LOG" | "CT" | "NOTRACK" | "QUEUE"
+        "ACCEPT"
+            | "DROP"
+            | "REJECT"
+            | "RETURN"
+            | "LOG"
+            | "CT"
+            | "NOTRACK"
+            | "QUEUE"
+            | "SNAT"
+            | "DNAT"
+            | "MASQUERADE"
+            | "REDIRECT"
+            | "NETMAP"
     ) {
         return Err(format!("chain name \"{name}\" is a target name"));
     }

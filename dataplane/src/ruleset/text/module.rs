@@ -26,11 +26,16 @@ pub(super) enum Module {
         state: Option<(u16, bool)>,
         status: Option<(u8, bool)>,
         dir: Option<(Direction, bool)>,
+        tuples: Vec<crate::ruleset::cttuple::CtTupleMatch>,
     },
     Comment(Option<String>),
     Limit {
         rate: Option<(u32, &'static str, u64)>,
         burst: Option<u32>,
+    },
+    AddrType {
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
     },
 }
 
@@ -46,6 +51,7 @@ impl Module {
             Module::Conntrack { .. } => "conntrack",
             Module::Comment(_) => "comment",
             Module::Limit { .. } => "limit",
+            Module::AddrType { .. } => "addrtype",
         }
     }
 
@@ -71,9 +77,16 @@ impl Module {
                 "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports"
             ),
             Module::State(_) => opt == "--state",
-            Module::Conntrack { .. } => matches!(opt, "--ctstate" | "--ctstatus" | "--ctdir"),
+            Module::Conntrack { .. } => {
+                matches!(opt, "--ctstate" | "--ctstatus" | "--ctdir")
+                    || crate::ruleset::cttuple::CtField::of(opt).is_some()
+            }
             Module::Comment(_) => opt == "--comment",
             Module::Limit { .. } => matches!(opt, "--limit" | "--limit-burst"),
+            Module::AddrType { .. } => matches!(
+                opt,
+                "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
+            ),
         }
     }
 }

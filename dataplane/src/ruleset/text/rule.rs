@@ -8,11 +8,15 @@ use super::{Reader, Res};
 use crate::conntrack::Direction;
 use crate::packet::{proto, Family};
 use crate::ruleset::compile::{DraftRule, DraftTarget};
+use crate::ruleset::cttuple::{CtField, CtTupleMatch};
 use crate::ruleset::{
     Helper, Iface, LimitSpec, Match, Net, PortRange, PortsWhich, RejectKind, RulesetError, Table,
     Target,
 };
 use std::net::IpAddr;
+
+mod nat;
+mod target;
 
 /// Parses the options of one `-A` line.
 pub(super) struct RuleParser<'r> {
@@ -34,6 +38,7 @@ pub(super) struct RuleParser<'r> {
     reject: Option<(RejectKind, usize)>,
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
+    nat: nat::NatDraft,
 }
 
 impl<'r> RuleParser<'r> {
@@ -63,6 +68,7 @@ impl<'r> RuleParser<'r> {
             reject: None,
             log: (String::new(), 4, 0),
             ct: (None, false),
+            nat: nat::NatDraft::default(),
         }
     }
 
@@ -144,8 +150,8 @@ impl<'r> RuleParser<'r> {
                     let input = o == "-i" || o == "--in-interface";
                     let chain_name = self.r.d.chains[self.chain].name.clone();
                     let builtin = self.r.d.chains[self.chain].policy.is_some();
-                    if builtin && input && chain_name == "OUTPUT" {
-                        return Err(self.err(tok.col, "can't use -i with OUTPUT"));
+                    if builtin && input && (chain_name == "OUTPUT" || chain_name == "POSTROUTING") {
+                        return Err(self.err(tok.col, format!("can't use -i with {chain_name}")));
                     }
                     if builtin && !input && (chain_name == "INPUT" || chain_name == "PREROUTING") {
                         return Err(self.err(tok.col, format!("can't use -o with {chain_name}")));
@@ -265,18 +271,22 @@ impl<'r> RuleParser<'r> {
                 state: None,
                 status: None,
                 dir: None,
+                tuples: Vec::new(),
             },
             "comment" => Module::Comment(None),
             "limit" => Module::Limit {
                 rate: None,
                 burst: None,
             },
-            "recent" | "addrtype" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange"
-            | "hashlimit" | "length" | "physdev" | "string" | "time" | "u32" | "connlimit"
-            | "pkttype" | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt"
-            | "ipv6header" | "hbh" | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota"
-            | "statistic" | "bpf" | "cgroup" | "socket" | "devgroup" | "realm" | "ecn"
-            | "tcpmss" => {
+            "addrtype" => Module::AddrType {
+                src: None,
+                dst: None,
+            },
+            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
+            | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
+            | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
+            | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"
+            | "cgroup" | "socket" | "devgroup" | "realm" | "ecn" | "tcpmss" => {
                 return Err(self.err(
                     tok.col,
                     format!("match \"-m {}\" is not supported by statewall", v.s),
@@ -358,9 +368,7 @@ impl<'r> RuleParser<'r> {
                 "--reject-with" => "option \"--reject-with\" belongs to \"-j REJECT\"".into(),
                 _ if o.starts_with("--log-") => format!("option \"{o}\" belongs to \"-j LOG\""),
                 "--notrack" | "--helper" => format!("option \"{o}\" belongs to \"-j CT\""),
-                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
-                | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
-                | "--ctexpire" => {
+                "--ctproto" | "--ctexpire" => {
                     format!("option \"{o}\" of -m conntrack is not supported")
                 }
                 _ => format!("unknown option \"{o}\""),
@@ -466,7 +474,30 @@ impl<'r> RuleParser<'r> {
                 let mask = parse_states(&v.s, false).map_err(|m| self.err(v.col, m))?;
                 *slot = Some((mask, inv));
             }
-            Module::Conntrack { state, status, dir } => match o {
+            Module::Conntrack {
+                state,
+                status,
+                dir,
+                tuples,
+            } => match o {
+                _ if CtField::of(o).is_some() => {
+                    let field = CtField::of(o).expect("checked");
+                    if tuples.iter().any(|t| t.field == field) {
+                        return Err(twice(self));
+                    }
+                    let mut m = CtTupleMatch {
+                        field,
+                        net: Net { net: 0, mask: 0 },
+                        ports: (0, 65535),
+                        neg: inv,
+                    };
+                    if field.is_port() {
+                        m.ports = parse_port_range(&v.s).map_err(|e| self.err(v.col, e))?;
+                    } else {
+                        m.net = self.parse_net(&v)?;
+                    }
+                    tuples.push(m);
+                }
                 "--ctstate" => {
                     if state.is_some() {
                         return Err(twice(self));
@@ -510,6 +541,16 @@ impl<'r> RuleParser<'r> {
                 }
                 *slot = Some(v.s.clone());
             }
+            Module::AddrType { src, dst } => {
+                if o.starts_with("--limit-iface") {
+                    return Err(self.err(col, format!("addrtype option \"{o}\" is not supported")));
+                }
+                let slot = if o == "--src-type" { src } else { dst };
+                if slot.is_some() {
+                    return Err(twice(self));
+                }
+                *slot = Some((parse_addr_types(&v.s).map_err(|m| self.err(v.col, m))?, inv));
+            }
             Module::Limit { rate, burst } => {
                 no_inv(self)?;
                 if o == "--limit" {
@@ -534,90 +575,6 @@ impl<'r> RuleParser<'r> {
         }
         let _ = fam;
         Ok(())
-    }
-
-    /// Target options; returns false when `tok` is not one of the target's.
-    fn target_option(&mut self, tok: &Tok, neg: &mut Option<usize>) -> Res<bool> {
-        let (target, _) = self.target.clone().expect("target set");
-        let o = tok.s.as_str();
-        let known = match target.as_str() {
-            "REJECT" => o == "--reject-with",
-            "LOG" => o.starts_with("--log-"),
-            "CT" => matches!(
-                o,
-                "--notrack"
-                    | "--helper"
-                    | "--zone"
-                    | "--zone-orig"
-                    | "--zone-reply"
-                    | "--timeout"
-                    | "--ctevents"
-                    | "--expevents"
-                    | "--ctmask"
-                    | "--nfmask"
-            ),
-            _ => false,
-        };
-        if !known {
-            return Ok(false);
-        }
-        self.no_neg(*neg, tok)?;
-        match o {
-            "--reject-with" => {
-                let v = self.value(tok, neg, false)?;
-                if self.reject.is_some() {
-                    return Err(self.err(tok.col, "option \"--reject-with\" given twice"));
-                }
-                let (kind, fam) = parse_reject(&v.s)
-                    .ok_or_else(|| self.err(v.col, format!("unknown --reject-with \"{}\"", v.s)))?;
-                if let Some(f) = fam {
-                    self.r
-                        .set_family(f, v.col, &format!("--reject-with {}", v.s))?;
-                }
-                if kind == RejectKind::TcpReset && self.proto != Some((proto::TCP, false)) {
-                    return Err(self.err(v.col, "tcp-reset is only valid with \"-p tcp\""));
-                }
-                self.reject = Some((kind, v.col));
-            }
-            "--log-prefix" => {
-                let v = self.value(tok, neg, false)?;
-                if v.s.chars().count() > 29 {
-                    return Err(self.err(v.col, "--log-prefix is longer than 29 characters"));
-                }
-                self.log.0 = v.s;
-            }
-            "--log-level" => {
-                let v = self.value(tok, neg, false)?;
-                self.log.1 = parse_log_level(&v.s)
-                    .ok_or_else(|| self.err(v.col, format!("bad --log-level \"{}\"", v.s)))?;
-            }
-            "--log-tcp-sequence" => self.log.2 |= 0x01,
-            "--log-tcp-options" => self.log.2 |= 0x02,
-            "--log-ip-options" => self.log.2 |= 0x04,
-            "--log-uid" => self.log.2 |= 0x08,
-            "--log-macdecode" => self.log.2 |= 0x20,
-            "--notrack" => self.ct.1 = true,
-            "--helper" => {
-                let v = self.value(tok, neg, false)?;
-                if v.s != "ftp" {
-                    return Err(self.err(
-                        v.col,
-                        format!("helper \"{}\" is not supported (only \"ftp\")", v.s),
-                    ));
-                }
-                self.ct.0 = Some(Helper::Ftp);
-            }
-            _ if o.starts_with("--log-") => {
-                return Err(self.err(tok.col, format!("unknown option \"{o}\"")))
-            }
-            _ => {
-                return Err(self.err(
-                    tok.col,
-                    format!("CT option \"{o}\" is not supported (only --notrack and --helper)"),
-                ))
-            }
-        }
-        Ok(true)
     }
 
     fn finish(self) -> Res<DraftRule> {
@@ -690,19 +647,34 @@ impl<'r> RuleParser<'r> {
                     let (mask, neg) = t.ok_or_else(|| need("--state"))?;
                     Match::State { mask, neg }
                 }
-                Module::Conntrack { state, status, dir } => {
-                    if state.is_none() && status.is_none() && dir.is_none() {
-                        return Err(need("--ctstate, --ctstatus or --ctdir"));
+                Module::Conntrack {
+                    state,
+                    status,
+                    dir,
+                    tuples,
+                } => {
+                    if state.is_none() && status.is_none() && dir.is_none() && tuples.is_empty() {
+                        return Err(need("--ctstate, --ctstatus, --ctdir or a tuple option"));
                     }
                     Match::Conntrack {
                         state: *state,
                         status: *status,
                         dir: *dir,
+                        tuples: tuples.clone().into_boxed_slice(),
                     }
                 }
                 Module::Comment(t) => {
                     comment = Some(t.clone().ok_or_else(|| need("--comment"))?);
                     Match::Comment
+                }
+                Module::AddrType { src, dst } => {
+                    if src.is_none() && dst.is_none() {
+                        return Err(need("--src-type or --dst-type"));
+                    }
+                    Match::AddrType {
+                        src: *src,
+                        dst: *dst,
+                    }
                 }
                 Module::Limit { rate, burst } => {
                     let (count, unit, interval) =
@@ -729,6 +701,10 @@ impl<'r> RuleParser<'r> {
                         goto: true,
                     },
                     "ACCEPT" => DraftTarget::Done(Target::Accept),
+                    "DROP" if table == Table::Nat => return Err(self.err(
+                        col,
+                        "the nat table is not intended for filtering: DROP is not allowed in it",
+                    )),
                     "DROP" => DraftTarget::Done(Target::Drop),
                     "RETURN" => DraftTarget::Done(Target::Return),
                     "REJECT" => {
@@ -763,10 +739,19 @@ impl<'r> RuleParser<'r> {
                             })
                         }
                     }
-                    "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT" | "NETMAP" | "MARK"
-                    | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE" | "TRACE"
-                    | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE" | "AUDIT"
-                    | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" => {
+                    n if nat::kind_of(n).is_some() => {
+                        if table != Table::Nat {
+                            return Err(
+                                self.err(col, format!("{name} is only valid in the nat table"))
+                            );
+                        }
+                        let k = nat::kind_of(n).expect("checked");
+                        DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
+                    }
+                    "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
+                    | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"
+                    | "AUDIT" | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED"
+                    | "SYNPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),

@@ -299,6 +299,26 @@ pub(super) fn parse_reject(s: &str) -> Option<(RejectKind, Option<Family>)> {
     })
 }
 
+/// `-m addrtype` types: a comma list of names.
+pub(super) fn parse_addr_types(s: &str) -> Result<u16, String> {
+    let mut m = 0;
+    for n in s.split(',') {
+        let u = n.to_ascii_uppercase();
+        match crate::ruleset::addr_types::NAMES.iter().find(|(_, x)| *x == u) {
+            Some((b, _)) => m |= b,
+            None if matches!(
+                u.as_str(),
+                "ANYCAST" | "BLACKHOLE" | "UNREACHABLE" | "PROHIBIT" | "THROW" | "NAT" | "XRESOLVE"
+            ) =>
+            {
+                return Err(format!("address type \"{n}\" is not supported (UNSPEC, UNICAST, LOCAL, BROADCAST, MULTICAST)"))
+            }
+            None => return Err(format!("unknown address type \"{n}\"")),
+        }
+    }
+    Ok(m)
+}
+
 pub(super) fn parse_log_level(s: &str) -> Option<u8> {
     if let Ok(n) = s.parse::<u8>() {
         return (n <= 7).then_some(n);

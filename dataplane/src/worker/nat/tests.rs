@@ -1,0 +1,629 @@
+//! The pipeline with NAT, as `statewall replay --out` runs it: built captures through
+//! MASQUERADE and DNAT, the translated frames compared byte by byte with frames built
+//! from scratch (so every checksum is a full recompute), the hook order (FORWARD sees
+//! the DNATed destination), ICMP errors, and the `nat_no_port` drops.
+
+use super::*;
+use crate::conntrack::{Config, ConnTable};
+use crate::packet::build::PacketSpec;
+use crate::packet::checksum::{ipv4_header_ok, l4_ok};
+use crate::packet::tcp_flags::{ACK, SYN};
+use crate::ruleset::parse_ruleset;
+use crate::worker::{Action, Burst, DropReason, NonIpPolicy, PairView};
+use std::net::SocketAddr;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Rig {
+    pl: Pipeline,
+    rs: Ruleset,
+    now: u64,
+    /// (network port, host port) names.
+    names: (&'static str, &'static str),
+}
+
+impl Rig {
+    fn new(rules: &str, addrs: NatAddrs) -> Rig {
+        let rs = parse_ruleset(rules, "rules.v4", None).unwrap_or_else(|e| panic!("{e}"));
+        Rig::with_rs(rs, addrs)
+    }
+
+    fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
+        let mut pl = Pipeline::new(
+            ConnTable::new(1024, Config::default()),
+            &rs,
+            NonIpPolicy::PassArp,
+        );
+        pl.set_nat_addrs(addrs);
+        Rig {
+            pl,
+            rs,
+            now: 1_000_000_000,
+            names: ("outside", "inside"),
+        }
+    }
+
+    /// One frame through the pipeline; the frame that goes out (translated) or the
+    /// drop reason.
+    fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
+        let view = PairView {
+            mode: PairMode::Forward,
+            network: self.names.0,
+            host: self.names.1,
+        };
+        let mut log = |_: crate::ruleset::LogEvent<'_>| {};
+        let mut reply = vec![0u8; 2048];
+        self.now += 1_000_000;
+        let o = self.pl.process(
+            &mut Burst::new(&self.rs, view, side, self.now, &mut log),
+            frame,
+            &mut reply,
+        );
+        match o.action {
+            Action::Forward => {
+                let mut f = frame.to_vec();
+                if let Some(n) = o.nat.and_then(|r| r.resolve(self.pl.table())) {
+                    assert!(apply_nat(&mut f, &n));
+                }
+                Ok(f)
+            }
+            Action::Drop(r) => Err(r),
+            a => panic!("unexpected {a:?}"),
+        }
+    }
+}
+
+#[track_caller]
+fn same(got: &[u8], want: &[u8]) {
+    assert_eq!(got, want);
+    let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
+        panic!()
+    };
+    assert!(ipv4_header_ok(got, &p) && l4_ok(got, &p), "checksums");
+}
+
+fn masq_rules() -> String {
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A POSTROUTING -o outside -j MASQUERADE\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+-A FORWARD -i inside -o outside -j ACCEPT\nCOMMIT\n"
+        .to_string()
+}
+
+fn masq_addrs() -> NatAddrs {
+    NatAddrs {
+        masquerade_v4: Some(packet::from_ip("192.0.2.1".parse().unwrap()).1),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn masquerade_tcp_both_directions_byte_by_byte() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let syn = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec();
+    let out = r.send(Side::Host, &syn).unwrap();
+    same(
+        &out,
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("198.51.100.9:80"),
+        sa("192.0.2.1:1234"),
+        SYN | ACK,
+        500,
+        101,
+    )
+    .to_vec();
+    let back = r.send(Side::Network, &synack).unwrap();
+    same(
+        &back,
+        &PacketSpec::tcp(
+            sa("198.51.100.9:80"),
+            sa("10.0.0.2:1234"),
+            SYN | ACK,
+            500,
+            101,
+        )
+        .to_vec(),
+    );
+    let ack = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), ACK, 101, 501)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .to_vec();
+    same(
+        &r.send(Side::Host, &ack).unwrap(),
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), ACK, 101, 501)
+            .payload(b"GET / HTTP/1.0\r\n\r\n")
+            .to_vec(),
+    );
+    // Unsolicited traffic to the public address finds no entry: NEW, dropped by FORWARD.
+    let probe = PacketSpec::tcp(sa("198.51.100.77:5555"), sa("192.0.2.1:1234"), SYN, 1, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &probe), Err(DropReason::Policy));
+    assert_eq!(r.pl.table().nat_bindings(), 1);
+}
+
+#[test]
+fn masquerade_udp_icmp_and_errors() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let q = PacketSpec::udp(sa("10.0.0.2:5353"), sa("198.51.100.9:53"))
+        .payload(b"query")
+        .to_vec();
+    let sent = r.send(Side::Host, &q).unwrap();
+    let want_sent = PacketSpec::udp(sa("192.0.2.1:5353"), sa("198.51.100.9:53"))
+        .payload(b"query")
+        .to_vec();
+    same(&sent, &want_sent);
+    // A router's port unreachable about the translated datagram.
+    let err = PacketSpec::icmp(
+        "203.0.113.254".parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
+        3,
+        3,
+        [0; 4],
+    )
+    .payload(&want_sent[14..])
+    .to_vec();
+    let back = r.send(Side::Network, &err).unwrap();
+    let want = PacketSpec::icmp(
+        "203.0.113.254".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        3,
+        3,
+        [0; 4],
+    )
+    .payload(&q[14..])
+    .to_vec();
+    same(&back, &want);
+    // Echo: the id is kept, the reply comes back to the pinger.
+    let ping = PacketSpec::icmp_echo(
+        "10.0.0.2".parse().unwrap(),
+        "198.51.100.9".parse().unwrap(),
+        8,
+        0x4242,
+        1,
+    )
+    .to_vec();
+    let pub_ip = "192.0.2.1".parse().unwrap();
+    same(
+        &r.send(Side::Host, &ping).unwrap(),
+        &PacketSpec::icmp_echo(pub_ip, "198.51.100.9".parse().unwrap(), 8, 0x4242, 1).to_vec(),
+    );
+    let pong =
+        PacketSpec::icmp_echo("198.51.100.9".parse().unwrap(), pub_ip, 0, 0x4242, 1).to_vec();
+    same(
+        &r.send(Side::Network, &pong).unwrap(),
+        &PacketSpec::icmp_echo(
+            "198.51.100.9".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            0,
+            0x4242,
+            1,
+        )
+        .to_vec(),
+    );
+}
+
+#[test]
+fn dnat_before_forward_filter_like_docker() {
+    // Docker's shape: FORWARD matches the container's address and port after DNAT.
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+:DOCKER - [0:0]\n-A PREROUTING -d 192.0.2.1/32 -j DOCKER\n\
+-A DOCKER -i inside -j RETURN\n\
+-A DOCKER ! -i inside -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -o inside -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+-A FORWARD -d 172.17.0.2/32 ! -i inside -o inside -p tcp -m tcp --dport 80 -j ACCEPT\n\
+-A FORWARD -i inside -j ACCEPT\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    same(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
+    // The ESTABLISHED packet from outside: FORWARD's -o inside RELATED,ESTABLISHED rule.
+    let ack = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), ACK, 8, 10).to_vec();
+    same(
+        &r.send(Side::Network, &ack).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), ACK, 8, 10).to_vec(),
+    );
+    // A port that is not published: no DNAT, and FORWARD drops it.
+    let other = PacketSpec::tcp(sa("203.0.113.5:40001"), sa("192.0.2.1:9090"), SYN, 7, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &other), Err(DropReason::Policy));
+    // A DNATed packet the filter drops is not rewritten and leaves no entry.
+    let rules_drop = rules.replace(
+        "-A FORWARD -d 172.17.0.2/32",
+        "-A FORWARD -d 172.17.0.99/32",
+    );
+    let mut r = Rig::new(&rules_drop, NatAddrs::default());
+    assert_eq!(r.send(Side::Network, &syn), Err(DropReason::Policy));
+    assert_eq!(r.pl.table().len(), 0);
+}
+
+#[test]
+fn nat_no_port_drops() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A POSTROUTING -p udp -j SNAT --to-source 192.0.2.1:7000\n\
+-A POSTROUTING -p tcp -j MASQUERADE\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let a = PacketSpec::udp(sa("10.0.0.2:1000"), sa("198.51.100.9:53")).to_vec();
+    let b = PacketSpec::udp(sa("10.0.0.3:1000"), sa("198.51.100.9:53")).to_vec();
+    same(
+        &r.send(Side::Host, &a).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:7000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // The one port of the range is taken: the second flow cannot be translated.
+    assert_eq!(r.send(Side::Host, &b), Err(DropReason::NatNoPort));
+    // MASQUERADE without the port's address (none configured).
+    let t = PacketSpec::tcp(sa("10.0.0.2:1000"), sa("198.51.100.9:80"), SYN, 1, 0).to_vec();
+    assert_eq!(r.send(Side::Host, &t), Err(DropReason::NatNoPort));
+    assert_eq!(r.pl.stats().drops[DropReason::NatNoPort as usize], 2);
+    assert_eq!(r.pl.table().len(), 1);
+}
+
+#[test]
+fn docker_testdata_through_the_pipeline() {
+    // The Docker host's real iptables-save text, unchanged: eth0 faces the network,
+    // docker0 the containers; the host's address makes -m addrtype LOCAL match.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/ruleset/testdata/nat-docker.rules.v4");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut r = Rig::new(&text, masq_addrs());
+    r.rs.set_local_addrs(&["192.0.2.1".parse().unwrap()]);
+    r.names = ("eth0", "docker0");
+    // Published port: DNAT in PREROUTING, then FORWARD's DOCKER chain accepts the
+    // container's address and port.
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    same(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
+    // A container's own connection out: MASQUERADE (-s 172.17.0.0/16 ! -o docker0).
+    let out = PacketSpec::udp(sa("172.17.0.3:5000"), sa("198.51.100.9:53")).to_vec();
+    same(
+        &r.send(Side::Host, &out).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:5000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // Port 8080 on an address that is not the host's: addrtype LOCAL fails, no DNAT,
+    // and FORWARD (policy DROP) refuses it.
+    let not_local =
+        PacketSpec::tcp(sa("203.0.113.5:40001"), sa("198.51.100.1:8080"), SYN, 7, 0).to_vec();
+    assert_eq!(r.send(Side::Network, &not_local), Err(DropReason::Policy));
+}
+
+#[test]
+fn nat66_masquerade_and_dnat() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::5]:80\n\
+-A POSTROUTING -s fd00::/64 -o outside -j MASQUERADE\nCOMMIT\n";
+    let rs6 = parse_ruleset(rules, "rules.v6", Some(crate::packet::Family::V6)).unwrap();
+    let rs4 = parse_ruleset("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", "rules.v4", None).unwrap();
+    let mut r = Rig::with_rs(
+        rs4.with_other_family(rs6).unwrap(),
+        NatAddrs {
+            masquerade_v6: Some(packet::from_ip("2001:db8::1".parse().unwrap()).1),
+            ..Default::default()
+        },
+    );
+    let q = PacketSpec::udp(sa("[fd00::2]:5000"), sa("[2001:db8:9::9]:53")).to_vec();
+    same6(
+        &r.send(Side::Host, &q).unwrap(),
+        &PacketSpec::udp(sa("[2001:db8::1]:5000"), sa("[2001:db8:9::9]:53")).to_vec(),
+    );
+    let a = PacketSpec::udp(sa("[2001:db8:9::9]:53"), sa("[2001:db8::1]:5000")).to_vec();
+    same6(
+        &r.send(Side::Network, &a).unwrap(),
+        &PacketSpec::udp(sa("[2001:db8:9::9]:53"), sa("[fd00::2]:5000")).to_vec(),
+    );
+    let syn = PacketSpec::tcp(
+        sa("[2001:db8:7::7]:4000"),
+        sa("[2001:db8::1]:8080"),
+        SYN,
+        1,
+        0,
+    )
+    .to_vec();
+    same6(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(sa("[2001:db8:7::7]:4000"), sa("[fd00::5]:80"), SYN, 1, 0).to_vec(),
+    );
+    // ICMPv6 echo through MASQUERADE: the checksum covers the pseudo-header.
+    let ping = PacketSpec::icmp_echo(
+        "fd00::2".parse().unwrap(),
+        "2001:db8:9::9".parse().unwrap(),
+        128,
+        9,
+        1,
+    )
+    .to_vec();
+    same6(
+        &r.send(Side::Host, &ping).unwrap(),
+        &PacketSpec::icmp_echo(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8:9::9".parse().unwrap(),
+            128,
+            9,
+            1,
+        )
+        .to_vec(),
+    );
+}
+
+#[track_caller]
+fn same6(got: &[u8], want: &[u8]) {
+    assert_eq!(got, want);
+    let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
+        panic!()
+    };
+    assert!(l4_ok(got, &p), "checksum");
+}
+
+#[test]
+fn forward_sees_nat_tuples_through_conntrack_options() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n\
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctreplsrc 172.17.0.2 -j ACCEPT\nCOMMIT\n";
+    let mut r = Rig::new(rules, NatAddrs::default());
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    assert!(r.send(Side::Network, &syn).is_ok());
+    let synack = PacketSpec::tcp(
+        sa("172.17.0.2:80"),
+        sa("203.0.113.5:40000"),
+        SYN | ACK,
+        9,
+        8,
+    )
+    .to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(
+            sa("192.0.2.1:8080"),
+            sa("203.0.113.5:40000"),
+            SYN | ACK,
+            9,
+            8,
+        )
+        .to_vec(),
+    );
+}
+
+/// Splits an IPv4 frame (no options) into fragments of `size` payload bytes.
+fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let payload = &frame[34..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let n = size.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut f = frame[..34].to_vec();
+        f.extend_from_slice(&payload[off..off + n]);
+        f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&fo.to_be_bytes());
+        f[24] = 0;
+        f[25] = 0;
+        let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off += n;
+    }
+    out
+}
+
+#[test]
+fn fragments_of_a_masqueraded_datagram_are_each_translated() {
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let body = vec![0x5au8; 3000];
+    let big = PacketSpec::udp(sa("10.0.0.2:5353"), sa("198.51.100.9:53"))
+        .payload(&body)
+        .to_vec();
+    let want = fragments(
+        &PacketSpec::udp(sa("192.0.2.1:5353"), sa("198.51.100.9:53"))
+            .payload(&body)
+            .to_vec(),
+        1480,
+    );
+    let frags = fragments(&big, 1480);
+    assert_eq!(frags.len(), 3);
+    let view = PairView {
+        mode: PairMode::Forward,
+        network: "outside",
+        host: "inside",
+    };
+    let mut log = |_: crate::ruleset::LogEvent<'_>| {};
+    let mut reply = vec![0u8; 2048];
+    let mut held = Vec::new();
+    for (i, f) in frags.iter().enumerate() {
+        let o = r.pl.process(
+            &mut Burst::new(&r.rs, view, Side::Host, r.now, &mut log),
+            f,
+            &mut reply,
+        );
+        if i < 2 {
+            assert!(matches!(o.action, Action::Held(_)), "{:?}", o.action);
+            held.push(f.clone());
+            continue;
+        }
+        assert_eq!(o.action, Action::Forward);
+        assert!(o.completes.is_some());
+        let n = o
+            .nat
+            .and_then(|x| x.resolve(r.pl.table()))
+            .expect("the datagram's connection is NATed");
+        held.push(f.clone());
+        for g in held.iter_mut() {
+            assert!(apply_nat(g, &n));
+        }
+    }
+    assert_eq!(held.len(), want.len());
+    for (i, (g, w)) in held.iter().zip(&want).enumerate() {
+        assert!(
+            g == w,
+            "fragment {i}: got {:02x?}, want {:02x?}",
+            &g[..44],
+            &w[..44]
+        );
+    }
+}
+
+#[test]
+fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    for workers in 2..=4u16 {
+        for model in [Steering::Symmetric, Steering::Fanout] {
+            let mut rigs: Vec<Rig> = (0..workers)
+                .map(|me| {
+                    let mut r = Rig::new(&masq_rules(), masq_addrs());
+                    r.pl.set_ownership(Some(Ownership { me, workers, model }));
+                    r
+                })
+                .collect();
+            let owner = |f: &[u8]| {
+                let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(f) else {
+                    panic!()
+                };
+                model.owner(f, &p, workers) as usize
+            };
+            for i in 0..40u16 {
+                let src = format!("10.0.{}.{}:{}", i % 3, i + 1, 2000 + i);
+                let q = PacketSpec::udp(sa(&src), sa("198.51.100.9:53")).to_vec();
+                let w = owner(&q);
+                let out = rigs[w].send(Side::Host, &q).unwrap();
+                let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+                    panic!()
+                };
+                let sport = p.ports().unwrap().0;
+                // The reply to the translated tuple is steered to the same worker...
+                let reply =
+                    PacketSpec::udp(sa("198.51.100.9:53"), sa(&format!("192.0.2.1:{sport}")))
+                        .to_vec();
+                assert_eq!(owner(&reply), w, "{model:?} N={workers}");
+                // ...which translates it back to the inside host.
+                same(
+                    &rigs[w].send(Side::Network, &reply).unwrap(),
+                    &PacketSpec::udp(sa("198.51.100.9:53"), sa(&src)).to_vec(),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dnat_with_several_workers_moves_the_source_port_only_when_needed() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+-A PREROUTING -i outside -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:53\nCOMMIT\n";
+    let (workers, model) = (3u16, Steering::Symmetric);
+    let mut rigs: Vec<Rig> = (0..workers)
+        .map(|me| {
+            let mut r = Rig::new(rules, NatAddrs::default());
+            r.pl.set_ownership(Some(Ownership { me, workers, model }));
+            r
+        })
+        .collect();
+    let owner = |f: &[u8]| {
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(f) else {
+            panic!()
+        };
+        model.owner(f, &p, workers) as usize
+    };
+    let (mut kept, mut moved) = (0, 0);
+    for i in 0..60u16 {
+        let client = format!("203.0.113.{}:{}", i + 1, 30000 + i);
+        let q = PacketSpec::udp(sa(&client), sa("192.0.2.1:5353")).to_vec();
+        let w = owner(&q);
+        let out = rigs[w].send(Side::Network, &q).unwrap();
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+            panic!()
+        };
+        assert_eq!(
+            crate::packet::to_ip(p.family, &p.dst).to_string(),
+            "172.17.0.2"
+        );
+        let sport = p.ports().unwrap().0;
+        if sport == 30000 + i {
+            kept += 1;
+        } else {
+            moved += 1;
+        }
+        let reply = PacketSpec::udp(
+            sa("172.17.0.2:53"),
+            sa(&format!("203.0.113.{}:{sport}", i + 1)),
+        )
+        .to_vec();
+        assert_eq!(owner(&reply), w);
+        same(
+            &rigs[w].send(Side::Host, &reply).unwrap(),
+            &PacketSpec::udp(sa("192.0.2.1:5353"), sa(&client)).to_vec(),
+        );
+    }
+    // About 1/N keep their port (the reply already lands here); the rest move.
+    assert!(kept > 0 && moved > 0, "kept {kept}, moved {moved}");
+}
+
+#[test]
+fn rst_that_kills_an_unreplied_nated_entry_is_still_translated() {
+    use crate::packet::tcp_flags::RST;
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    let syn = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), SYN, 100, 0).to_vec();
+    r.send(Side::Host, &syn).unwrap();
+    // The client gives up before any reply: conntrack kills the entry on this RST.
+    let rst = PacketSpec::tcp(sa("10.0.0.2:1234"), sa("198.51.100.9:80"), RST, 101, 0).to_vec();
+    same(
+        &r.send(Side::Host, &rst).unwrap(),
+        &PacketSpec::tcp(sa("192.0.2.1:1234"), sa("198.51.100.9:80"), RST, 101, 0).to_vec(),
+    );
+    // The entry is gone for later packets (both of its ways).
+    r.now += 1;
+    let late = PacketSpec::tcp(
+        sa("198.51.100.9:80"),
+        sa("192.0.2.1:1234"),
+        SYN | ACK,
+        5,
+        101,
+    )
+    .to_vec();
+    assert_eq!(r.send(Side::Network, &late), Err(DropReason::Policy));
+}
