@@ -1,12 +1,11 @@
 //! NAT bindings: the translated tuple and its second index way, port allocation as
 //! Linux does it (keep the port when free, else search the range), exhaustion, removal
-//! of both ways, ICMP echo ids, ICMP errors about a NATed flow, and allocation that
-//! only accepts reply tuples the allocating worker owns.
+//! of both ways, and ICMP echo ids. (ICMP errors through NAT and the owner-aware allocation
+//! against steering are in `worker/nat/tests.rs`: they need layers above conntrack.)
 
 use super::*;
 use crate::conntrack::nat::range_flags as rf;
-use crate::packet::{Addr, Family};
-use crate::steer::Steering;
+use crate::packet::Addr;
 
 const IN: &str = "10.0.0.2:1234";
 const OUT: &str = "198.51.100.9:53";
@@ -279,82 +278,6 @@ fn icmp_echo_id_is_a_port() {
         h.t.nat_rewrite(t.handle.unwrap(), Direction::Reply)
             .unwrap();
     assert_eq!((back.new.dst, back.new.dport), (a("10.0.0.3"), 77));
-}
-
-#[test]
-fn icmp_error_about_a_nated_flow_is_related_and_translated() {
-    let mut h = H::new();
-    assert_eq!(
-        h.nat_first(&udp_q(IN, OUT), &snat(PUB, None, 0), |_| true)
-            .1,
-        Ok(())
-    );
-    // A router answers the translated packet (192.0.2.1:1234 -> OUT) with port unreachable.
-    let sent = udp_q("192.0.2.1:1234", OUT);
-    let err = icmp_err(RI, PUB, 3, 3, &sent, 28);
-    let t = h.go(&err);
-    assert_eq!((t.state, t.dir), (Rel, Direction::Reply));
-    let rw = h.t.nat_rewrite(t.handle.unwrap(), t.dir).unwrap();
-    let mut g = err.clone();
-    assert!(crate::worker::apply_nat(
-        &mut g,
-        &crate::worker::NatApply {
-            rewrite: rw,
-            icmp_error: true
-        }
-    ));
-    // Outer destination and the quoted source are the inside host's again.
-    let want_inner = udp_q(IN, OUT);
-    let want = icmp_err(RI, "10.0.0.2", 3, 3, &want_inner, 28);
-    assert_eq!(g, want);
-    let gp = parsed(&g);
-    assert!(packet::checksum::l4_ok(&g, &gp));
-    assert!(packet::checksum::ipv4_header_ok(&g, &gp));
-}
-
-#[test]
-fn allocation_accepts_only_reply_tuples_this_worker_owns() {
-    for workers in 2..=4u16 {
-        for model in [Steering::Symmetric, Steering::Fanout] {
-            for me in 0..workers {
-                let mut h = H::with(ConnTable::with_expectations(
-                    4096,
-                    Config::default(),
-                    std::sync::Arc::new(ExpectTable::new()),
-                    me,
-                ));
-                let owner = |t: &NatTuple| {
-                    model.owner_of_tuple(
-                        Family::V4,
-                        17,
-                        &t.src,
-                        &t.dst,
-                        (t.sport, t.dport),
-                        workers,
-                    )
-                };
-                for i in 0..64u16 {
-                    let f = udp_q(
-                        &format!("10.0.{}.{}:{}", i / 200, i % 200 + 1, 1000 + i),
-                        OUT,
-                    );
-                    let (_, r, rw) = h.nat_first(&f, &snat(PUB, None, 0), |t| owner(t) == me);
-                    assert_eq!(r, Ok(()));
-                    let n = rw.unwrap().new;
-                    // The reply to the translated tuple lands on this worker.
-                    let reply = udp_q(OUT, &format!("{PUB}:{}", n.sport));
-                    let rp = parsed(&reply);
-                    assert_eq!(
-                        model.owner(&reply, &rp, workers),
-                        me,
-                        "{model:?} N={workers}"
-                    );
-                    let t = h.go(&reply);
-                    assert_eq!(t.dir, Direction::Reply);
-                }
-            }
-        }
-    }
 }
 
 #[test]

@@ -627,3 +627,143 @@ fn rst_that_kills_an_unreplied_nated_entry_is_still_translated() {
     .to_vec();
     assert_eq!(r.send(Side::Network, &late), Err(DropReason::Policy));
 }
+
+// ---- Across the layers: conntrack's NAT binding checked against steering and the
+// worker's rewrite (these need modules above conntrack, so they live here).
+
+mod across {
+    use crate::conntrack::nat::range_flags as rf;
+    use crate::conntrack::{
+        ConnTable, CtState, Direction, ExpectTable, NatError, NatRange, NatRequest, NatRewrite,
+        NatTuple, Track, TrackOpts,
+    };
+    use crate::packet::build::PacketSpec;
+    use crate::packet::checksum::{ipv4_header_ok, l4_ok};
+    use crate::packet::{self, Family, Frame, Parsed};
+    use crate::steer::Steering;
+    use crate::worker::{apply_nat, NatApply};
+    use std::net::{IpAddr, SocketAddr};
+
+    const IN: &str = "10.0.0.2:1234";
+    const OUT: &str = "198.51.100.9:53";
+    const PUB: &str = "192.0.2.1";
+    const ROUTER: &str = "10.0.0.254";
+    const NOW: u64 = 1_000_000_000;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn udp(src: &str, dst: &str) -> Vec<u8> {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        PacketSpec::udp(sa(src), sa(dst)).payload(b"query").to_vec()
+    }
+    /// An ICMP port unreachable from `src` to `dst` quoting `inner`'s IP header + 8 bytes.
+    fn unreachable(src: &str, dst: &str, inner: &[u8]) -> Vec<u8> {
+        PacketSpec::icmp(ip(src), ip(dst), 3, 3, [0; 4])
+            .payload(&inner[14..14 + 28])
+            .to_vec()
+    }
+    fn parsed(f: &[u8]) -> Parsed {
+        match packet::parse(f).expect("parses") {
+            Frame::Ip(p) => p,
+            Frame::NonIp(e) => panic!("not ip: {e:#x}"),
+        }
+    }
+    fn masquerade_to(addr: &str) -> NatRequest {
+        let a = packet::from_ip(ip(addr)).1;
+        NatRequest {
+            dst: None,
+            src: Some(NatRange {
+                flags: rf::MAP_IPS,
+                min_addr: a,
+                max_addr: a,
+                ..Default::default()
+            }),
+        }
+    }
+    fn track(t: &mut ConnTable, f: &[u8]) -> Track {
+        let p = parsed(f);
+        let tr = t.track(f, &p, NOW, TrackOpts::default());
+        let _ = t.confirm(&tr, true, f, &p, NOW);
+        tr
+    }
+    /// The first packet of a connection: tracked, bound to `req` under the owner
+    /// predicate `owns`, confirmed; the rewrite of its direction.
+    fn nat_first(
+        t: &mut ConnTable,
+        f: &[u8],
+        req: &NatRequest,
+        owns: impl Fn(&NatTuple) -> bool,
+    ) -> Result<NatRewrite, NatError> {
+        let p = parsed(f);
+        let tr = t.track(f, &p, NOW, TrackOpts::default());
+        assert!(tr.candidate, "{tr:?}");
+        let h = tr.handle.unwrap();
+        let r = t.bind_nat(h, req, NOW, owns);
+        let c = t.confirm(&tr, r.is_ok(), f, &p, NOW);
+        r?;
+        assert!(c.is_pass(), "{c:?}");
+        Ok(t.nat_rewrite(h, tr.dir).expect("a NATed direction"))
+    }
+
+    #[test]
+    fn icmp_error_about_a_nated_flow_is_related_and_translated() {
+        let mut t = ConnTable::new(1024, Default::default());
+        nat_first(&mut t, &udp(IN, OUT), &masquerade_to(PUB), |_| true).unwrap();
+        // A router answers the translated packet (PUB:1234 -> OUT) with port unreachable.
+        let sent = udp(&format!("{PUB}:1234"), OUT);
+        let err = unreachable(ROUTER, PUB, &sent);
+        let tr = track(&mut t, &err);
+        assert_eq!((tr.state, tr.dir), (CtState::Related, Direction::Reply));
+        let rewrite = t.nat_rewrite(tr.handle.unwrap(), tr.dir).unwrap();
+        let mut g = err.clone();
+        assert!(apply_nat(
+            &mut g,
+            &NatApply {
+                rewrite,
+                icmp_error: true
+            }
+        ));
+        // Outer destination and the quoted source are the inside host's again.
+        assert_eq!(g, unreachable(ROUTER, "10.0.0.2", &udp(IN, OUT)));
+        let gp = parsed(&g);
+        assert!(l4_ok(&g, &gp));
+        assert!(ipv4_header_ok(&g, &gp));
+    }
+
+    #[test]
+    fn allocation_accepts_only_reply_tuples_this_worker_owns() {
+        for workers in 2..=4u16 {
+            for model in [Steering::Symmetric, Steering::Fanout] {
+                for me in 0..workers {
+                    let mut t = ConnTable::with_expectations(
+                        4096,
+                        Default::default(),
+                        std::sync::Arc::new(ExpectTable::new()),
+                        me,
+                    );
+                    let owner = |x: &NatTuple| {
+                        let ports = (x.sport, x.dport);
+                        model.owner_of_tuple(Family::V4, 17, &x.src, &x.dst, ports, workers)
+                    };
+                    for i in 0..64u16 {
+                        let src = format!("10.0.{}.{}:{}", i / 200, i % 200 + 1, 1000 + i);
+                        let rw = nat_first(&mut t, &udp(&src, OUT), &masquerade_to(PUB), |x| {
+                            owner(x) == me
+                        })
+                        .unwrap();
+                        // The reply to the translated tuple lands on this worker.
+                        let reply = udp(OUT, &format!("{PUB}:{}", rw.new.sport));
+                        let rp = parsed(&reply);
+                        assert_eq!(
+                            model.owner(&reply, &rp, workers),
+                            me,
+                            "{model:?} N={workers}"
+                        );
+                        assert_eq!(track(&mut t, &reply).dir, Direction::Reply);
+                    }
+                }
+            }
+        }
+    }
+}
