@@ -374,7 +374,7 @@ impl ConnTable {
         let Some((key, inner_src_is_a)) = kd else {
             return Track::invalid(InvalidReason::IcmpErrorInner);
         };
-        let Some(slot) = self.lookup_live(&key, key.hash64(), now) else {
+        let Some((slot, via_nat)) = self.lookup_live_way(&key, key.hash64(), now) else {
             return Track::invalid(InvalidReason::IcmpErrorNoEntry);
         };
         // The inverted inner tuple matched the entry in the direction opposite to the
@@ -384,7 +384,20 @@ impl ConnTable {
         }
         self.stats[CtCounter::Found] += 1;
         let e = &self.entries[slot];
-        let inner_orig = inner_src_is_a == (e.meta & M_ORIG_IS_A != 0);
+        let inner_orig = if via_nat {
+            // The key was the NATed way: the quoted packet is an original-direction one
+            // as it left translated (the binding's tuple), or a reply before its
+            // translation back. The endpoints' order says nothing here.
+            let n = &self.nat[slot];
+            let sport = match ip.l4 {
+                L4::Tcp(t) => t.sport,
+                L4::Udp(u) => u.sport,
+                _ => n.sport,
+            };
+            ip.src == n.src && sport == n.sport
+        } else {
+            inner_src_is_a == (e.meta & M_ORIG_IS_A != 0)
+        };
         let dir = if inner_orig {
             Direction::Reply
         } else {

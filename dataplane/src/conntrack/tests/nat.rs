@@ -294,3 +294,21 @@ fn nat_free_entries_take_no_side_memory() {
     );
     assert!(h.t.memory_bytes() > before);
 }
+
+#[test]
+fn icmp_error_found_by_the_nated_way_is_reply_whatever_the_address_order() {
+    // fd00::1 sorts after the server, the masquerade address before it: the quoted
+    // packet's endpoint order flips under NAT, so the direction must come from the
+    // binding, not from the key's order (NAT66: the oracle's n24).
+    let mut h = H::new();
+    let (_, r, _) = h.nat_first(
+        &udp_q("[fd00::1]:5300", "[2001:db8:2::10]:53"),
+        &snat("2001:db8:1::1", None, 0),
+        |_| true,
+    );
+    assert_eq!(r, Ok(()));
+    let sent = udp_q("[2001:db8:1::1]:5300", "[2001:db8:2::10]:53");
+    let err = icmp_err("2001:db8:2::10", "2001:db8:1::1", 1, 4, &sent, 48);
+    let t = h.go(&err);
+    assert_eq!((t.state, t.dir), (Rel, Direction::Reply));
+}
