@@ -382,6 +382,30 @@ mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
 
+    /// FNV-1a over every field of every instruction: pins the emitted program, both
+    /// families, so that a rewrite of the assembler source keeps the exact output.
+    fn program_digest(p: &[SockFilter]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for i in p {
+            let bytes = [
+                &i.code.to_le_bytes()[..],
+                &[i.jt, i.jf][..],
+                &i.k.to_le_bytes()[..],
+            ]
+            .concat();
+            for b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn program_is_pinned() {
+        let p = steering_program();
+        assert_eq!((p.len(), program_digest(&p)), (169, 2_433_470_886_424_748_502));
+    }
+
     #[test]
     fn program_assembles_and_is_small() {
         let p = steering_program();
