@@ -117,6 +117,30 @@ fn tcp_or_udp(p: &mut Vec<Ins>, udp: &'static str, ports: &'static str, other: &
     ]);
 }
 
+/// One family's dispatch on its (outer) protocol byte.
+struct Transport {
+    /// Label of the dispatch.
+    at: &'static str,
+    /// Offset of the protocol (IPv4) or next-header (IPv6) byte.
+    proto_at: u32,
+    /// The family's ICMP protocol number.
+    icmp_proto: u32,
+    /// Labels: ICMP, the TCP test, the UDP test, the ported case, the address-only case.
+    labels: [&'static str; 5],
+}
+
+/// The dispatch: ICMP, then TCP or UDP (ports), else addresses only.
+fn transport(p: &mut Vec<Ins>, t: &Transport) {
+    let [icmp, tcp, udp, ports, other] = t.labels;
+    p.extend([
+        L(t.at),
+        S(LD | B | ABS, t.proto_at),
+        J(JMP | JEQ | K, t.icmp_proto, icmp, tcp),
+        L(tcp),
+    ]);
+    tcp_or_udp(p, udp, ports, other);
+}
+
 /// Where one flow's words lie, for one family (outer or ICMP-quoted header).
 struct Flow {
     /// Label of the TCP/UDP case; `prelude` then the ports at `ports` follow it.
@@ -168,12 +192,14 @@ fn program() -> Vec<Ins> {
         L("v4"),
         S(LD | H | ABS, 6),
         J(JMP | JSET | K, 0x3fff, "addr4", "v4whole"), // a fragment: addresses only
-        L("v4whole"),
-        S(LD | B | ABS, 9),
-        J(JMP | JEQ | K, 1, "icmp4", "v4tcp"),
-        L("v4tcp"),
     ];
-    tcp_or_udp(&mut p, "v4udp", "ports4", "addr4");
+    let v4 = Transport {
+        at: "v4whole",
+        proto_at: 9,
+        icmp_proto: 1,
+        labels: ["icmp4", "v4tcp", "v4udp", "ports4", "addr4"],
+    };
+    transport(&mut p, &v4);
     // ICMP: errors hash the quoted packet.
     p.extend([
         L("icmp4"),
@@ -213,15 +239,14 @@ fn program() -> Vec<Ins> {
     };
     flow(&mut p, &outer4);
     // ---------------- IPv6 (fixed header; extension headers: addresses only)
-    p.extend([
-        L("not4"),
-        J(JMP | JEQ | K, 0x86dd, "v6", "other"),
-        L("v6"),
-        S(LD | B | ABS, 6),
-        J(JMP | JEQ | K, 58, "icmp6", "v6tcp"),
-        L("v6tcp"),
-    ]);
-    tcp_or_udp(&mut p, "v6udp", "ports6", "addr6");
+    p.extend([L("not4"), J(JMP | JEQ | K, 0x86dd, "v6", "other")]);
+    let v6 = Transport {
+        at: "v6",
+        proto_at: 6,
+        icmp_proto: 58,
+        labels: ["icmp6", "v6tcp", "v6udp", "ports6", "addr6"],
+    };
+    transport(&mut p, &v6);
     p.extend([
         L("icmp6"),
         S(LD | B | ABS, 40),
