@@ -167,3 +167,13 @@ fn hs(h: &mut H) {
     assert!(t.status.has(CtStatus::ASSURED | CtStatus::SEEN_REPLY));
     assert_eq!(h.secs(&syn()), 432_000);
 }
+
+impl H {
+    /// A harness on a table of `n` entries (default config), at the clock's first second.
+    fn sized(n: usize) -> H {
+        H {
+            t: ConnTable::new(n, Config::default()),
+            now: NS,
+        }
+    }
+}
