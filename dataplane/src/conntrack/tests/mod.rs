@@ -177,3 +177,11 @@ impl H {
         }
     }
 }
+
+/// An ICMP(v6) query of type `req` from `c` to `s` is NEW; its reply of type `rep` (same
+/// id and sequence, back from `s`) is ESTABLISHED.
+#[track_caller]
+fn query_reply(h: &mut H, (c, s): (&str, &str), (req, rep): (u8, u8), id: u16, seq: u16) {
+    expect(&h.go(&echo(c, s, req, id, seq)), New, None);
+    expect(&h.go(&echo(s, c, rep, id, seq)), Est, None);
+}
