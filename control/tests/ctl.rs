@@ -467,18 +467,25 @@ fn conntrack_count_and_stats() {
     assert!(w0[insert] > 0 && w1[insert] > 0, "both workers inserted");
 }
 
-#[test]
-fn conntrack_delete_makes_established_flows_invalid() {
-    // Established traffic with nf_conntrack_tcp_loose = 0: an entry deleted in the middle
-    // of a connection is not picked up again; its next packets are INVALID and dropped.
+/// A run of 32 established pktgen flows at 5000 pps (`prefix`: more configuration before
+/// the `[pktgen]` section), once all 32 are ESTABLISHED in the table.
+fn established_32(prefix: &str) -> Sw {
     let sw = start(
         DEMO_RULES,
-        "[conntrack]\nnf_conntrack_tcp_loose = false\n[pktgen]\nmode = \"established\"\nflows = 32\nrate_pps = 5000\n",
+        &format!("{prefix}[pktgen]\nmode = \"established\"\nflows = 32\nrate_pps = 5000\n"),
     );
     sw.wait_traffic();
     sw.wait(10, "32 established flows", |s| {
         count(s, &["--state", "ESTABLISHED"]) == 32
     });
+    sw
+}
+
+#[test]
+fn conntrack_delete_makes_established_flows_invalid() {
+    // Established traffic with nf_conntrack_tcp_loose = 0: an entry deleted in the middle
+    // of a connection is not picked up again; its next packets are INVALID and dropped.
+    let sw = established_32("[conntrack]\nnf_conntrack_tcp_loose = false\n");
     assert_eq!(sw.state("INVALID"), 0);
     let victim = json_list(&sw, &[])[0]["original"]["src"]
         .as_str()
@@ -529,14 +536,7 @@ fn conntrack_delete_makes_established_flows_invalid() {
 fn conntrack_delete_with_loose_pickup_makes_flows_new_again() {
     // Default nf_conntrack_tcp_loose = 1: the deleted flow's next packet from the inside
     // is picked up mid-stream as NEW (and accepted by the demo ruleset).
-    let sw = start(
-        DEMO_RULES,
-        "[pktgen]\nmode = \"established\"\nflows = 32\nrate_pps = 5000\n",
-    );
-    sw.wait_traffic();
-    sw.wait(10, "32 established flows", |s| {
-        count(s, &["--state", "ESTABLISHED"]) == 32
-    });
+    let sw = established_32("");
     let new_before = sw.state("NEW");
     assert_eq!(new_before, 32);
     sw.ok(&["conntrack", "delete", "-p", "tcp", "--dport", "80"]);

@@ -63,6 +63,12 @@ fn invalid_configuration_exits_2() {
     );
 }
 
+/// Writes a fixture file, creating its directories.
+fn put(path: std::path::PathBuf, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, body).unwrap();
+}
+
 #[test]
 fn af_packet_without_capabilities_or_interface_fails_with_the_fix() {
     // A fixture host: an unprivileged process without CAP_NET_RAW, eth1 present and up,
@@ -70,23 +76,18 @@ fn af_packet_without_capabilities_or_interface_fails_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let sys = dir.path().join("sys");
     let proc_ = dir.path().join("proc");
-    std::fs::create_dir_all(sys.join("class/net/eth1")).unwrap();
-    std::fs::write(sys.join("class/net/eth1/operstate"), "up\n").unwrap();
-    std::fs::write(sys.join("class/net/eth1/mtu"), "1500\n").unwrap();
-    std::fs::create_dir_all(sys.join("devices/system/cpu")).unwrap();
-    std::fs::write(sys.join("devices/system/cpu/online"), "0-1\n").unwrap();
-    std::fs::write(sys.join("devices/system/cpu/isolated"), "\n").unwrap();
-    std::fs::create_dir_all(proc_.join("self")).unwrap();
-    std::fs::write(
+    put(sys.join("class/net/eth1/operstate"), "up\n");
+    put(sys.join("class/net/eth1/mtu"), "1500\n");
+    put(sys.join("devices/system/cpu/online"), "0-1\n");
+    put(sys.join("devices/system/cpu/isolated"), "\n");
+    put(
         proc_.join("self/status"),
         "Name:\tstatewall\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n",
-    )
-    .unwrap();
-    std::fs::write(
+    );
+    put(
         proc_.join("meminfo"),
         "MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n",
-    )
-    .unwrap();
+    );
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -125,11 +126,10 @@ fn af_packet_without_capabilities_or_interface_fails_with_the_fix() {
         assert!(l.ends_with(')'), "{l}");
     }
     // With the capability (CapEff bit 13 and 12), that FAIL goes away.
-    std::fs::write(
+    put(
         proc_.join("self/status"),
         "Uid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000003000\n",
-    )
-    .unwrap();
+    );
     let (_, out) = doctor(
         &["--config", cfg.to_str().unwrap()],
         &[("STATEWALL_SYSFS", &sys), ("STATEWALL_PROCFS", &proc_)],
@@ -142,19 +142,16 @@ fn dpdk_config_without_hugepages_fails() {
     let dir = tempfile::tempdir().unwrap();
     let sys = dir.path().join("sys");
     let proc_ = dir.path().join("proc");
-    std::fs::create_dir_all(sys.join("kernel/mm/hugepages/hugepages-2048kB")).unwrap();
-    std::fs::write(
+    put(
         sys.join("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
         "0\n",
-    )
-    .unwrap();
-    std::fs::write(
+    );
+    put(
         sys.join("kernel/mm/hugepages/hugepages-2048kB/free_hugepages"),
         "0\n",
-    )
-    .unwrap();
+    );
     std::fs::create_dir_all(proc_.join("self")).unwrap();
-    std::fs::write(proc_.join("mounts"), "proc /proc proc rw 0 0\n").unwrap();
+    put(proc_.join("mounts"), "proc /proc proc rw 0 0\n");
     let (code, out) = doctor(
         &[
             "--config",

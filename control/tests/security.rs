@@ -495,14 +495,18 @@ fn run_config(dir: &Path, control: &str) -> std::process::Output {
 fn non_loopback_listen_without_a_token_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s.sock");
-    let o = run_config(
-        dir.path(),
-        &format!(
-            "listen = \"0.0.0.0:{}\"\nsocket = {:?}\n",
-            free_port(),
-            sock.display().to_string()
-        ),
-    );
+    // A run listening on all addresses, with `token` appended to its control section.
+    let public = |token: &str| {
+        run_config(
+            dir.path(),
+            &format!(
+                "listen = \"0.0.0.0:{}\"\nsocket = {:?}\n{token}",
+                free_port(),
+                sock.display().to_string()
+            ),
+        )
+    };
+    let o = public("");
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -512,25 +516,11 @@ fn non_loopback_listen_without_a_token_refuses_to_start() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("worker(s)"));
     // With a token it starts.
     std::fs::write(dir.path().join("tok"), "abc\n").unwrap();
-    let o = run_config(
-        dir.path(),
-        &format!(
-            "listen = \"0.0.0.0:{}\"\nsocket = {:?}\ntoken_file = \"tok\"\n",
-            free_port(),
-            sock.display().to_string()
-        ),
-    );
+    let o = public("token_file = \"tok\"\n");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // An empty token file is refused, naming the field.
     std::fs::write(dir.path().join("tok"), "\n").unwrap();
-    let o = run_config(
-        dir.path(),
-        &format!(
-            "listen = \"0.0.0.0:{}\"\nsocket = {:?}\ntoken_file = \"tok\"\n",
-            free_port(),
-            sock.display().to_string()
-        ),
-    );
+    let o = public("token_file = \"tok\"\n");
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -812,3 +812,5 @@ pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
 // ---- Fault tests (tests/tests/fault_*.rs): several pairs, any backend, kill -9 and restart ----
 mod fault;
 pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};
+mod setup;
+pub use setup::www_with;

@@ -30,15 +30,12 @@ except socket.timeout:
 #[test]
 fn forward_demo_inside_opens_outside_cannot() {
     let test = "forward_demo_inside_opens_outside_cannot";
-    if e2e_needs(test).tools(&["curl", "ping"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["curl", "ping"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Forward, DEMO_RULES, "");
     let d = sw.dir.path();
-    let www = d.join("www");
-    std::fs::create_dir(&www).unwrap();
-    std::fs::write(www.join("f.txt"), "forwarded\n").unwrap();
+    let www = www_with(d, "f.txt", "forwarded\n");
     std::fs::write(d.join("udp_echo.py"), UDP_ECHO).unwrap();
     std::fs::write(d.join("udp_client.py"), UDP_CLIENT).unwrap();
     let echo = d.join("udp_echo.py");

@@ -43,10 +43,9 @@ print(bad,file=sys.stderr)
 #[test]
 fn fragmented_answers_reach_the_owner_on_two_workers() {
     let test = "fragmented_answers_reach_the_owner_on_two_workers";
-    if e2e_needs(test).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test)) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start_with(&topo, Mode::Forward, DEMO_RULES, None, "", 2);
     let d = sw.dir.path();
     std::fs::write(d.join("server.py"), SERVER).unwrap();

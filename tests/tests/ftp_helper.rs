@@ -101,10 +101,9 @@ fn fetch(topo: &Topology, opts: &[&str]) -> std::process::Output {
 #[test]
 fn ftp_active_and_passive_through_the_helper() {
     let test = "ftp_active_and_passive_through_the_helper";
-    if e2e_needs(test).tools(&["vsftpd", "curl"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["vsftpd", "curl"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Forward, &format!("{HELPER}{STRICT}"), "");
     let _ftpd = start_vsftpd(&topo, &sw);
     let mut report = String::new();
@@ -134,10 +133,9 @@ fn ftp_active_and_passive_through_the_helper() {
 #[test]
 fn ftp_without_helper_data_connections_are_refused() {
     let test = "ftp_without_helper_data_connections_are_refused";
-    if e2e_needs(test).tools(&["vsftpd", "curl"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["vsftpd", "curl"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Forward, STRICT, "");
     let _ftpd = start_vsftpd(&topo, &sw);
     let mut report = String::new();

@@ -8,14 +8,11 @@ use std::time::Instant;
 #[test]
 fn host_seed_outbound_http_works_inbound_is_rejected() {
     let test = "host_seed_outbound_http_works_inbound_is_rejected";
-    if e2e_needs(test).tools(&["curl"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["curl"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
-    let www = sw.dir.path().join("www");
-    std::fs::create_dir(&www).unwrap();
-    std::fs::write(www.join("hello.txt"), "hello through statewall\n").unwrap();
+    let www = www_with(sw.dir.path(), "hello.txt", "hello through statewall\n");
     let py = python3();
     let _srv_out = topo.spawn_in(
         &topo.outside_ns,

@@ -27,10 +27,9 @@ print(ok)
 #[test]
 fn icmp_errors_are_related_on_two_workers() {
     let test = "icmp_errors_are_related_on_two_workers";
-    if e2e_needs(test).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test)) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start_with(&topo, Mode::Forward, DEMO_RULES, None, "", 2);
     let script = sw.dir.path().join("clients.py");
     std::fs::write(&script, CLIENTS).unwrap();

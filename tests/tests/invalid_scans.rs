@@ -49,10 +49,10 @@ fn reached_inside(topo: &Topology) -> u64 {
 #[test]
 fn invalid_scans_never_reach_inside() {
     let test = "invalid_scans_never_reach_inside";
-    if e2e_needs(test).tools(&["hping3", "nft", "ping"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["hping3", "nft", "ping"]))
+    else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
     nft_counter_setup(&topo);
     // Resolve ARP both ways first so the probes are the only IP traffic.
@@ -115,10 +115,9 @@ fn invalid_scans_never_reach_inside() {
 #[test]
 fn nmap_stealth_scans_see_filtered() {
     let test = "nmap_stealth_scans_see_filtered";
-    if e2e_needs(test).tools(&["nmap", "nft"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["nmap", "nft"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
     nft_counter_setup(&topo);
     let mut report = String::new();

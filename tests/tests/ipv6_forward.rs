@@ -22,15 +22,12 @@ COMMIT
 #[test]
 fn ipv6_forward_inside_opens_outside_cannot() {
     let test = "ipv6_forward_inside_opens_outside_cannot";
-    if e2e_needs(test).tools(&["curl", "ping"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["curl", "ping"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start_dual(&topo, Mode::Forward, DEMO_RULES, Some(RULES6), "");
     let d = sw.dir.path();
-    let www = d.join("www");
-    std::fs::create_dir(&www).unwrap();
-    std::fs::write(www.join("f.txt"), "over ipv6\n").unwrap();
+    let www = www_with(d, "f.txt", "over ipv6\n");
     let py = python3();
     let _h_out = topo.spawn_in(
         &topo.outside_ns,

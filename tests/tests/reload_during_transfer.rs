@@ -44,10 +44,9 @@ fn pseudo_random(n: usize) -> Vec<u8> {
 #[test]
 fn reload_during_transfer_keeps_it_intact() {
     let test = "reload_during_transfer_keeps_it_intact";
-    if e2e_needs(test).tools(&["curl"]).skip() {
+    let Some(topo) = Topology::for_test(test, e2e_needs(test).tools(&["curl"])) else {
         return;
-    }
-    let topo = Topology::new(test);
+    };
     let sw = Statewall::start(&topo, Mode::Forward, DEMO_RULES, "");
     let d = sw.dir.path();
     let www = d.join("www");

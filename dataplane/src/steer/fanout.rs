@@ -75,6 +75,7 @@ const AD_PROTOCOL: u32 = 0xffff_f000;
 const MIX: u32 = 0x045d_9f3b;
 
 /// Assembly with labels, resolved into relative jumps.
+#[derive(Clone, Copy)]
 enum Ins {
     S(u16, u32),
     J(u16, u32, &'static str, &'static str),
@@ -84,16 +85,104 @@ enum Ins {
 
 use Ins::{Ja, J, L, S};
 
-fn xor_words(p: &mut Vec<Ins>, base: u32, words: u32) {
-    // A = word[base] ^ ... ^ word[base + 4 * (words - 1)], via M[0].
-    p.push(S(LD | W | ABS, base));
+/// `A = lo16 ^ hi16` of the two 16-bit ports at `off` (loaded with `mode`), kept in M[3].
+fn xor_ports(p: &mut Vec<Ins>, mode: u16, off: u32) {
+    p.extend([
+        S(LD | H | mode, off),
+        S(ST, 0),
+        S(LD | H | mode, off + 2),
+        S(LDX | MEM, 0),
+        S(ALU | XOR | X, 0),
+        S(ST, 3),
+    ]);
+}
+
+/// `A = word[base] ^ ... ^ word[base + 4 * (words - 1)]` (loaded with `mode`), via M[0].
+fn xor_words(p: &mut Vec<Ins>, mode: u16, base: u32, words: u32) {
+    p.push(S(LD | W | mode, base));
     for i in 1..words {
         p.push(S(ST, 0));
-        p.push(S(LD | W | ABS, base + 4 * i));
+        p.push(S(LD | W | mode, base + 4 * i));
         p.push(S(LDX | MEM, 0));
         p.push(S(ALU | XOR | X, 0));
     }
 }
+
+/// The protocol in A: TCP and UDP go to `ports`, the rest to `other`.
+fn tcp_or_udp(p: &mut Vec<Ins>, udp: &'static str, ports: &'static str, other: &'static str) {
+    p.extend([
+        J(JMP | JEQ | K, 6, ports, udp),
+        L(udp),
+        J(JMP | JEQ | K, 17, ports, other),
+    ]);
+}
+
+/// One family's dispatch on its (outer) protocol byte.
+struct Transport {
+    /// Label of the dispatch.
+    at: &'static str,
+    /// Offset of the protocol (IPv4) or next-header (IPv6) byte.
+    proto_at: u32,
+    /// The family's ICMP protocol number.
+    icmp_proto: u32,
+    /// Labels: ICMP, the TCP test, the UDP test, the ported case, the address-only case.
+    labels: [&'static str; 5],
+}
+
+/// The dispatch: ICMP, then TCP or UDP (ports), else addresses only.
+fn transport(p: &mut Vec<Ins>, t: &Transport) {
+    let [icmp, tcp, udp, ports, other] = t.labels;
+    p.extend([
+        L(t.at),
+        S(LD | B | ABS, t.proto_at),
+        J(JMP | JEQ | K, t.icmp_proto, icmp, tcp),
+        L(tcp),
+    ]);
+    tcp_or_udp(p, udp, ports, other);
+}
+
+/// Where one flow's words lie, for one family (outer or ICMP-quoted header).
+struct Flow {
+    /// Label of the TCP/UDP case; `prelude` then the ports at `ports` follow it.
+    ports: &'static str,
+    /// Label of the case without ports (M[3] = 0).
+    no_ports: &'static str,
+    /// Label where both cases meet to fold in the addresses.
+    addrs: &'static str,
+    prelude: &'static [Ins],
+    ports_at: (u16, u32),
+    /// Run before the address loads (e.g. to reload X for indexed loads).
+    addrs_prelude: &'static [Ins],
+    /// Load mode, first byte and 32-bit word count of the source and destination.
+    addrs_at: (u16, u32, u32),
+}
+
+/// The per-flow emitter: `A = ports ^ src ^ dst` (ports 0 without them), then the mix.
+fn flow(p: &mut Vec<Ins>, f: &Flow) {
+    p.push(L(f.ports));
+    p.extend_from_slice(f.prelude);
+    xor_ports(p, f.ports_at.0, f.ports_at.1);
+    p.extend([
+        Ja(f.addrs),
+        L(f.no_ports),
+        S(LD | IMM, 0),
+        S(ST, 3),
+        L(f.addrs),
+    ]);
+    p.extend_from_slice(f.addrs_prelude);
+    let (mode, base, words) = f.addrs_at;
+    xor_words(p, mode, base, words);
+    p.extend([S(LDX | MEM, 3), S(ALU | XOR | X, 0), Ja("mix")]);
+}
+
+/// X = outer ihl + quoted ihl * 4 (the quoted transport header is at X + 8).
+const QUOTED_IHL4: [Ins; 5] = [
+    S(LD | B | IND, 8), // quoted version/ihl
+    S(ALU | AND | K, 0x0f),
+    S(ALU | LSH | K, 2),
+    S(ALU | ADD | X, 0),
+    S(MISC | TAX, 0),
+];
 
 fn program() -> Vec<Ins> {
     let mut p = vec![
@@ -103,156 +192,107 @@ fn program() -> Vec<Ins> {
         L("v4"),
         S(LD | H | ABS, 6),
         J(JMP | JSET | K, 0x3fff, "addr4", "v4whole"), // a fragment: addresses only
-        L("v4whole"),
-        S(LD | B | ABS, 9),
-        J(JMP | JEQ | K, 1, "icmp4", "v4tcp"),
-        L("v4tcp"),
-        J(JMP | JEQ | K, 6, "ports4", "v4udp"),
-        L("v4udp"),
-        J(JMP | JEQ | K, 17, "ports4", "addr4"),
-        // ICMP: errors hash the quoted packet.
+    ];
+    let v4 = Transport {
+        at: "v4whole",
+        proto_at: 9,
+        icmp_proto: 1,
+        labels: ["icmp4", "v4tcp", "v4udp", "ports4", "addr4"],
+    };
+    transport(&mut p, &v4);
+    // ICMP: errors hash the quoted packet.
+    p.extend([
         L("icmp4"),
         S(LDX | B | MSH, 0),
         S(LD | B | IND, 0), // type
-        J(JMP | JEQ | K, 3, "err4", "t4"),
-        L("t4"),
-        J(JMP | JEQ | K, 11, "err4", "t5"),
-        L("t5"),
-        J(JMP | JEQ | K, 12, "err4", "t6"),
-        L("t6"),
-        J(JMP | JEQ | K, 4, "err4", "t7"),
-        L("t7"),
+    ]);
+    for (ty, next) in [(3, "t4"), (11, "t5"), (12, "t6"), (4, "t7")] {
+        p.extend([J(JMP | JEQ | K, ty, "err4", next), L(next)]);
+    }
+    p.extend([
         J(JMP | JEQ | K, 5, "err4", "addr4"),
         L("err4"),
         // M[4] = outer ihl; the quoted header starts at ihl + 8.
         S(MISC | 0x80, 0), // TXA
         S(ST, 4),
         S(LD | B | IND, 17), // quoted protocol (ihl + 8 + 9)
-        J(JMP | JEQ | K, 6, "iports4", "iudp4"),
-        L("iudp4"),
-        J(JMP | JEQ | K, 17, "iports4", "inoports4"),
-        L("iports4"),
-        S(LD | B | IND, 8), // quoted version/ihl
-        S(ALU | AND | K, 0x0f),
-        S(ALU | LSH | K, 2),
-        S(ALU | ADD | X, 0),
-        S(MISC | TAX, 0), // X = ihl + quoted ihl * 4
-        S(LD | H | IND, 8),
-        S(ST, 0),
-        S(LD | H | IND, 10),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(ST, 3),
-        Ja("iaddr4"),
-        L("inoports4"),
-        S(LD | IMM, 0),
-        S(ST, 3),
-        L("iaddr4"),
-        S(LDX | MEM, 4),
-        S(LD | W | IND, 20), // quoted source (ihl + 8 + 12)
-        S(ST, 0),
-        S(LD | W | IND, 24), // quoted destination
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(LDX | MEM, 3),
-        S(ALU | XOR | X, 0),
-        Ja("mix"),
-        L("ports4"),
-        S(LDX | B | MSH, 0), // X = ihl * 4
-        S(LD | H | IND, 0),
-        S(ST, 0),
-        S(LD | H | IND, 2),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(ST, 3),
-        Ja("words4"),
-        L("addr4"),
-        S(LD | IMM, 0),
-        S(ST, 3),
-        L("words4"),
-        S(LD | W | ABS, 12),
-        S(ST, 0),
-        S(LD | W | ABS, 16),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(LDX | MEM, 3),
-        S(ALU | XOR | X, 0),
-        Ja("mix"),
-        // ---------------- IPv6 (fixed header; extension headers: addresses only)
-        L("not4"),
-        J(JMP | JEQ | K, 0x86dd, "v6", "other"),
-        L("v6"),
-        S(LD | B | ABS, 6),
-        J(JMP | JEQ | K, 58, "icmp6", "v6tcp"),
-        L("v6tcp"),
-        J(JMP | JEQ | K, 6, "ports6", "v6udp"),
-        L("v6udp"),
-        J(JMP | JEQ | K, 17, "ports6", "addr6"),
+    ]);
+    tcp_or_udp(&mut p, "iudp4", "iports4", "inoports4");
+    let quoted4 = Flow {
+        ports: "iports4",
+        no_ports: "inoports4",
+        addrs: "iaddr4",
+        prelude: &QUOTED_IHL4,
+        ports_at: (IND, 8),
+        addrs_prelude: &[S(LDX | MEM, 4)],
+        addrs_at: (IND, 20, 2), // quoted source at ihl + 8 + 12
+    };
+    flow(&mut p, &quoted4);
+    let outer4 = Flow {
+        ports: "ports4",
+        no_ports: "addr4",
+        addrs: "words4",
+        prelude: &[S(LDX | B | MSH, 0)], // X = ihl * 4
+        ports_at: (IND, 0),
+        addrs_prelude: &[],
+        addrs_at: (ABS, 12, 2),
+    };
+    flow(&mut p, &outer4);
+    // ---------------- IPv6 (fixed header; extension headers: addresses only)
+    p.extend([L("not4"), J(JMP | JEQ | K, 0x86dd, "v6", "other")]);
+    let v6 = Transport {
+        at: "v6",
+        proto_at: 6,
+        icmp_proto: 58,
+        labels: ["icmp6", "v6tcp", "v6udp", "ports6", "addr6"],
+    };
+    transport(&mut p, &v6);
+    p.extend([
         L("icmp6"),
         S(LD | B | ABS, 40),
         J(JMP | JGE | K, 128, "addr6", "err6"),
         L("err6"),
         S(LD | B | ABS, 54), // quoted next header (48 + 6)
-        J(JMP | JEQ | K, 6, "iports6", "iudp6"),
-        L("iudp6"),
-        J(JMP | JEQ | K, 17, "iports6", "inoports6"),
-        L("iports6"),
-        S(LD | H | ABS, 88),
-        S(ST, 0),
-        S(LD | H | ABS, 90),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(ST, 3),
-        Ja("iwords6"),
-        L("inoports6"),
-        S(LD | IMM, 0),
-        S(ST, 3),
-        L("iwords6"),
-    ];
-    xor_words(&mut p, 56, 8);
-    p.extend([
-        S(LDX | MEM, 3),
-        S(ALU | XOR | X, 0),
-        Ja("mix"),
-        L("ports6"),
-        S(LD | H | ABS, 40),
-        S(ST, 0),
-        S(LD | H | ABS, 42),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(ST, 3),
-        Ja("words6"),
-        L("addr6"),
-        S(LD | IMM, 0),
-        S(ST, 3),
-        L("words6"),
     ]);
-    xor_words(&mut p, 8, 8);
+    tcp_or_udp(&mut p, "iudp6", "iports6", "inoports6");
+    let quoted6 = Flow {
+        ports: "iports6",
+        no_ports: "inoports6",
+        addrs: "iwords6",
+        prelude: &[],
+        ports_at: (ABS, 88),
+        addrs_prelude: &[],
+        addrs_at: (ABS, 56, 8),
+    };
+    flow(&mut p, &quoted6);
+    let outer6 = Flow {
+        ports: "ports6",
+        no_ports: "addr6",
+        addrs: "words6",
+        prelude: &[],
+        ports_at: (ABS, 40),
+        addrs_prelude: &[],
+        addrs_at: (ABS, 8, 8),
+    };
+    flow(&mut p, &outer6);
     p.extend([
-        S(LDX | MEM, 3),
-        S(ALU | XOR | X, 0),
-        Ja("mix"),
         L("other"),
         S(RET | K, 0),
         // ---------------- avalanche: A ^= A >> 16; A *= MIX; (twice); A ^= A >> 16
         L("mix"),
     ]);
-    for _ in 0..2 {
+    for round in 0..3 {
         p.extend([
             S(ST, 0),
             S(ALU | RSH | K, 16),
             S(LDX | MEM, 0),
             S(ALU | XOR | X, 0),
-            S(ALU | MUL | K, MIX),
         ]);
+        if round < 2 {
+            p.push(S(ALU | MUL | K, MIX));
+        }
     }
-    p.extend([
-        S(ST, 0),
-        S(ALU | RSH | K, 16),
-        S(LDX | MEM, 0),
-        S(ALU | XOR | X, 0),
-        S(RET | RET_A, 0),
-    ]);
+    p.push(S(RET | RET_A, 0));
     p
 }
 
@@ -405,6 +445,33 @@ pub fn steer_hash_parsed(frame: &[u8], p: &packet::Parsed) -> u32 {
 mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
+
+    /// FNV-1a over every field of every instruction: pins the emitted program, both
+    /// families, so that a rewrite of the assembler source keeps the exact output.
+    fn program_digest(p: &[SockFilter]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for i in p {
+            let bytes = [
+                &i.code.to_le_bytes()[..],
+                &[i.jt, i.jf][..],
+                &i.k.to_le_bytes()[..],
+            ]
+            .concat();
+            for b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn program_is_pinned() {
+        let p = steering_program();
+        assert_eq!(
+            (p.len(), program_digest(&p)),
+            (169, 2_433_470_886_424_748_502)
+        );
+    }
 
     #[test]
     fn program_assembles_and_is_small() {

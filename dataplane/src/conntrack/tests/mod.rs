@@ -168,3 +168,21 @@ fn hs(h: &mut H) {
     assert!(t.status.has(CtStatus::ASSURED | CtStatus::SEEN_REPLY));
     assert_eq!(h.secs(&syn()), 432_000);
 }
+
+impl H {
+    /// A harness on a table of `n` entries (default config), at the clock's first second.
+    fn sized(n: usize) -> H {
+        H {
+            t: ConnTable::new(n, Config::default()),
+            now: NS,
+        }
+    }
+}
+
+/// An ICMP(v6) query of type `req` from `c` to `s` is NEW; its reply of type `rep` (same
+/// id and sequence, back from `s`) is ESTABLISHED.
+#[track_caller]
+fn query_reply(h: &mut H, (c, s): (&str, &str), (req, rep): (u8, u8), id: u16, seq: u16) {
+    expect(&h.go(&echo(c, s, req, id, seq)), New, None);
+    expect(&h.go(&echo(s, c, rep, id, seq)), Est, None);
+}

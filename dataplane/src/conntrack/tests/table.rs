@@ -61,15 +61,17 @@ fn flow(i: u16) -> Vec<u8> {
     )
 }
 
+/// Runs `flow(0)` .. `flow(n - 1)` through `h`; returns their results.
+fn fill(h: &mut H, n: usize) -> Vec<Track> {
+    (0..n as u16).map(|i| h.go(&flow(i))).collect()
+}
+
 #[test]
 fn l01_early_drop_unreplied() {
     let n = 64;
-    let mut h = H {
-        t: ConnTable::new(n, Config::default()),
-        now: NS,
-    };
-    for i in 0..n as u16 {
-        expect(&h.go(&flow(i)), New, None);
+    let mut h = H::sized(n);
+    for t in fill(&mut h, n) {
+        expect(&t, New, None);
     }
     assert_eq!(h.t.len(), n);
     let t = h.go(&flow(1000));
@@ -83,14 +85,8 @@ fn l01_early_drop_unreplied() {
 #[test]
 fn l02_full_of_assured_drops() {
     let n = 32;
-    let mut h = H {
-        t: ConnTable::new(n, Config::default()),
-        now: NS,
-    };
-    for i in 0..n as u16 {
-        let f = flow(i);
-        h.go(&f);
-    }
+    let mut h = H::sized(n);
+    fill(&mut h, n);
     h.adv(0.5);
     for i in 0..n as u16 {
         let p = parsed(&flow(i));

@@ -128,10 +128,8 @@ fn i03_reply_other_id() {
 #[test]
 fn i04_timestamp_and_mask() {
     let mut h = H::new();
-    expect(&h.go(&echo(CI, SI, 13, 1, 0)), New, None);
-    expect(&h.go(&echo(SI, CI, 14, 1, 0)), Est, None);
-    expect(&h.go(&echo(CI, SI, 17, 1, 0)), New, None);
-    expect(&h.go(&echo(SI, CI, 18, 1, 0)), Est, None);
+    query_reply(&mut h, (CI, SI), (13, 14), 1, 0);
+    query_reply(&mut h, (CI, SI), (17, 18), 1, 0);
 }
 
 #[test]
@@ -278,10 +276,8 @@ fn v01_nd_and_mld_untracked() {
 #[test]
 fn v02_echo_and_node_info() {
     let mut h = H::new();
-    expect(&h.go(&echo(C6I, S6I, 128, 1, 1)), New, None);
-    expect(&h.go(&echo(S6I, C6I, 129, 1, 1)), Est, None);
-    expect(&h.go(&echo(C6I, S6I, 139, 2, 0)), New, None);
-    expect(&h.go(&echo(S6I, C6I, 140, 2, 0)), Est, None);
+    query_reply(&mut h, (C6I, S6I), (128, 129), 1, 1);
+    query_reply(&mut h, (C6I, S6I), (139, 140), 2, 0);
 }
 
 #[test]

@@ -103,6 +103,42 @@ fn forward_once(
     moved
 }
 
+/// A pair's queue ports behind a checking forwarder ([`forward_once`]), with its pool.
+struct Fwd {
+    stats: Arc<PktgenStats>,
+    ports: Vec<(PktgenPort, PktgenPort)>,
+    pool: MbufPool,
+    buf: Vec<Mbuf>,
+    checker: SeqChecker,
+    seen: u64,
+}
+
+impl Fwd {
+    fn new(cfg: &PktgenConfig, mbufs: usize) -> Fwd {
+        let pair = PktgenPair::new(cfg).unwrap();
+        Fwd {
+            stats: pair.stats(),
+            ports: pair.into_queue_ports(),
+            pool: MbufPool::new(mbufs),
+            buf: Vec::with_capacity(32),
+            checker: SeqChecker::default(),
+            seen: 0,
+        }
+    }
+    /// One [`forward_once`] pass; returns the packets moved.
+    fn step(&mut self, nq: u16, drop_every: u64) -> usize {
+        forward_once(
+            &mut self.ports,
+            &mut self.pool,
+            &mut self.buf,
+            &mut self.checker,
+            nq,
+            drop_every,
+            &mut self.seen,
+        )
+    }
+}
+
 #[test]
 fn port_pktgen_lifecycles_complete_through_a_forwarder() {
     let nq = 4;
@@ -122,29 +158,22 @@ fn port_pktgen_lifecycles_complete_through_a_forwarder() {
         }),
         ..Default::default()
     };
-    let pair = PktgenPair::new(&cfg).unwrap();
-    let stats = pair.stats();
-    let mut ports = pair.into_queue_ports();
-    assert_eq!(ports.len(), 4);
-    assert_eq!(ports[2].0.queue_range(), 2..3);
-    let mut pool = MbufPool::new(1024);
-    let mut buf = Vec::with_capacity(32);
-    let mut checker = SeqChecker::default();
-    let mut seen = 0;
+    let mut fwd = Fwd::new(&cfg, 1024);
+    assert_eq!(fwd.ports.len(), 4);
+    assert_eq!(fwd.ports[2].0.queue_range(), 2..3);
     for _ in 0..100_000 {
-        if forward_once(
-            &mut ports,
-            &mut pool,
-            &mut buf,
-            &mut checker,
-            nq,
-            0,
-            &mut seen,
-        ) == 0
-        {
+        if fwd.step(nq, 0) == 0 {
             break;
         }
     }
+    let Fwd {
+        stats,
+        ports,
+        pool,
+        checker,
+        seen,
+        ..
+    } = fwd;
     let s = stats.snapshot();
     assert_eq!(s.connections_started, 1000, "{s:?}");
     assert_eq!(s.connections_completed, 1000, "{s:?}");
@@ -246,25 +275,17 @@ fn port_pktgen_drops_are_counted_and_stalled_connections_time_out() {
         }),
         ..Default::default()
     };
-    let pair = PktgenPair::new(&cfg).unwrap();
-    let stats = pair.stats();
-    let mut ports = pair.into_queue_ports();
-    let mut pool = MbufPool::new(256);
-    let mut buf = Vec::with_capacity(32);
-    let mut checker = SeqChecker::default();
-    let mut seen = 0;
+    let mut fwd = Fwd::new(&cfg, 256);
     let t0 = Instant::now();
     while t0.elapsed().as_millis() < 100 {
-        forward_once(
-            &mut ports,
-            &mut pool,
-            &mut buf,
-            &mut checker,
-            1,
-            7,
-            &mut seen,
-        );
+        fwd.step(1, 7);
     }
+    let Fwd {
+        stats,
+        mut ports,
+        mut pool,
+        ..
+    } = fwd;
     let s = stats.snapshot();
     assert!(s.connections_timed_out > 0, "{s:?}");
     assert!(s.connections_completed > 0, "{s:?}");
@@ -286,24 +307,16 @@ fn port_pktgen_established_sends_64_byte_data_both_ways() {
         }),
         ..Default::default()
     };
-    let pair = PktgenPair::new(&cfg).unwrap();
-    let stats = pair.stats();
-    let mut ports = pair.into_queue_ports();
-    let mut pool = MbufPool::new(512);
-    let mut buf = Vec::with_capacity(32);
-    let mut checker = SeqChecker::default();
-    let mut seen = 0;
+    let mut fwd = Fwd::new(&cfg, 512);
     for _ in 0..2000 {
-        forward_once(
-            &mut ports,
-            &mut pool,
-            &mut buf,
-            &mut checker,
-            2,
-            0,
-            &mut seen,
-        );
+        fwd.step(2, 0);
     }
+    let Fwd {
+        stats,
+        mut ports,
+        mut pool,
+        ..
+    } = fwd;
     let s = stats.snapshot();
     assert_eq!(s.connections_started, 100, "{s:?}");
     assert_eq!(

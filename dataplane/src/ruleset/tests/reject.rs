@@ -89,11 +89,29 @@ fn ruleset_reject_tcp_reset() {
     assert_eq!(q.family, Family::V6);
 }
 
+/// Each kind's reply to `p` is an ICMP(v6) error of type `ty` and the kind's code, quoting
+/// the first `quote` bytes of `p` from its IP header; returns the replies' parses.
+#[track_caller]
+fn icmp_codes(p: &Pkt, ty: u8, v6: bool, quote: usize, codes: &[(RejectKind, u8)]) -> Vec<Parsed> {
+    codes
+        .iter()
+        .map(|&(k, code)| {
+            let (f, q) = reply(k, p).unwrap();
+            let L4::Icmp(i) = q.l4 else { panic!() };
+            assert_eq!((i.ty, i.code, i.v6), (ty, code, v6));
+            let l3 = p.p.l3_off as usize;
+            let quoted = &f[q.l4_off as usize + 8..q.ip_end as usize];
+            assert_eq!(quoted, &p.f[l3..l3 + quote]);
+            q
+        })
+        .collect()
+}
+
 #[test]
 fn ruleset_reject_icmp() {
     let payload = [0xabu8; 100];
     let p = mk(PacketSpec::udp(sa("10.0.0.1:1234"), sa("10.0.0.2:53")).payload(&payload));
-    for (k, code) in [
+    let codes = [
         (RejectKind::IcmpNetUnreachable, 0),
         (RejectKind::IcmpHostUnreachable, 1),
         (RejectKind::IcmpProtoUnreachable, 2),
@@ -101,14 +119,9 @@ fn ruleset_reject_icmp() {
         (RejectKind::IcmpNetProhibited, 9),
         (RejectKind::IcmpHostProhibited, 10),
         (RejectKind::IcmpAdminProhibited, 13),
-    ] {
-        let (f, q) = reply(k, &p).unwrap();
-        let L4::Icmp(i) = q.l4 else { panic!() };
-        assert_eq!((i.ty, i.code, i.v6), (3, code, false));
-        // Quotes the IP header + 8 bytes.
-        let l3 = p.p.l3_off as usize;
-        let quoted = &f[q.l4_off as usize + 8..q.ip_end as usize];
-        assert_eq!(quoted, &p.f[l3..l3 + 28]);
+    ];
+    // Quotes the IP header + 8 bytes.
+    for q in icmp_codes(&p, 3, false, 28, &codes) {
         assert_eq!(q.ttl, 64);
     }
     // Not for v6 packets; no reply to an ICMP error; none to broadcast.
@@ -137,21 +150,14 @@ fn ruleset_reject_icmp() {
     // ICMPv6: as much as fits in 1280 bytes.
     let big = [0x5au8; 1400];
     let p = mk(PacketSpec::udp(sa("[2001:db8::1]:1"), sa("[2001:db8::2]:2")).payload(&big));
-    for (k, code) in [
+    let codes = [
         (RejectKind::Icmp6NoRoute, 0),
         (RejectKind::Icmp6AdmProhibited, 1),
         (RejectKind::Icmp6AddrUnreachable, 3),
         (RejectKind::Icmp6PortUnreachable, 4),
-    ] {
-        let (f, q) = reply(k, &p).unwrap();
-        let L4::Icmp(i) = q.l4 else { panic!() };
-        assert_eq!((i.ty, i.code, i.v6), (1, code, true));
+    ];
+    for q in icmp_codes(&p, 1, true, 1280 - 48, &codes) {
         assert_eq!(q.ip_len(), 1280);
-        let l3 = p.p.l3_off as usize;
-        assert_eq!(
-            &f[q.l4_off as usize + 8..q.ip_end as usize],
-            &p.f[l3..l3 + 1280 - 48]
-        );
     }
     let small =
         mk(PacketSpec::udp(sa("[2001:db8::1]:1"), sa("[2001:db8::2]:2")).payload(&[1, 2, 3]));

@@ -1,0 +1,25 @@
+//! Set-up shared by the end-to-end tests (`tests/tests/*.rs`): a test's topology once its
+//! prerequisites are met ([`Topology::for_test`]), and a web root with one file
+//! ([`www_with`]).
+
+use super::*;
+
+impl Topology {
+    /// The test's [`Topology`], or `None` when `needs` (built on [`e2e_needs`]) says the
+    /// test must skip (it has printed why): `let Some(topo) = Topology::for_test(test,
+    /// e2e_needs(test).tools(&["curl"])) else { return };`.
+    pub fn for_test(test: &str, needs: prereq::Needs) -> Option<Topology> {
+        if needs.skip() {
+            return None;
+        }
+        Some(Topology::new(test))
+    }
+}
+
+/// Creates `dir/www` holding one file `name` with `body`; returns the `www` path.
+pub fn www_with(dir: &Path, name: &str, body: impl AsRef<[u8]>) -> PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join(name), body).unwrap();
+    www
+}
