@@ -196,14 +196,21 @@ fn parse_l3(buf: &[u8], l3: usize, inner: bool) -> Result<Parsed, ParseError> {
     Ok(p)
 }
 
+/// The ports at the start of a quoted TCP/UDP header (all a quote must hold).
+#[inline(always)]
+fn quoted_ports(s: &[u8]) -> Result<(u16, u16), ParseError> {
+    let sport = be16(s, 0).ok_or(ParseError::TruncatedL4)?;
+    let dport = be16(s, 2).ok_or(ParseError::TruncatedL4)?;
+    Ok((sport, dport))
+}
+
 #[inline(always)]
 fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
     match proto_num {
         proto::TCP => {
             // A quote only needs the ports: also when it is cut inside the options.
             if inner && (s.len() < 20 || ((s[12] >> 4) as usize) * 4 > s.len()) {
-                let sport = be16(s, 0).ok_or(ParseError::TruncatedL4)?;
-                let dport = be16(s, 2).ok_or(ParseError::TruncatedL4)?;
+                let (sport, dport) = quoted_ports(s)?;
                 return Ok(L4::Tcp(Tcp {
                     sport,
                     dport,
@@ -243,8 +250,7 @@ fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
         }
         proto::UDP => {
             if inner {
-                let sport = be16(s, 0).ok_or(ParseError::TruncatedL4)?;
-                let dport = be16(s, 2).ok_or(ParseError::TruncatedL4)?;
+                let (sport, dport) = quoted_ports(s)?;
                 return Ok(L4::Udp(Udp {
                     sport,
                     dport,
