@@ -5,6 +5,8 @@
 // criterion_group! generates undocumented functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::conntrack::{FlowKey, TrackOpts};
 use dataplane::packet::tcp_flags as tf;
@@ -148,12 +150,5 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
-criterion_group! { name = benches; config = config(); targets = bench }
+criterion_group! { name = benches; config = common::config(500); targets = bench }
 criterion_main!(benches);

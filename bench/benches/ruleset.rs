@@ -4,12 +4,13 @@
 // criterion_group! generates undocumented functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::conntrack::{CtState, CtStatus, Direction};
 use dataplane::ruleset::{parse_ruleset, FilterChain, PacketCtx, RuleCounters};
 use statewall_bench::*;
 use std::hint::black_box;
-use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     let mut buf = [0u8; 128];
@@ -56,12 +57,5 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
-criterion_group! { name = benches; config = config(); targets = bench }
+criterion_group! { name = benches; config = common::config(300); targets = bench }
 criterion_main!(benches);
