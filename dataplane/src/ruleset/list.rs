@@ -412,10 +412,7 @@ impl Ruleset {
                     if *any {
                         let _ = write!(o, " icmp {}any", if *n { "!" } else { "" });
                     } else {
-                        let _ = write!(o, " icmp{}type {ty}", if *n { " !" } else { "" });
-                        if !(*code_lo == 0 && *code_hi == 0xff) {
-                            let _ = write!(o, " code {code_lo}");
-                        }
+                        list_icmp(&mut o, "icmp", *ty, *code_lo, *code_hi, *n);
                     }
                 }
                 Match::Icmp6 {
@@ -423,12 +420,7 @@ impl Ruleset {
                     code_lo,
                     code_hi,
                     neg: n,
-                } => {
-                    let _ = write!(o, " ipv6-icmp{}type {ty}", if *n { " !" } else { "" });
-                    if !(*code_lo == 0 && *code_hi == 0xff) {
-                        let _ = write!(o, " code {code_lo}");
-                    }
-                }
+                } => list_icmp(&mut o, "ipv6-icmp", *ty, *code_lo, *code_hi, *n),
                 Match::Multiport {
                     which,
                     ports,
@@ -684,6 +676,14 @@ impl Ruleset {
     /// The file name the ruleset was read from.
     pub fn file_name(&self) -> &str {
         &self.file
+    }
+}
+
+/// ` icmp[ !]type T[ code C]` (or `ipv6-icmp`) as `iptables -L` shows an ICMP match.
+fn list_icmp(o: &mut String, proto: &str, ty: u8, code_lo: u8, code_hi: u8, neg: bool) {
+    let _ = write!(o, " {proto}{}type {ty}", if neg { " !" } else { "" });
+    if !(code_lo == 0 && code_hi == 0xff) {
+        let _ = write!(o, " code {code_lo}");
     }
 }
 

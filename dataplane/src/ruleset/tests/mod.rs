@@ -112,14 +112,8 @@ fn err(text: &str) -> String {
         .to_string()
 }
 
-const SEED: &str = "*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
--A INPUT -j REJECT
-COMMIT
-";
+/// The seed host ruleset (`deploy/examples/host-seed.rules`).
+const SEED: &str = include_str!("../../../../deploy/examples/host-seed.rules");
 
 #[test]
 fn ruleset_seed() {
