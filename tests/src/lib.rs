@@ -719,20 +719,8 @@ stats_interval = 0
 
 impl Drop for Statewall {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            stop_child(c);
         }
     }
 }
@@ -813,4 +801,4 @@ pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
 mod fault;
 pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};
 mod setup;
-pub use setup::www_with;
+pub use setup::{stop_child, www_with};

@@ -23,3 +23,20 @@ pub fn www_with(dir: &Path, name: &str, body: impl AsRef<[u8]>) -> PathBuf {
     std::fs::write(www.join(name), body).unwrap();
     www
 }
+
+/// Stops a statewall child: SIGTERM, up to 3 s for it to exit, then SIGKILL.
+pub fn stop_child(mut c: std::process::Child) {
+    // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}

@@ -75,6 +75,22 @@ impl Rig {
     }
 }
 
+/// A client outside opens the published port 192.0.2.1:8080 (DNAT to the container's
+/// 172.17.0.2:80): the SYN goes in translated, the SYN-ACK comes back translated.
+fn published_port_handshake(r: &mut Rig) {
+    let c = sa("203.0.113.5:40000");
+    let syn = PacketSpec::tcp(c, sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
+    same(
+        &r.send(Side::Network, &syn).unwrap(),
+        &PacketSpec::tcp(c, sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
+    );
+    let synack = PacketSpec::tcp(sa("172.17.0.2:80"), c, SYN | ACK, 9, 8).to_vec();
+    same(
+        &r.send(Side::Host, &synack).unwrap(),
+        &PacketSpec::tcp(sa("192.0.2.1:8080"), c, SYN | ACK, 9, 8).to_vec(),
+    );
+}
+
 #[track_caller]
 fn same(got: &[u8], want: &[u8]) {
     assert_eq!(got, want);
@@ -217,30 +233,7 @@ fn dnat_before_forward_filter_like_docker() {
 -A FORWARD -d 172.17.0.2/32 ! -i inside -o inside -p tcp -m tcp --dport 80 -j ACCEPT\n\
 -A FORWARD -i inside -j ACCEPT\nCOMMIT\n";
     let mut r = Rig::new(rules, NatAddrs::default());
-    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
-    same(
-        &r.send(Side::Network, &syn).unwrap(),
-        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
-    );
-    let synack = PacketSpec::tcp(
-        sa("172.17.0.2:80"),
-        sa("203.0.113.5:40000"),
-        SYN | ACK,
-        9,
-        8,
-    )
-    .to_vec();
-    same(
-        &r.send(Side::Host, &synack).unwrap(),
-        &PacketSpec::tcp(
-            sa("192.0.2.1:8080"),
-            sa("203.0.113.5:40000"),
-            SYN | ACK,
-            9,
-            8,
-        )
-        .to_vec(),
-    );
+    published_port_handshake(&mut r);
     // The ESTABLISHED packet from outside: FORWARD's -o inside RELATED,ESTABLISHED rule.
     let ack = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), ACK, 8, 10).to_vec();
     same(
@@ -256,6 +249,7 @@ fn dnat_before_forward_filter_like_docker() {
         "-A FORWARD -d 172.17.0.99/32",
     );
     let mut r = Rig::new(&rules_drop, NatAddrs::default());
+    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
     assert_eq!(r.send(Side::Network, &syn), Err(DropReason::Policy));
     assert_eq!(r.pl.table().len(), 0);
 }
@@ -293,30 +287,7 @@ fn docker_testdata_through_the_pipeline() {
     r.names = ("eth0", "docker0");
     // Published port: DNAT in PREROUTING, then FORWARD's DOCKER chain accepts the
     // container's address and port.
-    let syn = PacketSpec::tcp(sa("203.0.113.5:40000"), sa("192.0.2.1:8080"), SYN, 7, 0).to_vec();
-    same(
-        &r.send(Side::Network, &syn).unwrap(),
-        &PacketSpec::tcp(sa("203.0.113.5:40000"), sa("172.17.0.2:80"), SYN, 7, 0).to_vec(),
-    );
-    let synack = PacketSpec::tcp(
-        sa("172.17.0.2:80"),
-        sa("203.0.113.5:40000"),
-        SYN | ACK,
-        9,
-        8,
-    )
-    .to_vec();
-    same(
-        &r.send(Side::Host, &synack).unwrap(),
-        &PacketSpec::tcp(
-            sa("192.0.2.1:8080"),
-            sa("203.0.113.5:40000"),
-            SYN | ACK,
-            9,
-            8,
-        )
-        .to_vec(),
-    );
+    published_port_handshake(&mut r);
     // A container's own connection out: MASQUERADE (-s 172.17.0.0/16 ! -o docker0).
     let out = PacketSpec::udp(sa("172.17.0.3:5000"), sa("198.51.100.9:53")).to_vec();
     same(
