@@ -725,33 +725,6 @@ impl Drop for Statewall {
     }
 }
 
-/// Non-zero counters of the packet path (ports, states, drops, reloads, rules).
-pub fn interesting(metrics: &str) -> String {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with("statewall_port_")
-                || l.starts_with("statewall_packets_total")
-                || l.starts_with("statewall_drops_total")
-                || l.starts_with("statewall_ruleset_")
-                || l.starts_with("statewall_conntrack_entries")
-                || l.starts_with("statewall_rule_")
-        })
-        .filter(|l| !l.ends_with(" 0"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The value of `series` (exact name with labels) in Prometheus text; 0 when absent.
-pub fn metric_value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A minimal HTTP/1.0 client (the control API closes after each response).
 pub fn http_request(
     addr: &str,
@@ -801,4 +774,4 @@ pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
 mod fault;
 pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};
 mod setup;
-pub use setup::{stop_child, www_with};
+pub use setup::{interesting, metric_value, stop_child, www_with};

@@ -40,3 +40,30 @@ pub fn stop_child(mut c: std::process::Child) {
     let _ = c.kill();
     let _ = c.wait();
 }
+
+/// Non-zero counters of the packet path (ports, states, drops, reloads, rules).
+pub fn interesting(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with("statewall_port_")
+                || l.starts_with("statewall_packets_total")
+                || l.starts_with("statewall_drops_total")
+                || l.starts_with("statewall_ruleset_")
+                || l.starts_with("statewall_conntrack_entries")
+                || l.starts_with("statewall_rule_")
+        })
+        .filter(|l| !l.ends_with(" 0"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of `series` (exact name with labels) in Prometheus text; 0 when absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
