@@ -1,6 +1,6 @@
 //! Set-up shared by the end-to-end tests (`tests/tests/*.rs`): a test's topology once its
-//! prerequisites are met ([`Topology::for_test`]), and a web root with one file
-//! ([`www_with`]).
+//! prerequisites are met ([`Topology::for_test`]), a web root with one file ([`www_with`]),
+//! stopping a statewall child, and reading its Prometheus text.
 
 use super::*;
 
