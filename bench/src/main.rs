@@ -18,6 +18,7 @@ use peer::ovs::{ovs_benchmark_cmd, ovs_scenario};
 use report::{header, print_row, write_json, Row};
 use scenario::churn::churn;
 use scenario::established::established;
+use scenario::nat::nat;
 use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
@@ -128,6 +129,7 @@ fn main() {
     let scenarios: Vec<(&[&str], Runner)> = vec![
         (&["established", "memory"], Box::new(|| established(&o))),
         (&["churn"], Box::new(|| churn(&o))),
+        (&["nat"], Box::new(|| nat(&o))),
         (&["pipeline"], Box::new(|| pipeline_range(&o))),
         (&["ruleset"], Box::new(|| ruleset_size(&o))),
         (&["scaling"], Box::new(|| scaling(&o, cores))),

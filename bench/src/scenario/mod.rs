@@ -2,6 +2,7 @@
 
 pub(crate) mod churn;
 pub(crate) mod established;
+pub(crate) mod nat;
 pub(crate) mod pipeline;
 pub(crate) mod ruleset;
 pub(crate) mod scaling;

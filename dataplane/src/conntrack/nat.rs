@@ -185,11 +185,32 @@ pub fn dst_pick(family: Family, proto_num: u8, orig: &NatTuple, r: &NatRange) ->
 }
 
 impl ConnTable {
-    /// Allocates the NAT side array now (once per shard), so no binding allocates later.
+    /// Makes the shard ready for NAT (once per shard life): allocates the side array of
+    /// translated tuples and doubles the bucket index, since a NATed connection has two
+    /// ways (its original and its reply tuple's), so that `capacity` NATed connections
+    /// fit at the same load factor as `capacity` plain ones (`nf_conntrack_max` counts
+    /// connections, as in Linux, not hash nodes). The pipeline calls it when it meets a
+    /// ruleset with a `*nat` table; the entries already confirmed are re-indexed then
+    /// (at start-up: none). No binding allocates after it.
     pub fn reserve_nat(&mut self) {
         if self.nat.is_empty() {
             self.nat = vec![NatTuple::default(); self.entries.len()].into_boxed_slice();
+            self.grow_index();
         }
+    }
+
+    /// True once [`ConnTable::reserve_nat`] ran.
+    pub fn nat_ready(&self) -> bool {
+        !self.nat.is_empty()
+    }
+
+    /// The next value of the shard's port-search generator (an LCG, high bits).
+    fn nat_random(&mut self) -> u32 {
+        self.nat_rng = self
+            .nat_rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.nat_rng >> 33) as u32
     }
 
     /// Entries with a NAT binding (confirmed ones; the `nat bindings` gauge).
@@ -316,20 +337,13 @@ impl ConnTable {
             } else {
                 (1024, 64512)
             };
-            let start = if src_range.flags & range_flags::RANDOM_FULLY != 0 {
-                self.nat_rng = self
-                    .nat_rng
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1);
-                (self.nat_rng >> 33) as u32
-            } else {
-                // A hashed start per (addresses, destination port), as secure_port does.
-                let hh = hash_addr(hash_addr(u64::from(new.dport), &new.src), &new.dst);
-                (hh >> 16) as u32
-            };
+            // Linux (`nf_nat_l4proto_unique_tuple`) starts the search of a source
+            // manip at a random offset, and at a new one for each shorter round: a
+            // fixed start per destination would make every clash on one address walk
+            // the ports the earlier ones took.
+            let mut off = self.nat_random();
             let mut found = None;
             let mut attempts = size.min(MAX_ATTEMPTS);
-            let mut off = start;
             let mut scanned = 0u32;
             'rounds: loop {
                 let mut tested = 0;
@@ -356,6 +370,7 @@ impl ConnTable {
                     break;
                 }
                 attempts /= 2;
+                off = self.nat_random();
             }
             let Some(c) = found else {
                 return Err(NatError::NoPort);
@@ -385,6 +400,17 @@ impl ConnTable {
     /// reply tuple back to the inverted original.
     #[inline]
     pub fn nat_rewrite(&self, h: EntryHandle, dir: Direction) -> Option<NatRewrite> {
+        self.nat_view(h, dir).map(|(rw, _)| rw)
+    }
+
+    /// [`ConnTable::nat_rewrite`] and [`ConnTable::nat_tuples`] at once (one read of the
+    /// entry and its binding), for the pipeline's per-packet NAT step.
+    #[inline]
+    pub fn nat_view(
+        &self,
+        h: EntryHandle,
+        dir: Direction,
+    ) -> Option<(NatRewrite, (NatTuple, NatTuple))> {
         let slot = h.slot as usize;
         let e = self.entries.get(slot)?;
         if e.meta & M_NAT == 0 || self.gens[slot] != h.gen {
@@ -394,7 +420,7 @@ impl ConnTable {
         let new = self.nat[slot];
         let src_changes = new.src != orig.src || new.sport != orig.sport;
         let dst_changes = new.dst != orig.dst || new.dport != orig.dport;
-        Some(match dir {
+        let rw = match dir {
             Direction::Original => NatRewrite {
                 new,
                 set_src: src_changes,
@@ -405,7 +431,8 @@ impl ConnTable {
                 set_src: dst_changes,
                 set_dst: src_changes,
             },
-        })
+        };
+        Some((rw, (orig, new.invert())))
     }
 
     /// The (ORIGINAL, REPLY) tuples of the NATed entry `h` (None without NAT).

@@ -300,11 +300,17 @@ impl ConnTable {
         }
         let b = &self.buckets[self.bucket_of(h)];
         let tag = tag_of(h);
+        // A NAT-ready shard: the binding too (a NATed entry's packets read it).
+        let nat = !self.nat.is_empty();
         for w in 0..WAYS {
             if b.tags[w] == tag {
                 let slot = b.slots[w] as usize;
                 prefetch_line(&self.entries[slot]);
                 prefetch_line(&self.cold[slot]);
+                if nat {
+                    prefetch_line(&self.nat[slot]);
+                    prefetch_line(&self.gens[slot]);
+                }
             }
         }
     }
@@ -349,7 +355,7 @@ impl ConnTable {
     }
 
     /// True when the NATed entry at `slot` has `k` as its reply tuple's key.
-    #[cold]
+    #[inline]
     fn nat_key_eq(&self, slot: usize, k: &FlowKey) -> bool {
         let n = self.nat[slot];
         self.nat_key(slot, &n) == *k
@@ -408,6 +414,28 @@ impl ConnTable {
             }
         }
         false
+    }
+
+    /// Doubles the bucket index and re-inserts every confirmed entry's ways (both of a
+    /// NATed one), for [`ConnTable::reserve_nat`]. Allocates: never on the packet path.
+    pub(super) fn grow_index(&mut self) {
+        let nb = self.buckets.len() * 2;
+        self.buckets = vec![Bucket::default(); nb].into_boxed_slice();
+        self.mask = nb - 1;
+        self.probe = PROBE.min(nb);
+        for slot in 0..self.entries.len() {
+            if self.entries[slot].meta & (M_USED | M_PENDING) != M_USED {
+                continue;
+            }
+            let k = self.key_of_slot(slot);
+            let placed = self.index_insert(k.hash64(), slot);
+            debug_assert!(placed, "a doubled index holds every way");
+            if let Some(n) = self.nat_of(slot) {
+                let rk = self.nat_key(slot, &n);
+                let placed = self.index_insert(rk.hash64(), slot);
+                debug_assert!(placed, "a doubled index holds every way");
+            }
+        }
     }
 
     pub(super) fn free_slot(&mut self, slot: usize) {
@@ -533,6 +561,16 @@ impl ConnTable {
             }
         }
         self.free.pop().map(|s| s as usize)
+    }
+
+    /// True while `h` names a live entry (its slot was not freed since the handle was
+    /// made).
+    #[inline]
+    pub fn is_current(&self, h: EntryHandle) -> bool {
+        let slot = h.slot as usize;
+        slot < self.entries.len()
+            && self.gens[slot] == h.gen
+            && self.entries[slot].meta & M_USED != 0
     }
 
     pub(super) fn handle(&self, slot: usize) -> EntryHandle {

@@ -70,6 +70,9 @@ fn rewrite_ip(
     src: Option<&Addr>,
     dst: Option<&Addr>,
 ) -> u32 {
+    if f == Family::V4 {
+        return rewrite_ipv4(frame, l3, src, dst);
+    }
     let (so, dof, n) = addr_offs(f);
     let mut d = 0u32;
     for (off, new) in [(so, src), (dof, dst)] {
@@ -82,6 +85,26 @@ fn rewrite_ip(
         frame[at..at + n].copy_from_slice(nb);
     }
     if f == Family::V4 && d != 0 {
+        let c = rd16(frame, l3 + 10);
+        wr16(frame, l3 + 10, apply_delta(c, d));
+    }
+    d
+}
+
+/// [`rewrite_ip`] for IPv4, a word at a time (the per-packet NAT path).
+#[inline]
+fn rewrite_ipv4(frame: &mut [u8], l3: usize, src: Option<&Addr>, dst: Option<&Addr>) -> u32 {
+    let mut d = 0u32;
+    for (off, new) in [(12, src), (16, dst)] {
+        let Some(new) = new else { continue };
+        let at = l3 + off;
+        let field = &mut frame[at..at + 4];
+        let o = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+        let n = u32::from_be_bytes([new[0], new[1], new[2], new[3]]);
+        d += (!(o >> 16) & 0xffff) + (!o & 0xffff) + (n >> 16) + (n & 0xffff);
+        field.copy_from_slice(&n.to_be_bytes());
+    }
+    if d != 0 {
         let c = rd16(frame, l3 + 10);
         wr16(frame, l3 + 10, apply_delta(c, d));
     }

@@ -4,6 +4,7 @@
 use super::burst::TxLists;
 use super::pipeline::{Action, Outcome, Side};
 use super::stats::{DropReason, LocalStats};
+use crate::packet::{Frame, ParseError};
 use crate::port::{Mbuf, MbufPool};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ impl TxLists {
     pub(super) fn dispose(
         &mut self,
         o: &Outcome,
-        m: Mbuf,
+        (m, parsed): (Mbuf, Option<&Result<Frame, ParseError>>),
         reply: &[u8],
         pool: &mut MbufPool,
         (stats, table): (&mut LocalStats, &crate::conntrack::ConnTable),
@@ -161,7 +162,15 @@ impl TxLists {
                             super::apply_nat(f.data_mut(), &n);
                         }
                     }
-                    super::apply_nat(m.data_mut(), &n);
+                    match parsed {
+                        // The burst's own parse of these very bytes.
+                        Some(Ok(Frame::Ip(p))) => {
+                            super::nat::apply_nat_parsed(m.data_mut(), p, &n);
+                        }
+                        _ => {
+                            super::apply_nat(m.data_mut(), &n);
+                        }
+                    }
                 }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);

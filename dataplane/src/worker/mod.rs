@@ -37,7 +37,7 @@ pub use burst::{Burst, PairView};
 pub use clock::{cycles, Clock};
 pub use handoff::{Handoff, HandoffLinks, Origin, HANDOFF_RING};
 pub use log::{LogLimiter, LogRecord, LOG_BURST, LOG_RATE_PER_SEC};
-pub use nat::{apply_nat, NatAddrs, NatApply, NatRef};
+pub use nat::{apply_nat, apply_nat_parsed, NatAddrs, NatApply, NatRef};
 pub use pipeline::{Action, NonIpPolicy, Outcome, Ownership, PairMode, Pipeline, RxMeta, Side};
 pub use stats::{burst_bucket, state_index, DropReason, LocalStats, PublishedStats, STATE_NAMES};
 
@@ -290,7 +290,7 @@ impl Worker {
             };
             st.tx.dispose(
                 &o,
-                m,
+                (m, Some(&st.parsed[i])),
                 &st.reply,
                 &mut self.pool,
                 (&mut self.pipeline.stats, &self.pipeline.table),

@@ -58,9 +58,10 @@ pub struct NatApply {
     pub icmp_error: bool,
 }
 
-/// Which NATed connection a forwarded packet belongs to, and how it travels: what
-/// [`super::Outcome::nat`] carries (small, so the outcome stays small); [`NatRef::resolve`]
-/// gives the rewrite.
+/// Which NATed connection a forwarded packet belongs to, and how it is rewritten: what
+/// [`super::Outcome::nat`] carries. The rewrite is read from the binding while the
+/// pipeline judges the packet (the entry is hot then), so sending it costs no second
+/// look at the table; [`NatRef::resolve`] only checks the entry still lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatRef {
     /// The connection's entry.
@@ -69,15 +70,17 @@ pub struct NatRef {
     pub dir: crate::conntrack::Direction,
     /// The packet is an ICMP/ICMPv6 error about the connection.
     pub icmp_error: bool,
+    /// The rewrite, from the binding when the packet was judged.
+    pub rewrite: crate::conntrack::NatRewrite,
 }
 
 impl NatRef {
-    /// The rewrite of the packet, from the connection's binding in `table` (the shard
-    /// that judged it; None once the entry is gone).
+    /// The rewrite of the packet (None once the entry is gone from `table`, the shard
+    /// that judged it).
     #[inline]
     pub fn resolve(&self, table: &crate::conntrack::ConnTable) -> Option<NatApply> {
-        table.nat_rewrite(self.handle, self.dir).map(|rw| NatApply {
-            rewrite: rw,
+        table.is_current(self.handle).then_some(NatApply {
+            rewrite: self.rewrite,
             icmp_error: self.icmp_error,
         })
     }
@@ -90,12 +93,19 @@ pub fn apply_nat(frame: &mut [u8], n: &NatApply) -> bool {
     let Ok(Frame::Ip(p)) = packet::parse(frame) else {
         return false;
     };
+    apply_nat_parsed(frame, &p, n)
+}
+
+/// [`apply_nat`] for a frame whose parse `p` the caller has (the poll loop parsed the
+/// burst before judging it; the bytes have not changed since).
+#[inline]
+pub fn apply_nat_parsed(frame: &mut [u8], p: &packet::Parsed, n: &NatApply) -> bool {
     let r = &n.rewrite;
     let new = &r.new;
     if n.icmp_error {
         return rewrite::rewrite_icmp_error(
             frame,
-            &p,
+            p,
             r.set_src.then_some(&new.src),
             r.set_dst.then_some(&new.dst),
             r.set_dst.then_some((new.dst, new.dport)),
@@ -104,7 +114,7 @@ pub fn apply_nat(frame: &mut [u8], n: &NatApply) -> bool {
     }
     rewrite::rewrite(
         frame,
-        &p,
+        p,
         r.set_src.then_some((new.src, new.sport)),
         r.set_dst.then_some((new.dst, new.dport)),
     );
@@ -199,16 +209,17 @@ impl Pipeline {
             let Some(h) = t.handle else {
                 return prep;
             };
-            if let Some(rw) = self.table.nat_rewrite(h, t.dir) {
+            if let Some((rw, tuples)) = self.table.nat_view(h, t.dir) {
                 prep.apply = Some(NatRef {
                     handle: h,
                     dir: t.dir,
                     icmp_error: matches!(p.l4, L4::Icmp(i) if i.is_error()),
+                    rewrite: rw,
                 });
                 if rw.set_dst {
                     prep.shown = Some(with_dst(p, &rw.new));
                 }
-                prep.tuples = self.table.nat_tuples(h);
+                prep.tuples = Some(tuples);
             }
             return prep;
         }

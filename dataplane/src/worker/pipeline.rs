@@ -168,7 +168,10 @@ impl Ownership {
 
 impl Pipeline {
     /// A pipeline around a conntrack shard, with counters for `rs`.
-    pub fn new(table: ConnTable, rs: &Ruleset, non_ip: NonIpPolicy) -> Self {
+    pub fn new(mut table: ConnTable, rs: &Ruleset, non_ip: NonIpPolicy) -> Self {
+        if rs.has_nat() {
+            table.reserve_nat();
+        }
         Pipeline {
             table,
             counters: RuleCounters::for_ruleset(rs),
@@ -225,6 +228,11 @@ impl Pipeline {
     pub fn adopt(&mut self, old: Option<&Ruleset>, rs: &Ruleset) {
         if self.counters_generation == rs.generation() {
             return;
+        }
+        if rs.has_nat() {
+            // Once per shard life: the first ruleset with `*nat` sizes the index for
+            // two ways per connection (re-indexing what is tracked: a one-off pause).
+            self.table.reserve_nat();
         }
         self.counters = match old {
             Some(o) => self.counters.carry_over(o, rs),
@@ -453,14 +461,14 @@ impl Pipeline {
         if t.candidate && nat_on && confirmed.is_pass() {
             // The binding of the entry just confirmed (none if the candidate was merged
             // into an entry confirmed first: its handle is stale then).
-            out.nat = t
-                .handle
-                .filter(|&h| self.table.nat_rewrite(h, t.dir).is_some())
-                .map(|h| NatRef {
+            out.nat = t.handle.and_then(|h| {
+                self.table.nat_rewrite(h, t.dir).map(|rw| NatRef {
                     handle: h,
                     dir: t.dir,
                     icmp_error: false,
-                });
+                    rewrite: rw,
+                })
+            });
         } else if !confirmed.is_pass() {
             out.nat = None;
         }

@@ -312,3 +312,38 @@ fn icmp_error_found_by_the_nated_way_is_reply_whatever_the_address_order() {
     let t = h.go(&err);
     assert_eq!((t.state, t.dir), (Rel, Direction::Reply));
 }
+
+/// `capacity` NATed connections fit in a shard of `capacity` entries, as `capacity`
+/// plain ones do (`nf_conntrack_max` counts connections): `reserve_nat` doubles the
+/// index for the second way of each. Entries confirmed before it stay found by both
+/// their tuples after the re-index.
+#[test]
+fn a_full_shard_of_nated_connections_fits_and_survives_the_reindex() {
+    let n = 4096;
+    let mut h = H::sized(n);
+    // Some plain entries before NAT is reserved: the re-index must keep them.
+    for i in 0..100u32 {
+        let f = udp(&format!("10.1.{}.{}:4000", i >> 8, i & 255), OUT);
+        assert_eq!(h.go(&f).state, New);
+    }
+    h.t.reserve_nat();
+    assert!(h.t.nat_ready());
+    for i in 0..100u32 {
+        let back = udp(OUT, &format!("10.1.{}.{}:4000", i >> 8, i & 255));
+        let t = h.go(&back);
+        assert_eq!((t.state, t.dir), (Est, Direction::Reply), "plain {i} lost");
+    }
+    let mut req = snat("192.0.2.1", None, 0);
+    req.src.as_mut().unwrap().max_addr = a("192.0.2.16");
+    let mut bound = 0;
+    for i in 0..(n as u32 - 100) {
+        let f = udp(&format!("10.2.{}.{}:5000", i >> 8, i & 255), OUT);
+        let (_, r, rw) = h.nat_first(&f, &req, |_| true);
+        assert_eq!(r, Ok(()), "binding {i}");
+        assert!(rw.is_some());
+        bound += 1;
+    }
+    assert_eq!(bound, n - 100);
+    assert_eq!(h.t.len(), n);
+    assert_eq!(h.t.nat_bindings(), n - 100);
+}
