@@ -357,8 +357,20 @@ impl ConnTable {
     /// True when the NATed entry at `slot` has `k` as its reply tuple's key.
     #[inline]
     fn nat_key_eq(&self, slot: usize, k: &FlowKey) -> bool {
-        let n = self.nat[slot];
-        self.nat_key(slot, &n) == *k
+        let e = &self.entries[slot];
+        let n = &self.nat[slot];
+        if e.proto != k.proto || (e.meta & M_V6 != 0) != (k.family == Family::V6) {
+            return false;
+        }
+        if matches!(
+            e.proto,
+            crate::packet::proto::TCP | crate::packet::proto::UDP
+        ) {
+            // The key is the reply tuple's endpoints in either order.
+            return (k.a == n.src && k.port_a == n.sport && k.b == n.dst && k.port_b == n.dport)
+                || (k.a == n.dst && k.port_a == n.dport && k.b == n.src && k.port_b == n.sport);
+        }
+        self.nat_key(slot, n) == *k
     }
 
     /// Finds a key's index position: (bucket, way, slot). Dead entries are returned too.

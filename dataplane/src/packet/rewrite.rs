@@ -37,6 +37,12 @@ fn delta(acc: u32, old: &[u8], new: &[u8]) -> u32 {
     a
 }
 
+/// [`delta`] of one 16-bit field.
+#[inline]
+fn delta16(acc: u32, old: u16, new: u16) -> u32 {
+    acc + u32::from(!old) + u32::from(new)
+}
+
 /// RFC 1624 eqn. 3: the checksum `hc` after a change whose [`delta`] is `d`.
 #[inline]
 fn apply_delta(hc: u16, d: u32) -> u16 {
@@ -146,7 +152,7 @@ pub fn rewrite(frame: &mut [u8], p: &Parsed, src: Option<End>, dst: Option<End>)
             for (at, new) in [(l4, src), (l4 + 2, dst)] {
                 if let Some((_, port)) = new {
                     let old = rd16(frame, at);
-                    d = delta(d, &old.to_be_bytes(), &port.to_be_bytes());
+                    d = delta16(d, old, port);
                     wr16(frame, at, port);
                 }
             }
@@ -173,7 +179,7 @@ pub fn rewrite(frame: &mut [u8], p: &Parsed, src: Option<End>, dst: Option<End>)
             let mut d = if i.v6 { pd } else { 0 };
             if let Some(id) = src.or(dst).map(|x| x.1) {
                 let old = rd16(frame, l4 + 4);
-                d = delta(d, &old.to_be_bytes(), &id.to_be_bytes());
+                d = delta16(d, old, id);
                 wr16(frame, l4 + 4, id);
             }
             let c = rd16(frame, l4 + 2);
@@ -221,7 +227,7 @@ pub fn rewrite_icmp_error(
                 if let Some((_, port)) = new {
                     if at + 2 <= avail {
                         let old = rd16(frame, at);
-                        d = delta(d, &old.to_be_bytes(), &port.to_be_bytes());
+                        d = delta16(d, old, port);
                         wr16(frame, at, port);
                     }
                 }
@@ -246,7 +252,7 @@ pub fn rewrite_icmp_error(
             let mut d = if i.v6 { pd } else { 0 };
             if let Some(id) = inner_src.or(inner_dst).map(|x| x.1) {
                 let old = rd16(frame, ql4 + 4);
-                d = delta(d, &old.to_be_bytes(), &id.to_be_bytes());
+                d = delta16(d, old, id);
                 wr16(frame, ql4 + 4, id);
             }
             let c = rd16(frame, ql4 + 2);

@@ -65,6 +65,17 @@ pub struct RuleCounters {
     pub(crate) limits: Vec<LimitState>,
     /// Counters of the paired other-family ruleset.
     pub(crate) other: Option<Box<RuleCounters>>,
+    /// The chain walk's return stack, allocated with the counters so a walk never sets
+    /// up (or zeroes) one per packet.
+    pub(crate) stack: Box<[CallFrame]>,
+}
+
+/// A return frame of the chain walk: (chain, positions in its three rule lists).
+pub(crate) type CallFrame = (u32, u32, u32, u32);
+
+/// A fresh walk stack, [`super::MAX_CALL_DEPTH`] frames deep.
+pub(crate) fn call_stack() -> Box<[CallFrame]> {
+    vec![(0, 0, 0, 0); super::MAX_CALL_DEPTH].into_boxed_slice()
 }
 
 impl RuleCounters {
@@ -82,6 +93,7 @@ impl RuleCounters {
             slots: carry_counters(&self.slots, &Ruleset::remap(old, new)),
             limits: vec![LimitState::default(); new.limit_count()],
             other,
+            stack: call_stack(),
         }
     }
 
@@ -94,6 +106,7 @@ impl RuleCounters {
                 .other
                 .as_deref()
                 .map(|o| Box::new(RuleCounters::for_ruleset(o))),
+            stack: call_stack(),
         }
     }
 

@@ -158,14 +158,31 @@ impl Ruleset {
         base: usize,
         ctx: &PacketCtx,
         counters: &mut RuleCounters,
+        on_rule: impl FnMut(usize, &Target),
+    ) -> End {
+        // The return stack lives with the counters (allocated once); a walk borrows it.
+        let mut stack = std::mem::take(&mut counters.stack);
+        if stack.len() < MAX_CALL_DEPTH {
+            stack = super::counters::call_stack(); // never: the counters bring one
+        }
+        let end = self.walk_on(base, ctx, counters, &mut stack, on_rule);
+        counters.stack = stack;
+        end
+    }
+
+    fn walk_on(
+        &self,
+        base: usize,
+        ctx: &PacketCtx,
+        counters: &mut RuleCounters,
+        stack: &mut [super::counters::CallFrame],
         mut on_rule: impl FnMut(usize, &Target),
     ) -> End {
         let key = self.key(ctx);
         let bytes = ctx.parsed.ip_len() as u64;
         let mut cur = self.cursor(base, key);
-        // Return frames: (chain, positions in its three lists); 16 bytes each, so the
-        // fixed stack stays small to set up. The lists are found again on return.
-        let mut stack = [(0u32, 0u32, 0u32, 0u32); MAX_CALL_DEPTH];
+        // Return frames: (chain, positions in its three lists); the lists are found
+        // again on return.
         let mut sp = 0usize;
         let mut chain = base;
         loop {

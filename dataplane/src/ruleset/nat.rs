@@ -387,6 +387,11 @@ impl Ruleset {
             return None;
         }
         let base = self.builtin[5 + chain as usize];
+        if self.chains[base].rules.is_empty() {
+            // An empty chain: its policy, without setting up a walk.
+            let _ = self.policy_end(base, counters, ctx.parsed.ip_len() as u64);
+            return None;
+        }
         let end = self.walk(base, ctx, counters, |rid, _| {
             if let Some(ev) = self.log_event(rid, ctx) {
                 log(ev)
