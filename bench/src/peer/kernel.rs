@@ -114,13 +114,12 @@ pub(crate) fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
         && ip -n swb-fw neigh replace 10.99.2.2 lladdr $(ip -n swb-b -br link show bf | awk '{print $3}') dev fb")?;
     sh("ip netns exec swb-fw nft -f - <<'EOF'\ntable inet swb {\n chain forward_filter {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  ct state invalid drop\n  iifname \"fa\" ct state new accept\n }\n}\nEOF")?;
     let (k_pps, k_sent) = measure("kernel")?;
-    // statewall: no kernel forwarding; af_packet on fa/fb with the demo rules.
+    // The kernel with NAT: the same, plus MASQUERADE out of fb (nft's nat hook).
+    sh("ip netns exec swb-fw nft -f - <<'EOF'\ntable ip swbnat {\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"fb\" masquerade\n }\n}\nEOF")?;
+    let (kn_pps, kn_sent) = measure("kernel nat")?;
+    // statewall: no kernel forwarding; af_packet on fa/fb with the same rules.
     sh("ip netns exec swb-fw nft flush ruleset && ip netns exec swb-fw sysctl -qw net.ipv4.ip_forward=0 \
         && ip -n swb-fw addr flush dev fa && ip -n swb-fw addr flush dev fb")?;
-    let cfg = std::env::temp_dir().join("statewall-bench-veth.toml");
-    let rules = std::env::temp_dir().join("statewall-bench-veth.rules");
-    std::fs::write(&rules, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -m conntrack --ctstate INVALID -j DROP\n-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n").map_err(|e| e.to_string())?;
-    std::fs::write(&cfg, format!("[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"fa\"\n[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"fb\"\n[[pair]]\nmode = \"forward\"\nnetwork = \"outside\"\nhost = \"inside\"\n[rules]\nfile = \"{}\"\n[control]\nlisten = \"\"\nsocket = \"\"\nstats_interval = 0\n", rules.display())).map_err(|e| e.to_string())?;
     let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/statewall");
     if !sw.exists() {
         return Err(format!(
@@ -128,26 +127,8 @@ pub(crate) fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
             sw.display()
         ));
     }
-    let child = Command::new("ip")
-        .args(["netns", "exec", "swb-fw"])
-        .arg(&sw)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--duration", &format!("{}", secs + 3.0)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_millis(1000));
-    let s = measure("statewall");
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let summary = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.contains("summary:"))
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let (s_pps, s_sent) = s?;
+    let (s_pps, s_sent, summary) = statewall_on_veth(&sw, secs, false, &measure)?;
+    let (sn_pps, sn_sent, sn_summary) = statewall_on_veth(&sw, secs, true, &measure)?;
     kernel_teardown()?;
     Ok(vec![
         Row {
@@ -169,5 +150,76 @@ pub(crate) fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
             extra: json!({"pps": s_pps, "sent": s_sent, "ratio_vs_kernel": s_pps / k_pps.max(1.0)}),
             ..Default::default()
         },
+        Row {
+            scenario: "peer kernel nft NAT".into(),
+            params: "same, + nft masquerade out of fb".into(),
+            mpps: Some(kn_pps / 1e6),
+            peer: format!(
+                "kernel NAT/no NAT = {:.2}x; generator sent {kn_sent}",
+                kn_pps / k_pps.max(1.0)
+            ),
+            extra: json!({"pps": kn_pps, "sent": kn_sent, "ratio_nat_vs_plain": kn_pps / k_pps.max(1.0)}),
+            ..Default::default()
+        },
+        Row {
+            scenario: "statewall af_packet NAT".into(),
+            params: "same veth topology, 1 worker, *nat MASQUERADE".into(),
+            mpps: Some(sn_pps / 1e6),
+            peer: format!(
+                "statewall NAT/no NAT = {:.2}x; statewall/kernel with NAT = {:.2}x; sent {sn_sent}; {sn_summary}",
+                sn_pps / s_pps.max(1.0),
+                sn_pps / kn_pps.max(1.0)
+            ),
+            extra: json!({"pps": sn_pps, "sent": sn_sent,
+                          "ratio_nat_vs_plain": sn_pps / s_pps.max(1.0),
+                          "ratio_vs_kernel_nat": sn_pps / kn_pps.max(1.0)}),
+            ..Default::default()
+        },
     ])
+}
+
+/// Runs `statewall run` on fa/fb (af_packet, one worker) with the kernel peer's filter
+/// rules (and, with `nat`, MASQUERADE out of the outside port, whose address is given
+/// in the config) and measures it; returns (pps at the sink, sent, summary line).
+fn statewall_on_veth(
+    sw: &Path,
+    secs: f64,
+    nat: bool,
+    measure: &dyn Fn(&str) -> Result<(f64, u64), String>,
+) -> Result<(f64, u64, String), String> {
+    let tag = if nat { "nat" } else { "plain" };
+    let cfg = std::env::temp_dir().join(format!("statewall-bench-veth-{tag}.toml"));
+    let rules = std::env::temp_dir().join(format!("statewall-bench-veth-{tag}.rules"));
+    let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -m conntrack --ctstate INVALID -j DROP\n-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n");
+    if nat {
+        text.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o outside -j MASQUERADE\nCOMMIT\n");
+    }
+    std::fs::write(&rules, text).map_err(|e| e.to_string())?;
+    let address = if nat {
+        "address = [\"10.99.2.1\"]\n"
+    } else {
+        ""
+    };
+    std::fs::write(&cfg, format!("[dataplane]\nworkers = 1\n[[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"fa\"\n[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"fb\"\n{address}[[pair]]\nmode = \"forward\"\nnetwork = \"outside\"\nhost = \"inside\"\n[rules]\nfile = \"{}\"\n[control]\nlisten = \"\"\nsocket = \"\"\nstats_interval = 0\n", rules.display())).map_err(|e| e.to_string())?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", "swb-fw"])
+        .arg(sw)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--duration", &format!("{}", secs + 3.0)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = measure(if nat { "statewall nat" } else { "statewall" });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let summary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("summary:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let (pps, sent) = s?;
+    Ok((pps, sent, summary))
 }
