@@ -6,6 +6,23 @@
 use super::*;
 
 impl Topology {
+    /// Serves `www` with `python3 -m http.server` on `ip:port` in namespace `ns` for up to
+    /// `secs` (logs `log_dir/<tag>.out`, `.err`), once it listens (within 10 s).
+    pub fn http_server(
+        &self,
+        (ns, ip, port): (&str, &str, u16),
+        www: &Path,
+        (log_dir, tag): (&Path, &str),
+        secs: u64,
+    ) -> Background {
+        let py = python3();
+        let port_s = port.to_string();
+        let args = [py.as_str(), "-m", "http.server", &port_s, "--bind", ip];
+        let b = self.spawn_in(ns, secs, www, log_dir, tag, &args);
+        self.wait_tcp_listen(ns, port, 10);
+        b
+    }
+
     /// The test's [`Topology`], or `None` when `needs` (built on [`e2e_needs`]) says the
     /// test must skip (it has printed why): `let Some(topo) = Topology::for_test(test,
     /// e2e_needs(test).tools(&["curl"])) else { return };`.

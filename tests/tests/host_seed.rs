@@ -13,25 +13,20 @@ fn host_seed_outbound_http_works_inbound_is_rejected() {
     };
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
     let www = www_with(sw.dir.path(), "hello.txt", "hello through statewall\n");
-    let py = python3();
-    let _srv_out = topo.spawn_in(
-        &topo.outside_ns,
-        120,
+    let d = sw.dir.path();
+    let (outside, inside) = (&topo.outside_ns, &topo.inside_ns);
+    let _srv_out = topo.http_server(
+        (outside, &topo.outside_ip, 8080),
         &www,
-        sw.dir.path(),
-        "http-outside",
-        &[&py, "-m", "http.server", "8080", "--bind", &topo.outside_ip],
-    );
-    let _srv_in = topo.spawn_in(
-        &topo.inside_ns,
+        (d, "http-outside"),
         120,
-        &www,
-        sw.dir.path(),
-        "http-inside",
-        &[&py, "-m", "http.server", "8081", "--bind", &topo.inside_ip],
     );
-    topo.wait_tcp_listen(&topo.outside_ns, 8080, 10);
-    topo.wait_tcp_listen(&topo.inside_ns, 8081, 10);
+    let _srv_in = topo.http_server(
+        (inside, &topo.inside_ip, 8081),
+        &www,
+        (d, "http-inside"),
+        120,
+    );
 
     // Inside -> outside: the host opened it (OUTPUT), replies are ESTABLISHED (INPUT).
     let url = format!("http://{}:8080/hello.txt", topo.outside_ip);
