@@ -16,6 +16,43 @@ impl Topology {
         clean_stale("fl-");
         Topology::named(test, ("fl", "fl"), 78, &FL_COUNTER)
     }
+
+    /// A ping flood in the background: from namespace `ns` to `ip`, one echo every 5 ms
+    /// for `secs` (the process is killed 5 s later at the latest); logs in
+    /// `log/<tag>.out`, `.err`.
+    pub fn ping_flood(
+        &self,
+        (ns, ip): (&str, &str),
+        secs: u64,
+        log: &Path,
+        tag: &str,
+    ) -> Background {
+        let w = secs.to_string();
+        self.spawn_in(
+            ns,
+            secs + 5,
+            log,
+            log,
+            tag,
+            &["ping", "-i", "0.005", "-w", &w, ip],
+        )
+    }
+}
+
+/// Runs the fault scenario `scenario(test, backend)` on `backend` (`af_packet`,
+/// `af_xdp`) when the test's prerequisites hold: those of every e2e test, what af_xdp
+/// needs where it is the backend, and `ping`.
+pub fn on_backend(test: &str, backend: &str, scenario: fn(&str, &str)) {
+    let needs = e2e_needs(test);
+    let needs = if backend == "af_xdp" {
+        needs.af_xdp()
+    } else {
+        needs
+    };
+    if needs.tools(&["ping"]).skip() {
+        return;
+    }
+    scenario(test, backend);
 }
 
 /// One `[[port]]` of a [`FaultWall`]: name, backend (`af_packet`, `af_xdp`) and interface.

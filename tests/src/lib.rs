@@ -756,6 +756,6 @@ pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
 
 // ---- Fault tests (tests/tests/fault_*.rs): several pairs, any backend, kill -9 and restart ----
 mod fault;
-pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};
+pub use fault::{on_backend, FaultPort, FaultWall, ACCEPT_ALL};
 mod setup;
 pub use setup::{interesting, metric_value, stop_child, www_with};
