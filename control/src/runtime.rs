@@ -128,18 +128,10 @@ fn load_rules_text(cfg: &Config, embedded: bool) -> Result<Ruleset> {
         dataplane::ruleset::parse_ruleset(&text, &p.display().to_string(), Some(fam))
             .map_err(|e| anyhow::anyhow!("{e}"))
     };
-    let v4 = cfg
-        .rules
-        .file
-        .as_deref()
-        .map(|p| read(p, dataplane::packet::Family::V4))
-        .transpose()?;
-    let v6 = cfg
-        .rules
-        .file6
-        .as_deref()
-        .map(|p| read(p, dataplane::packet::Family::V6))
-        .transpose()?;
+    let read_opt =
+        |p: &Option<std::path::PathBuf>, fam| p.as_deref().map(|p| read(p, fam)).transpose();
+    let v4 = read_opt(&cfg.rules.file, dataplane::packet::Family::V4)?;
+    let v6 = read_opt(&cfg.rules.file6, dataplane::packet::Family::V6)?;
     match (v4, v6) {
         (Some(a), Some(b)) => a.with_other_family(b).map_err(|e| anyhow::anyhow!("{e}")),
         (Some(a), None) => Ok(a),
