@@ -276,23 +276,10 @@ impl Queue {
     /// Reads and clears the socket's pending error (`SO_ERROR`): the kernel sets
     /// `ENETDOWN` when the interface goes down or is unregistered (a veth deleted).
     fn pending_error(&self) -> i32 {
-        let mut e: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `e` and `len` are live and describe a buffer of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut e as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            0
-        } else {
-            e
-        }
+        // SAFETY: a c_int is a plain integer.
+        let r =
+            unsafe { sys::getsockopt::<libc::c_int>(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR) };
+        r.map_or(0, |(e, _)| e)
     }
 
     /// Marks the interface down, counting the transition once.
@@ -305,24 +292,15 @@ impl Queue {
 
     /// Reads and resets the kernel's drop counter (PACKET_STATISTICS).
     fn kernel_drops(&self) -> u64 {
-        // SAFETY: all-zero is a valid tpacket_stats_v3.
-        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are live and describe a buffer of `len` bytes.
+        // SAFETY: tpacket_stats_v3 is plain integers.
         let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
+            sys::getsockopt::<libc::tpacket_stats_v3>(
+                &self.fd,
                 libc::SOL_PACKET,
                 libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
             )
         };
-        if r < 0 {
-            0
-        } else {
-            u64::from(st.tp_drops)
-        }
+        r.map_or(0, |(st, _)| u64::from(st.tp_drops))
     }
 }
 
