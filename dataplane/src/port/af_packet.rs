@@ -163,24 +163,13 @@ impl Queue {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
             .map_err(|_| last_err("PACKET_RX_RING (check block_size/frame_size)", ifname))?;
         let ring_len = cfg.block_size as usize * cfg.block_count as usize;
-        // SAFETY: mapping the ring the kernel just allocated for this socket, with the
-        // size it was configured with; the result is checked against MAP_FAILED.
-        let ring = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                ring_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ring == libc::MAP_FAILED {
-            return Err(last_err("mmap rx ring", ifname));
-        }
+        // The ring the kernel just allocated for this socket, with the size it was
+        // configured with.
+        let ring = sys::mmap_ring(&fd, ring_len, 0)
+            .map_err(|e| sys::err("af_packet", "mmap rx ring", ifname, e))?;
         let mut q = Queue {
             fd,
-            ring: ring.cast(),
+            ring,
             ring_len,
             block_size: cfg.block_size as usize,
             block_count: cfg.block_count as usize,
@@ -594,17 +583,7 @@ mod tests {
         let mut b = open(&ns, &ns.b, &ns.veth_b(), 1);
         let mut pool = MbufPool::new(256);
         let frames: Vec<Vec<u8>> = (0..100).map(|i| udp_frame(i, false)).collect();
-        let mut pkts = Vec::with_capacity(128);
-        for f in &frames {
-            let mut m = pool.get().unwrap();
-            m.copy_from(f);
-            pkts.push(m);
-        }
-        let mut sent = 0;
-        let t0 = Instant::now();
-        while !pkts.is_empty() && t0.elapsed() < Duration::from_secs(2) {
-            sent += a.tx_burst(0, &mut pkts, &mut pool);
-        }
+        let sent = testnet::send_all(&mut a, &mut pool, &frames);
         assert_eq!(sent, 100);
         assert_eq!(pool.outstanding(), 0);
         let got = receive(&mut b, &mut pool, 100, 3000);

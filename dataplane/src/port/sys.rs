@@ -1,5 +1,5 @@
 //! System-call helpers shared by the kernel-socket backends ([`super::af_packet`] and
-//! [`super::af_xdp`]): `setsockopt` and `getsockopt` on typed values, taking ownership of a fresh
+//! [`super::af_xdp`]): `setsockopt` and `getsockopt` on typed values, mapping a socket's ring, taking ownership of a fresh
 //! descriptor, and the one error format both use, `"{backend} {ifname}: {what}: {e}"`
 //! with the kind of the original error kept (callers match on `raw_os_error`).
 
@@ -75,6 +75,29 @@ pub(super) unsafe fn getsockopt<T>(
         Err(io::Error::last_os_error())
     } else {
         Ok((val, len as usize))
+    }
+}
+
+/// Maps `len` bytes of a ring the kernel allocated for socket `fd`, at page offset
+/// `pgoff`: shared, read-write, populated. The mapping's start; the OS error on
+/// failure. The caller unmaps it (munmap) when done.
+pub(super) fn mmap_ring(fd: &OwnedFd, len: usize, pgoff: libc::off_t) -> io::Result<*mut u8> {
+    // SAFETY: a new mapping at an address the kernel picks (null hint) changes no memory
+    // this program already uses; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            pgoff,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
     }
 }
 
