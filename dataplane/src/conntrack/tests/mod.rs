@@ -121,6 +121,13 @@ impl H {
         expect(&t, st, tcp);
         t
     }
+    /// Runs `f` as [`H::go`] does and checks it is INVALID for `r` ([`inv`]).
+    #[track_caller]
+    fn invalid(&mut self, f: &[u8], r: InvalidReason) -> Track {
+        let t = self.go(f);
+        inv(&t, r);
+        t
+    }
     fn dropped(&mut self, f: &[u8]) -> Track {
         self.run(f, TrackOpts::default(), false)
     }

@@ -27,6 +27,19 @@ fn state_table_matches_spec_cells() {
 
 // ----- TCP ----------------------------------------------------------------------------
 
+/// After the handshake, `f` is INVALID for `r` under the default config and ESTABLISHED
+/// under `cfg`; returns the harness on `cfg`, after `f`.
+#[track_caller]
+fn invalid_unless(cfg: Config, f: &[u8], r: InvalidReason) -> H {
+    let mut h = H::new();
+    hs(&mut h);
+    h.invalid(f, r);
+    let mut h = H::cfg(cfg);
+    hs(&mut h);
+    h.check(f, Est, Some(TS::Established));
+    h
+}
+
 #[test]
 fn t01_handshake() {
     let mut h = H::new();
@@ -101,8 +114,8 @@ fn t06_rst_before_reply_deletes() {
 fn t07_synack_bad_ack() {
     let mut h = H::new();
     h.go(&syn());
-    inv(
-        &h.go(&tcp(S, C, SYN | ACK, 5000, 1002)),
+    h.invalid(
+        &tcp(S, C, SYN | ACK, 5000, 1002),
         InvalidReason::TcpWindowAck,
     );
     assert_eq!(h.view(&syn()).unwrap().tcp_state, Some(TS::SynSent));
@@ -128,28 +141,22 @@ fn t09_no_pickup_without_loose() {
         tcp_loose: false,
         ..Config::default()
     });
-    inv(
-        &h.go(&tcp(C, S, ACK, 7000, 9000)),
-        InvalidReason::TcpInvalidFirst,
-    );
+    h.invalid(&tcp(C, S, ACK, 7000, 9000), InvalidReason::TcpInvalidFirst);
     assert_eq!(h.t.len(), 0);
 }
 
 #[test]
 fn t10_invalid_first_packets() {
     let mut h = H::new();
-    inv(
-        &h.go(&tcp(C, S, SYN | ACK, 1000, 1)),
+    h.invalid(
+        &tcp(C, S, SYN | ACK, 1000, 1),
         InvalidReason::TcpInvalidFirst,
     );
-    inv(
-        &h.go(&tcp(C, S, FIN | ACK, 1000, 1)),
+    h.invalid(
+        &tcp(C, S, FIN | ACK, 1000, 1),
         InvalidReason::TcpInvalidFirst,
     );
-    inv(
-        &h.go(&tcp(C, S, RST, 1000, 0)),
-        InvalidReason::TcpInvalidFirst,
-    );
+    h.invalid(&tcp(C, S, RST, 1000, 0), InvalidReason::TcpInvalidFirst);
     assert_eq!(h.t.len(), 0);
     assert_eq!(h.t.stats()[CtCounter::Invalid], 3);
 }
@@ -168,7 +175,7 @@ fn t11_bad_flag_combinations() {
         URG,
         RST | ACK | URG,
     ] {
-        inv(&h.go(&tcp(C, S, f, 1000, 0)), InvalidReason::TcpBadFlags);
+        h.invalid(&tcp(C, S, f, 1000, 0), InvalidReason::TcpBadFlags);
     }
     assert_eq!(h.t.len(), 0);
 }
@@ -196,11 +203,11 @@ fn t14_bad_data_offset() {
     // doff = 4
     let mut f = syn();
     f[14 + 20 + 12] = 4 << 4;
-    inv(&h.go(&f), InvalidReason::TcpBadDataOffset);
+    h.invalid(&f, InvalidReason::TcpBadDataOffset);
     // doff = 15 with only 20 bytes present
     let mut f = syn();
     f[14 + 20 + 12] = 15 << 4;
-    inv(&h.go(&f), InvalidReason::TcpBadDataOffset);
+    h.invalid(&f, InvalidReason::TcpBadDataOffset);
     // a 12-byte TCP segment
     let mut f = syn();
     f.truncate(14 + 20 + 12);
@@ -216,7 +223,7 @@ fn t15_bad_checksum() {
     let mut f = syn();
     f[14 + 20 + 16] ^= 0x55;
     let mut h = H::new();
-    inv(&h.go(&f), InvalidReason::TcpBadChecksum);
+    h.invalid(&f, InvalidReason::TcpBadChecksum);
     let mut h = H::cfg(Config {
         checksum: false,
         ..Config::default()
@@ -227,15 +234,11 @@ fn t15_bad_checksum() {
 #[test]
 fn t16_seq_beyond_window() {
     let d = tcp_p(C, S, ACK, 1001 + 200_000, 5001, &[0; 10]);
-    let mut h = H::new();
-    hs(&mut h);
-    inv(&h.go(&d), InvalidReason::TcpWindowSeq);
-    let mut h = H::cfg(Config {
+    let liberal = Config {
         tcp_be_liberal: true,
         ..Config::default()
-    });
-    hs(&mut h);
-    h.check(&d, Est, Some(TS::Established));
+    };
+    let mut h = invalid_unless(liberal, &d, InvalidReason::TcpWindowSeq);
     // Window data unchanged: the in-window data after it is still fine and acked.
     h.check(&tcp(S, C, ACK, 5001, 1001), Est, Some(TS::Established));
     assert_eq!(h.secs(&d), 432_000);
@@ -245,10 +248,7 @@ fn t16_seq_beyond_window() {
 fn t17_ack_of_unseen_data() {
     let mut h = H::new();
     hs(&mut h);
-    inv(
-        &h.go(&tcp(S, C, ACK, 5001, 1501)),
-        InvalidReason::TcpWindowAck,
-    );
+    h.invalid(&tcp(S, C, ACK, 5001, 1501), InvalidReason::TcpWindowAck);
 }
 
 #[test]
@@ -291,15 +291,11 @@ fn t20_rst_in_window_not_exact() {
 #[test]
 fn t21_rst_below_maxack() {
     let r = tcp(C, S, RST, 900, 0);
-    let mut h = H::new();
-    hs(&mut h);
-    inv(&h.go(&r), InvalidReason::TcpInvalidRst);
-    let mut h = H::cfg(Config {
+    let ignore = Config {
         tcp_ignore_invalid_rst: true,
         ..Config::default()
-    });
-    hs(&mut h);
-    h.check(&r, Est, Some(TS::Established));
+    };
+    let mut h = invalid_unless(ignore, &r, InvalidReason::TcpInvalidRst);
     assert_eq!(h.secs(&syn()), 10);
 }
 
@@ -432,13 +428,13 @@ fn invalid_fin_shrinks_assured_lifetime() {
     // `docs/CONNTRACK.md` §2.6: out-of-window FINs from both sides of an ASSURED connection cut it to 300 s.
     let mut h = H::new();
     hs(&mut h);
-    inv(
-        &h.go(&tcp(S, C, FIN | ACK, 5001 + 200_000, 1001)),
+    h.invalid(
+        &tcp(S, C, FIN | ACK, 5001 + 200_000, 1001),
         InvalidReason::TcpWindowSeq,
     );
     assert_eq!(h.secs(&syn()), 432_000);
-    inv(
-        &h.go(&tcp(C, S, FIN | ACK, 1001 + 200_000, 5001)),
+    h.invalid(
+        &tcp(C, S, FIN | ACK, 1001 + 200_000, 5001),
         InvalidReason::TcpWindowSeq,
     );
     assert_eq!(h.secs(&syn()), 300);

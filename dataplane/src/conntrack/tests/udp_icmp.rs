@@ -59,16 +59,16 @@ fn u04_bad_lengths() {
         .payload(&[0; 12])
         .to_vec();
     f[38..40].copy_from_slice(&100u16.to_be_bytes());
-    inv(&h.go(&f), InvalidReason::UdpBadLength);
+    h.invalid(&f, InvalidReason::UdpBadLength);
     // length field 7
     f[38..40].copy_from_slice(&7u16.to_be_bytes());
-    inv(&h.go(&f), InvalidReason::UdpBadLength);
+    h.invalid(&f, InvalidReason::UdpBadLength);
     // a 6-byte UDP header
     let mut f = udp(UC, US);
     f.truncate(14 + 20 + 6);
     f[16..18].copy_from_slice(&26u16.to_be_bytes());
     fix_ip_csum(&mut f);
-    inv(&h.go(&f), InvalidReason::UdpBadLength);
+    h.invalid(&f, InvalidReason::UdpBadLength);
     assert_eq!(h.t.len(), 0);
 }
 
@@ -83,7 +83,7 @@ fn u05_checksums() {
     let mut h = H::new();
     h.check(&zero4, New, None);
     h.check(&zero6, New, None);
-    inv(&h.go(&bad), InvalidReason::UdpBadChecksum);
+    h.invalid(&bad, InvalidReason::UdpBadChecksum);
     let mut h = H::cfg(Config {
         checksum: false,
         ..Config::default()
@@ -115,14 +115,14 @@ fn i01_echo_pair() {
 #[test]
 fn i02_reply_without_request() {
     let mut h = H::new();
-    inv(&h.go(&echo(SI, CI, 0, 7, 1)), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(SI, CI, 0, 7, 1), InvalidReason::IcmpNoEntry);
 }
 
 #[test]
 fn i03_reply_other_id() {
     let mut h = H::new();
     h.check(&echo(CI, SI, 8, 7, 1), New, None);
-    inv(&h.go(&echo(SI, CI, 0, 8, 1)), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(SI, CI, 0, 8, 1), InvalidReason::IcmpNoEntry);
 }
 
 #[test]
@@ -135,10 +135,10 @@ fn i04_timestamp_and_mask() {
 #[test]
 fn i05_untrackable_types() {
     let mut h = H::new();
-    inv(&h.go(&echo(CI, SI, 9, 0, 0)), InvalidReason::IcmpNoEntry);
-    inv(&h.go(&echo(CI, SI, 10, 0, 0)), InvalidReason::IcmpNoEntry);
-    inv(&h.go(&echo(CI, SI, 19, 0, 0)), InvalidReason::IcmpBadType);
-    inv(&h.go(&echo(CI, SI, 42, 0, 0)), InvalidReason::IcmpBadType);
+    h.invalid(&echo(CI, SI, 9, 0, 0), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(CI, SI, 10, 0, 0), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(CI, SI, 19, 0, 0), InvalidReason::IcmpBadType);
+    h.invalid(&echo(CI, SI, 42, 0, 0), InvalidReason::IcmpBadType);
     assert_eq!(h.t.len(), 0);
 }
 
@@ -166,8 +166,8 @@ fn i08_outer_destination_mismatch() {
     let mut h = H::new();
     let u = udp(UC, US);
     h.go(&u);
-    inv(
-        &h.go(&icmp_err(RI, XI, 11, 0, &u, 28)),
+    h.invalid(
+        &icmp_err(RI, XI, 11, 0, &u, 28),
         InvalidReason::IcmpErrorSpoofed,
     );
 }
@@ -176,8 +176,8 @@ fn i08_outer_destination_mismatch() {
 fn i09_error_about_unknown_flow() {
     let mut h = H::new();
     let u = udp(UC, US);
-    inv(
-        &h.go(&icmp_err(RI, CI, 3, 3, &u, 28)),
+    h.invalid(
+        &icmp_err(RI, CI, 3, 3, &u, 28),
         InvalidReason::IcmpErrorNoEntry,
     );
 }
@@ -209,8 +209,8 @@ fn i12_inner_fragment() {
     let mut inner = u.clone();
     inner[20..22].copy_from_slice(&1u16.to_be_bytes()); // fragment offset 1
     fix_ip_csum(&mut inner);
-    inv(
-        &h.go(&icmp_err(RI, CI, 11, 0, &inner, 28)),
+    h.invalid(
+        &icmp_err(RI, CI, 11, 0, &inner, 28),
         InvalidReason::IcmpErrorInner,
     );
 }
@@ -232,7 +232,7 @@ fn i14_bad_icmp_checksum() {
     let mut h = H::new();
     let mut e = echo(CI, SI, 8, 7, 1);
     e[14 + 20 + 2] ^= 0x40;
-    inv(&h.go(&e), InvalidReason::IcmpBadChecksum);
+    h.invalid(&e, InvalidReason::IcmpBadChecksum);
 }
 
 #[test]
@@ -241,8 +241,8 @@ fn i15_error_quoting_error() {
     let u = udp(UC, US);
     h.go(&u);
     let e1 = icmp_err(SI, CI, 3, 3, &u, 28);
-    inv(
-        &h.go(&icmp_err(RI, SI, 3, 1, &e1, 56)),
+    h.invalid(
+        &icmp_err(RI, SI, 3, 1, &e1, 56),
         InvalidReason::IcmpErrorInner,
     );
 }
@@ -258,7 +258,7 @@ fn i16_icmpv4_in_ipv6() {
     )
     .payload(&body)
     .to_vec();
-    inv(&h.go(&f), InvalidReason::IcmpWrongFamily);
+    h.invalid(&f, InvalidReason::IcmpWrongFamily);
 }
 
 #[test]
@@ -283,18 +283,9 @@ fn v02_echo_and_node_info() {
 #[test]
 fn v03_icmpv6_invalid_firsts() {
     let mut h = H::new();
-    inv(
-        &h.go(&echo(S6I, C6I, 129, 1, 1)),
-        InvalidReason::IcmpNoEntry,
-    );
-    inv(
-        &h.go(&echo(S6I, C6I, 137, 0, 0)),
-        InvalidReason::IcmpNoEntry,
-    );
-    inv(
-        &h.go(&echo(S6I, C6I, 138, 0, 0)),
-        InvalidReason::IcmpNoEntry,
-    );
+    h.invalid(&echo(S6I, C6I, 129, 1, 1), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(S6I, C6I, 137, 0, 0), InvalidReason::IcmpNoEntry);
+    h.invalid(&echo(S6I, C6I, 138, 0, 0), InvalidReason::IcmpNoEntry);
 }
 
 #[test]
@@ -319,12 +310,12 @@ fn v05_ipv6_non_first_fragment() {
     let f = PacketSpec::new(ip(C6I), ip(S6I), L4Spec::Raw { proto: 44 })
         .payload(&body)
         .to_vec();
-    inv(&h.go(&f), InvalidReason::Fragment);
+    h.invalid(&f, InvalidReason::Fragment);
     // IPv4 likewise.
     let mut f = udp(UC, US);
     f[20..22].copy_from_slice(&0x0010u16.to_be_bytes());
     fix_ip_csum(&mut f);
-    inv(&h.go(&f), InvalidReason::Fragment);
+    h.invalid(&f, InvalidReason::Fragment);
 }
 
 // ----- generic, NOTRACK ---------------------------------------------------------------
@@ -377,8 +368,8 @@ fn n03_error_about_untracked_flow() {
     let u = udp(UC, US);
     h.notrack(&u);
     h.notrack(&udp(US, UC));
-    inv(
-        &h.go(&icmp_err(RI, CI, 3, 3, &u, 28)),
+    h.invalid(
+        &icmp_err(RI, CI, 3, 3, &u, 28),
         InvalidReason::IcmpErrorNoEntry,
     );
 }
