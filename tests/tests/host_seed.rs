@@ -14,19 +14,10 @@ fn host_seed_outbound_http_works_inbound_is_rejected() {
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
     let www = www_with(sw.dir.path(), "hello.txt", "hello through statewall\n");
     let d = sw.dir.path();
-    let (outside, inside) = (&topo.outside_ns, &topo.inside_ns);
-    let _srv_out = topo.http_server(
-        (outside, &topo.outside_ip, 8080),
-        &www,
-        (d, "http-outside"),
-        120,
-    );
-    let _srv_in = topo.http_server(
-        (inside, &topo.inside_ip, 8081),
-        &www,
-        (d, "http-inside"),
-        120,
-    );
+    let (ns_in, ns_out) = (&topo.inside_ns, &topo.outside_ns);
+    let (ip_in, ip_out) = (&topo.inside_ip, &topo.outside_ip);
+    let _srv_out = topo.http_server((ns_out, ip_out, 8080), &www, (d, "http-outside"), 120);
+    let _srv_in = topo.http_server((ns_in, ip_in, 8081), &www, (d, "http-inside"), 120);
 
     // Inside -> outside: the host opened it (OUTPUT), replies are ESTABLISHED (INPUT).
     let url = format!("http://{}:8080/hello.txt", topo.outside_ip);
