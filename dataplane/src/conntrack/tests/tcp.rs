@@ -295,7 +295,7 @@ fn t21_rst_below_maxack() {
         tcp_ignore_invalid_rst: true,
         ..Config::default()
     };
-    let mut h = invalid_unless(ignore, &r, InvalidReason::TcpInvalidRst);
+    let h = invalid_unless(ignore, &r, InvalidReason::TcpInvalidRst);
     assert_eq!(h.secs(&syn()), 10);
 }
 
