@@ -72,6 +72,20 @@ pub struct Runtime {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// The core of each of `n` workers: `dataplane.cores` where set, else the allowed cores
+/// in turn.
+pub fn worker_cores(cfg: &Config, n: usize) -> Vec<usize> {
+    if cfg.dataplane.cores.is_empty() {
+        let avail = core_affinity::get_core_ids()
+            .map(|v| v.len())
+            .unwrap_or(1)
+            .max(1);
+        (0..n).map(|i| i % avail).collect()
+    } else {
+        cfg.dataplane.cores.clone()
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -168,15 +182,7 @@ impl Runtime {
         let clock = Clock::new();
         let log_events = Arc::new(crossbeam_queue::ArrayQueue::new(4096));
         let log_lost = Arc::new(AtomicU64::new(0));
-        let cores: Vec<usize> = if cfg.dataplane.cores.is_empty() {
-            let avail = core_affinity::get_core_ids()
-                .map(|v| v.len())
-                .unwrap_or(1)
-                .max(1);
-            (0..n).map(|i| i % avail).collect()
-        } else {
-            cfg.dataplane.cores.clone()
-        };
+        let cores = worker_cores(&cfg, n);
         // Take each port's handles queue by queue, from the back.
         let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..n).map(|_| Vec::new()).collect();
         for h in handles.iter_mut() {
