@@ -7,8 +7,9 @@
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dataplane::conntrack::{FlowKey, TrackOpts};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use dataplane::conntrack::{ConnTable, FlowKey, TrackOpts};
 use dataplane::packet::tcp_flags as tf;
 use statewall_bench::*;
 use std::hint::black_box;
@@ -20,6 +21,32 @@ fn sizes() -> Vec<u32> {
         v.push(10_000_000);
     }
     v
+}
+
+/// Benchmarks `name`: each iteration deletes `keys` from the table and runs `setup`,
+/// untimed, then `run`, timed (`iter_custom`).
+fn after_delete(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    (t, keys): (&mut ConnTable, &[FlowKey]),
+    mut setup: impl FnMut(&mut ConnTable),
+    mut run: impl FnMut(&mut ConnTable),
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut d = Duration::ZERO;
+            for _ in 0..iters {
+                for k in keys {
+                    t.delete(k);
+                }
+                setup(t);
+                let t0 = Instant::now();
+                run(t);
+                d += t0.elapsed();
+            }
+            d
+        })
+    });
 }
 
 fn bench(c: &mut Criterion) {
@@ -84,22 +111,17 @@ fn bench(c: &mut Criterion) {
         for (k, &i) in fresh.iter().enumerate() {
             slen[k] = tcp_frame(i, true, tf::SYN, isn(i).0, 0, &[], &mut syn[k]);
         }
-        g.bench_function("insert_syn_confirm", |b| {
-            b.iter_custom(|iters| {
-                let mut d = Duration::ZERO;
-                for _ in 0..iters {
-                    for k in &keys {
-                        t.delete(k);
-                    }
-                    let t0 = Instant::now();
-                    for k in 0..BURST {
-                        black_box(track_accept(&mut t, &syn[k][..slen[k]], 3_000));
-                    }
-                    d += t0.elapsed();
+        after_delete(
+            &mut g,
+            "insert_syn_confirm",
+            (&mut t, &keys),
+            |_| {},
+            |t| {
+                for k in 0..BURST {
+                    black_box(track_accept(t, &syn[k][..slen[k]], 3_000));
                 }
-                d
-            })
-        });
+            },
+        );
         // update: SYN-ACK + ACK moving those flows from SYN_SENT to ESTABLISHED (state
         // and window updates of existing entries); the SYNs are inserted untimed.
         let mut upd = vec![[0u8; 128]; 2 * BURST];
@@ -126,25 +148,21 @@ fn bench(c: &mut Criterion) {
             );
         }
         g.throughput(Throughput::Elements(2 * BURST as u64));
-        g.bench_function("update_synack_ack", |b| {
-            b.iter_custom(|iters| {
-                let mut d = Duration::ZERO;
-                for _ in 0..iters {
-                    for k in &keys {
-                        t.delete(k);
-                    }
-                    for k in 0..BURST {
-                        track_accept(&mut t, &syn[k][..slen[k]], 3_000);
-                    }
-                    let t0 = Instant::now();
-                    for k in 0..2 * BURST {
-                        black_box(track_accept(&mut t, &upd[k][..ulen[k]], 3_500));
-                    }
-                    d += t0.elapsed();
+        after_delete(
+            &mut g,
+            "update_synack_ack",
+            (&mut t, &keys),
+            |t| {
+                for k in 0..BURST {
+                    track_accept(t, &syn[k][..slen[k]], 3_000);
                 }
-                d
-            })
-        });
+            },
+            |t| {
+                for k in 0..2 * BURST {
+                    black_box(track_accept(t, &upd[k][..ulen[k]], 3_500));
+                }
+            },
+        );
         g.finish();
         drop(t);
     }

@@ -65,21 +65,21 @@ fn nat_addrs(args: &ReplayArgs) -> Result<NatAddrs> {
         *slot = Some(packet::from_ip(*ip).1);
         Ok(())
     };
-    for ip in &args.masquerade_addrs {
-        let slot = if ip.is_ipv4() {
-            &mut a.masquerade_v4
-        } else {
-            &mut a.masquerade_v6
-        };
-        put(slot, ip, "--masquerade-addr")?;
-    }
-    for ip in &args.local_addrs {
-        let slot = if ip.is_ipv4() {
-            &mut a.local_v4
-        } else {
-            &mut a.local_v6
-        };
-        put(slot, ip, "--local-addr")?;
+    for (ips, (v4, v6), opt) in [
+        (
+            &args.masquerade_addrs,
+            (&mut a.masquerade_v4, &mut a.masquerade_v6),
+            "--masquerade-addr",
+        ),
+        (
+            &args.local_addrs,
+            (&mut a.local_v4, &mut a.local_v6),
+            "--local-addr",
+        ),
+    ] {
+        for ip in ips {
+            put(if ip.is_ipv4() { &mut *v4 } else { &mut *v6 }, ip, opt)?;
+        }
     }
     Ok(a)
 }

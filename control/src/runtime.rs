@@ -72,6 +72,20 @@ pub struct Runtime {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// The core of each of `n` workers: `dataplane.cores` where set, else the allowed cores
+/// in turn.
+pub fn worker_cores(cfg: &Config, n: usize) -> Vec<usize> {
+    if cfg.dataplane.cores.is_empty() {
+        let avail = core_affinity::get_core_ids()
+            .map(|v| v.len())
+            .unwrap_or(1)
+            .max(1);
+        (0..n).map(|i| i % avail).collect()
+    } else {
+        cfg.dataplane.cores.clone()
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -128,18 +142,10 @@ fn load_rules_text(cfg: &Config, embedded: bool) -> Result<Ruleset> {
         dataplane::ruleset::parse_ruleset(&text, &p.display().to_string(), Some(fam))
             .map_err(|e| anyhow::anyhow!("{e}"))
     };
-    let v4 = cfg
-        .rules
-        .file
-        .as_deref()
-        .map(|p| read(p, dataplane::packet::Family::V4))
-        .transpose()?;
-    let v6 = cfg
-        .rules
-        .file6
-        .as_deref()
-        .map(|p| read(p, dataplane::packet::Family::V6))
-        .transpose()?;
+    let read_opt =
+        |p: &Option<std::path::PathBuf>, fam| p.as_deref().map(|p| read(p, fam)).transpose();
+    let v4 = read_opt(&cfg.rules.file, dataplane::packet::Family::V4)?;
+    let v6 = read_opt(&cfg.rules.file6, dataplane::packet::Family::V6)?;
     match (v4, v6) {
         (Some(a), Some(b)) => a.with_other_family(b).map_err(|e| anyhow::anyhow!("{e}")),
         (Some(a), None) => Ok(a),
@@ -176,15 +182,7 @@ impl Runtime {
         let clock = Clock::new();
         let log_events = Arc::new(crossbeam_queue::ArrayQueue::new(4096));
         let log_lost = Arc::new(AtomicU64::new(0));
-        let cores: Vec<usize> = if cfg.dataplane.cores.is_empty() {
-            let avail = core_affinity::get_core_ids()
-                .map(|v| v.len())
-                .unwrap_or(1)
-                .max(1);
-            (0..n).map(|i| i % avail).collect()
-        } else {
-            cfg.dataplane.cores.clone()
-        };
+        let cores = worker_cores(&cfg, n);
         // Take each port's handles queue by queue, from the back.
         let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..n).map(|_| Vec::new()).collect();
         for h in handles.iter_mut() {

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -232,15 +233,7 @@ fn rules_replace_refuses_a_bad_ruleset_whole() {
     assert_eq!(shape(&before), shape(&after), "the running ruleset stays");
     assert!(!after.contains("udp dpt:53"));
     let s = sw.scrape();
-    assert_eq!(metric(&s, "statewall_ruleset_last_reload_successful"), 0.0);
-    assert_eq!(
-        metric(&s, "statewall_ruleset_reloads_total{result=\"failure\"}"),
-        1.0
-    );
-    assert_eq!(
-        metric(&s, "statewall_ruleset_reloads_total{result=\"success\"}"),
-        0.0
-    );
+    assert_eq!(reloads(&s), (0.0, 0.0, 1.0));
     // Traffic still flows under the old rules.
     let p = sw
         .rt
@@ -255,11 +248,8 @@ fn rules_replace_refuses_a_bad_ruleset_whole() {
     assert!(listing.contains("udp dpt:53"), "{listing}");
     let s = sw.scrape();
     assert_eq!(metric(&s, "statewall_ruleset_generation"), 2.0);
-    assert_eq!(metric(&s, "statewall_ruleset_last_reload_successful"), 1.0);
-    assert_eq!(
-        metric(&s, "statewall_ruleset_reloads_total{result=\"success\"}"),
-        1.0
-    );
+    let (ok, success, _) = reloads(&s);
+    assert_eq!((ok, success), (1.0, 1.0));
 }
 
 #[test]
@@ -282,15 +272,7 @@ fn rules_reload_rereads_the_file() {
     assert!(sw.ok(&["rules", "list"]).contains("udp dpt:53"));
     let s = sw.scrape();
     assert_eq!(metric(&s, "statewall_ruleset_generation"), 3.0);
-    assert_eq!(metric(&s, "statewall_ruleset_last_reload_successful"), 0.0);
-    assert_eq!(
-        metric(&s, "statewall_ruleset_reloads_total{result=\"failure\"}"),
-        1.0
-    );
-    assert_eq!(
-        metric(&s, "statewall_ruleset_reloads_total{result=\"success\"}"),
-        2.0
-    );
+    assert_eq!(reloads(&s), (0.0, 2.0, 1.0));
 }
 
 #[test]
@@ -568,20 +550,28 @@ fn conntrack_flush_refills_from_traffic() {
     sw.wait(10, "refill", |s| count(s, &[]) > after + 50);
 }
 
-#[test]
-fn sigterm_stops_the_binary_cleanly() {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
+/// `deploy/examples/pktgen-demo.toml` with its control API on `port` (socket in `dir`),
+/// one worker, pktgen at 2000 packets/s and `[rules] file = <rules>`, written to
+/// `dir/c.toml`; returns that path.
+fn slow_demo_config(dir: &Path, port: u16, rules: &str) -> PathBuf {
+    let cfg = dir.join("c.toml");
     let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml")).unwrap();
-    let text = relocate_control(&text, port, dir.path())
+    let text = relocate_control(&text, port, dir)
         .replace("workers = 0 ", "workers = 1 ")
         .replace(
             "reuse_ports = true\n",
             "reuse_ports = true\nrate_pps = 2000\n",
         )
-        + "[rules]\nfile = \"demo.rules\"\n";
+        + &format!("[rules]\nfile = \"{rules}\"\n");
     std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn sigterm_stops_the_binary_cleanly() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = slow_demo_config(dir.path(), port, "demo.rules");
     std::fs::copy(
         repo().join("deploy/examples/demo.rules"),
         dir.path().join("demo.rules"),
@@ -671,16 +661,7 @@ fn sighup_reloads_and_tells_systemd() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let cfg = dir.path().join("c.toml");
-    let text = std::fs::read_to_string(repo().join("deploy/examples/pktgen-demo.toml")).unwrap();
-    let text = relocate_control(&text, port, dir.path())
-        .replace("workers = 0 ", "workers = 1 ")
-        .replace(
-            "reuse_ports = true\n",
-            "reuse_ports = true\nrate_pps = 2000\n",
-        )
-        + "[rules]\nfile = \"fw.rules\"\n";
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = slow_demo_config(dir.path(), port, "fw.rules");
     std::fs::write(dir.path().join("fw.rules"), DEMO_RULES).unwrap();
     let mut child = Command::new(bin())
         .args(["run", "--config", cfg.to_str().unwrap()])

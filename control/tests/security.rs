@@ -555,30 +555,45 @@ fn a_stale_socket_is_replaced_and_a_live_statewall_refuses_the_start() {
 /// One request through `openssl s_client`, verifying the server against `ca`.
 #[cfg(feature = "tls")]
 fn tls(addr: &str, ca: &Path, request: &str) -> (bool, Resp) {
-    use std::process::Stdio;
-    let mut c = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-verify_return_error",
-            "-connect",
-            addr,
-        ])
-        .arg("-CAfile")
-        .arg(ca)
-        .args(["-servername", "localhost"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = run_with_stdin(
+        Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                "-connect",
+                addr,
+            ])
+            .arg("-CAfile")
+            .arg(ca)
+            .args(["-servername", "localhost"]),
+        request.as_bytes(),
+    );
     (o.status.success(), parse(&o.stdout))
+}
+
+/// Writes a self-signed P-256 certificate for `CN=<cn>` (two days, `extra` added to
+/// `openssl req`) and its key to `(key, cert)`.
+#[cfg(feature = "tls")]
+fn self_signed(cn: &str, extra: &[&str], (key, cert): (&Path, &Path)) {
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(extra)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[cfg(feature = "tls")]
@@ -592,24 +607,11 @@ fn tls_serves_reads_and_still_needs_the_token_for_mutations() {
     }
     let d = tempfile::tempdir().unwrap();
     let (cert, key) = (d.path().join("cert.pem"), d.path().join("key.pem"));
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    self_signed(
+        "localhost",
+        &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        (&key, &cert),
+    );
     let (sw, _tok) = start_with_token(&format!(
         "tls_cert = {:?}\ntls_key = {:?}\n",
         cert.display().to_string(),
@@ -632,23 +634,7 @@ fn tls_serves_reads_and_still_needs_the_token_for_mutations() {
     assert_ne!(tcp(a, &req("GET", "/api/v1/status", "", "")).code, 200);
     // A certificate the client does not trust: the handshake fails.
     let other = d.path().join("other.pem");
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=other"])
-        .arg("-keyout")
-        .arg(d.path().join("other.key"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    self_signed("other", &[], (&d.path().join("other.key"), &other));
     let (ok, _) = tls(a, &other, &req("GET", "/api/v1/status", "", ""));
     assert!(!ok, "verification against the wrong CA must fail");
 }

@@ -11,48 +11,48 @@ impl Topology {
     /// `fl-<pid>-<n>-in`/`-out`, interfaces `fl<pid>{i,o,a,b}<n>`, addresses
     /// `10.78.N.1`/`.2`. Several can exist at once (one per port pair of a test).
     pub fn fault(test: &str) -> Topology {
-        STALE.call_once(clean_stale);
-        fl_clean_stale();
-        let pid = std::process::id();
-        let n = FL_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let net = n % 250 + 1;
-        let t = Topology {
-            test: test.to_string(),
-            inside_ns: format!("fl-{pid}-{n}-in"),
-            outside_ns: format!("fl-{pid}-{n}-out"),
-            in_veth: format!("fl{pid}i{n}"),
-            out_veth: format!("fl{pid}o{n}"),
-            fw_in: format!("fl{pid}a{n}"),
-            fw_out: format!("fl{pid}b{n}"),
-            inside_ip: format!("10.78.{net}.1"),
-            outside_ip: format!("10.78.{net}.2"),
-            inside_ip6: format!("fd78:{net}::1"),
-            outside_ip6: format!("fd78:{net}::2"),
-        };
-        assert!(t.fw_in.len() <= 15, "interface name too long");
-        t.setup();
-        t
+        STALE.call_once(|| clean_stale("swe2e-"));
+        // `fl-<pid>-...` namespaces of fault-test processes that no longer exist.
+        clean_stale("fl-");
+        Topology::named(test, ("fl", "fl"), 78, &FL_COUNTER)
+    }
+
+    /// A ping flood in the background: from namespace `ns` to `ip`, one echo every 5 ms
+    /// for `secs` (the process is killed 5 s later at the latest); logs in
+    /// `log/<tag>.out`, `.err`.
+    pub fn ping_flood(
+        &self,
+        (ns, ip): (&str, &str),
+        secs: u64,
+        log: &Path,
+        tag: &str,
+    ) -> Background {
+        let w = secs.to_string();
+        self.spawn_in(
+            ns,
+            secs + 5,
+            log,
+            log,
+            tag,
+            &["ping", "-i", "0.005", "-w", &w, ip],
+        )
     }
 }
 
-/// Removes `fl-<pid>-...` namespaces of fault-test processes that no longer exist.
-fn fl_clean_stale() {
-    let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
+/// Runs the fault scenario `scenario(test, backend)` on `backend` (`af_packet`,
+/// `af_xdp`) when the test's prerequisites hold: those of every e2e test, what af_xdp
+/// needs where it is the backend, and `ping`.
+pub fn on_backend(test: &str, backend: &str, scenario: fn(&str, &str)) {
+    let needs = e2e_needs(test);
+    let needs = if backend == "af_xdp" {
+        needs.af_xdp()
+    } else {
+        needs
     };
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name
-            .strip_prefix("fl-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = run_timeout(10, &["ip", "netns", "del", name]);
-        }
+    if needs.tools(&["ping"]).skip() {
+        return;
     }
+    scenario(test, backend);
 }
 
 /// One `[[port]]` of a [`FaultWall`]: name, backend (`af_packet`, `af_xdp`) and interface.
@@ -159,40 +159,21 @@ impl FaultWall {
     /// not answer within 15 s.
     pub fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "{}: already running", self.test);
-        let bin = statewall_bin();
         self.starts += 1;
         let tag = format!("statewall.{}", self.starts);
-        let out = std::fs::File::create(self.dir.path().join(format!("{tag}.out"))).unwrap();
-        let err = std::fs::File::create(self.dir.path().join(format!("{tag}.err"))).unwrap();
-        let mut child = Command::new(&bin)
-            .args(["run", "--config"])
-            .arg(&self.config_path)
-            .args(["--duration", "600"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok((200, _)) = http_request(&self.api, "GET", "/api/v1/status", "") {
+        match setup::spawn_ready(&self.config_path, self.dir.path(), &tag, &self.api) {
+            Ok(child) => {
                 self.child = Some(child);
-                return Ok(());
+                Ok(())
             }
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("exited ({st}); stderr:\n{}", self.stderr()));
+            Err(setup::NotReady::Exited(st)) => {
+                Err(format!("exited ({st}); stderr:\n{}", self.stderr()))
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "API {} not ready after 15 s; stderr:\n{}",
-                    self.api,
-                    self.stderr()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            Err(setup::NotReady::Timeout) => Err(format!(
+                "API {} not ready after 15 s; stderr:\n{}",
+                self.api,
+                self.stderr()
+            )),
         }
     }
 

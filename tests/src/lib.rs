@@ -91,15 +91,16 @@ pub fn show(o: &Output) -> String {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static STALE: Once = Once::new();
 
-/// Removes namespaces and interfaces left by test processes that no longer exist
-/// (a test binary killed with SIGKILL cannot run its destructors).
-fn clean_stale() {
+/// Removes the namespaces named `<prefix><pid>-...` (and so their interfaces) left by
+/// test processes that no longer exist (a test binary killed with SIGKILL cannot run its
+/// destructors).
+fn clean_stale(prefix: &str) {
     let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
     for line in String::from_utf8_lossy(&o.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("swe2e-") else {
+        let Some(rest) = name.strip_prefix(prefix) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
@@ -144,22 +145,29 @@ impl Topology {
     /// everything up. Panics with the failing command's output on error (after cleaning
     /// up what was created).
     pub fn new(test: &str) -> Topology {
-        STALE.call_once(clean_stale);
+        STALE.call_once(|| clean_stale("swe2e-"));
+        Topology::named(test, ("swe2e", "sw"), 77, &COUNTER)
+    }
+
+    /// The `n`-th topology of a family (`n` drawn from `counter`): namespaces
+    /// `<ns>-<pid>-<n>-in`/`-out`, interfaces `<ifc><pid>{i,o,a,b}<n>`, addresses
+    /// `10.<net>.N.1`/`.2` and `fd<net>:N::1`/`::2`; then [`Topology::setup`].
+    fn named(test: &str, (ns, ifc): (&str, &str), net: u8, counter: &AtomicU32) -> Topology {
         let pid = std::process::id();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let net = n % 250 + 1;
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let sub = n % 250 + 1;
         let t = Topology {
             test: test.to_string(),
-            inside_ns: format!("swe2e-{pid}-{n}-in"),
-            outside_ns: format!("swe2e-{pid}-{n}-out"),
-            in_veth: format!("sw{pid}i{n}"),
-            out_veth: format!("sw{pid}o{n}"),
-            fw_in: format!("sw{pid}a{n}"),
-            fw_out: format!("sw{pid}b{n}"),
-            inside_ip: format!("10.77.{net}.1"),
-            outside_ip: format!("10.77.{net}.2"),
-            inside_ip6: format!("fd77:{net}::1"),
-            outside_ip6: format!("fd77:{net}::2"),
+            inside_ns: format!("{ns}-{pid}-{n}-in"),
+            outside_ns: format!("{ns}-{pid}-{n}-out"),
+            in_veth: format!("{ifc}{pid}i{n}"),
+            out_veth: format!("{ifc}{pid}o{n}"),
+            fw_in: format!("{ifc}{pid}a{n}"),
+            fw_out: format!("{ifc}{pid}b{n}"),
+            inside_ip: format!("10.{net}.{sub}.1"),
+            outside_ip: format!("10.{net}.{sub}.2"),
+            inside_ip6: format!("fd{net}:{sub}::1"),
+            outside_ip6: format!("fd{net}:{sub}::2"),
         };
         assert!(
             t.fw_in.len() <= 15 && t.in_veth.len() <= 15,
@@ -273,33 +281,29 @@ impl Topology {
     /// Waits until something listens on TCP `port` in namespace `ns` (via `ss`), up to
     /// `secs`. Panics otherwise.
     pub fn wait_tcp_listen(&self, ns: &str, port: u16, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let o = Self::cmd_in(ns, 5, &["ss", "-Hltn", &format!("sport = :{port}")])
-                .output()
-                .unwrap();
-            if !String::from_utf8_lossy(&o.stdout).trim().is_empty() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("{}: nothing listens on tcp port {port} in {ns}", self.test);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_listen(ns, ("tcp", "-Hltn"), port, secs);
     }
 
     /// Waits until something listens on UDP `port` in namespace `ns`.
     pub fn wait_udp_listen(&self, ns: &str, port: u16, secs: u64) {
+        self.wait_listen(ns, ("udp", "-Hlun"), port, secs);
+    }
+
+    /// Waits until `ss <flags>` lists a listener on `port` in `ns`, up to `secs`.
+    fn wait_listen(&self, ns: &str, (proto, flags): (&str, &str), port: u16, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let o = Self::cmd_in(ns, 5, &["ss", "-Hlun", &format!("sport = :{port}")])
+            let o = Self::cmd_in(ns, 5, &["ss", flags, &format!("sport = :{port}")])
                 .output()
                 .unwrap();
             if !String::from_utf8_lossy(&o.stdout).trim().is_empty() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("{}: nothing listens on udp port {port} in {ns}", self.test);
+                panic!(
+                    "{}: nothing listens on {proto} port {port} in {ns}",
+                    self.test
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -521,7 +525,6 @@ impl Statewall {
         extra_toml: &str,
         workers: usize,
     ) -> Statewall {
-        let bin = statewall_bin();
         let dir = tempfile::Builder::new()
             .prefix("statewall-e2e-")
             .tempdir()
@@ -581,45 +584,26 @@ stats_interval = 0
                 },
             );
             std::fs::write(&config_path, &config).unwrap();
-            let out = std::fs::File::create(dir.path().join("statewall.out")).unwrap();
-            let err = std::fs::File::create(dir.path().join("statewall.err")).unwrap();
-            let mut child = Command::new(&bin)
-                .args(["run", "--config"])
-                .arg(&config_path)
-                .args(["--duration", "600"])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Ok((200, _)) = http_request(&api, "GET", "/api/v1/status", "") {
+            let stderr =
+                || std::fs::read_to_string(dir.path().join("statewall.err")).unwrap_or_default();
+            match setup::spawn_ready(&config_path, dir.path(), "statewall", &api) {
+                Ok(child) => {
                     return Statewall {
                         child: Some(child),
                         api,
                         dir,
                         rules_path,
                         config_path,
-                    };
+                    }
                 }
-                if let Ok(Some(st)) = child.try_wait() {
-                    let err = std::fs::read_to_string(dir.path().join("statewall.err"))
-                        .unwrap_or_default();
-                    last_err = format!("statewall exited early ({st}); stderr:\n{err}");
-                    break;
+                Err(setup::NotReady::Exited(st)) => {
+                    last_err = format!("statewall exited early ({st}); stderr:\n{}", stderr());
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let err = std::fs::read_to_string(dir.path().join("statewall.err"))
-                        .unwrap_or_default();
-                    panic!(
-                        "{}: statewall API {api} not ready after 15 s; stderr:\n{err}",
-                        topo.test
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                Err(setup::NotReady::Timeout) => panic!(
+                    "{}: statewall API {api} not ready after 15 s; stderr:\n{}",
+                    topo.test,
+                    stderr()
+                ),
             }
             if !last_err.to_lowercase().contains("in use") {
                 break;
@@ -772,6 +756,6 @@ pub const DEMO_RULES: &str = include_str!("../../deploy/examples/demo.rules");
 
 // ---- Fault tests (tests/tests/fault_*.rs): several pairs, any backend, kill -9 and restart ----
 mod fault;
-pub use fault::{FaultPort, FaultWall, ACCEPT_ALL};
+pub use fault::{on_backend, FaultPort, FaultWall, ACCEPT_ALL};
 mod setup;
 pub use setup::{interesting, metric_value, stop_child, www_with};

@@ -63,14 +63,7 @@ fn kill_during_traffic_then_restart(test: &str, backend: &str) {
     }
     // Traffic in flight while the process dies: a ping flood in the background.
     let log = w.dir.path().to_path_buf();
-    let mut flood = t.spawn_in(
-        &t.inside_ns,
-        20,
-        &log,
-        &log,
-        "flood",
-        &["ping", "-i", "0.005", "-w", "15", &t.outside_ip],
-    );
+    let mut flood = t.ping_flood((&t.inside_ns, &t.outside_ip), 15, &log, "flood");
     std::thread::sleep(Duration::from_millis(800));
     let rx_before = w.metric("statewall_port_rx_packets_total{port=\"inside\"}");
     assert!(rx_before > 20.0, "{test}: traffic flowed before the kill");
@@ -141,18 +134,18 @@ impl WaitRx for FaultWall {
 
 #[test]
 fn fault_kill9_during_traffic_restart_af_packet() {
-    let test = "fault_kill9_during_traffic_restart_af_packet";
-    if e2e_needs(test).tools(&["ping"]).skip() {
-        return;
-    }
-    kill_during_traffic_then_restart(test, "af_packet");
+    on_backend(
+        "fault_kill9_during_traffic_restart_af_packet",
+        "af_packet",
+        kill_during_traffic_then_restart,
+    );
 }
 
 #[test]
 fn fault_kill9_during_traffic_restart_af_xdp() {
-    let test = "fault_kill9_during_traffic_restart_af_xdp";
-    if e2e_needs(test).af_xdp().tools(&["ping"]).skip() {
-        return;
-    }
-    kill_during_traffic_then_restart(test, "af_xdp");
+    on_backend(
+        "fault_kill9_during_traffic_restart_af_xdp",
+        "af_xdp",
+        kill_during_traffic_then_restart,
+    );
 }

@@ -76,14 +76,7 @@ fn vanishing_port(test: &str, backend: &str) {
     // Traffic toward the port that will vanish: the outside of pair A keeps pinging its
     // inside (the frames arrive on a_out and are forwarded to a_in).
     let log = w.dir.path().to_path_buf();
-    let mut flood_a = a.spawn_in(
-        &a.outside_ns,
-        25,
-        &log,
-        &log,
-        "flood-a",
-        &["ping", "-i", "0.005", "-w", "20", &a.inside_ip],
-    );
+    let mut flood_a = a.ping_flood((&a.outside_ns, &a.inside_ip), 20, &log, "flood-a");
     std::thread::sleep(Duration::from_millis(500));
     // The veth under port a_in disappears (its namespace end goes with it).
     must(&["ip", "link", "del", &a.fw_in]);
@@ -156,18 +149,10 @@ fn vanishing_port(test: &str, backend: &str) {
 
 #[test]
 fn fault_port_vanishes_af_packet() {
-    let test = "fault_port_vanishes_af_packet";
-    if e2e_needs(test).tools(&["ping"]).skip() {
-        return;
-    }
-    vanishing_port(test, "af_packet");
+    on_backend("fault_port_vanishes_af_packet", "af_packet", vanishing_port);
 }
 
 #[test]
 fn fault_port_vanishes_af_xdp() {
-    let test = "fault_port_vanishes_af_xdp";
-    if e2e_needs(test).af_xdp().tools(&["ping"]).skip() {
-        return;
-    }
-    vanishing_port(test, "af_xdp");
+    on_backend("fault_port_vanishes_af_xdp", "af_xdp", vanishing_port);
 }

@@ -44,26 +44,10 @@ fn forward_demo_inside_opens_outside_cannot() {
     let py = python3();
     let (ns_in, ns_out) = (&topo.inside_ns, &topo.outside_ns);
     let (ip_in, ip_out) = (&topo.inside_ip, &topo.outside_ip);
-    let _h_out = topo.spawn_in(
-        ns_out,
-        120,
-        &www,
-        d,
-        "http-out",
-        &[&py, "-m", "http.server", "8080", "--bind", ip_out],
-    );
-    let h_in = topo.spawn_in(
-        ns_in,
-        120,
-        &www,
-        d,
-        "http-in",
-        &[&py, "-m", "http.server", "8081", "--bind", ip_in],
-    );
+    let _h_out = topo.http_server((ns_out, ip_out, 8080), &www, (d, "http-out"), 120);
+    let h_in = topo.http_server((ns_in, ip_in, 8081), &www, (d, "http-in"), 120);
     let _u_out = topo.spawn_in(ns_out, 120, d, d, "udp-out", &[&py, echo, ip_out, "5300"]);
     let u_in = topo.spawn_in(ns_in, 120, d, d, "udp-in", &[&py, echo, ip_in, "5301"]);
-    topo.wait_tcp_listen(ns_out, 8080, 10);
-    topo.wait_tcp_listen(ns_in, 8081, 10);
     topo.wait_udp_listen(ns_out, 5300, 10);
     topo.wait_udp_listen(ns_in, 5301, 10);
     let mut report = String::new();

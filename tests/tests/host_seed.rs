@@ -13,25 +13,11 @@ fn host_seed_outbound_http_works_inbound_is_rejected() {
     };
     let sw = Statewall::start(&topo, Mode::Host, SEED_RULES, "");
     let www = www_with(sw.dir.path(), "hello.txt", "hello through statewall\n");
-    let py = python3();
-    let _srv_out = topo.spawn_in(
-        &topo.outside_ns,
-        120,
-        &www,
-        sw.dir.path(),
-        "http-outside",
-        &[&py, "-m", "http.server", "8080", "--bind", &topo.outside_ip],
-    );
-    let _srv_in = topo.spawn_in(
-        &topo.inside_ns,
-        120,
-        &www,
-        sw.dir.path(),
-        "http-inside",
-        &[&py, "-m", "http.server", "8081", "--bind", &topo.inside_ip],
-    );
-    topo.wait_tcp_listen(&topo.outside_ns, 8080, 10);
-    topo.wait_tcp_listen(&topo.inside_ns, 8081, 10);
+    let d = sw.dir.path();
+    let (ns_in, ns_out) = (&topo.inside_ns, &topo.outside_ns);
+    let (ip_in, ip_out) = (&topo.inside_ip, &topo.outside_ip);
+    let _srv_out = topo.http_server((ns_out, ip_out, 8080), &www, (d, "http-outside"), 120);
+    let _srv_in = topo.http_server((ns_in, ip_in, 8081), &www, (d, "http-inside"), 120);
 
     // Inside -> outside: the host opened it (OUTPUT), replies are ESTABLISHED (INPUT).
     let url = format!("http://{}:8080/hello.txt", topo.outside_ip);

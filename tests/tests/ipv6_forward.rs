@@ -28,32 +28,10 @@ fn ipv6_forward_inside_opens_outside_cannot() {
     let sw = Statewall::start_dual(&topo, Mode::Forward, DEMO_RULES, Some(RULES6), "");
     let d = sw.dir.path();
     let www = www_with(d, "f.txt", "over ipv6\n");
-    let py = python3();
-    let _h_out = topo.spawn_in(
-        &topo.outside_ns,
-        60,
-        &www,
-        d,
-        "http-out",
-        &[
-            &py,
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            &topo.outside_ip6,
-        ],
-    );
-    let _h_in = topo.spawn_in(
-        &topo.inside_ns,
-        60,
-        &www,
-        d,
-        "http-in",
-        &[&py, "-m", "http.server", "8081", "--bind", &topo.inside_ip6],
-    );
-    topo.wait_tcp_listen(&topo.outside_ns, 8080, 10);
-    topo.wait_tcp_listen(&topo.inside_ns, 8081, 10);
+    let (ns_in, ns_out) = (&topo.inside_ns, &topo.outside_ns);
+    let (ip_in, ip_out) = (&topo.inside_ip6, &topo.outside_ip6);
+    let _h_out = topo.http_server((ns_out, ip_out, 8080), &www, (d, "http-out"), 60);
+    let _h_in = topo.http_server((ns_in, ip_in, 8081), &www, (d, "http-in"), 60);
 
     let o = topo.inside(
         10,

@@ -53,16 +53,8 @@ fn reload_during_transfer_keeps_it_intact() {
     std::fs::create_dir(&www).unwrap();
     let data = pseudo_random(SIZE);
     std::fs::write(www.join("big.bin"), &data).unwrap();
-    let py = python3();
-    let _srv = topo.spawn_in(
-        &topo.outside_ns,
-        180,
-        &www,
-        d,
-        "http-out",
-        &[&py, "-m", "http.server", "8080", "--bind", &topo.outside_ip],
-    );
-    topo.wait_tcp_listen(&topo.outside_ns, 8080, 10);
+    let outside = (topo.outside_ns.as_str(), topo.outside_ip.as_str(), 8080);
+    let _srv = topo.http_server(outside, &www, (d, "http-out"), 180);
 
     let ok0 = sw.metric(r#"statewall_ruleset_reloads_total{result="success"}"#);
     let gen0 = sw.metric("statewall_ruleset_generation");

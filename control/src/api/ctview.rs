@@ -34,6 +34,12 @@ pub struct Filter {
     pub dst_nat: Option<Option<IpAddr>>,
 }
 
+/// The value `v` of query parameter `k`, parsed; refused as "`k`: bad `what` `v`".
+fn value<T: std::str::FromStr>(k: &str, v: &str, what: &str) -> Result<T> {
+    v.parse()
+        .map_err(|_| anyhow::anyhow!("{k}: bad {what} {v:?}"))
+}
+
 impl Filter {
     /// Builds a filter from query parameters; unknown keys are refused.
     pub fn from_query(q: &[(String, String)]) -> Result<Filter> {
@@ -47,30 +53,10 @@ impl Filter {
                             .ok_or_else(|| anyhow::anyhow!("proto: unknown protocol {v:?}"))?,
                     )
                 }
-                "src" => {
-                    f.src = Some(
-                        v.parse()
-                            .map_err(|_| anyhow::anyhow!("src: bad address {v:?}"))?,
-                    )
-                }
-                "dst" => {
-                    f.dst = Some(
-                        v.parse()
-                            .map_err(|_| anyhow::anyhow!("dst: bad address {v:?}"))?,
-                    )
-                }
-                "sport" => {
-                    f.sport = Some(
-                        v.parse()
-                            .map_err(|_| anyhow::anyhow!("sport: bad port {v:?}"))?,
-                    )
-                }
-                "dport" => {
-                    f.dport = Some(
-                        v.parse()
-                            .map_err(|_| anyhow::anyhow!("dport: bad port {v:?}"))?,
-                    )
-                }
+                "src" => f.src = Some(value(k, v, "address")?),
+                "dst" => f.dst = Some(value(k, v, "address")?),
+                "sport" => f.sport = Some(value(k, v, "port")?),
+                "dport" => f.dport = Some(value(k, v, "port")?),
                 "state" => f.state = Some(v.to_ascii_uppercase()),
                 "status" => {
                     let s = v.to_ascii_uppercase();
@@ -83,10 +69,7 @@ impl Filter {
                     let a = if v.is_empty() {
                         None
                     } else {
-                        Some(
-                            v.parse()
-                                .map_err(|_| anyhow::anyhow!("{k}: bad address {v:?}"))?,
-                        )
+                        Some(value(k, v, "address")?)
                     };
                     if k == "src_nat" {
                         f.src_nat = Some(a);

@@ -47,34 +47,39 @@ impl Fams {
         self.0.push(f);
     }
 
-    fn counter(&mut self, name: &str, help: &str, series: Vec<(Vec<(&str, String)>, u64)>) {
+    /// A family of `ty` from `(labels, value)` series; `set` stores a value in its metric.
+    fn series<V>(
+        &mut self,
+        (name, help, ty): (&str, &str, MetricType),
+        series: Vec<(Vec<(&str, String)>, V)>,
+        set: impl Fn(&mut Metric, V),
+    ) {
         let ms = series
             .into_iter()
             .map(|(ls, v)| {
                 let mut m = Metric::default();
                 m.set_label(labels(&ls));
-                let mut c = Counter::default();
-                c.set_value(v as f64);
-                m.set_counter(c);
+                set(&mut m, v);
                 m
             })
             .collect();
-        self.family(name, help, MetricType::COUNTER, ms);
+        self.family(name, help, ty, ms);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, series: Vec<(Vec<(&str, String)>, u64)>) {
+        self.series((name, help, MetricType::COUNTER), series, |m, v| {
+            let mut c = Counter::default();
+            c.set_value(v as f64);
+            m.set_counter(c);
+        });
     }
 
     fn gauge(&mut self, name: &str, help: &str, series: Vec<(Vec<(&str, String)>, f64)>) {
-        let ms = series
-            .into_iter()
-            .map(|(ls, v)| {
-                let mut m = Metric::default();
-                m.set_label(labels(&ls));
-                let mut g = Gauge::default();
-                g.set_value(v);
-                m.set_gauge(g);
-                m
-            })
-            .collect();
-        self.family(name, help, MetricType::GAUGE, ms);
+        self.series((name, help, MetricType::GAUGE), series, |m, v| {
+            let mut g = Gauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        });
     }
 }
 
@@ -97,9 +102,7 @@ const FAMILIES: &[FamilyFn] = &[
     packets_by_state,
     drops,
     verdicts,
-    ruleset_generation,
-    ruleset_last_reload_successful,
-    ruleset_last_reload_success_timestamp,
+    ruleset_gauges,
     ruleset_reloads,
     expectations,
     expectation_events,
@@ -425,38 +428,34 @@ fn verdicts(f: &mut Fams, rt: &Runtime) {
     );
 }
 
-/// `statewall_ruleset_generation`.
-fn ruleset_generation(f: &mut Fams, rt: &Runtime) {
-    f.gauge(
-        "statewall_ruleset_generation",
-        "Generation of the running ruleset.",
-        vec![(vec![], ld(&rt.reloads.generation) as f64)],
-    );
-}
-
-/// `statewall_ruleset_last_reload_successful`.
-fn ruleset_last_reload_successful(f: &mut Fams, rt: &Runtime) {
-    f.gauge(
-        "statewall_ruleset_last_reload_successful",
-        "1 if the last ruleset reload succeeded.",
-        vec![(
-            vec![],
-            if rt.reloads.last_ok.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
-        )],
-    );
-}
-
-/// `statewall_ruleset_last_reload_success_timestamp_seconds`.
-fn ruleset_last_reload_success_timestamp(f: &mut Fams, rt: &Runtime) {
-    f.gauge(
-        "statewall_ruleset_last_reload_success_timestamp_seconds",
-        "Unix time of the last successful ruleset load.",
-        vec![(vec![], ld(&rt.reloads.last_ok_time) as f64)],
-    );
+/// `statewall_ruleset_generation`, `statewall_ruleset_last_reload_successful` and
+/// `statewall_ruleset_last_reload_success_timestamp_seconds`: one unlabelled gauge each.
+fn ruleset_gauges(f: &mut Fams, rt: &Runtime) {
+    let r = &rt.reloads;
+    let ok = if r.last_ok.load(Ordering::Relaxed) {
+        1.0
+    } else {
+        0.0
+    };
+    for (name, help, v) in [
+        (
+            "statewall_ruleset_generation",
+            "Generation of the running ruleset.",
+            ld(&r.generation) as f64,
+        ),
+        (
+            "statewall_ruleset_last_reload_successful",
+            "1 if the last ruleset reload succeeded.",
+            ok,
+        ),
+        (
+            "statewall_ruleset_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful ruleset load.",
+            ld(&r.last_ok_time) as f64,
+        ),
+    ] {
+        f.gauge(name, help, vec![(vec![], v)]);
+    }
 }
 
 /// `statewall_ruleset_reloads_total`, by result.

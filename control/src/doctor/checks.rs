@@ -2,7 +2,7 @@
 //! [`CHECKS`] (deploy/host/doctor-checks.md numbers them). Each reads its files under
 //! the [`Roots`] and returns its report lines; none changes anything.
 
-use super::{backends_built, cpu_list, Check, Roots, Status};
+use super::{backends_built, cpu_list, Check, Roots};
 use crate::config::Config;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -144,9 +144,8 @@ fn worker_cores(cfg: &Config) -> BTreeSet<usize> {
 
 /// 1. The configuration's shape.
 fn configuration(h: &Host) -> Vec<Check> {
-    vec![Check::new(
+    vec![Check::ok(
         "configuration",
-        Status::Ok,
         format!(
             "{} port(s), {} pair(s), {} worker(s), backends {}",
             h.cfg.ports.len(),
@@ -154,7 +153,6 @@ fn configuration(h: &Host) -> Vec<Check> {
             h.workers,
             h.backends.iter().copied().collect::<Vec<_>>().join(",")
         ),
-        "",
     )]
 }
 
@@ -188,16 +186,14 @@ fn hugepages(h: &Host) -> Vec<Check> {
         }
         let fix = "reserve hugepages: echo 1024 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages, or hugepages=1024 on the kernel command line";
         out.push(if free == 0 {
-            Check::new(
+            Check::fail(
                 "hugepages",
-                Status::Fail,
                 format!("none free ({} reserved)", total / 1024 / 1024),
                 fix,
             )
         } else if free < h.need_bytes {
-            Check::new(
+            Check::warn(
                 "hugepages",
-                Status::Warn,
                 format!(
                     "{} MiB free, the pools need about {} MiB",
                     free >> 20,
@@ -206,7 +202,7 @@ fn hugepages(h: &Host) -> Vec<Check> {
                 fix,
             )
         } else {
-            Check::new("hugepages", Status::Ok, sizes.join("; "), "")
+            Check::ok("hugepages", sizes.join("; "))
         });
         let mounts = std::fs::read_to_string(h.roots.proc_.join("mounts")).unwrap_or_default();
         let mount = mounts
@@ -220,19 +216,17 @@ fn hugepages(h: &Host) -> Vec<Check> {
                 // SAFETY: access() reads a NUL-terminated path we own.
                 let w = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
                 if w {
-                    Check::new("hugetlbfs", Status::Ok, format!("mounted on {m}, writable"), "")
+                    Check::ok("hugetlbfs", format!("mounted on {m}, writable"))
                 } else {
-                    Check::new("hugetlbfs", Status::Fail, format!("{m} is not writable by this user"), "run as the statewall user with access to the mount, or mount hugetlbfs with uid=/gid=")
+                    Check::fail("hugetlbfs", format!("{m} is not writable by this user"), "run as the statewall user with access to the mount, or mount hugetlbfs with uid=/gid=")
                 }
             }
-            None => Check::new("hugetlbfs", Status::Fail, "no hugetlbfs mount", "mount -t hugetlbfs nodev /dev/hugepages"),
+            None => Check::fail("hugetlbfs", "no hugetlbfs mount", "mount -t hugetlbfs nodev /dev/hugepages"),
         });
     } else {
-        out.push(Check::new(
+        out.push(Check::skip(
             "hugepages",
-            Status::Skip,
             "no dpdk port in the configuration",
-            "",
         ));
     }
     out
@@ -250,25 +244,17 @@ fn memlock(h: &Host) -> Vec<Check> {
         let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) };
         let fix = "LimitMEMLOCK=infinity in the unit, or ulimit -l unlimited";
         out.push(if rc != 0 {
-            Check::new(
-                "memlock",
-                Status::Warn,
-                "getrlimit(RLIMIT_MEMLOCK) failed",
-                fix,
-            )
+            Check::warn("memlock", "getrlimit(RLIMIT_MEMLOCK) failed", fix)
         } else if rl.rlim_cur == libc::RLIM_INFINITY {
-            Check::new("memlock", Status::Ok, "unlimited", "")
+            Check::ok("memlock", "unlimited")
         } else if h.has_cap(CAP_IPC_LOCK) {
-            Check::new(
+            Check::ok(
                 "memlock",
-                Status::Ok,
                 format!("{} KiB, but CAP_IPC_LOCK is effective", rl.rlim_cur / 1024),
-                "",
             )
         } else if rl.rlim_cur < h.need_bytes {
-            Check::new(
+            Check::fail(
                 "memlock",
-                Status::Fail,
                 format!(
                     "{} KiB locked memory allowed, the pools need about {} KiB",
                     rl.rlim_cur / 1024,
@@ -277,19 +263,16 @@ fn memlock(h: &Host) -> Vec<Check> {
                 fix,
             )
         } else {
-            Check::new(
+            Check::warn(
                 "memlock",
-                Status::Warn,
                 format!("{} KiB (finite)", rl.rlim_cur / 1024),
                 fix,
             )
         });
     } else {
-        out.push(Check::new(
+        out.push(Check::skip(
             "memlock",
-            Status::Skip,
             "no dpdk or af_xdp port in the configuration",
-            "",
         ));
     }
     out
@@ -324,11 +307,11 @@ fn capability(h: &Host) -> Vec<Check> {
         }
     }
     out.push(if !h.hw {
-        Check::new("capability", Status::Skip, "no port needs privileges (pktgen/pcap only)", "")
+        Check::skip("capability", "no port needs privileges (pktgen/pcap only)")
     } else if missing.is_empty() {
-        Check::new("capability", Status::Ok, if h.root { "running as root".to_string() } else { format!("CapEff {:#x}", h.caps.unwrap_or(0)) }, "")
+        Check::ok("capability", if h.root { "running as root".to_string() } else { format!("CapEff {:#x}", h.caps.unwrap_or(0)) })
     } else {
-        Check::new("capability", Status::Fail, missing.join("; "), "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the unit, or setcap cap_net_raw,cap_net_admin+ep on the binary")
+        Check::fail("capability", missing.join("; "), "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the unit, or setcap cap_net_raw,cap_net_admin+ep on the binary")
     });
     out
 }
@@ -345,20 +328,14 @@ fn interfaces(h: &Host) -> Vec<Check> {
         .filter_map(|(i, p)| Some((i, p.name.as_str(), p.interface.as_deref()?)))
         .collect();
     if ifaces.is_empty() {
-        out.push(Check::new(
-            "interfaces",
-            Status::Skip,
-            "no af_packet or af_xdp port",
-            "",
-        ));
+        out.push(Check::skip("interfaces", "no af_packet or af_xdp port"));
     }
     for (i, name, ifname) in ifaces {
         let dir = h.roots.sys.join("class/net").join(ifname);
         let check = format!("interface {ifname}");
         if !dir.exists() {
-            out.push(Check::new(
+            out.push(Check::fail(
                 &check,
-                Status::Fail,
                 format!("does not exist (port[{i}] {name:?})"),
                 format!("create it or fix port[{i}].interface"),
             ));
@@ -367,16 +344,10 @@ fn interfaces(h: &Host) -> Vec<Check> {
         let oper = read(dir.join("operstate")).unwrap_or_default();
         let mtu = read(dir.join("mtu")).unwrap_or_default();
         out.push(if oper == "up" || oper == "unknown" {
-            Check::new(
-                &check,
-                Status::Ok,
-                format!("operstate {oper}, mtu {mtu}"),
-                "",
-            )
+            Check::ok(&check, format!("operstate {oper}, mtu {mtu}"))
         } else {
-            Check::new(
+            Check::warn(
                 &check,
-                Status::Warn,
                 format!("operstate {oper}"),
                 format!("ip link set {ifname} up, and check the cable"),
             )
@@ -391,30 +362,22 @@ fn cores(h: &Host) -> Vec<Check> {
     let online = read(h.roots.sys.join("devices/system/cpu/online")).map(|s| cpu_list(&s));
     let cores = worker_cores(h.cfg);
     if cores.is_empty() {
-        out.push(Check::new(
+        out.push(Check::ok(
             "cores",
-            Status::Ok,
             format!(
                 "{} worker(s) on cores chosen at start (no dataplane.cores)",
                 h.workers
             ),
-            "",
         ));
     } else {
         match &online {
             Some(on) => {
                 let off: BTreeSet<usize> = cores.difference(on).copied().collect();
                 out.push(if off.is_empty() {
-                    Check::new(
-                        "cores",
-                        Status::Ok,
-                        format!("worker cores {} online", join(&cores)),
-                        "",
-                    )
+                    Check::ok("cores", format!("worker cores {} online", join(&cores)))
                 } else {
-                    Check::new(
+                    Check::fail(
                         "cores",
-                        Status::Fail,
                         format!(
                             "worker cores {} are offline or absent (online: {})",
                             join(&off),
@@ -424,9 +387,8 @@ fn cores(h: &Host) -> Vec<Check> {
                     )
                 });
             }
-            None => out.push(Check::new(
+            None => out.push(Check::warn(
                 "cores",
-                Status::Warn,
                 "cannot read /sys/devices/system/cpu/online",
                 "",
             )),
@@ -440,11 +402,9 @@ fn isolcpus(h: &Host) -> Vec<Check> {
     let mut out = Vec::new();
     let cores = worker_cores(h.cfg);
     if !h.hw {
-        out.push(Check::new(
+        out.push(Check::skip(
             "isolcpus",
-            Status::Skip,
             "no hardware port (performance checks do not apply)",
-            "",
         ));
     } else {
         let wanted = if cores.is_empty() {
@@ -457,17 +417,14 @@ fn isolcpus(h: &Host) -> Vec<Check> {
             .unwrap_or_default();
         let not: BTreeSet<usize> = wanted.difference(&iso).copied().collect();
         out.push(if not.is_empty() {
-            Check::new(
+            Check::ok(
                 "isolcpus",
-                Status::Ok,
                 format!("worker cores {} isolated", join(&wanted)),
-                "",
             )
         } else {
             let l = join(&not);
-            Check::new(
+            Check::warn(
                 "isolcpus",
-                Status::Warn,
                 format!("worker cores {l} are not isolated"),
                 format!("add isolcpus={l} nohz_full={l} rcu_nocbs={l} to the kernel command line"),
             )
@@ -494,42 +451,31 @@ fn libdpdk(h: &Host) -> Vec<Check> {
             .map(|o| String::from_utf8_lossy(&o.stdout).contains("librte_eal.so"))
             .unwrap_or(false);
         out.push(match (ver, ld) {
-            (Some(v), _) => Check::new(
+            (Some(v), _) => Check::ok("libdpdk", format!("libdpdk {v} (pkg-config)")),
+            (None, true) => Check::ok("libdpdk", "librte_eal.so in the ldconfig cache"),
+            (None, false) => Check::fail(
                 "libdpdk",
-                Status::Ok,
-                format!("libdpdk {v} (pkg-config)"),
-                "",
-            ),
-            (None, true) => Check::new(
-                "libdpdk",
-                Status::Ok,
-                "librte_eal.so in the ldconfig cache",
-                "",
-            ),
-            (None, false) => Check::new(
-                "libdpdk",
-                Status::Fail,
                 "libdpdk not found (pkg-config libdpdk, ldconfig -p)",
                 "apt-get install dpdk libdpdk-dev",
             ),
         });
-        if !backends_built().contains(&"dpdk") {
-            out.push(Check::new(
-                "backend dpdk",
-                Status::Fail,
-                "this binary has no dpdk backend",
-                "use a build with the dpdk backend, or another backend",
-            ));
-        }
+        out.extend(missing_backend("dpdk", "another backend"));
     } else {
-        out.push(Check::new(
-            "libdpdk",
-            Status::Skip,
-            "no dpdk port in the configuration",
-            "",
-        ));
+        out.push(Check::skip("libdpdk", "no dpdk port in the configuration"));
     }
     out
+}
+
+/// FAIL `backend <name>` when this binary was built without the `name` backend (the fix
+/// names the build, or `instead`).
+fn missing_backend(name: &str, instead: &str) -> Option<Check> {
+    (!backends_built().contains(&name)).then(|| {
+        Check::fail(
+            &format!("backend {name}"),
+            format!("this binary has no {name} backend"),
+            format!("use a build with the {name} backend, or {instead}"),
+        )
+    })
 }
 
 /// 16. AF_XDP kernel support.
@@ -542,37 +488,23 @@ fn af_xdp(h: &Host) -> Vec<Check> {
             .filter_map(|x| x.parse::<u32>().ok());
         let (maj, min) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
         out.push(if (maj, min) < (4, 18) {
-            Check::new(
+            Check::fail(
                 "af_xdp",
-                Status::Fail,
                 format!("kernel {rel} has no AF_XDP (needs 4.18)"),
                 "upgrade the kernel to 5.10 or later",
             )
         } else if (maj, min) < (5, 10) {
-            Check::new(
+            Check::warn(
                 "af_xdp",
-                Status::Warn,
                 format!("kernel {rel}: AF_XDP without need_wakeup"),
                 "upgrade the kernel to 5.10 or later",
             )
         } else {
-            Check::new("af_xdp", Status::Ok, format!("kernel {rel}"), "")
+            Check::ok("af_xdp", format!("kernel {rel}"))
         });
-        if !backends_built().contains(&"af_xdp") {
-            out.push(Check::new(
-                "backend af_xdp",
-                Status::Fail,
-                "this binary has no af_xdp backend",
-                "use a build with the af_xdp backend, or af_packet",
-            ));
-        }
+        out.extend(missing_backend("af_xdp", "af_packet"));
     } else {
-        out.push(Check::new(
-            "af_xdp",
-            Status::Skip,
-            "no af_xdp port in the configuration",
-            "",
-        ));
+        out.push(Check::skip("af_xdp", "no af_xdp port in the configuration"));
     }
     out
 }
@@ -582,18 +514,12 @@ fn control_listen(h: &Host) -> Vec<Check> {
     let mut out = Vec::new();
     let l = &h.cfg.control.listen;
     if l.is_empty() {
-        out.push(Check::new(
-            "control.listen",
-            Status::Skip,
-            "control API disabled",
-            "",
-        ));
+        out.push(Check::skip("control.listen", "control API disabled"));
     } else {
         out.push(match std::net::TcpListener::bind(l.as_str()) {
-            Ok(_) => Check::new("control.listen", Status::Ok, format!("{l} is free"), ""),
-            Err(e) => Check::new(
+            Ok(_) => Check::ok("control.listen", format!("{l} is free")),
+            Err(e) => Check::fail(
                 "control.listen",
-                Status::Fail,
                 format!("cannot bind {l}: {e}"),
                 "stop whatever listens there, or change control.listen",
             ),
@@ -612,9 +538,8 @@ fn conntrack_memory(h: &Host) -> Vec<Check> {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
     let ct_bytes = h.cfg.conntrack.nf_conntrack_max as u64 * 256;
     out.push(match avail_kb {
-        Some(a) if ct_bytes > a * 1024 / 2 => Check::new(
+        Some(a) if ct_bytes > a * 1024 / 2 => Check::warn(
             "conntrack memory",
-            Status::Warn,
             format!(
                 "nf_conntrack_max {} needs about {} MiB, more than half of MemAvailable ({} MiB)",
                 h.cfg.conntrack.nf_conntrack_max,
@@ -623,18 +548,11 @@ fn conntrack_memory(h: &Host) -> Vec<Check> {
             ),
             "lower conntrack.nf_conntrack_max",
         ),
-        Some(a) => Check::new(
+        Some(a) => Check::ok(
             "conntrack memory",
-            Status::Ok,
             format!("about {} MiB of {} MiB available", ct_bytes >> 20, a >> 10),
-            "",
         ),
-        None => Check::new(
-            "conntrack memory",
-            Status::Skip,
-            "no MemAvailable in /proc/meminfo",
-            "",
-        ),
+        None => Check::skip("conntrack memory", "no MemAvailable in /proc/meminfo"),
     });
     // The sysctls that differ from Linux's defaults, read off the one table.
     let linux = dataplane::conntrack::Config::default();
@@ -657,11 +575,10 @@ fn conntrack_memory(h: &Host) -> Vec<Check> {
             } else {
                 changed.join(", ")
             };
-            Check::new("conntrack sysctls", Status::Ok, detail, "")
+            Check::ok("conntrack sysctls", detail)
         }
-        Err(e) => Check::new(
+        Err(e) => Check::fail(
             "conntrack sysctls",
-            Status::Fail,
             format!("{e:#}"),
             "fix [conntrack] in the configuration",
         ),
@@ -672,12 +589,7 @@ fn conntrack_memory(h: &Host) -> Vec<Check> {
 /// 21. systemd.
 fn systemd(_: &Host) -> Vec<Check> {
     vec![match std::env::var_os("NOTIFY_SOCKET") {
-        Some(_) => Check::new(
-            "systemd",
-            Status::Ok,
-            "running under systemd (NOTIFY_SOCKET set)",
-            "",
-        ),
-        None => Check::new("systemd", Status::Skip, "not started by systemd", ""),
+        Some(_) => Check::ok("systemd", "running under systemd (NOTIFY_SOCKET set)"),
+        None => Check::skip("systemd", "not started by systemd"),
     }]
 }

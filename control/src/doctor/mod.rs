@@ -64,6 +64,26 @@ pub struct Check {
 }
 
 impl Check {
+    /// An OK check: `detail` says what was found.
+    fn ok(check: &str, detail: impl Into<String>) -> Check {
+        Check::new(check, Status::Ok, detail, "")
+    }
+
+    /// A check that does not apply here: `detail` says why.
+    fn skip(check: &str, detail: impl Into<String>) -> Check {
+        Check::new(check, Status::Skip, detail, "")
+    }
+
+    /// A WARN: what was found, and how to fix it.
+    fn warn(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check::new(check, Status::Warn, detail, fix)
+    }
+
+    /// A FAIL: what was found, and how to fix it.
+    fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check::new(check, Status::Fail, detail, fix)
+    }
+
     fn new(
         check: &str,
         status: Status,

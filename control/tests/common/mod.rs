@@ -170,6 +170,37 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in the scrape:\n{scrape}"))
 }
 
+/// The reload series of a scrape: (`statewall_ruleset_last_reload_successful`,
+/// `statewall_ruleset_reloads_total` with `result="success"`, with `result="failure"`).
+pub fn reloads(scrape: &str) -> (f64, f64, f64) {
+    let total = |r: &str| {
+        metric(
+            scrape,
+            &format!("statewall_ruleset_reloads_total{{result=\"{r}\"}}"),
+        )
+    };
+    (
+        metric(scrape, "statewall_ruleset_last_reload_successful"),
+        total("success"),
+        total("failure"),
+    )
+}
+
+/// Runs `cmd` with `input` on its stdin (stdout and stderr captured); its output once it
+/// exits.
+pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -117,111 +117,65 @@ impl Sysctl {
     }
 }
 
-const fn flag(name: &'static str, doc: &'static str, f: fn(&mut Config) -> &mut bool) -> Sysctl {
+const fn setting(name: &'static str, doc: &'static str, kind: Kind, field: Field) -> Sysctl {
     Sysctl {
         name,
         linux: true,
-        kind: Kind::Bool,
+        kind,
         doc,
-        field: Field::Bool(f),
+        field,
     }
+}
+
+const fn flag(name: &'static str, doc: &'static str, f: fn(&mut Config) -> &mut bool) -> Sysctl {
+    setting(name, doc, Kind::Bool, Field::Bool(f))
 }
 
 const fn secs(name: &'static str, doc: &'static str, f: fn(&mut Config) -> &mut u32) -> Sysctl {
-    Sysctl {
-        name,
-        linux: true,
-        kind: Kind::Secs,
-        doc,
-        field: Field::Num(f),
-    }
+    setting(name, doc, Kind::Secs, Field::Num(f))
 }
 
 const fn count(name: &'static str, doc: &'static str, f: fn(&mut Config) -> &mut u32) -> Sysctl {
-    Sysctl {
-        name,
-        linux: true,
-        kind: Kind::Count,
-        doc,
-        field: Field::Num(f),
-    }
+    setting(name, doc, Kind::Count, Field::Num(f))
+}
+
+/// `sysctl!(kind field, "doc")`: the setting of that [`Config`] field, named after it
+/// (`kind` is `flag`, `secs` or `count`); `sysctl!(kind name = field, "doc")` where the
+/// sysctl's name is not the field's.
+macro_rules! sysctl {
+    ($kind:ident $f:ident, $doc:literal) => {
+        $kind(stringify!($f), $doc, |c| &mut c.$f)
+    };
+    ($kind:ident $name:ident = $f:ident, $doc:literal) => {
+        $kind(stringify!($name), $doc, |c| &mut c.$f)
+    };
 }
 
 /// Every setting, in the order of [`Config`]'s fields.
 pub const SYSCTLS: &[Sysctl] = &[
-    count("max", "the global entry limit", |c| &mut c.nf_conntrack_max),
-    flag("checksum", "verify L4 checksums", |c| &mut c.checksum),
-    flag(
-        "tcp_loose",
-        "a non-SYN packet may pick up a connection",
-        |c| &mut c.tcp_loose,
-    ),
-    flag("tcp_be_liberal", "accept window-check failures", |c| {
-        &mut c.tcp_be_liberal
-    }),
-    flag(
-        "tcp_ignore_invalid_rst",
-        "turn off the RST \"seq < peer maxack\" rule",
-        |c| &mut c.tcp_ignore_invalid_rst,
-    ),
-    count(
-        "tcp_max_retrans",
-        "retransmissions that switch to the max_retrans timer",
-        |c| &mut c.tcp_max_retrans,
-    ),
-    secs("tcp_timeout_syn_sent", "SYN_SENT", |c| {
-        &mut c.tcp_timeout_syn_sent
-    }),
-    secs("tcp_timeout_syn_recv", "SYN_RECV", |c| {
-        &mut c.tcp_timeout_syn_recv
-    }),
-    secs("tcp_timeout_established", "ESTABLISHED", |c| {
-        &mut c.tcp_timeout_established
-    }),
-    secs("tcp_timeout_fin_wait", "FIN_WAIT", |c| {
-        &mut c.tcp_timeout_fin_wait
-    }),
-    secs("tcp_timeout_close_wait", "CLOSE_WAIT", |c| {
-        &mut c.tcp_timeout_close_wait
-    }),
-    secs("tcp_timeout_last_ack", "LAST_ACK", |c| {
-        &mut c.tcp_timeout_last_ack
-    }),
-    secs("tcp_timeout_time_wait", "TIME_WAIT", |c| {
-        &mut c.tcp_timeout_time_wait
-    }),
-    secs("tcp_timeout_close", "CLOSE", |c| &mut c.tcp_timeout_close),
-    secs(
-        "tcp_timeout_syn_sent2",
-        "SYN_SENT2 (simultaneous open)",
-        |c| &mut c.tcp_timeout_syn_sent2,
-    ),
-    secs(
-        "tcp_timeout_max_retrans",
-        "after tcp_max_retrans retransmissions",
-        |c| &mut c.tcp_timeout_max_retrans,
-    ),
-    secs(
-        "tcp_timeout_unacknowledged",
-        "data outstanding without an ACK; a picked-up connection",
-        |c| &mut c.tcp_timeout_unacknowledged,
-    ),
-    secs(
-        "udp_timeout",
-        "UDP without a reply, or within 2 s of creation",
-        |c| &mut c.udp_timeout,
-    ),
-    secs("udp_timeout_stream", "UDP seen in both directions", |c| {
-        &mut c.udp_timeout_stream
-    }),
-    secs("icmp_timeout", "ICMP", |c| &mut c.icmp_timeout),
-    secs("icmpv6_timeout", "ICMPv6", |c| &mut c.icmpv6_timeout),
-    secs("generic_timeout", "other protocols", |c| {
-        &mut c.generic_timeout
-    }),
-    count("expect_max", "the global expectation limit", |c| {
-        &mut c.expect_max
-    }),
+    sysctl!(count max = nf_conntrack_max, "the global entry limit"),
+    sysctl!(flag checksum, "verify L4 checksums"),
+    sysctl!(flag tcp_loose, "a non-SYN packet may pick up a connection"),
+    sysctl!(flag tcp_be_liberal, "accept window-check failures"),
+    sysctl!(flag tcp_ignore_invalid_rst, "turn off the RST \"seq < peer maxack\" rule"),
+    sysctl!(count tcp_max_retrans, "retransmissions that switch to the max_retrans timer"),
+    sysctl!(secs tcp_timeout_syn_sent, "SYN_SENT"),
+    sysctl!(secs tcp_timeout_syn_recv, "SYN_RECV"),
+    sysctl!(secs tcp_timeout_established, "ESTABLISHED"),
+    sysctl!(secs tcp_timeout_fin_wait, "FIN_WAIT"),
+    sysctl!(secs tcp_timeout_close_wait, "CLOSE_WAIT"),
+    sysctl!(secs tcp_timeout_last_ack, "LAST_ACK"),
+    sysctl!(secs tcp_timeout_time_wait, "TIME_WAIT"),
+    sysctl!(secs tcp_timeout_close, "CLOSE"),
+    sysctl!(secs tcp_timeout_syn_sent2, "SYN_SENT2 (simultaneous open)"),
+    sysctl!(secs tcp_timeout_max_retrans, "after tcp_max_retrans retransmissions"),
+    sysctl!(secs tcp_timeout_unacknowledged, "data outstanding without an ACK; a picked-up connection"),
+    sysctl!(secs udp_timeout, "UDP without a reply, or within 2 s of creation"),
+    sysctl!(secs udp_timeout_stream, "UDP seen in both directions"),
+    sysctl!(secs icmp_timeout, "ICMP"),
+    sysctl!(secs icmpv6_timeout, "ICMPv6"),
+    sysctl!(secs generic_timeout, "other protocols"),
+    sysctl!(count expect_max, "the global expectation limit"),
 ];
 
 #[cfg(test)]

@@ -31,20 +31,29 @@ pub enum TcpState {
 }
 
 impl TcpState {
-    /// The state for a kernel state number (0..=9).
+    /// Every state, in kernel number order (the enum's discriminants).
+    const ALL: [TcpState; 10] = {
+        use TcpState::*;
+        [
+            None,
+            SynSent,
+            SynRecv,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+            Close,
+            SynSent2,
+        ]
+    };
+
+    /// The state for a kernel state number (0..=9); any other number reads as NONE.
     pub(crate) fn from_u8(s: u8) -> TcpState {
-        match s {
-            1 => TcpState::SynSent,
-            2 => TcpState::SynRecv,
-            3 => TcpState::Established,
-            4 => TcpState::FinWait,
-            5 => TcpState::CloseWait,
-            6 => TcpState::LastAck,
-            7 => TcpState::TimeWait,
-            8 => TcpState::Close,
-            9 => TcpState::SynSent2,
-            _ => TcpState::None,
-        }
+        Self::ALL
+            .get(usize::from(s))
+            .copied()
+            .unwrap_or(TcpState::None)
     }
 
     /// The name `conntrack -L` prints.
@@ -76,22 +85,6 @@ impl From<TcpState> for usize {
     }
 }
 
-// Kernel state numbers (enum tcp_conntrack), as the entry stores them.
-pub(crate) const S_NO: u8 = TcpState::None as u8;
-pub(crate) const S_SS: u8 = TcpState::SynSent as u8;
-pub(crate) const S_SR: u8 = TcpState::SynRecv as u8;
-pub(crate) const S_ES: u8 = TcpState::Established as u8;
-pub(crate) const S_FW: u8 = TcpState::FinWait as u8;
-pub(crate) const S_CW: u8 = TcpState::CloseWait as u8;
-pub(crate) const S_LA: u8 = TcpState::LastAck as u8;
-pub(crate) const S_TW: u8 = TcpState::TimeWait as u8;
-pub(crate) const S_CL: u8 = TcpState::Close as u8;
-pub(crate) const S_S2: u8 = TcpState::SynSent2 as u8;
-/// `TCP_CONNTRACK_MAX`: invalid.
-pub(crate) const S_IV: u8 = 10;
-/// `TCP_CONNTRACK_IGNORE`.
-pub(crate) const S_IG: u8 = 11;
-
 /// The packet class (`get_conntrack_index`), a row of [`TCP_CONNTRACKS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -111,16 +104,23 @@ pub(crate) enum Class {
 }
 
 impl Class {
-    /// The class of a packet class number, as the entry stores it (`last_index`).
+    /// Every class, in number order.
+    const ALL: [Class; 6] = [
+        Class::Syn,
+        Class::SynAck,
+        Class::Fin,
+        Class::Ack,
+        Class::Rst,
+        Class::None,
+    ];
+
+    /// The class of a packet class number, as the entry stores it (`last_index`); any
+    /// other number reads as the none class.
     pub(crate) fn from_u8(i: u8) -> Class {
-        match i {
-            0 => Class::Syn,
-            1 => Class::SynAck,
-            2 => Class::Fin,
-            3 => Class::Ack,
-            4 => Class::Rst,
-            _ => Class::None,
-        }
+        Self::ALL
+            .get(usize::from(i))
+            .copied()
+            .unwrap_or(Class::None)
     }
 }
 
@@ -185,8 +185,8 @@ impl Cell {
     pub(crate) const fn as_u8(self) -> u8 {
         match self {
             Cell::To(s) => s as u8,
-            Cell::Invalid => S_IV,
-            Cell::Ignore => S_IG,
+            Cell::Invalid => SIV,
+            Cell::Ignore => SIG,
         }
     }
 }
@@ -213,21 +213,23 @@ impl<K: Into<usize>, T, const N: usize> std::ops::Index<K> for By<K, T, N> {
     }
 }
 
-// Short names as in the kernel source, so the table reads like `tcp_conntracks`.
-// The logic below compares the stored numbers (upper case); the table holds cells
-// (lower case, the kernel's own spelling).
-pub(crate) const SNO: u8 = S_NO;
-pub(crate) const SSS: u8 = S_SS;
-pub(crate) const SSR: u8 = S_SR;
-pub(crate) const SES: u8 = S_ES;
-pub(crate) const SFW: u8 = S_FW;
-pub(crate) const SCW: u8 = S_CW;
-pub(crate) const SLA: u8 = S_LA;
-pub(crate) const STW: u8 = S_TW;
-pub(crate) const SCL: u8 = S_CL;
-pub(crate) const SS2: u8 = S_S2;
-pub(crate) const SIV: u8 = S_IV;
-pub(crate) const SIG: u8 = S_IG;
+// Kernel state numbers (enum tcp_conntrack) as the entry stores them, with the short
+// names of the kernel source, so the logic reads like it. The logic compares these
+// numbers (upper case); the table holds cells (lower case, the kernel's own spelling).
+pub(crate) const SNO: u8 = TcpState::None as u8;
+pub(crate) const SSS: u8 = TcpState::SynSent as u8;
+pub(crate) const SSR: u8 = TcpState::SynRecv as u8;
+pub(crate) const SES: u8 = TcpState::Established as u8;
+pub(crate) const SFW: u8 = TcpState::FinWait as u8;
+pub(crate) const SCW: u8 = TcpState::CloseWait as u8;
+pub(crate) const SLA: u8 = TcpState::LastAck as u8;
+pub(crate) const STW: u8 = TcpState::TimeWait as u8;
+pub(crate) const SCL: u8 = TcpState::Close as u8;
+pub(crate) const SS2: u8 = TcpState::SynSent2 as u8;
+/// `TCP_CONNTRACK_MAX`: invalid.
+pub(crate) const SIV: u8 = 10;
+/// `TCP_CONNTRACK_IGNORE`.
+pub(crate) const SIG: u8 = 11;
 
 #[allow(non_upper_case_globals)]
 mod cells {

@@ -163,24 +163,13 @@ impl Queue {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
             .map_err(|_| last_err("PACKET_RX_RING (check block_size/frame_size)", ifname))?;
         let ring_len = cfg.block_size as usize * cfg.block_count as usize;
-        // SAFETY: mapping the ring the kernel just allocated for this socket, with the
-        // size it was configured with; the result is checked against MAP_FAILED.
-        let ring = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                ring_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ring == libc::MAP_FAILED {
-            return Err(last_err("mmap rx ring", ifname));
-        }
+        // The ring the kernel just allocated for this socket, with the size it was
+        // configured with.
+        let ring = sys::mmap_ring(&fd, ring_len, 0)
+            .map_err(|e| sys::err("af_packet", "mmap rx ring", ifname, e))?;
         let mut q = Queue {
             fd,
-            ring: ring.cast(),
+            ring,
             ring_len,
             block_size: cfg.block_size as usize,
             block_count: cfg.block_count as usize,
@@ -276,23 +265,10 @@ impl Queue {
     /// Reads and clears the socket's pending error (`SO_ERROR`): the kernel sets
     /// `ENETDOWN` when the interface goes down or is unregistered (a veth deleted).
     fn pending_error(&self) -> i32 {
-        let mut e: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `e` and `len` are live and describe a buffer of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut e as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            0
-        } else {
-            e
-        }
+        // SAFETY: a c_int is a plain integer.
+        let r =
+            unsafe { sys::getsockopt::<libc::c_int>(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR) };
+        r.map_or(0, |(e, _)| e)
     }
 
     /// Marks the interface down, counting the transition once.
@@ -305,24 +281,15 @@ impl Queue {
 
     /// Reads and resets the kernel's drop counter (PACKET_STATISTICS).
     fn kernel_drops(&self) -> u64 {
-        // SAFETY: all-zero is a valid tpacket_stats_v3.
-        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are live and describe a buffer of `len` bytes.
+        // SAFETY: tpacket_stats_v3 is plain integers.
         let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
+            sys::getsockopt::<libc::tpacket_stats_v3>(
+                &self.fd,
                 libc::SOL_PACKET,
                 libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
             )
         };
-        if r < 0 {
-            0
-        } else {
-            u64::from(st.tp_drops)
-        }
+        r.map_or(0, |(st, _)| u64::from(st.tp_drops))
     }
 }
 
@@ -616,17 +583,7 @@ mod tests {
         let mut b = open(&ns, &ns.b, &ns.veth_b(), 1);
         let mut pool = MbufPool::new(256);
         let frames: Vec<Vec<u8>> = (0..100).map(|i| udp_frame(i, false)).collect();
-        let mut pkts = Vec::with_capacity(128);
-        for f in &frames {
-            let mut m = pool.get().unwrap();
-            m.copy_from(f);
-            pkts.push(m);
-        }
-        let mut sent = 0;
-        let t0 = Instant::now();
-        while !pkts.is_empty() && t0.elapsed() < Duration::from_secs(2) {
-            sent += a.tx_burst(0, &mut pkts, &mut pool);
-        }
+        let sent = testnet::send_all(&mut a, &mut pool, &frames);
         assert_eq!(sent, 100);
         assert_eq!(pool.outstanding(), 0);
         let got = receive(&mut b, &mut pool, 100, 3000);

@@ -28,6 +28,11 @@ fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// An error opening or creating `path`, of the same kind, naming the file.
+fn in_file(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("pcap {}: {e}", path.display()))
+}
+
 /// Reads records of a pcap file.
 struct Reader {
     r: BufReader<File>,
@@ -39,8 +44,7 @@ struct Reader {
 
 impl Reader {
     fn open(path: &Path) -> io::Result<Self> {
-        let f = File::open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("pcap {}: {e}", path.display())))?;
+        let f = File::open(path).map_err(|e| in_file(path, e))?;
         let mut r = BufReader::with_capacity(IO_BUF, f);
         let mut h = [0u8; 24];
         r.read_exact(&mut h).map_err(|e| {
@@ -166,8 +170,7 @@ struct Writer {
 
 impl Writer {
     fn create(path: &Path) -> io::Result<Self> {
-        let f = File::create(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("pcap {}: {e}", path.display())))?;
+        let f = File::create(path).map_err(|e| in_file(path, e))?;
         let mut w = BufWriter::with_capacity(IO_BUF, f);
         let mut h = [0u8; 24];
         h[0..4].copy_from_slice(&MAGIC_NS.to_ne_bytes());

@@ -1,5 +1,5 @@
 //! System-call helpers shared by the kernel-socket backends ([`super::af_packet`] and
-//! [`super::af_xdp`]): `setsockopt` on a typed value, taking ownership of a fresh
+//! [`super::af_xdp`]): `setsockopt` and `getsockopt` on typed values, mapping a socket's ring, taking ownership of a fresh
 //! descriptor, and the one error format both use, `"{backend} {ifname}: {what}: {e}"`
 //! with the kind of the original error kept (callers match on `raw_os_error`).
 
@@ -42,6 +42,62 @@ pub(super) fn setsockopt<T>(
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+/// `getsockopt(fd, level, name)` into a zeroed `T`: the value and the length the kernel
+/// wrote; the OS error on failure.
+///
+/// # Safety
+///
+/// `T` must be plain data (a C struct of integers, or an integer): every bit pattern,
+/// all-zero included, is a valid `T`.
+pub(super) unsafe fn getsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<(T, usize)> {
+    // SAFETY: all-zero is a valid T (the caller's contract).
+    let mut val: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` and `len` are live and describe a buffer of `len` bytes; the kernel
+    // writes at most that many, and any bytes it writes make a valid T (the contract).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut val as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((val, len as usize))
+    }
+}
+
+/// Maps `len` bytes of a ring the kernel allocated for socket `fd`, at page offset
+/// `pgoff`: shared, read-write, populated. The mapping's start; the OS error on
+/// failure. The caller unmaps it (munmap) when done.
+pub(super) fn mmap_ring(fd: &OwnedFd, len: usize, pgoff: libc::off_t) -> io::Result<*mut u8> {
+    // SAFETY: a new mapping at an address the kernel picks (null hint) changes no memory
+    // this program already uses; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            pgoff,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
     }
 }
 

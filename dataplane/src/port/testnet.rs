@@ -128,6 +128,24 @@ impl Drop for Netns {
     }
 }
 
+/// Sends `frames` (copied into buffers of `pool`) on queue 0 of `port`, retrying for up
+/// to 2 s; returns how many were sent (the unsent buffers go back to the pool).
+pub(crate) fn send_all<P: Port>(port: &mut P, pool: &mut MbufPool, frames: &[Vec<u8>]) -> usize {
+    let mut pkts = Vec::with_capacity(frames.len());
+    for f in frames {
+        let mut m = pool.get().unwrap();
+        m.copy_from(f);
+        pkts.push(m);
+    }
+    let mut sent = 0;
+    let t0 = Instant::now();
+    while !pkts.is_empty() && t0.elapsed() < Duration::from_secs(2) {
+        sent += port.tx_burst(0, &mut pkts, pool);
+    }
+    pool.put_all(&mut pkts);
+    sent
+}
+
 /// Receives from every queue of `port` until `want` frames ending in `marker` arrived or
 /// `ms` passed; returns (queue, frame) pairs in arrival order.
 pub(crate) fn receive<P: Port + ?Sized>(

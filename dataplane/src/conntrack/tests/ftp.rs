@@ -75,18 +75,32 @@ impl Ftp {
     }
     /// Client data (PSH|ACK, exact seq/ack); returns the state and the confirm result.
     fn cdata(&mut self, data: &[u8]) -> (Track, ConfirmResult) {
-        let f = seg(self.c, self.s, PSH | ACK, self.cseq, self.sseq, data);
-        let r = self.run(&f, TrackOpts::default(), true);
-        if r.1.is_pass() {
-            self.cseq = self.cseq.wrapping_add(data.len() as u32);
-        }
-        r
+        self.data(true, data)
     }
+    /// Server data, as [`Ftp::cdata`].
     fn sdata(&mut self, data: &[u8]) -> (Track, ConfirmResult) {
-        let f = seg(self.s, self.c, PSH | ACK, self.sseq, self.cseq, data);
-        let r = self.run(&f, TrackOpts::default(), true);
+        self.data(false, data)
+    }
+    /// Data from the client (or the server) on the control connection; the sender's
+    /// sequence number advances when the packet passes.
+    fn data(&mut self, from_client: bool, data: &[u8]) -> (Track, ConfirmResult) {
+        let (src, dst, seq, ack) = if from_client {
+            (self.c, self.s, self.cseq, self.sseq)
+        } else {
+            (self.s, self.c, self.sseq, self.cseq)
+        };
+        let r = self.run(
+            &seg(src, dst, PSH | ACK, seq, ack, data),
+            TrackOpts::default(),
+            true,
+        );
         if r.1.is_pass() {
-            self.sseq = self.sseq.wrapping_add(data.len() as u32);
+            let next = if from_client {
+                &mut self.cseq
+            } else {
+                &mut self.sseq
+            };
+            *next = next.wrapping_add(data.len() as u32);
         }
         r
     }
@@ -98,11 +112,7 @@ impl Ftp {
             (false, b"USER a\r\n"),
             (true, b"331 ok\r\n"),
         ] {
-            let (t, r) = if server {
-                self.sdata(line)
-            } else {
-                self.cdata(line)
-            };
+            let (t, r) = self.data(!server, line);
             assert_eq!((t.state, r), (Est, ConfirmResult::Pass));
         }
     }
@@ -121,6 +131,10 @@ impl Ftp {
     fn adv(&mut self, secs: u64) {
         self.h.now += secs * NS;
     }
+    /// A data connection's SYN from `src` to `dst` (ISN 7000).
+    fn syn(&mut self, src: &str, dst: &str) -> Track {
+        self.go(&seg(src, dst, SYN, 7000, 0, b""))
+    }
 }
 
 #[track_caller]
@@ -138,10 +152,6 @@ fn helper_drop(r: (Track, ConfirmResult)) {
     );
 }
 
-fn syn_from(f: &mut Ftp, src: &str, dst: &str) -> Track {
-    f.go(&seg(src, dst, SYN, 7000, 0, b""))
-}
-
 #[test]
 fn f01_pasv_227() {
     let mut f = Ftp::new();
@@ -157,12 +167,12 @@ fn f01_pasv_227() {
     );
     let d = "10.0.0.1:41000";
     let s = "10.0.0.2:50000";
-    let t = syn_from(&mut f, d, s);
+    let t = f.syn(d, s);
     assert_eq!(t.state, Rel);
     assert!(t.status.has(CtStatus::EXPECTED));
     assert_eq!(f.exps(), 0, "one-shot");
     // The same SYN again: still RELATED (no reply yet).
-    assert_eq!(syn_from(&mut f, d, s).state, Rel);
+    assert_eq!(f.syn(d, s).state, Rel);
     let t = f.go(&seg(s, d, SYN | ACK, 9000, 7001, b""));
     assert_eq!((t.state, t.dir), (Est, Direction::Reply));
     let t = f.go(&seg(d, s, ACK, 7001, 9001, b""));
@@ -180,7 +190,7 @@ fn f01_pasv_227() {
     assert_eq!(dv.master, Some((0, f.control_view().handle)));
     assert_eq!(f.control_view().helper, Some(HelperKind::Ftp));
     // F10: expectations are one-shot.
-    assert_eq!(syn_from(&mut f, "10.0.0.1:41001", s).state, New);
+    assert_eq!(f.syn("10.0.0.1:41001", s).state, New);
     let st = f.h.t.expectations().stats();
     assert_eq!((st.created, st.used), (1, 1));
 }
@@ -191,7 +201,7 @@ fn f02_active_port() {
     f.login(true);
     est_pass(f.cdata(b"PORT 10,0,0,1,156,64\r\n"));
     assert_eq!(f.exps(), 1);
-    let t = syn_from(&mut f, "10.0.0.2:20", "10.0.0.1:40000");
+    let t = f.syn("10.0.0.2:20", "10.0.0.1:40000");
     assert_eq!(t.state, Rel);
     let t = f.go(&seg(
         "10.0.0.1:40000",
@@ -209,10 +219,7 @@ fn f03_epsv_229() {
     let mut f = Ftp::new();
     f.login(true);
     est_pass(f.sdata(b"229 Entering Extended Passive Mode (|||6446|)\r\n"));
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:6446").state,
-        Rel
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:6446").state, Rel);
 }
 
 #[test]
@@ -220,7 +227,7 @@ fn f04_eprt() {
     let mut f = Ftp::new();
     f.login(true);
     est_pass(f.cdata(b"EPRT |1|10.0.0.1|6275|\r\n"));
-    assert_eq!(syn_from(&mut f, "10.0.0.2:20", "10.0.0.1:6275").state, Rel);
+    assert_eq!(f.syn("10.0.0.2:20", "10.0.0.1:6275").state, Rel);
 }
 
 #[test]
@@ -229,11 +236,8 @@ fn f05_port_other_address_no_expectation() {
     f.login(true);
     est_pass(f.cdata(b"PORT 10,0,0,99,156,64\r\n"));
     assert_eq!(f.exps(), 0);
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.2:20", "10.0.0.99:40000").state,
-        New
-    );
-    assert_eq!(syn_from(&mut f, "10.0.0.2:20", "10.0.0.1:40000").state, New);
+    assert_eq!(f.syn("10.0.0.2:20", "10.0.0.99:40000").state, New);
+    assert_eq!(f.syn("10.0.0.2:20", "10.0.0.1:40000").state, New);
 }
 
 #[test]
@@ -277,7 +281,7 @@ fn f08_first_payload_never_parsed() {
     f.handshake(true);
     est_pass(f.cdata(b"PORT 10,0,0,1,156,64\r\n"));
     assert_eq!(f.exps(), 0);
-    assert_eq!(syn_from(&mut f, "10.0.0.2:20", "10.0.0.1:40000").state, New);
+    assert_eq!(f.syn("10.0.0.2:20", "10.0.0.1:40000").state, New);
     // The second line of the client is at a remembered line start: parsed.
     est_pass(f.cdata(b"PORT 10,0,0,1,156,65\r\n"));
     assert_eq!(f.exps(), 1);
@@ -304,14 +308,8 @@ fn f09_newer_expectation_evicts_older() {
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,81).\r\n"));
     assert_eq!(f.exps(), 1);
     assert_eq!(f.h.t.expectations().stats().evicted, 1);
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
-        New
-    );
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41001", "10.0.0.2:50001").state,
-        Rel
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:50000").state, New);
+    assert_eq!(f.syn("10.0.0.1:41001", "10.0.0.2:50001").state, Rel);
 }
 
 #[test]
@@ -339,10 +337,7 @@ fn f11_expectation_expires_after_300s() {
     f.adv(1); // exactly 300 s: gone
     assert!(f.h.t.expectations().list(f.h.now).is_empty());
     f.adv(1);
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
-        New
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:50000").state, New);
     assert_eq!(f.exps(), 0);
     assert_eq!(f.h.t.expectations().stats().expired, 1);
 }
@@ -365,10 +360,7 @@ fn f12_no_helper_no_expectation() {
     f.login(false);
     est_pass(f.sdata(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"));
     assert_eq!(f.exps(), 0);
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
-        New
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:50000").state, New);
 }
 
 #[test]
@@ -377,12 +369,9 @@ fn f13_lower_case_and_no_parentheses() {
     f.login(true);
     est_pass(f.cdata(b"port 10,0,0,1,156,64\r\n"));
     est_pass(f.sdata(b"200 ok\r\n"));
-    assert_eq!(syn_from(&mut f, "10.0.0.2:20", "10.0.0.1:40000").state, Rel);
+    assert_eq!(f.syn("10.0.0.2:20", "10.0.0.1:40000").state, Rel);
     est_pass(f.sdata(b"227 =10,0,0,2,195,80\r\n"));
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
-        Rel
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:50000").state, Rel);
 }
 
 #[test]
@@ -395,10 +384,7 @@ fn f14_master_deleted_expectations_go() {
     assert!(f.h.t.delete(&k));
     assert_eq!(f.exps(), 0);
     assert_eq!(f.h.t.expectations().stats().master_gone, 1);
-    assert_eq!(
-        syn_from(&mut f, "10.0.0.1:41000", "10.0.0.2:50000").state,
-        New
-    );
+    assert_eq!(f.syn("10.0.0.1:41000", "10.0.0.2:50000").state, New);
 }
 
 #[test]
@@ -524,11 +510,11 @@ fn ipv6_eprt_and_epsv() {
     f.s = "[2001:db8::2]:21";
     f.login(true);
     est_pass(f.cdata(b"EPRT |2|2001:db8::1|6275|\r\n"));
-    let t = syn_from(&mut f, "[2001:db8::2]:20", "[2001:db8::1]:6275");
+    let t = f.syn("[2001:db8::2]:20", "[2001:db8::1]:6275");
     assert_eq!(t.state, Rel);
     est_pass(f.sdata(b"229 Entering Extended Passive Mode (|||6446|)\r\n"));
     assert_eq!(
-        syn_from(&mut f, "[2001:db8::1]:41000", "[2001:db8::2]:6446").state,
+        f.syn("[2001:db8::1]:41000", "[2001:db8::2]:6446").state,
         Rel
     );
     // EPRT with the IPv4 family digit on an IPv6 control connection: dropped.

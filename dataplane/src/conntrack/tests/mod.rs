@@ -114,6 +114,20 @@ impl H {
     fn go(&mut self, f: &[u8]) -> Track {
         self.run(f, TrackOpts::default(), true)
     }
+    /// Runs `f` as [`H::go`] does and checks the verdict with [`expect`].
+    #[track_caller]
+    fn check(&mut self, f: &[u8], st: CtState, tcp: Option<TcpState>) -> Track {
+        let t = self.go(f);
+        expect(&t, st, tcp);
+        t
+    }
+    /// Runs `f` as [`H::go`] does and checks it is INVALID for `r` ([`inv`]).
+    #[track_caller]
+    fn invalid(&mut self, f: &[u8], r: InvalidReason) -> Track {
+        let t = self.go(f);
+        inv(&t, r);
+        t
+    }
     fn dropped(&mut self, f: &[u8]) -> Track {
         self.run(f, TrackOpts::default(), false)
     }
@@ -183,6 +197,6 @@ impl H {
 /// id and sequence, back from `s`) is ESTABLISHED.
 #[track_caller]
 fn query_reply(h: &mut H, (c, s): (&str, &str), (req, rep): (u8, u8), id: u16, seq: u16) {
-    expect(&h.go(&echo(c, s, req, id, seq)), New, None);
-    expect(&h.go(&echo(s, c, rep, id, seq)), Est, None);
+    h.check(&echo(c, s, req, id, seq), New, None);
+    h.check(&echo(s, c, rep, id, seq), Est, None);
 }

@@ -27,6 +27,19 @@ fn state_table_matches_spec_cells() {
 
 // ----- TCP ----------------------------------------------------------------------------
 
+/// After the handshake, `f` is INVALID for `r` under the default config and ESTABLISHED
+/// under `cfg`; returns the harness on `cfg`, after `f`.
+#[track_caller]
+fn invalid_unless(cfg: Config, f: &[u8], r: InvalidReason) -> H {
+    let mut h = H::new();
+    hs(&mut h);
+    h.invalid(f, r);
+    let mut h = H::cfg(cfg);
+    hs(&mut h);
+    h.check(f, Est, Some(TS::Established));
+    h
+}
+
 #[test]
 fn t01_handshake() {
     let mut h = H::new();
@@ -39,33 +52,21 @@ fn t02_data_unacked_then_acked() {
     let mut h = H::new();
     hs(&mut h);
     let d = tcp_p(C, S, PSH | ACK, 1001, 5001, &[0u8; 100]);
-    expect(&h.go(&d), Est, Some(TS::Established));
+    h.check(&d, Est, Some(TS::Established));
     assert_eq!(h.secs(&d), 300);
-    expect(
-        &h.go(&tcp(S, C, ACK, 5001, 1101)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(S, C, ACK, 5001, 1101), Est, Some(TS::Established));
     assert_eq!(h.secs(&d), 432_000);
 }
 
 fn t03_close(h: &mut H) {
     hs(h);
-    expect(
-        &h.go(&tcp(C, S, FIN | ACK, 1001, 5001)),
-        Est,
-        Some(TS::FinWait),
-    );
+    h.check(&tcp(C, S, FIN | ACK, 1001, 5001), Est, Some(TS::FinWait));
     assert_eq!(h.secs(&syn()), 120);
-    expect(&h.go(&tcp(S, C, ACK, 5001, 1002)), Est, Some(TS::CloseWait));
+    h.check(&tcp(S, C, ACK, 5001, 1002), Est, Some(TS::CloseWait));
     assert_eq!(h.secs(&syn()), 60);
-    expect(
-        &h.go(&tcp(S, C, FIN | ACK, 5001, 1002)),
-        Est,
-        Some(TS::LastAck),
-    );
+    h.check(&tcp(S, C, FIN | ACK, 5001, 1002), Est, Some(TS::LastAck));
     assert_eq!(h.secs(&syn()), 30);
-    expect(&h.go(&tcp(C, S, ACK, 1002, 5002)), Est, Some(TS::TimeWait));
+    h.check(&tcp(C, S, ACK, 1002, 5002), Est, Some(TS::TimeWait));
     assert_eq!(h.secs(&syn()), 120);
 }
 
@@ -92,29 +93,29 @@ fn t04_reopen_from_time_wait() {
 #[test]
 fn t05_syn_retransmit_does_not_refresh() {
     let mut h = H::new();
-    expect(&h.go(&syn()), New, Some(TS::SynSent));
+    h.check(&syn(), New, Some(TS::SynSent));
     h.adv(10.0);
-    expect(&h.go(&syn()), New, Some(TS::SynSent));
+    h.check(&syn(), New, Some(TS::SynSent));
     assert_eq!(h.secs(&syn()), 110);
 }
 
 #[test]
 fn t06_rst_before_reply_deletes() {
     let mut h = H::new();
-    expect(&h.go(&syn()), New, None);
+    h.check(&syn(), New, None);
     let t = h.go(&tcp(S, C, RST | ACK, 0, 1001));
     expect(&t, Est, None);
     assert!(h.view(&syn()).is_none());
     assert_eq!(h.t.len(), 0);
-    expect(&h.go(&syn()), New, Some(TS::SynSent));
+    h.check(&syn(), New, Some(TS::SynSent));
 }
 
 #[test]
 fn t07_synack_bad_ack() {
     let mut h = H::new();
     h.go(&syn());
-    inv(
-        &h.go(&tcp(S, C, SYN | ACK, 5000, 1002)),
+    h.invalid(
+        &tcp(S, C, SYN | ACK, 5000, 1002),
         InvalidReason::TcpWindowAck,
     );
     assert_eq!(h.view(&syn()).unwrap().tcp_state, Some(TS::SynSent));
@@ -124,13 +125,9 @@ fn t07_synack_bad_ack() {
 fn t08_loose_pickup() {
     let mut h = H::new();
     let a = tcp(C, S, ACK, 7000, 9000);
-    expect(&h.go(&a), New, Some(TS::Established));
+    h.check(&a, New, Some(TS::Established));
     assert_eq!(h.secs(&a), 300);
-    expect(
-        &h.go(&tcp(S, C, ACK, 9000, 7000)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(S, C, ACK, 9000, 7000), Est, Some(TS::Established));
     assert_eq!(h.secs(&a), 300);
     let t = h.go(&a);
     expect(&t, Est, Some(TS::Established));
@@ -144,28 +141,22 @@ fn t09_no_pickup_without_loose() {
         tcp_loose: false,
         ..Config::default()
     });
-    inv(
-        &h.go(&tcp(C, S, ACK, 7000, 9000)),
-        InvalidReason::TcpInvalidFirst,
-    );
+    h.invalid(&tcp(C, S, ACK, 7000, 9000), InvalidReason::TcpInvalidFirst);
     assert_eq!(h.t.len(), 0);
 }
 
 #[test]
 fn t10_invalid_first_packets() {
     let mut h = H::new();
-    inv(
-        &h.go(&tcp(C, S, SYN | ACK, 1000, 1)),
+    h.invalid(
+        &tcp(C, S, SYN | ACK, 1000, 1),
         InvalidReason::TcpInvalidFirst,
     );
-    inv(
-        &h.go(&tcp(C, S, FIN | ACK, 1000, 1)),
+    h.invalid(
+        &tcp(C, S, FIN | ACK, 1000, 1),
         InvalidReason::TcpInvalidFirst,
     );
-    inv(
-        &h.go(&tcp(C, S, RST, 1000, 0)),
-        InvalidReason::TcpInvalidFirst,
-    );
+    h.invalid(&tcp(C, S, RST, 1000, 0), InvalidReason::TcpInvalidFirst);
     assert_eq!(h.t.len(), 0);
     assert_eq!(h.t.stats()[CtCounter::Invalid], 3);
 }
@@ -184,7 +175,7 @@ fn t11_bad_flag_combinations() {
         URG,
         RST | ACK | URG,
     ] {
-        inv(&h.go(&tcp(C, S, f, 1000, 0)), InvalidReason::TcpBadFlags);
+        h.invalid(&tcp(C, S, f, 1000, 0), InvalidReason::TcpBadFlags);
     }
     assert_eq!(h.t.len(), 0);
 }
@@ -192,19 +183,15 @@ fn t11_bad_flag_combinations() {
 #[test]
 fn t12_syn_with_ece_cwr() {
     let mut h = H::new();
-    expect(
-        &h.go(&tcp(C, S, SYN | ECE | CWR, 1000, 0)),
-        New,
-        Some(TS::SynSent),
-    );
+    h.check(&tcp(C, S, SYN | ECE | CWR, 1000, 0), New, Some(TS::SynSent));
 }
 
 #[test]
 fn t13_ack_urg_psh() {
     let mut h = H::new();
     hs(&mut h);
-    expect(
-        &h.go(&tcp_p(C, S, ACK | URG | PSH, 1001, 5001, &[1; 10])),
+    h.check(
+        &tcp_p(C, S, ACK | URG | PSH, 1001, 5001, &[1; 10]),
         Est,
         Some(TS::Established),
     );
@@ -216,11 +203,11 @@ fn t14_bad_data_offset() {
     // doff = 4
     let mut f = syn();
     f[14 + 20 + 12] = 4 << 4;
-    inv(&h.go(&f), InvalidReason::TcpBadDataOffset);
+    h.invalid(&f, InvalidReason::TcpBadDataOffset);
     // doff = 15 with only 20 bytes present
     let mut f = syn();
     f[14 + 20 + 12] = 15 << 4;
-    inv(&h.go(&f), InvalidReason::TcpBadDataOffset);
+    h.invalid(&f, InvalidReason::TcpBadDataOffset);
     // a 12-byte TCP segment
     let mut f = syn();
     f.truncate(14 + 20 + 12);
@@ -236,32 +223,24 @@ fn t15_bad_checksum() {
     let mut f = syn();
     f[14 + 20 + 16] ^= 0x55;
     let mut h = H::new();
-    inv(&h.go(&f), InvalidReason::TcpBadChecksum);
+    h.invalid(&f, InvalidReason::TcpBadChecksum);
     let mut h = H::cfg(Config {
         checksum: false,
         ..Config::default()
     });
-    expect(&h.go(&f), New, Some(TS::SynSent));
+    h.check(&f, New, Some(TS::SynSent));
 }
 
 #[test]
 fn t16_seq_beyond_window() {
     let d = tcp_p(C, S, ACK, 1001 + 200_000, 5001, &[0; 10]);
-    let mut h = H::new();
-    hs(&mut h);
-    inv(&h.go(&d), InvalidReason::TcpWindowSeq);
-    let mut h = H::cfg(Config {
+    let liberal = Config {
         tcp_be_liberal: true,
         ..Config::default()
-    });
-    hs(&mut h);
-    expect(&h.go(&d), Est, Some(TS::Established));
+    };
+    let mut h = invalid_unless(liberal, &d, InvalidReason::TcpWindowSeq);
     // Window data unchanged: the in-window data after it is still fine and acked.
-    expect(
-        &h.go(&tcp(S, C, ACK, 5001, 1001)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(S, C, ACK, 5001, 1001), Est, Some(TS::Established));
     assert_eq!(h.secs(&d), 432_000);
 }
 
@@ -269,10 +248,7 @@ fn t16_seq_beyond_window() {
 fn t17_ack_of_unseen_data() {
     let mut h = H::new();
     hs(&mut h);
-    inv(
-        &h.go(&tcp(S, C, ACK, 5001, 1501)),
-        InvalidReason::TcpWindowAck,
-    );
+    h.invalid(&tcp(S, C, ACK, 5001, 1501), InvalidReason::TcpWindowAck);
 }
 
 #[test]
@@ -289,10 +265,10 @@ fn t18_old_retransmission_ignored() {
 fn t19_rst_then_reopen() {
     let mut h = H::new();
     hs(&mut h);
-    expect(&h.go(&tcp(C, S, RST, 1001, 0)), Est, Some(TS::Close));
+    h.check(&tcp(C, S, RST, 1001, 0), Est, Some(TS::Close));
     assert_eq!(h.secs(&syn()), 10);
     let s = tcp(C, S, SYN, 3000, 0);
-    expect(&h.go(&s), New, Some(TS::SynSent));
+    h.check(&s, New, Some(TS::SynSent));
     assert_eq!(h.secs(&s), 120);
 }
 
@@ -300,38 +276,26 @@ fn t19_rst_then_reopen() {
 fn t20_rst_in_window_not_exact() {
     let mut h = H::new();
     hs(&mut h);
-    expect(&h.go(&tcp(S, C, RST, 5011, 0)), Est, Some(TS::Established));
+    h.check(&tcp(S, C, RST, 5011, 0), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 10);
-    expect(
-        &h.go(&tcp(C, S, ACK, 1001, 5011)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(C, S, ACK, 1001, 5011), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 432_000);
 
     let mut h = H::new();
     hs(&mut h);
     h.go(&tcp(S, C, RST, 5011, 0));
-    expect(
-        &h.go(&tcp(C, S, ACK, 1001, 5001)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(C, S, ACK, 1001, 5001), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 300);
 }
 
 #[test]
 fn t21_rst_below_maxack() {
     let r = tcp(C, S, RST, 900, 0);
-    let mut h = H::new();
-    hs(&mut h);
-    inv(&h.go(&r), InvalidReason::TcpInvalidRst);
-    let mut h = H::cfg(Config {
+    let ignore = Config {
         tcp_ignore_invalid_rst: true,
         ..Config::default()
-    });
-    hs(&mut h);
-    expect(&h.go(&r), Est, Some(TS::Established));
+    };
+    let h = invalid_unless(ignore, &r, InvalidReason::TcpInvalidRst);
     assert_eq!(h.secs(&syn()), 10);
 }
 
@@ -339,12 +303,8 @@ fn t21_rst_below_maxack() {
 fn t22_rst_at_end_of_data_train() {
     let mut h = H::new();
     hs(&mut h);
-    expect(
-        &h.go(&tcp_p(C, S, PSH | ACK, 1001, 5001, &[0; 100])),
-        Est,
-        None,
-    );
-    expect(&h.go(&tcp(C, S, RST, 1101, 0)), Est, Some(TS::Close));
+    h.check(&tcp_p(C, S, PSH | ACK, 1001, 5001, &[0; 100]), Est, None);
+    h.check(&tcp(C, S, RST, 1101, 0), Est, Some(TS::Close));
     assert_eq!(h.secs(&syn()), 10);
 }
 
@@ -352,12 +312,8 @@ fn t22_rst_at_end_of_data_train() {
 fn t23_rst_in_closing_state_unchecked() {
     let mut h = H::new();
     hs(&mut h);
-    expect(
-        &h.go(&tcp(C, S, FIN | ACK, 1001, 5001)),
-        Est,
-        Some(TS::FinWait),
-    );
-    expect(&h.go(&tcp(S, C, RST, 123_456, 0)), Est, Some(TS::Close));
+    h.check(&tcp(C, S, FIN | ACK, 1001, 5001), Est, Some(TS::FinWait));
+    h.check(&tcp(S, C, RST, 123_456, 0), Est, Some(TS::Close));
     assert_eq!(h.secs(&syn()), 10);
 }
 
@@ -366,18 +322,10 @@ fn t24_resync_on_new_syn() {
     let mut h = H::new();
     hs(&mut h);
     h.adv(1.0);
-    expect(&h.go(&tcp(C, S, SYN, 77000, 0)), Est, Some(TS::Established));
+    h.check(&tcp(C, S, SYN, 77000, 0), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 431_999); // ignored: no refresh
-    expect(
-        &h.go(&tcp(S, C, SYN | ACK, 88000, 77001)),
-        Est,
-        Some(TS::SynRecv),
-    );
-    expect(
-        &h.go(&tcp(C, S, ACK, 77001, 88001)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(S, C, SYN | ACK, 88000, 77001), Est, Some(TS::SynRecv));
+    h.check(&tcp(C, S, ACK, 77001, 88001), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 432_000);
 }
 
@@ -385,20 +333,12 @@ fn t24_resync_on_new_syn() {
 fn t25_syn_after_peer_rst() {
     let mut h = H::new();
     hs(&mut h);
-    expect(&h.go(&tcp(S, C, RST, 5001, 0)), Est, Some(TS::Close));
+    h.check(&tcp(S, C, RST, 5001, 0), Est, Some(TS::Close));
     h.adv(5.0);
-    expect(&h.go(&tcp(C, S, SYN, 77000, 0)), Est, Some(TS::Close));
+    h.check(&tcp(C, S, SYN, 77000, 0), Est, Some(TS::Close));
     assert_eq!(h.secs(&syn()), 5);
-    expect(
-        &h.go(&tcp(S, C, SYN | ACK, 88000, 77001)),
-        Est,
-        Some(TS::SynRecv),
-    );
-    expect(
-        &h.go(&tcp(C, S, ACK, 77001, 88001)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(S, C, SYN | ACK, 88000, 77001), Est, Some(TS::SynRecv));
+    h.check(&tcp(C, S, ACK, 77001, 88001), Est, Some(TS::Established));
 }
 
 #[test]
@@ -406,14 +346,14 @@ fn t26_duplicate_acks_retrans_timer() {
     let mut h = H::new();
     hs(&mut h);
     let a = tcp(C, S, ACK, 1001, 5001);
-    expect(&h.go(&a), Est, None);
+    h.check(&a, Est, None);
     assert_eq!(h.secs(&a), 432_000);
-    expect(&h.go(&a), Est, None);
+    h.check(&a, Est, None);
     assert_eq!(h.secs(&a), 432_000);
-    expect(&h.go(&a), Est, None);
+    h.check(&a, Est, None);
     assert_eq!(h.secs(&a), 300);
-    expect(
-        &h.go(&tcp_w(C, S, ACK, 1001, 5001, 64000)),
+    h.check(
+        &tcp_w(C, S, ACK, 1001, 5001, 64000),
         Est,
         Some(TS::Established),
     );
@@ -424,14 +364,10 @@ fn t26_duplicate_acks_retrans_timer() {
 fn t27_zero_window() {
     let mut h = H::new();
     hs(&mut h);
-    expect(
-        &h.go(&tcp_w(S, C, ACK, 5001, 1001, 0)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp_w(S, C, ACK, 5001, 1001, 0), Est, Some(TS::Established));
     assert_eq!(h.secs(&syn()), 300);
-    expect(
-        &h.go(&tcp_w(S, C, ACK, 5001, 1001, 64240)),
+    h.check(
+        &tcp_w(S, C, ACK, 5001, 1001, 64240),
         Est,
         Some(TS::Established),
     );
@@ -441,22 +377,14 @@ fn t27_zero_window() {
 #[test]
 fn t28_simultaneous_open() {
     let mut h = H::new();
-    expect(&h.go(&syn()), New, Some(TS::SynSent));
+    h.check(&syn(), New, Some(TS::SynSent));
     h.adv(1.0);
-    expect(&h.go(&tcp(S, C, SYN, 5000, 0)), Est, Some(TS::SynSent2));
+    h.check(&tcp(S, C, SYN, 5000, 0), Est, Some(TS::SynSent2));
     assert_eq!(h.secs(&syn()), 119);
-    expect(
-        &h.go(&tcp(C, S, SYN | ACK, 1000, 5001)),
-        Est,
-        Some(TS::SynRecv),
-    );
+    h.check(&tcp(C, S, SYN | ACK, 1000, 5001), Est, Some(TS::SynRecv));
     assert_eq!(h.secs(&syn()), 60);
     h.adv(1.0);
-    expect(
-        &h.go(&tcp(S, C, SYN | ACK, 5000, 1001)),
-        Est,
-        Some(TS::SynRecv),
-    );
+    h.check(&tcp(S, C, SYN | ACK, 5000, 1001), Est, Some(TS::SynRecv));
     assert_eq!(h.secs(&syn()), 59);
     let t = h.go(&tcp(C, S, ACK, 1001, 5001));
     expect(&t, Est, Some(TS::Established));
@@ -466,22 +394,14 @@ fn t28_simultaneous_open() {
 #[test]
 fn t29_syn_payload_counts() {
     let mut h = H::new();
-    expect(
-        &h.go(&tcp_p(C, S, SYN, 1000, 0, &[7; 40])),
-        New,
-        Some(TS::SynSent),
-    );
-    expect(
-        &h.go(&tcp(S, C, SYN | ACK, 5000, 1041)),
-        Est,
-        Some(TS::SynRecv),
-    );
+    h.check(&tcp_p(C, S, SYN, 1000, 0, &[7; 40]), New, Some(TS::SynSent));
+    h.check(&tcp(S, C, SYN | ACK, 5000, 1041), Est, Some(TS::SynRecv));
 }
 
 #[test]
 fn t30_dropped_synack_still_updates() {
     let mut h = H::new();
-    expect(&h.go(&syn()), New, None);
+    h.check(&syn(), New, None);
     let t = h.dropped(&tcp(S, C, SYN | ACK, 5000, 1001));
     expect(&t, Est, Some(TS::SynRecv));
     let t = h.go(&syn());
@@ -492,17 +412,9 @@ fn t30_dropped_synack_still_updates() {
 #[test]
 fn tcp_ipv6_handshake() {
     let mut h = H::new();
-    expect(&h.go(&tcp(C6, S6, SYN, 1000, 0)), New, Some(TS::SynSent));
-    expect(
-        &h.go(&tcp(S6, C6, SYN | ACK, 5000, 1001)),
-        Est,
-        Some(TS::SynRecv),
-    );
-    expect(
-        &h.go(&tcp(C6, S6, ACK, 1001, 5001)),
-        Est,
-        Some(TS::Established),
-    );
+    h.check(&tcp(C6, S6, SYN, 1000, 0), New, Some(TS::SynSent));
+    h.check(&tcp(S6, C6, SYN | ACK, 5000, 1001), Est, Some(TS::SynRecv));
+    h.check(&tcp(C6, S6, ACK, 1001, 5001), Est, Some(TS::Established));
     let v = h.view(&tcp(C6, S6, SYN, 1000, 0)).unwrap();
     assert!(v
         .conntrack_line()
@@ -516,13 +428,13 @@ fn invalid_fin_shrinks_assured_lifetime() {
     // `docs/CONNTRACK.md` §2.6: out-of-window FINs from both sides of an ASSURED connection cut it to 300 s.
     let mut h = H::new();
     hs(&mut h);
-    inv(
-        &h.go(&tcp(S, C, FIN | ACK, 5001 + 200_000, 1001)),
+    h.invalid(
+        &tcp(S, C, FIN | ACK, 5001 + 200_000, 1001),
         InvalidReason::TcpWindowSeq,
     );
     assert_eq!(h.secs(&syn()), 432_000);
-    inv(
-        &h.go(&tcp(C, S, FIN | ACK, 1001 + 200_000, 5001)),
+    h.invalid(
+        &tcp(C, S, FIN | ACK, 1001 + 200_000, 5001),
         InvalidReason::TcpWindowSeq,
     );
     assert_eq!(h.secs(&syn()), 300);
@@ -537,12 +449,8 @@ fn challenge_ack_in_last_ack() {
     hs(&mut h);
     h.go(&tcp(C, S, FIN | ACK, 1001, 5001));
     h.go(&tcp(S, C, ACK, 5001, 1002));
-    expect(
-        &h.go(&tcp(S, C, FIN | ACK, 5001, 1002)),
-        Est,
-        Some(TS::LastAck),
-    );
-    expect(&h.go(&tcp(C, S, SYN, 9000, 0)), Est, Some(TS::LastAck));
-    expect(&h.go(&tcp(S, C, ACK, 5002, 1002)), Est, Some(TS::LastAck));
-    expect(&h.go(&tcp(C, S, ACK, 1002, 5002)), Est, Some(TS::TimeWait));
+    h.check(&tcp(S, C, FIN | ACK, 5001, 1002), Est, Some(TS::LastAck));
+    h.check(&tcp(C, S, SYN, 9000, 0), Est, Some(TS::LastAck));
+    h.check(&tcp(S, C, ACK, 5002, 1002), Est, Some(TS::LastAck));
+    h.check(&tcp(C, S, ACK, 1002, 5002), Est, Some(TS::TimeWait));
 }

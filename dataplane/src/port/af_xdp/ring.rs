@@ -2,8 +2,7 @@
 //! indexes with the cached copies this side keeps, and the descriptor slots.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One mmapped ring: producer and consumer indexes, flags and descriptors in shared memory,
@@ -31,23 +30,9 @@ impl Ring {
         pgoff: libc::off_t,
     ) -> io::Result<Ring> {
         let map_len = off.desc as usize + entries as usize * entry;
-        // SAFETY: mapping the ring the kernel allocated for this socket at its documented
-        // page offset, no longer than the kernel's offsets and entry count say; the result
-        // is checked against MAP_FAILED.
-        let map = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = map.cast::<u8>();
+        // The ring the kernel allocated for this socket at its documented page offset, no
+        // longer than the kernel's offsets and entry count say.
+        let map = crate::port::sys::mmap_ring(fd, map_len, pgoff)?;
         // SAFETY: the offsets come from XDP_MMAP_OFFSETS for this very ring, so they lie
         // inside the mapping (the kernel sizes it as desc + entries * entry).
         let (producer, consumer, flags, desc) = unsafe {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::packet::build::PacketSpec;
 use crate::port::af_packet::{AfPacketPort, RingConfig};
-use crate::port::testnet::{self, Netns};
+use crate::port::testnet::{self, send_all, Netns};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -49,22 +49,6 @@ fn open_packet(ns: &Netns, which: &str, ifname: &str) -> AfPacketPort {
     ns.run_in(which, move || {
         AfPacketPort::open(&ifname, 1, &RingConfig::default()).expect("open af_packet")
     })
-}
-
-fn send_all<P: Port>(port: &mut P, pool: &mut MbufPool, frames: &[Vec<u8>]) -> usize {
-    let mut pkts = Vec::with_capacity(frames.len());
-    for f in frames {
-        let mut m = pool.get().unwrap();
-        m.copy_from(f);
-        pkts.push(m);
-    }
-    let mut sent = 0;
-    let t0 = Instant::now();
-    while !pkts.is_empty() && t0.elapsed() < Duration::from_secs(2) {
-        sent += port.tx_burst(0, &mut pkts, pool);
-    }
-    pool.put_all(&mut pkts);
-    sent
 }
 
 fn has_xdp(ns: &Netns, which: &str, dev: &str) -> bool {

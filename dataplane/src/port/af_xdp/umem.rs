@@ -4,7 +4,7 @@
 use super::bpf::XdpProgram;
 use super::ring::Ring;
 use super::{err, last_err, XdpConfig, MAX_KICKS};
-use crate::port::sys::{owned, setsockopt};
+use crate::port::sys::{getsockopt, owned, setsockopt};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
@@ -137,22 +137,14 @@ impl Queue {
         ] {
             setsockopt(&fd, libc::SOL_XDP, opt, &n).map_err(|e| err(what, ifname, e))?;
         }
-        // SAFETY: all-zero is a valid xdp_mmap_offsets (plain integers).
-        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: `off` and `len` are live and describe a buffer of `len` bytes.
+        // SAFETY: xdp_mmap_offsets is plain integers.
         let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
-                &mut len,
-            )
+            getsockopt::<libc::xdp_mmap_offsets>(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
         };
-        if r < 0 || len as usize != std::mem::size_of::<libc::xdp_mmap_offsets>() {
-            return Err(last_err("XDP_MMAP_OFFSETS (kernel < 5.4?)", ifname));
-        }
+        let off = match r {
+            Ok((off, len)) if len == std::mem::size_of::<libc::xdp_mmap_offsets>() => off,
+            _ => return Err(last_err("XDP_MMAP_OFFSETS (kernel < 5.4?)", ifname)),
+        };
         let map = |o: &libc::xdp_ring_offset, entry: usize, pgoff: libc::off_t, what: &str| {
             Ring::map(&fd, o, n, entry, pgoff).map_err(|e| err(what, ifname, e))
         };
@@ -307,22 +299,13 @@ impl Queue {
 
     /// Folds the socket's XDP_STATISTICS into the counters (they are cumulative).
     pub(super) fn fold_stats(&mut self, c: &crate::port::QueueCounters) {
-        // SAFETY: all-zero is a valid xdp_statistics (plain integers).
-        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are live and describe a buffer of `len` bytes.
+        // SAFETY: xdp_statistics is plain integers.
         let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                (&mut st as *mut libc::xdp_statistics).cast(),
-                &mut len,
-            )
+            getsockopt::<libc::xdp_statistics>(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS)
         };
-        if r < 0 {
+        let Ok((st, _)) = r else {
             return;
-        }
+        };
         // Kernels before 5.9 return the v1 struct (no ring-full counters): zero.
         let missed = st.rx_dropped + st.rx_ring_full;
         c.add_rx_missed(missed.saturating_sub(self.seen.missed));

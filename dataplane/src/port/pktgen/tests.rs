@@ -55,55 +55,29 @@ impl SeqChecker {
     }
 }
 
-/// Polls every queue once: inside rx -> outside tx, outside rx -> inside tx.
-/// `drop_every`: drop each n-th packet instead of forwarding (0: never).
-#[allow(clippy::too_many_arguments)]
-fn forward_once(
+/// Calls `f(queue, from_inside, rx, tx)` for every queue pair and both directions:
+/// inside rx -> outside tx, then outside rx -> inside tx.
+fn each_direction(
     ports: &mut [(PktgenPort, PktgenPort)],
-    pool: &mut MbufPool,
-    buf: &mut Vec<Mbuf>,
-    checker: &mut SeqChecker,
-    nq: u16,
-    drop_every: u64,
-    seen: &mut u64,
-) -> usize {
-    let mut moved = 0;
+    mut f: impl FnMut(u16, bool, &mut PktgenPort, &mut PktgenPort),
+) {
     for (q, (inside, outside)) in ports.iter_mut().enumerate() {
         let q = q as u16;
-        for dir in 0..2 {
-            let (rx, tx) = if dir == 0 {
-                (&mut *inside, &mut *outside)
-            } else {
-                (&mut *outside, &mut *inside)
-            };
-            let n = rx.rx_burst(q, pool, buf, 32);
-            moved += n;
-            let mut i = 0;
-            while i < buf.len() {
-                let m = &buf[i];
-                assert_eq!(m.hash, frame_hash(m.data()), "hash is the tuple's");
-                assert_eq!(queue_of(m.hash, nq), q, "steered to its queue");
-                assert_eq!(m.queue, q);
-                *seen += 1;
-                if drop_every > 0 && seen.is_multiple_of(drop_every) {
-                    let m = buf.remove(i);
-                    pool.put(m);
-                    continue;
-                }
-                if drop_every == 0 {
-                    checker.check(m.data(), dir == 0);
-                }
-                i += 1;
-            }
-            let k = buf.len();
-            assert_eq!(tx.tx_burst(q, buf, pool), k);
-            assert!(buf.is_empty());
-        }
+        f(q, true, &mut *inside, &mut *outside);
+        f(q, false, &mut *outside, &mut *inside);
     }
-    moved
 }
 
-/// A pair's queue ports behind a checking forwarder ([`forward_once`]), with its pool.
+/// A pktgen config of `queues` queues sending `traffic`, the rest default.
+fn config(queues: u16, traffic: Traffic) -> PktgenConfig {
+    PktgenConfig {
+        queues,
+        traffic,
+        ..Default::default()
+    }
+}
+
+/// A pair's queue ports behind a checking forwarder ([`Fwd::step`]), with its pool.
 struct Fwd {
     stats: Arc<PktgenStats>,
     ports: Vec<(PktgenPort, PktgenPort)>,
@@ -125,26 +99,50 @@ impl Fwd {
             seen: 0,
         }
     }
-    /// One [`forward_once`] pass; returns the packets moved.
+    /// Polls every queue once, forwarding what it receives ([`each_direction`]); checks
+    /// each frame's hash and queue, drops every `drop_every`-th frame (0: none) and,
+    /// without drops, checks TCP sequence continuity. Returns the packets moved.
     fn step(&mut self, nq: u16, drop_every: u64) -> usize {
-        forward_once(
-            &mut self.ports,
+        let (pool, buf, checker, seen) = (
             &mut self.pool,
             &mut self.buf,
             &mut self.checker,
-            nq,
-            drop_every,
             &mut self.seen,
-        )
+        );
+        let mut moved = 0;
+        each_direction(&mut self.ports, |q, from_inside, rx, tx| {
+            moved += rx.rx_burst(q, pool, buf, 32);
+            let mut i = 0;
+            while i < buf.len() {
+                let m = &buf[i];
+                assert_eq!(m.hash, frame_hash(m.data()), "hash is the tuple's");
+                assert_eq!(queue_of(m.hash, nq), q, "steered to its queue");
+                assert_eq!(m.queue, q);
+                *seen += 1;
+                if drop_every > 0 && seen.is_multiple_of(drop_every) {
+                    let m = buf.remove(i);
+                    pool.put(m);
+                    continue;
+                }
+                if drop_every == 0 {
+                    checker.check(m.data(), from_inside);
+                }
+                i += 1;
+            }
+            let k = buf.len();
+            assert_eq!(tx.tx_burst(q, buf, pool), k);
+            assert!(buf.is_empty());
+        });
+        moved
     }
 }
 
 #[test]
 fn port_pktgen_lifecycles_complete_through_a_forwarder() {
     let nq = 4;
-    let cfg = PktgenConfig {
-        queues: nq,
-        traffic: Traffic::Lifecycle(LifecycleTraffic {
+    let cfg = config(
+        nq,
+        Traffic::Lifecycle(LifecycleTraffic {
             concurrent: 64,
             tcp_weight: 6,
             udp_weight: 2,
@@ -156,8 +154,7 @@ fn port_pktgen_lifecycles_complete_through_a_forwarder() {
             timeout_ns: 10_000_000_000,
             ..Default::default()
         }),
-        ..Default::default()
-    };
+    );
     let mut fwd = Fwd::new(&cfg, 1024);
     assert_eq!(fwd.ports.len(), 4);
     assert_eq!(fwd.ports[2].0.queue_range(), 2..3);
@@ -207,17 +204,16 @@ fn port_pktgen_lifecycles_complete_through_a_forwarder() {
 fn port_pktgen_reused_ports_keep_the_table_small() {
     use crate::conntrack::{ConnTable, CtState, TrackOpts};
     let nq = 2;
-    let cfg = PktgenConfig {
-        queues: nq,
-        traffic: Traffic::Lifecycle(LifecycleTraffic {
+    let cfg = config(
+        nq,
+        Traffic::Lifecycle(LifecycleTraffic {
             concurrent: 32,
             max_connections: 2000,
             timeout_ns: 10_000_000_000,
             reuse_ports: true,
             ..Default::default()
         }),
-        ..Default::default()
-    };
+    );
     let pair = PktgenPair::new(&cfg).unwrap();
     let stats = pair.stats();
     let mut ports = pair.into_queue_ports();
@@ -227,30 +223,22 @@ fn port_pktgen_reused_ports_keep_the_table_small() {
     let (mut now, mut new, mut invalid, mut max_len) = (1_000_000_000u64, 0, 0, 0);
     for _ in 0..100_000 {
         let mut moved = 0;
-        for (q, (inside, outside)) in ports.iter_mut().enumerate() {
-            let q = q as u16;
-            for dir in 0..2 {
-                let (rx, tx) = if dir == 0 {
-                    (&mut *inside, &mut *outside)
-                } else {
-                    (&mut *outside, &mut *inside)
+        each_direction(&mut ports, |q, _, rx, tx| {
+            moved += rx.rx_burst(q, &mut pool, &mut buf, 32);
+            now += 1_000;
+            for m in &buf {
+                let Ok(Frame::Ip(p)) = parse(m.data()) else {
+                    panic!("pktgen sent a non-IP frame")
                 };
-                moved += rx.rx_burst(q, &mut pool, &mut buf, 32);
-                now += 1_000;
-                for m in &buf {
-                    let Ok(Frame::Ip(p)) = parse(m.data()) else {
-                        panic!("pktgen sent a non-IP frame")
-                    };
-                    let t = table.track(m.data(), &p, now, TrackOpts::default());
-                    let _ = table.confirm(&t, true, m.data(), &p, now);
-                    new += u64::from(t.state == CtState::New);
-                    invalid += u64::from(t.state == CtState::Invalid);
-                }
-                max_len = max_len.max(table.len());
-                tx.tx_burst(q, &mut buf, &mut pool);
-                pool.put_all(&mut buf);
+                let t = table.track(m.data(), &p, now, TrackOpts::default());
+                let _ = table.confirm(&t, true, m.data(), &p, now);
+                new += u64::from(t.state == CtState::New);
+                invalid += u64::from(t.state == CtState::Invalid);
             }
-        }
+            max_len = max_len.max(table.len());
+            tx.tx_burst(q, &mut buf, &mut pool);
+            pool.put_all(&mut buf);
+        });
         if moved == 0 {
             break;
         }
@@ -266,57 +254,49 @@ fn port_pktgen_reused_ports_keep_the_table_small() {
 
 #[test]
 fn port_pktgen_drops_are_counted_and_stalled_connections_time_out() {
-    let cfg = PktgenConfig {
-        queues: 1,
-        traffic: Traffic::Lifecycle(LifecycleTraffic {
+    let cfg = config(
+        1,
+        Traffic::Lifecycle(LifecycleTraffic {
             concurrent: 16,
             timeout_ns: 2_000_000,
             ..Default::default()
         }),
-        ..Default::default()
-    };
+    );
     let mut fwd = Fwd::new(&cfg, 256);
     let t0 = Instant::now();
     while t0.elapsed().as_millis() < 100 {
         fwd.step(1, 7);
     }
     let Fwd {
-        stats,
-        mut ports,
-        mut pool,
-        ..
-    } = fwd;
+        stats, ports, pool, ..
+    } = &mut fwd;
     let s = stats.snapshot();
     assert!(s.connections_timed_out > 0, "{s:?}");
     assert!(s.connections_completed > 0, "{s:?}");
     assert!(s.dropped > 0, "{s:?}");
     assert!(s.active() <= 16, "{s:?}");
     let (inside, outside) = &mut ports[0];
-    inside.drain_into(&mut pool);
-    outside.drain_into(&mut pool);
+    inside.drain_into(pool);
+    outside.drain_into(pool);
     assert_eq!(pool.outstanding(), 0);
 }
 
 #[test]
 fn port_pktgen_established_sends_64_byte_data_both_ways() {
-    let cfg = PktgenConfig {
-        queues: 2,
-        traffic: Traffic::Established(EstablishedTraffic {
+    let cfg = config(
+        2,
+        Traffic::Established(EstablishedTraffic {
             flows: 100,
             ..Default::default()
         }),
-        ..Default::default()
-    };
+    );
     let mut fwd = Fwd::new(&cfg, 512);
     for _ in 0..2000 {
         fwd.step(2, 0);
     }
     let Fwd {
-        stats,
-        mut ports,
-        mut pool,
-        ..
-    } = fwd;
+        stats, ports, pool, ..
+    } = &mut fwd;
     let s = stats.snapshot();
     assert_eq!(s.connections_started, 100, "{s:?}");
     assert_eq!(
@@ -326,7 +306,7 @@ fn port_pktgen_established_sends_64_byte_data_both_ways() {
     assert!(s.rx_forwarded > 20_000, "{s:?}");
     // After the handshakes, data segments are 64-byte frames.
     let mut out = Vec::with_capacity(32);
-    let n = ports[0].0.rx_burst(0, &mut pool, &mut out, 32);
+    let n = ports[0].0.rx_burst(0, pool, &mut out, 32);
     assert!(n > 0);
     assert!(out.iter().all(|m| m.len() == 64));
     pool.put_all(&mut out);
@@ -334,15 +314,14 @@ fn port_pktgen_established_sends_64_byte_data_both_ways() {
 
 #[test]
 fn port_pktgen_range_cycles_flows_steered_by_queue() {
-    let cfg = PktgenConfig {
-        queues: 2,
-        traffic: Traffic::Range(RangeTraffic {
+    let cfg = config(
+        2,
+        Traffic::Range(RangeTraffic {
             flows: 500,
             frame_size: 128,
             ..Default::default()
         }),
-        ..Default::default()
-    };
+    );
     let pair = PktgenPair::new(&cfg).unwrap();
     let stats = pair.stats();
     let (mut inside, mut outside) = pair.into_ports();
@@ -371,10 +350,8 @@ fn port_pktgen_range_cycles_flows_steered_by_queue() {
 #[test]
 fn port_pktgen_rate_limit() {
     let cfg = PktgenConfig {
-        queues: 1,
-        traffic: Traffic::Range(RangeTraffic::default()),
         rate_pps: 20_000,
-        ..Default::default()
+        ..config(1, Traffic::Range(RangeTraffic::default()))
     };
     let (mut inside, mut outside) = PktgenPair::new(&cfg).unwrap().into_ports();
     let mut pool = MbufPool::new(64);
