@@ -218,16 +218,7 @@ pub fn serve(rt: Arc<Runtime>, l: Listeners) -> Result<Api> {
 /// from it, inherits the mask): the control plane never competes with a busy-polling
 /// worker. When the workers have every allowed core, the mask stays as it is.
 fn keep_off_worker_cores(rt: &Runtime) {
-    let n = rt.workers.len();
-    let cores: Vec<usize> = if rt.cfg.dataplane.cores.is_empty() {
-        let avail = core_affinity::get_core_ids()
-            .map(|v| v.len())
-            .unwrap_or(1)
-            .max(1);
-        (0..n).map(|i| i % avail).collect()
-    } else {
-        rt.cfg.dataplane.cores.clone()
-    };
+    let cores = crate::runtime::worker_cores(&rt.cfg, rt.workers.len());
     // SAFETY: a zeroed cpu_set_t is the empty set; sched_{get,set}affinity get a valid
     // pointer and its size; pid 0 is the calling thread.
     unsafe {
