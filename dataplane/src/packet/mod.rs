@@ -15,6 +15,7 @@
 //! [`build`] writes frames (used by tests, the generator and REJECT replies).
 
 pub mod build;
+pub mod mangle;
 pub mod checksum;
 mod parse;
 mod quote;

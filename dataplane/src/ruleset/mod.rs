@@ -34,6 +34,8 @@ mod cttuple;
 mod eval;
 mod index;
 mod list;
+mod mangle;
+mod matches;
 mod nat;
 mod reject;
 mod summary;
@@ -43,6 +45,7 @@ mod text;
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use mangle::{MangleChain, MangleOps, PktMeta};
 pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::build_reject;
 pub use summary::{ChainSummary, Summary};
@@ -153,6 +156,9 @@ pub struct PacketCtx<'a> {
     pub ct_tuples: Option<&'a (crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
     /// Now, for `-m limit`.
     pub now: Nanos,
+    /// The packet's marks (packet mark, connection mark) and the header edits the
+    /// rules collect (MARK, CONNMARK, TCPMSS, ...): per packet, on the caller's stack.
+    pub meta: &'a PktMeta,
 }
 
 /// A conntrack helper assigned by `-j CT --helper`.
@@ -265,6 +271,8 @@ pub struct LogEvent<'a> {
     pub in_port: &'a str,
     /// Egress port name.
     pub out_port: &'a str,
+    /// `-j NFLOG --nflog-group N` (or ULOG's group): Some(N); None for LOG.
+    pub nflog_group: Option<u16>,
 }
 
 /// Which table a chain belongs to.
@@ -276,6 +284,8 @@ pub enum Table {
     Filter,
     /// `*nat`: the NAT of new connections.
     Nat,
+    /// `*mangle`: marks and header edits (MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL, HL).
+    Mangle,
 }
 
 impl Table {
@@ -285,6 +295,7 @@ impl Table {
             Table::Raw => "raw",
             Table::Filter => "filter",
             Table::Nat => "nat",
+            Table::Mangle => "mangle",
         }
     }
 }
@@ -447,6 +458,8 @@ pub(crate) enum Match {
         src: Option<(u16, bool)>,
         dst: Option<(u16, bool)>,
     },
+    /// The other stateless matches (`matches.rs`: mark, connmark, ttl, hl, tos, ...).
+    Ext(Box<matches::ExtMatch>),
 }
 
 /// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
@@ -504,6 +517,9 @@ pub(crate) enum Target {
     },
     /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
     Nat(Box<NatTarget>),
+    /// MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL, HL, CHECKSUM, NFLOG (`mangle.rs`):
+    /// non-terminal.
+    Ext(Box<mangle::ExtTarget>),
 }
 
 /// One compiled rule.
@@ -587,6 +603,10 @@ pub struct Ruleset {
     pub(crate) builtin: [usize; 9],
     /// Whether the nat table has any rule (else new connections skip it).
     pub(crate) nat_rules: bool,
+    /// Chain ids of mangle PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING.
+    pub(crate) mangle_builtin: [usize; 5],
+    /// Whether the mangle table has any rule or a DROP policy (else it is skipped).
+    pub(crate) mangle_on: bool,
     /// The host's own addresses, for `-m addrtype` LOCAL (besides loopback).
     pub(crate) local_addrs: Vec<crate::packet::Addr>,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
@@ -741,6 +761,8 @@ impl Ruleset {
                 out.push_str("# table raw\n");
             } else if t == Table::Nat {
                 out.push_str("# table nat\n");
+            } else if t == Table::Mangle {
+                out.push_str("# table mangle\n");
             } else if self.tables.len() > 1 {
                 out.push_str("# table filter\n");
             }

@@ -4,13 +4,16 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
+use super::mangle::mangle_chains;
 use super::nat::{nat_chains, NatAddrs, NatRef};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
 use crate::defrag::{Defrag, DefragResult};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
+use crate::ruleset::{
+    self, FilterChain, MangleOps, PacketCtx, PktMeta, RawChain, RuleCounters, Ruleset, Verdict,
+};
 use crate::steer::Steering;
 
 /// How a port pair is attached.
@@ -79,6 +82,10 @@ pub struct Outcome {
     /// The NATed connection of a forwarded packet: [`NatRef::resolve`] gives its rewrite
     /// ([`super::apply_nat`]; for a completed datagram: every fragment).
     pub nat: Option<NatRef>,
+    /// The packet mark after the tables (MARK, CONNMARK --restore-mark; 0 without).
+    pub mark: u32,
+    /// The header edits of the mangle targets ([`super::apply_mangle`], after NAT).
+    pub mangle: MangleOps,
 }
 
 impl Outcome {
@@ -98,6 +105,8 @@ impl Outcome {
             completes: None,
             discard: None,
             nat: None,
+            mark: 0,
+            mangle: MangleOps::default(),
         }
     }
 }
@@ -135,6 +144,8 @@ pub struct Pipeline {
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
+    /// The MTU `-j TCPMSS --clamp-mss-to-pmtu` clamps to (config `mtu`; 1500).
+    pub(super) mtu: u16,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -169,7 +180,7 @@ impl Ownership {
 impl Pipeline {
     /// A pipeline around a conntrack shard, with counters for `rs`.
     pub fn new(table: ConnTable, rs: &Ruleset, non_ip: NonIpPolicy) -> Self {
-        Pipeline {
+        let mut pl = Pipeline {
             table,
             counters: RuleCounters::for_ruleset(rs),
             counters_generation: rs.generation(),
@@ -180,7 +191,17 @@ impl Pipeline {
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
             nat_addrs: Box::default(),
+            mtu: 1500,
+        };
+        if rs.has_mangle() {
+            pl.table.reserve_marks();
         }
+        pl
+    }
+
+    /// Sets the MTU that `-j TCPMSS --clamp-mss-to-pmtu` clamps to.
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.mtu = mtu;
     }
 
     /// Attaches the FTP helper by default to connections to these ports (config
@@ -225,6 +246,10 @@ impl Pipeline {
     pub fn adopt(&mut self, old: Option<&Ruleset>, rs: &Ruleset) {
         if self.counters_generation == rs.generation() {
             return;
+        }
+        if rs.has_mangle() {
+            // A control-plane step (a reload), not per packet.
+            self.table.reserve_marks();
         }
         self.counters = match old {
             Some(o) => self.counters.carry_over(o, rs),
@@ -362,6 +387,7 @@ impl Pipeline {
                 (RawChain::Output, FilterChain::Output, "", pair.network)
             }
         };
+        let meta = PktMeta::new(0);
         let mut ctx = PacketCtx {
             frame,
             parsed: p,
@@ -372,6 +398,7 @@ impl Pipeline {
             out_port,
             ct_tuples: None,
             now,
+            meta: &meta,
         };
         // raw table (before conntrack).
         let raw = if rs.raw_logs() {
@@ -413,6 +440,16 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
+        let mangle_on = rs.has_mangle();
+        let mangle = mangle_chains(pair.mode, b.ingress);
+        if mangle_on {
+            self.mangle_attach(&meta, &t);
+            if let Some(c) = mangle.0 {
+                if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                    return self.mangle_drop(&t, frame, p, now, out);
+                }
+            }
+        }
         // NAT (worker/nat.rs), off the un-NATed path: an existing NATed connection's
         // packet shows the filter its translated destination and its tuples; a new
         // connection's first packet walks the destination-manip nat chain first.
@@ -435,8 +472,18 @@ impl Pipeline {
                 ctx.ct_tuples = Some(tu);
             }
         }
+        if let Some(c) = mangle.1.filter(|_| mangle_on) {
+            if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                return self.mangle_drop(&t, frame, p, now, out);
+            }
+        }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
+        if let Some(c) = mangle.2.filter(|_| mangle_on && matches!(v, Verdict::Accept)) {
+            if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                return self.mangle_drop(&t, frame, p, now, out);
+            }
+        }
         if t.candidate && nat_on && matches!(v, Verdict::Accept) {
             let h = t.handle.expect("a candidate has a handle");
             if self
@@ -463,6 +510,9 @@ impl Pipeline {
                 });
         } else if !confirmed.is_pass() {
             out.nat = None;
+        }
+        if mangle_on && accepted && confirmed.is_pass() {
+            self.mangle_finish(&meta, &t, p, &mut out);
         }
         match v {
             Verdict::Accept if confirmed.is_pass() => {

@@ -82,6 +82,7 @@ fn ctx<'a>(p: &'a Pkt, e: Env<'a>) -> PacketCtx<'a> {
         out_port: e.out,
         ct_tuples: None,
         now: e.now,
+        meta: Box::leak(Box::default()),
     }
 }
 
