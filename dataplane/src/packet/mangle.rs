@@ -100,7 +100,8 @@ pub fn set_ttl(frame: &mut [u8], p: &Parsed, op: TtlOp) -> Option<u8> {
 /// see tests/oracle/DIVERGENCES.md). Returns the new MSS when it changed.
 pub fn clamp_mss(frame: &mut [u8], p: &Parsed, mss: u16) -> Option<u16> {
     let L4::Tcp(t) = p.l4 else { return None };
-    if t.flags & 0x02 == 0 {
+    // xt_TCPMSS: SYNs only, and not one carrying data (it could then exceed the MTU).
+    if t.flags & 0x02 == 0 || t.payload_len > 0 {
         return None;
     }
     let l4 = p.l4_off as usize;
@@ -156,7 +157,12 @@ pub fn fill_checksum(frame: &mut [u8], p: &Parsed) -> bool {
         return false;
     }
     wr16(frame, at, 0);
-    let ps = pseudo_header_sum(&frame[l3..], p.family == Family::V4, p.proto, (end - l4) as u32);
+    let ps = pseudo_header_sum(
+        &frame[l3..],
+        p.family == Family::V4,
+        p.proto,
+        (end - l4) as u32,
+    );
     let mut v = fold(sum(&frame[l4..end], ps));
     if p.proto == proto::UDP && v == 0 {
         v = 0xffff;

@@ -15,8 +15,8 @@
 //! [`build`] writes frames (used by tests, the generator and REJECT replies).
 
 pub mod build;
-pub mod mangle;
 pub mod checksum;
+pub mod mangle;
 mod parse;
 mod quote;
 pub mod rewrite;

@@ -495,7 +495,10 @@ impl Ruleset {
             Target::Ext(x) => {
                 let t = x.save_text();
                 let name = format!(" -j {}", x.name());
-                o.push_str(&t.replacen(&name, &format!(" {}", x.name()), 1).replace(" --", " "));
+                o.push_str(
+                    &t.replacen(&name, &format!(" {}", x.name()), 1)
+                        .replace(" --", " "),
+                );
             }
             Target::Ct { helper, notrack } => {
                 if *notrack {

@@ -90,8 +90,10 @@ pub struct MangleOps {
     pub tos: Option<(u8, u8)>,
     /// TTL / hop limit change (the last one wins, as each rewrites the header).
     pub ttl: Option<TtlOp>,
-    /// TCPMSS: the MSS to clamp to (`Some(0)`: `--clamp-mss-to-pmtu`, from the MTU).
+    /// TCPMSS: the MSS to lower the SYN's MSS option to (the smallest `--set-mss`).
     pub mss: Option<u16>,
+    /// TCPMSS `--clamp-mss-to-pmtu`: lower it to the MTU's (see [`MangleOps::resolve_pmtu`]).
+    pub clamp_pmtu: bool,
     /// CHECKSUM --checksum-fill.
     pub checksum_fill: bool,
 }
@@ -103,12 +105,14 @@ impl MangleOps {
         *self == MangleOps::default()
     }
 
-    /// Resolves `--clamp-mss-to-pmtu` (`mss == Some(0)`) with the egress MTU: MSS =
-    /// MTU - 40 on IPv4, MTU - 60 on IPv6 (xt_TCPMSS's header sizes).
+    /// Resolves `--clamp-mss-to-pmtu` with the egress MTU: MSS = MTU - 40 on IPv4,
+    /// MTU - 60 on IPv6 (xt_TCPMSS's header sizes), or the `--set-mss` if smaller.
     pub fn resolve_pmtu(&mut self, mtu: u16, family: Family) {
-        if self.mss == Some(0) {
+        if self.clamp_pmtu {
             let hdr = if family == Family::V4 { 40 } else { 60 };
-            self.mss = Some(mtu.saturating_sub(hdr).max(1));
+            let m = mtu.saturating_sub(hdr).max(1);
+            self.mss = Some(self.mss.map_or(m, |x| x.min(m)));
+            self.clamp_pmtu = false;
         }
     }
 
@@ -124,7 +128,7 @@ impl MangleOps {
         if let Some(op) = self.ttl {
             set_ttl(frame, &p, op);
         }
-        if let Some(m) = self.mss.filter(|&m| m != 0) {
+        if let Some(m) = self.mss {
             clamp_mss(frame, &p, m);
         }
         if self.checksum_fill {
@@ -149,14 +153,20 @@ pub(crate) enum ConnMarkOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ExtTarget {
     /// MARK `--set-xmark V/M`: `mark = (mark & !M) ^ V` (every MARK form reduces to it).
-    Mark { value: u32, mask: u32 },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
     ConnMark(ConnMarkOp),
     /// TCPMSS: `--set-mss N`, or 0 for `--clamp-mss-to-pmtu`.
     TcpMss(u16),
     /// DSCP `--set-dscp`.
     Dscp(u8),
     /// TOS `--set-tos V/M`: `tos = (tos & !M) ^ V`.
-    Tos { value: u8, mask: u8 },
+    Tos {
+        value: u8,
+        mask: u8,
+    },
     /// TTL (IPv4).
     Ttl(TtlOp),
     /// HL (IPv6).
@@ -198,13 +208,9 @@ impl ExtTarget {
                     }
                 }
             },
-            ExtTarget::TcpMss(m) => {
-                // Several TCPMSS rules: the smallest clamp is what the packet ends with.
-                ops.mss = Some(match ops.mss {
-                    Some(o) if o != 0 && m != 0 => o.min(m),
-                    _ => m,
-                })
-            }
+            // xt_TCPMSS only ever lowers the MSS: of several rules, the smallest wins.
+            ExtTarget::TcpMss(0) => ops.clamp_pmtu = true,
+            ExtTarget::TcpMss(m) => ops.mss = Some(ops.mss.map_or(m, |o| o.min(m))),
             ExtTarget::Dscp(d) => ops.tos = Some(compose(ops.tos, 0xfc, d << 2)),
             ExtTarget::Tos { value, mask } => ops.tos = Some(compose(ops.tos, mask, value)),
             ExtTarget::Ttl(op) | ExtTarget::Hl(op) => ops.ttl = Some(compose_ttl(ops.ttl, op)),

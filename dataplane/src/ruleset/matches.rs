@@ -80,7 +80,11 @@ pub(crate) enum ExtMatch {
     /// `-m tcpmss --mss LO:HI` (SYN or SYN/ACK with an MSS option; hotdrop-free).
     TcpMss { lo: u16, hi: u16, neg: bool },
     /// `-m statistic`; `slot`: its per-worker state in the limit slots.
-    Statistic { mode: StatMode, neg: bool, slot: u32 },
+    Statistic {
+        mode: StatMode,
+        neg: bool,
+        slot: u32,
+    },
     /// `-m esp --espspi LO:HI`.
     Esp { lo: u32, hi: u32, neg: bool },
     /// `-m ah --ahspi LO:HI` (IPv4: the AH header; IPv6: the AH extension header).
@@ -345,7 +349,12 @@ impl ExtMatch {
                 write!(o, " -m mark{} --mark {}", bang(*neg), mark(*value, *mask))
             }
             ExtMatch::ConnMark { value, mask, neg } => {
-                write!(o, " -m connmark{} --mark {}", bang(*neg), mark(*value, *mask))
+                write!(
+                    o,
+                    " -m connmark{} --mark {}",
+                    bang(*neg),
+                    mark(*value, *mask)
+                )
             }
             ExtMatch::Ttl { cmp, v } => write!(o, " -m ttl{} {v}", cmpname(*cmp, "ttl")),
             ExtMatch::Hl { cmp, v } => write!(o, " -m hl{} {v}", cmpname(*cmp, "hl")),
@@ -440,8 +449,11 @@ impl ExtMatch {
                 if let Some((lo, hi, n)) = id {
                     let _ = write!(o, "{} --fragid {}", bang(*n), range(*lo, *hi));
                 }
-                for (b, name) in [(first, "--fragfirst"), (more, "--fragmore"), (last, "--fraglast")]
-                {
+                for (b, name) in [
+                    (first, "--fragfirst"),
+                    (more, "--fragmore"),
+                    (last, "--fraglast"),
+                ] {
                     if *b {
                         let _ = write!(o, " {name}");
                     }

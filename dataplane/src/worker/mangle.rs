@@ -19,19 +19,27 @@ use crate::ruleset::{MangleChain, MangleOps, PktMeta};
 pub(super) fn mangle_chains(
     mode: PairMode,
     ingress: Side,
-) -> (Option<MangleChain>, Option<MangleChain>, Option<MangleChain>) {
+) -> (
+    Option<MangleChain>,
+    Option<MangleChain>,
+    Option<MangleChain>,
+) {
     match (mode, ingress) {
         (PairMode::Forward, _) => (
             Some(MangleChain::Prerouting),
             Some(MangleChain::Forward),
             Some(MangleChain::Postrouting),
         ),
-        (PairMode::Host, Side::Network) => {
-            (Some(MangleChain::Prerouting), Some(MangleChain::Input), None)
-        }
-        (PairMode::Host, Side::Host) => {
-            (Some(MangleChain::Output), None, Some(MangleChain::Postrouting))
-        }
+        (PairMode::Host, Side::Network) => (
+            Some(MangleChain::Prerouting),
+            Some(MangleChain::Input),
+            None,
+        ),
+        (PairMode::Host, Side::Host) => (
+            Some(MangleChain::Output),
+            None,
+            Some(MangleChain::Postrouting),
+        ),
     }
 }
 

@@ -479,7 +479,10 @@ impl Pipeline {
         }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
-        if let Some(c) = mangle.2.filter(|_| mangle_on && matches!(v, Verdict::Accept)) {
+        if let Some(c) = mangle
+            .2
+            .filter(|_| mangle_on && matches!(v, Verdict::Accept))
+        {
             if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
                 return self.mangle_drop(&t, frame, p, now, out);
             }

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 mod chains;
 mod errors;
+mod mangle;
 mod matches;
 mod nat;
 mod props;

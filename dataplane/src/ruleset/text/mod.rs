@@ -2,6 +2,7 @@
 //! COMMIT; each `-A` line through [`rule`]) into a [`Draft`], the compiler's input.
 //! Every error carries `file:line:column`. Control-plane code: allocates freely.
 
+mod ext;
 mod lex;
 mod module;
 mod rule;
@@ -94,7 +95,7 @@ impl Reader {
         let Some((table, first_chain, _)) = self.open else {
             return Err(self.err(
                 first.col,
-                "expected a table (\"*filter\", \"*raw\" or \"*nat\") first",
+                "expected a table (\"*filter\", \"*raw\", \"*nat\" or \"*mangle\") first",
             ));
         };
         if let Some(name) = first.s.strip_prefix(':') {
@@ -118,12 +119,13 @@ impl Reader {
             "filter" => Table::Filter,
             "raw" => Table::Raw,
             "nat" => Table::Nat,
-            "mangle" | "security" => {
+            "mangle" => Table::Mangle,
+            "security" => {
                 return Err(self.err(
                     col,
-                    format!(
-                        "table \"{name}\" is not supported (statewall has *filter, *raw and *nat)"
-                    ),
+                    "table \"security\" is not supported: it holds SELinux labels \
+                     (SECMARK, CONNSECMARK) for local sockets, which a bypass fast path does \
+                     not have (statewall has *filter, *raw, *nat and *mangle)",
                 ))
             }
             _ => return Err(self.err(col, format!("unknown table \"{name}\""))),

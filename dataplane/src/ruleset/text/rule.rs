@@ -1,6 +1,7 @@
 //! One `-A` line: its options, `-m` modules and target, checked and turned into a
 //! [`DraftRule`] (matches in order, the target not yet resolved).
 
+use super::ext;
 use super::lex::Tok;
 use super::module::Module;
 use super::values::*;
@@ -39,6 +40,8 @@ pub(super) struct RuleParser<'r> {
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
     nat: nat::NatDraft,
+    /// The options of an extended target (MARK, CONNMARK, TCPMSS, ...; `ext.rs`).
+    ext_target: Vec<ext::ExtOpt>,
 }
 
 impl<'r> RuleParser<'r> {
@@ -69,6 +72,7 @@ impl<'r> RuleParser<'r> {
             log: (String::new(), 4, 0),
             ct: (None, false),
             nat: nat::NatDraft::default(),
+            ext_target: Vec::new(),
         }
     }
 
@@ -247,6 +251,13 @@ impl<'r> RuleParser<'r> {
     }
 
     fn load_module(&mut self, tok: &Tok, v: &Tok) -> Res<()> {
+        if let Some(m) = ext::load(&v.s, tok.col) {
+            self.modules.push(Module::Ext(m));
+            return Ok(());
+        }
+        if let Some(why) = ext::refused(&v.s) {
+            return Err(self.err(tok.col, why));
+        }
         let m = match v.s.as_str() {
             "tcp" => Module::Tcp {
                 sport: None,
@@ -282,11 +293,9 @@ impl<'r> RuleParser<'r> {
                 src: None,
                 dst: None,
             },
-            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
-            | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
-            | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
-            | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"
-            | "cgroup" | "socket" | "devgroup" | "realm" | "ecn" | "tcpmss" => {
+            "recent" | "set" | "mac" | "hashlimit" | "physdev" | "string" | "time" | "u32"
+            | "connlimit" | "policy" | "ipv6header" | "hbh" | "dst" | "sctp" | "helper"
+            | "quota" | "bpf" | "devgroup" | "realm" => {
                 return Err(self.err(
                     tok.col,
                     format!("match \"-m {}\" is not supported by statewall", v.s),
@@ -375,6 +384,24 @@ impl<'r> RuleParser<'r> {
             };
             return Err(self.err(tok.col, msg));
         };
+        if let Module::Ext(m) = &self.modules[idx] {
+            let takes = m.takes(o).expect("the module accepts it");
+            let negc = neg.take();
+            let val = if takes {
+                Some(self.value(tok, &mut None, false)?)
+            } else {
+                None
+            };
+            if let Module::Ext(m) = &mut self.modules[idx] {
+                m.opts.push(ext::ExtOpt {
+                    opt: o.to_string(),
+                    val,
+                    neg: negc,
+                    col: tok.col,
+                });
+            }
+            return Ok(());
+        }
         let negated = neg.take();
         let inv = negated.is_some();
         let v = if o == "--syn" {
@@ -439,6 +466,7 @@ impl<'r> RuleParser<'r> {
                 }
             }
             Module::Udp { .. } => unreachable!("udp options all name ports"),
+            Module::Ext(_) => unreachable!("extended options are collected in option()"),
             Module::Icmp(slot) => {
                 if slot.is_some() {
                     return Err(twice(self));
@@ -676,6 +704,7 @@ impl<'r> RuleParser<'r> {
                         dst: *dst,
                     }
                 }
+                Module::Ext(x) => Match::Ext(Box::new(ext::finish_match(self.r, x, self.proto)?)),
                 Module::Limit { rate, burst } => {
                     let (count, unit, interval) =
                         rate.unwrap_or((3, "hour", 3_600_000_000_000 / 3));
@@ -748,10 +777,19 @@ impl<'r> RuleParser<'r> {
                         let k = nat::kind_of(n).expect("checked");
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
                     }
-                    "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
-                    | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"
-                    | "AUDIT" | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED"
-                    | "SYNPROXY" => {
+                    n if ext::target_opts(n).is_some() => {
+                        let t = ext::finish_target(
+                            self.r,
+                            n,
+                            &self.ext_target,
+                            table,
+                            self.proto,
+                            col,
+                        )?;
+                        DraftTarget::Done(Target::Ext(Box::new(t)))
+                    }
+                    "NFQUEUE" | "QUEUE" | "TRACE" | "SET" | "CLASSIFY" | "TEE" | "AUDIT"
+                    | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),
