@@ -100,3 +100,6 @@ impl Pipeline {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
