@@ -469,6 +469,10 @@ pub(crate) mod addr_types {
     pub const UNICAST: u16 = 1 << 1;
     pub const LOCAL: u16 = 1 << 2;
     pub const BROADCAST: u16 = 1 << 3;
+    /// Accepted, never classified: the fast path knows no anycast routes (Linux gives
+    /// RTN_ANYCAST only to addresses with an anycast route, e.g. a router's IPv6
+    /// subnet-router anycast address); a Shorewall `Broadcast` action names it.
+    pub const ANYCAST: u16 = 1 << 4;
     pub const MULTICAST: u16 = 1 << 5;
 
     /// The names, in the order listings print them.
@@ -477,6 +481,7 @@ pub(crate) mod addr_types {
         (UNICAST, "UNICAST"),
         (LOCAL, "LOCAL"),
         (BROADCAST, "BROADCAST"),
+        (ANYCAST, "ANYCAST"),
         (MULTICAST, "MULTICAST"),
     ];
 }

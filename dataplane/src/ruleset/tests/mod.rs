@@ -11,6 +11,7 @@ use crate::packet::{self, checksum, tcp_flags, Frame, Parsed, L4};
 use std::net::{IpAddr, SocketAddr};
 
 mod chains;
+mod corpus;
 mod errors;
 mod mangle;
 mod matches;

@@ -110,6 +110,10 @@ pub(super) fn refused(name: &str) -> Option<String> {
              port or interface instead (-s/-d, --sport/--dport, -i/-o), or keep this rule \
              in the host's own iptables"
         ),
+        "rpfilter" => "match \"-m rpfilter\" needs a route lookup in the host's routing table, \
+             which a bypass fast path does not consult; drop spoofed sources with -s/-i rules \
+             per port (or keep this rule in the host's own iptables)"
+            .to_string(),
         _ => return None,
     };
     Some(why)
