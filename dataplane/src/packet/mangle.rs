@@ -124,7 +124,7 @@ pub fn clamp_mss(frame: &mut [u8], p: &Parsed, mss: u16) -> Option<u16> {
                     let csum_at = l4 + 16;
                     // The option may start at an odd offset from the TCP header: update
                     // the checksum over the aligned words that hold the two bytes.
-                    if (i + 2 - l4) % 2 == 0 {
+                    if (i + 2 - l4).is_multiple_of(2) {
                         replace_word(frame, i + 2, mss, csum_at);
                     } else {
                         let b = mss.to_be_bytes();

@@ -47,7 +47,7 @@ mod tests;
 pub use counters::{carry_counters, RuleCounters};
 pub use mangle::{MangleChain, MangleOps, PktMeta};
 pub use nat::{NatChain, NatKind, NatTarget};
-pub use reject::build_reject;
+pub use reject::{build_reject, RejectKind};
 pub use summary::{ChainSummary, Summary};
 
 pub(crate) use counters::LimitState;
@@ -186,55 +186,6 @@ pub struct RawVerdict {
     pub helper: Option<Helper>,
     /// A `-j DROP` in the raw table (or a DROP policy): drop the packet, no conntrack.
     pub drop: bool,
-}
-
-/// Which REJECT reply to send (`--reject-with`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectKind {
-    /// ICMP destination unreachable, code 0.
-    IcmpNetUnreachable,
-    /// ICMP destination unreachable, code 1.
-    IcmpHostUnreachable,
-    /// ICMP destination unreachable, code 3 (the IPv4 default).
-    IcmpPortUnreachable,
-    /// ICMP destination unreachable, code 2.
-    IcmpProtoUnreachable,
-    /// ICMP destination unreachable, code 9.
-    IcmpNetProhibited,
-    /// ICMP destination unreachable, code 10.
-    IcmpHostProhibited,
-    /// ICMP destination unreachable, code 13.
-    IcmpAdminProhibited,
-    /// ICMPv6 destination unreachable, code 0 (`icmp6-no-route`, `no-route`).
-    Icmp6NoRoute,
-    /// ICMPv6 destination unreachable, code 1 (`icmp6-adm-prohibited`, `adm-prohibited`).
-    Icmp6AdmProhibited,
-    /// ICMPv6 destination unreachable, code 3 (`icmp6-addr-unreachable`, `addr-unreach`).
-    Icmp6AddrUnreachable,
-    /// ICMPv6 destination unreachable, code 4 (the IPv6 default).
-    Icmp6PortUnreachable,
-    /// A TCP RST (TCP rules only).
-    TcpReset,
-}
-
-impl RejectKind {
-    /// The `--reject-with` name as `iptables-save` prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            RejectKind::IcmpNetUnreachable => "icmp-net-unreachable",
-            RejectKind::IcmpHostUnreachable => "icmp-host-unreachable",
-            RejectKind::IcmpPortUnreachable => "icmp-port-unreachable",
-            RejectKind::IcmpProtoUnreachable => "icmp-proto-unreachable",
-            RejectKind::IcmpNetProhibited => "icmp-net-prohibited",
-            RejectKind::IcmpHostProhibited => "icmp-host-prohibited",
-            RejectKind::IcmpAdminProhibited => "icmp-admin-prohibited",
-            RejectKind::Icmp6NoRoute => "icmp6-no-route",
-            RejectKind::Icmp6AdmProhibited => "icmp6-adm-prohibited",
-            RejectKind::Icmp6AddrUnreachable => "icmp6-addr-unreachable",
-            RejectKind::Icmp6PortUnreachable => "icmp6-port-unreachable",
-            RejectKind::TcpReset => "tcp-reset",
-        }
-    }
 }
 
 /// The outcome of the filter table.

@@ -3,6 +3,7 @@
 //! Every error carries `file:line:column`. Control-plane code: allocates freely.
 
 mod ext;
+mod ext_target;
 mod lex;
 mod module;
 mod rule;

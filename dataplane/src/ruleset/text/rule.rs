@@ -2,6 +2,7 @@
 //! [`DraftRule`] (matches in order, the target not yet resolved).
 
 use super::ext;
+use super::ext_target;
 use super::lex::Tok;
 use super::module::Module;
 use super::values::*;
@@ -14,9 +15,9 @@ use crate::ruleset::{
     Helper, Iface, LimitSpec, Match, Net, PortRange, PortsWhich, RejectKind, RulesetError, Table,
     Target,
 };
-use std::net::IpAddr;
 
 mod nat;
+mod net;
 mod target;
 
 /// Parses the options of one `-A` line.
@@ -204,50 +205,6 @@ impl<'r> RuleParser<'r> {
             return Err(self.err(c, "\"!\" at the end of the rule"));
         }
         self.finish()
-    }
-
-    fn parse_net(&mut self, v: &Tok) -> Res<Net> {
-        let (addr, mask) = match v.s.split_once('/') {
-            Some((a, m)) => (a, Some(m)),
-            None => (v.s.as_str(), None),
-        };
-        if addr.contains(',') {
-            return Err(self.err(
-                v.col,
-                "several addresses in one option are not supported; write one rule per address",
-            ));
-        }
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| self.err(v.col, format!("bad address \"{addr}\"")))?;
-        let (fam, bits) = match ip {
-            IpAddr::V4(a) => (Family::V4, (u32::from(a) as u128) << 96),
-            IpAddr::V6(a) => (Family::V6, u128::from(a)),
-        };
-        self.r
-            .set_family(fam, v.col, &format!("address \"{addr}\""))?;
-        let width = if fam == Family::V4 { 32 } else { 128 };
-        let mask = match mask {
-            None => prefix_mask(width, width),
-            Some(m) => {
-                if let Ok(n) = m.parse::<u32>() {
-                    if n > width {
-                        return Err(self.err(v.col, format!("bad prefix length \"/{m}\"")));
-                    }
-                    prefix_mask(n, width)
-                } else {
-                    match (fam, m.parse::<IpAddr>()) {
-                        (Family::V4, Ok(IpAddr::V4(a))) => (u32::from(a) as u128) << 96,
-                        (Family::V6, Ok(IpAddr::V6(a))) => u128::from(a),
-                        _ => return Err(self.err(v.col, format!("bad mask \"/{m}\""))),
-                    }
-                }
-            }
-        };
-        Ok(Net {
-            net: bits & mask,
-            mask,
-        })
     }
 
     fn load_module(&mut self, tok: &Tok, v: &Tok) -> Res<()> {
@@ -777,8 +734,8 @@ impl<'r> RuleParser<'r> {
                         let k = nat::kind_of(n).expect("checked");
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
                     }
-                    n if ext::target_opts(n).is_some() => {
-                        let t = ext::finish_target(
+                    n if ext_target::target_opts(n).is_some() => {
+                        let t = ext_target::finish_target(
                             self.r,
                             n,
                             &self.ext_target,

@@ -28,8 +28,8 @@ impl RuleParser<'_> {
                     | "--ctmask"
                     | "--nfmask"
             ),
-            t if super::ext::target_opts(t).is_some() => {
-                let Some(&(_, takes)) = super::ext::target_opts(t)
+            t if super::ext_target::target_opts(t).is_some() => {
+                let Some(&(_, takes)) = super::ext_target::target_opts(t)
                     .expect("checked")
                     .iter()
                     .find(|(x, _)| *x == o)
