@@ -70,6 +70,7 @@ impl Pipeline {
         meta: &PktMeta,
         t: &Track,
         p: &packet::Parsed,
+        out_port: &str,
         out: &mut Outcome,
     ) {
         if let (Some(m), Some(h)) = (meta.ctmark_changed(), t.handle) {
@@ -77,7 +78,15 @@ impl Pipeline {
         }
         out.mark = meta.mark();
         let mut ops = meta.ops();
-        ops.resolve_pmtu(self.mtu, p.family);
+        if ops.clamp_pmtu {
+            // The egress port's MTU (host OUTPUT toward the network included).
+            let mtu = self
+                .port_mtus
+                .iter()
+                .find(|(n, _)| n == out_port)
+                .map_or(self.mtu, |x| x.1);
+            ops.resolve_pmtu(mtu, p.family);
+        }
         out.mangle = ops;
     }
 

@@ -144,8 +144,11 @@ pub struct Pipeline {
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
-    /// The MTU `-j TCPMSS --clamp-mss-to-pmtu` clamps to (config `mtu`; 1500).
+    /// The MTU `-j TCPMSS --clamp-mss-to-pmtu` clamps to where the egress port has none
+    /// in `port_mtus` (1500).
     pub(super) mtu: u16,
+    /// Ports' MTUs by name (config `[[port]] mtu`), read only for a clamped SYN.
+    pub(super) port_mtus: Vec<(String, u16)>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -192,6 +195,7 @@ impl Pipeline {
             ownership: None,
             nat_addrs: Box::default(),
             mtu: 1500,
+            port_mtus: Vec::new(),
         };
         if rs.has_mangle() {
             pl.table.reserve_marks();
@@ -199,9 +203,15 @@ impl Pipeline {
         pl
     }
 
-    /// Sets the MTU that `-j TCPMSS --clamp-mss-to-pmtu` clamps to.
+    /// Sets the MTU that `-j TCPMSS --clamp-mss-to-pmtu` clamps to (ports without one
+    /// of their own in [`Pipeline::set_port_mtus`]).
     pub fn set_mtu(&mut self, mtu: u16) {
         self.mtu = mtu;
+    }
+
+    /// Sets the ports' own MTUs (config `[[port]] mtu`), by port name.
+    pub fn set_port_mtus(&mut self, mtus: Vec<(String, u16)>) {
+        self.port_mtus = mtus;
     }
 
     /// Attaches the FTP helper by default to connections to these ports (config
@@ -515,7 +525,7 @@ impl Pipeline {
             out.nat = None;
         }
         if mangle_on && accepted && confirmed.is_pass() {
-            self.mangle_finish(&meta, &t, p, &mut out);
+            self.mangle_finish(&meta, &t, p, out_port, &mut out);
         }
         match v {
             Verdict::Accept if confirmed.is_pass() => {

@@ -108,6 +108,24 @@ fn mangle_tcpmss_clamp_to_pmtu_rewrites_the_syn() {
     let (o, out) = r.send(Side::Host, &ack);
     assert_eq!(out.unwrap(), ack);
     assert_eq!(o.mangle.mss, None, "the rule needs SYN");
+    // A port with its own MTU (config `[[port]] mtu`): the egress port's counts.
+    r.pl.set_port_mtus(vec![("outside".into(), 1400)]);
+    let (_, out) = r.send(
+        Side::Host,
+        &syn_with_mss("10.0.0.3:1234", "198.51.100.9:80", 1460),
+    );
+    assert_eq!(
+        out.unwrap(),
+        syn_with_mss("10.0.0.3:1234", "198.51.100.9:80", 1360)
+    );
+    let (_, out) = r.send(
+        Side::Network,
+        &syn_with_mss("198.51.100.9:81", "10.0.0.3:22", 1460),
+    );
+    assert_eq!(
+        out.unwrap(),
+        syn_with_mss("198.51.100.9:81", "10.0.0.3:22", 1452)
+    );
 }
 
 #[test]
