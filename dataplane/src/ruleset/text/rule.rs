@@ -746,7 +746,7 @@ impl<'r> RuleParser<'r> {
                         DraftTarget::Done(Target::Ext(Box::new(t)))
                     }
                     "NFQUEUE" | "QUEUE" | "TRACE" | "SET" | "CLASSIFY" | "TEE" | "AUDIT"
-                    | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" => {
+                    | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" | "TPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),
