@@ -227,6 +227,8 @@ fn ruleset_mangle_target_errors() {
          "rules.v4:3:10: match \"tcpmss\" needs -p tcp before it"),
         ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m statistic --mode nth --every 3 --packet 3 -j DROP\nCOMMIT\n",
          "rules.v4:3:53: bad --packet (below --every) \"3\""),
+        ("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n",
+         "rules.v4:3:32: --clamp-mss-to-pmtu is only valid in FORWARD, OUTPUT and POSTROUTING (not PREROUTING)"),
         ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mark --mark 1 --mark 2 -j DROP\nCOMMIT\n",
          "rules.v4:3:27: option \"--mark\" given twice"),
     ];

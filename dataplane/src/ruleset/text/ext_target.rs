@@ -69,7 +69,7 @@ pub(super) fn finish_target(
     r: &mut Reader,
     name: &str,
     opts: &[ExtOpt],
-    table: Table,
+    (table, builtin): (Table, Option<&str>),
     proto_: Option<(u8, bool)>,
     col: usize,
 ) -> Res<ExtTarget> {
@@ -172,6 +172,16 @@ pub(super) fn finish_target(
             }
             let o = one(r, "--set-mss or --clamp-mss-to-pmtu")?;
             if o.opt == "--clamp-mss-to-pmtu" {
+                // xt_TCPMSS's hook check, as the kernel makes it for a built-in chain.
+                if let Some(c @ ("PREROUTING" | "INPUT")) = builtin {
+                    return Err(r.err(
+                        o.col,
+                        format!(
+                            "--clamp-mss-to-pmtu is only valid in FORWARD, OUTPUT and \
+                             POSTROUTING (not {c})"
+                        ),
+                    ));
+                }
                 ExtTarget::TcpMss(0)
             } else {
                 let v = val(o);

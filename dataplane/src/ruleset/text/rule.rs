@@ -735,11 +735,13 @@ impl<'r> RuleParser<'r> {
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
                     }
                     n if ext_target::target_opts(n).is_some() => {
+                        let ch = &self.r.d.chains[self.chain];
+                        let builtin = ch.policy.is_some().then(|| ch.name.clone());
                         let t = ext_target::finish_target(
                             self.r,
                             n,
                             &self.ext_target,
-                            table,
+                            (table, builtin.as_deref()),
                             self.proto,
                             col,
                         )?;
