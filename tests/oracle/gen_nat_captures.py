@@ -381,6 +381,21 @@ def mangle_cases():
           udp(A, S, 5061, 53, b"query")]
     add("m03_mangle_dscp_tos", "TOS then DSCP: the TOS byte rewritten, IPv4 header checksum updated",
         rules + MASQ + FILTER, pk)
+    # Marks and stateless matches decide: a DNS query's mark saved on its connection,
+    # the reply judged by -m connmark and -m length, -m mark and -m ttl in FORWARD.
+    rules = mangle("-A PREROUTING -p udp -m udp --dport 53 -j MARK --set-xmark 0x1/0xffffffff",
+                   "-A PREROUTING -m mark --mark 0x1 -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff")
+    filt = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            "-A FORWARD -p udp -m udp --sport 53 -m connmark --mark 0x1 -m conntrack --ctstate ESTABLISHED -m length --length 0:40 -j DROP\n"
+            "-A FORWARD -s 10.0.0.0/24 -m ttl --ttl-lt 5 -j DROP\n"
+            "-A FORWARD -p udp -m udp --dport 53 -m mark --mark 0x1 -m length --length 100:65535 -j DROP\n"
+            "COMMIT\n")
+    pk = [udp(A, S, 5300, 53, b"q"), udp(S, R, 53, 5300, b"a"), udp(S, R, 53, 5300, b"x" * 40),
+          udp(A, S, 5301, 53, b"y" * 100),
+          l3(A, S, ttl=3) / UDP(sport=5302, dport=123) / Raw(b"ntp"),
+          l3(A, S) / UDP(sport=5303, dport=123) / Raw(b"ntp")]
+    add("m04_mangle_marks_decide", "MARK/CONNMARK with -m mark, -m connmark, -m length, -m ttl deciding drops",
+        rules + MASQ + filt, pk)
 
 
 def main():
