@@ -33,6 +33,13 @@ fn ruleset_lexing_as_iptables_restore() {
     assert_eq!(r.rule_count(), 1);
     let r = rs("*filter # trailing text is ignored\n:INPUT ACCEPT [1:2]\nCOMMIT\n");
     assert_eq!(r.rule_count(), 0);
+    // iptables-restore (without --counters) does not read a chain line's counters.
+    assert_eq!(rs("*filter\n:INPUT DROP [x:y]\nCOMMIT\n").rule_count(), 0);
+    // ... but text after COMMIT is an error there, and here.
+    assert_eq!(
+        err("*filter\n:INPUT DROP\nCOMMIT # x\n"),
+        "rules.v4:3:8: unexpected text after COMMIT"
+    );
     // -m comment in every table.
     let r = rs("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment \"it's raw\" -j NOTRACK\nCOMMIT\n\
                 *mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment m -j MARK --set-mark 1\nCOMMIT\n");
