@@ -26,6 +26,7 @@ fn bench(c: &mut Criterion) {
         let rs = parse_ruleset(&text, "bench", None).expect("compiles");
         let mut counters = RuleCounters::for_ruleset(&rs);
         g.throughput(Throughput::Elements(1));
+        let meta = dataplane::ruleset::PktMeta::default();
         for mix in [RuleMix::NewHeavy, RuleMix::EstablishedHeavy] {
             let ctx = PacketCtx {
                 frame: &frame,
@@ -41,6 +42,7 @@ fn bench(c: &mut Criterion) {
                 out_port: "outside",
                 ct_tuples: None,
                 now: 1_000,
+                meta: &meta,
             };
             g.bench_function(format!("eval_{}", mix.name()), |b| {
                 b.iter(|| {

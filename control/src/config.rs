@@ -190,6 +190,10 @@ pub struct PortConfig {
     /// and `-m addrtype --dst-type LOCAL` matches every port's (see docs/NAT.md).
     #[serde(default)]
     pub address: Vec<String>,
+    /// The port's MTU (default 1500): `-j TCPMSS --clamp-mss-to-pmtu` clamps SYNs leaving
+    /// through this port to it (MSS = MTU - 40 on IPv4, MTU - 60 on IPv6).
+    #[serde(default)]
+    pub mtu: Option<u16>,
 }
 
 impl PortConfig {
@@ -410,6 +414,9 @@ impl Config {
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.is_empty() {
                 bail!("port[{i}].name: must not be empty");
+            }
+            if let Some(m) = p.mtu.filter(|m| !(576..=9216).contains(m)) {
+                bail!("port[{i}].mtu: must be 576..=9216, got {m}");
             }
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 bail!("port[{i}].name: duplicate port name {:?}", p.name);

@@ -187,6 +187,7 @@ mod tests {
             rx_queues: None,
             socket_id: None,
             address: Vec::new(),
+            mtu: None,
         }
     }
 

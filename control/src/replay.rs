@@ -9,7 +9,8 @@ use dataplane::port::pcap::PcapPort;
 use dataplane::port::{Mbuf, MbufPool, Port};
 use dataplane::ruleset::{Ruleset, Verdict};
 use dataplane::worker::{
-    apply_nat, Action, Burst, NatAddrs, NonIpPolicy, Outcome, PairMode, PairView, Pipeline, Side,
+    apply_mangle, apply_nat, Action, Burst, NatAddrs, NonIpPolicy, Outcome, PairMode, PairView,
+    Pipeline, Side,
 };
 use std::io::Write;
 use std::net::IpAddr;
@@ -373,6 +374,8 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
                     if let Some(n) = o.nat.and_then(|r| r.resolve(pl.table())) {
                         apply_nat(&mut v, &n);
                     }
+                    // The mangle targets' header edits (TCPMSS, DSCP, TOS, ...), after NAT.
+                    apply_mangle(&mut v, &o.mangle);
                     v
                 };
                 if let Some(slot) = o.completes {

@@ -227,6 +227,12 @@ impl Runtime {
                 Pipeline::new(table, &ruleset.load(), non_ip)
             };
             pipeline.set_ftp_ports(cfg.conntrack.ftp_ports.clone());
+            pipeline.set_port_mtus(
+                cfg.ports
+                    .iter()
+                    .filter_map(|p| Some((p.name.clone(), p.mtu?)))
+                    .collect(),
+            );
             pipeline.set_nat_addrs(nat_addrs(&cfg));
             pipeline.set_ownership((n > 1).then_some(Ownership {
                 me: w as u16,

@@ -348,13 +348,63 @@ def nat66_cases():
         MASQ + FILTER, [q, l3(S6, R6) / ICMPv6DestUnreach(code=4) / Raw(quote(seen))], masq=(R6,))
 
 
+def mangle(*rules):
+    body = "".join(r + "\n" for r in rules)
+    return ("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+            ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" + body + "COMMIT\n")
+
+
+def syn_mss(src, dst, sport, dport, flags, seq, ack, mss):
+    p = l3(src, dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=WIN,
+                           options=[("MSS", mss), ("NOP", None), ("WScale", 7), ("SAckOK", b"")])
+    return p
+
+
+def mangle_cases():
+    # Issue 18: the mangle targets that rewrite packets, output frames compared.
+    clamp = "-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS "
+    for name, title, opt, mss_c, mss_s in (
+        ("m01_mangle_tcpmss_set", "TCPMSS --set-mss 1300 on both SYNs (only ever lowered)",
+         "--set-mss 1300", 1460, 1200),
+        ("m02_mangle_tcpmss_pmtu", "TCPMSS --clamp-mss-to-pmtu: a jumbo MSS clamped to MTU 1500 - 40",
+         "--clamp-mss-to-pmtu", 8960, 1400),
+    ):
+        pk = [syn_mss(A, S, 41000, 80, "S", 1000, 0, mss_c),
+              syn_mss(S, R, 80, 41000, "SA", 5000, 1001, mss_s),
+              tcp(A, S, 41000, 80, "A", 1001, 5001),
+              tcp(A, S, 41000, 80, "PA", 1001, 5001, b"GET /")]
+        add(name, title, mangle(clamp + opt) + MASQ + FILTER, pk)
+    rules = mangle("-A FORWARD -p udp -j TOS --set-tos 0x10/0x3f",
+                   "-A POSTROUTING -o outside -p udp -m udp --dport 5060 -j DSCP --set-dscp-class EF",
+                   "-A POSTROUTING -o inside -j DSCP --set-dscp 0x0a")
+    pk = [udp(A, S, 5060, 5060, b"INVITE"), udp(S, R, 5060, 5060, b"100 Trying"),
+          udp(A, S, 5061, 53, b"query")]
+    add("m03_mangle_dscp_tos", "TOS then DSCP: the TOS byte rewritten, IPv4 header checksum updated",
+        rules + MASQ + FILTER, pk)
+    # Marks and stateless matches decide: a DNS query's mark saved on its connection,
+    # the reply judged by -m connmark and -m length, -m mark and -m ttl in FORWARD.
+    rules = mangle("-A PREROUTING -p udp -m udp --dport 53 -j MARK --set-xmark 0x1/0xffffffff",
+                   "-A PREROUTING -m mark --mark 0x1 -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff")
+    filt = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            "-A FORWARD -p udp -m udp --sport 53 -m connmark --mark 0x1 -m conntrack --ctstate ESTABLISHED -m length --length 0:40 -j DROP\n"
+            "-A FORWARD -s 10.0.0.0/24 -m ttl --ttl-lt 5 -j DROP\n"
+            "-A FORWARD -p udp -m udp --dport 53 -m mark --mark 0x1 -m length --length 100:65535 -j DROP\n"
+            "COMMIT\n")
+    pk = [udp(A, S, 5300, 53, b"q"), udp(S, R, 53, 5300, b"a"), udp(S, R, 53, 5300, b"x" * 40),
+          udp(A, S, 5301, 53, b"y" * 100),
+          l3(A, S, ttl=3) / UDP(sport=5302, dport=123) / Raw(b"ntp"),
+          l3(A, S) / UDP(sport=5303, dport=123) / Raw(b"ntp")]
+    add("m04_mangle_marks_decide", "MARK/CONNMARK with -m mark, -m connmark, -m length, -m ttl deciding drops",
+        rules + MASQ + filt, pk)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    masq_cases(); masq_icmp_clash(); snat_cases(); dnat_cases(); icmp_error_cases(); ftp_cases(); nat66_cases()
+    masq_cases(); masq_icmp_clash(); snat_cases(); dnat_cases(); icmp_error_cases(); ftp_cases(); nat66_cases(); mangle_cases()
     manifest = []
     for c in CAPTURES:
         frames = c.pop("_frames")

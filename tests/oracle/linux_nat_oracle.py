@@ -129,7 +129,8 @@ def split_rules(text):
     v4, v6 = [], []
     for line in text.splitlines():
         if line.startswith("-A ") or line.startswith("-I "):
-            has6 = bool(re.search(r"(?:\[|\s)[0-9a-fA-F]*:[0-9a-fA-F:]+(?:/\d+|\])?", line))
+            # An IPv6 address has two colons at least (a port or length range has one).
+            has6 = bool(re.search(r"(?:\[|\s)[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F:]*(?:/\d+|\])?", line))
             has4 = bool(re.search(r"\b\d+\.\d+\.\d+\.\d+\b", line))
             if not has6:
                 v4.append(line)

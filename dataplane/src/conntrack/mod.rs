@@ -34,6 +34,7 @@
 pub mod expect;
 mod helper;
 mod key;
+mod mark;
 pub mod nat;
 mod stats;
 pub mod sysctl;

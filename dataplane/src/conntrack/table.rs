@@ -147,6 +147,8 @@ pub struct ConnTable {
     pub(super) gens: Box<[u32]>,
     /// Translated original tuples by slot (empty until the first NAT binding).
     pub(super) nat: Box<[NatTuple]>,
+    /// Connection marks by slot (empty until [`ConnTable::reserve_marks`]).
+    pub(super) marks: Box<[u32]>,
     /// Confirmed entries with a NAT binding.
     pub(super) nat_len: usize,
     /// State of the `--random-fully` port generator.
@@ -200,6 +202,7 @@ impl ConnTable {
             aux: vec![Aux::None; capacity].into_boxed_slice(),
             gens: vec![0u32; capacity].into_boxed_slice(),
             nat: Box::new([]),
+            marks: Box::new([]),
             nat_len: 0,
             nat_rng: 0x853c_49e6_748f_ea9b ^ u64::from(worker),
             free,
@@ -258,6 +261,7 @@ impl ConnTable {
         cap * (size_of::<Entry>() + size_of::<Cold>() + size_of::<[Addr; 2]>() + size_of::<u32>())
             + self.free.capacity() * size_of::<u32>()
             + self.nat.len() * size_of::<NatTuple>()
+            + self.marks.len() * size_of::<u32>()
             + self.buckets.len() * size_of::<Bucket>()
             + size_of::<Self>()
     }

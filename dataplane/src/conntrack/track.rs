@@ -290,6 +290,7 @@ impl ConnTable {
         }
         self.entries[slot] = e;
         self.cold[slot] = Cold::default();
+        self.clear_ctmark(slot);
         let mut tcp_state = None;
         let timeout = match p.l4 {
             L4::Tcp(_) => {

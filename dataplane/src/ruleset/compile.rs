@@ -49,7 +49,7 @@ type Res<T> = Result<T, RulesetError>;
 /// Resolves chain targets, checks loops and depth, builds the rules and the index.
 pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
     let family = r.family.unwrap_or(Family::V4);
-    for t in [Table::Raw, Table::Filter, Table::Nat] {
+    for t in [Table::Raw, Table::Filter, Table::Nat, Table::Mangle] {
         if !r.tables.contains(&t) {
             for b in builtin_names(t) {
                 r.chains.push(new_chain(t, b, Some(Policy::Accept)));
@@ -139,7 +139,21 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
     }
     let raw_logs = rules
         .iter()
-        .any(|x| r.chains[x.chain].table == Table::Raw && matches!(x.target, Target::Log { .. }));
+        .any(|x| r.chains[x.chain].table == Table::Raw && x.target.logs());
+    let mangle_builtin = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+        .map(|n| find_in(&r.chains, Table::Mangle, n));
+    let mangle_on = rules
+        .iter()
+        .any(|x| r.chains[x.chain].table == Table::Mangle)
+        || mangle_builtin
+            .iter()
+            .any(|&c| r.chains[c].policy == Some(Policy::Drop))
+        || rules.iter().any(|x| {
+            matches!(x.target, Target::Ext(_))
+                || x.matches
+                    .iter()
+                    .any(|m| matches!(m, Match::Ext(e) if e.uses_marks()))
+        });
     for c in 0..r.chains.len() {
         let idx = build_index(&rules, &r.chains[c].rules);
         r.chains[c].index = idx;
@@ -154,6 +168,8 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         builtin,
         raw_logs,
         nat_rules,
+        mangle_builtin,
+        mangle_on,
         local_addrs: Vec::new(),
         generation: 1,
         other: None,
@@ -222,12 +238,20 @@ fn check_graph(file: &str, chains: &[Chain], rules: &[Rule], cols: &[usize]) -> 
     Ok(())
 }
 
+fn find_in(chains: &[Chain], t: Table, n: &str) -> usize {
+    chains
+        .iter()
+        .position(|c| c.table == t && c.name == n)
+        .expect("built-in chain exists")
+}
+
 /// The built-in chains of a table.
 pub(super) fn builtin_names(t: Table) -> &'static [&'static str] {
     match t {
         Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
         Table::Raw => &["PREROUTING", "OUTPUT"],
         Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+        Table::Mangle => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
     }
 }
 

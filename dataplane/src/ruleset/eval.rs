@@ -227,6 +227,10 @@ impl Ruleset {
                     chain = *c;
                     cur = self.cursor(*c, key);
                 }
+                Target::Ext(x) => {
+                    x.apply(ctx.meta);
+                    on_rule(rid, &rule.target)
+                }
                 t @ (Target::None | Target::Log { .. } | Target::Notrack | Target::Ct { .. }) => {
                     on_rule(rid, t)
                 }
@@ -248,6 +252,21 @@ impl Ruleset {
 
     pub(super) fn log_event<'a>(&'a self, rid: usize, ctx: &PacketCtx<'a>) -> Option<LogEvent<'a>> {
         let r = &self.rules[rid];
+        if let Target::Ext(x) = &r.target {
+            let (prefix, group) = x.nflog()?;
+            return Some(LogEvent {
+                rule_id: rid,
+                chain: &self.chains[r.chain].name,
+                prefix,
+                level: 4,
+                flags: 0,
+                frame: ctx.frame,
+                parsed: ctx.parsed,
+                in_port: ctx.in_port,
+                out_port: ctx.out_port,
+                nflog_group: Some(group),
+            });
+        }
         if let Target::Log {
             prefix,
             level,
@@ -264,6 +283,7 @@ impl Ruleset {
                 parsed: ctx.parsed,
                 in_port: ctx.in_port,
                 out_port: ctx.out_port,
+                nflog_group: None,
             })
         } else {
             None
@@ -350,7 +370,7 @@ impl Ruleset {
                 v.notrack = *notrack;
                 v.helper = *helper;
             }
-            Target::Log { .. } => {
+            t if t.logs() => {
                 if let Some(ev) = self.log_event(rid, ctx) {
                     log(ev)
                 }
@@ -501,6 +521,10 @@ impl Ruleset {
                 ))
             }
             Match::Comment => Hit::Yes,
+            Match::Ext(x) => match x.eval(ctx, limits) {
+                Some(b) => yes(b),
+                None => Hit::HotDrop,
+            },
             Match::AddrType { src, dst } => {
                 if p.family != self.family {
                     return Hit::No;

@@ -102,7 +102,7 @@ fn icmp_str(ty: u8, lo: u8, hi: u8) -> String {
 }
 
 /// Quotes like `xtables_save_string`: always in double quotes, `\` and `"` escaped.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         if c == '"' || c == '\\' {
@@ -270,6 +270,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 }
                 Ok(())
             }
+            Match::Ext(x) => write!(o, "{}", x.save_text(fam)),
             Match::Comment => write!(
                 o,
                 " -m comment --comment {}",
@@ -321,6 +322,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
         Target::Goto(c) => format!(" -g {}", chains[*c].name),
         Target::Notrack => " -j NOTRACK".into(),
         Target::Nat(n) => n.save_text(fam),
+        Target::Ext(x) => x.save_text(),
         Target::Ct { helper, notrack } => {
             let mut s = String::from(" -j CT");
             if *notrack {
@@ -457,6 +459,7 @@ impl Ruleset {
                 Match::Comment => {
                     let _ = write!(o, " /* {} */", r.comment.as_deref().unwrap_or(""));
                 }
+                Match::Ext(x) => o.push_str(&x.list_text(self.family)),
                 Match::AddrType { src, dst } => {
                     o.push_str(" ADDRTYPE match");
                     for (what, spec) in [("src-type", src), ("dst-type", dst)] {
@@ -489,6 +492,14 @@ impl Ruleset {
             }
             Target::Notrack => o.push_str(" NOTRACK"),
             Target::Nat(n) => o.push_str(&n.list_text(self.family)),
+            Target::Ext(x) => {
+                let t = x.save_text();
+                let name = format!(" -j {}", x.name());
+                o.push_str(
+                    &t.replacen(&name, &format!(" {}", x.name()), 1)
+                        .replace(" --", " "),
+                );
+            }
             Target::Ct { helper, notrack } => {
                 if *notrack {
                     o.push_str(" CT notrack");
@@ -553,6 +564,7 @@ impl Ruleset {
                     Target::Notrack => "NOTRACK".into(),
                     Target::Ct { .. } => "CT".into(),
                     Target::Nat(n) => n.kind().name().into(),
+                    Target::Ext(x) => x.name().into(),
                 };
                 let mut prot = (false, "all".to_string());
                 let (mut src, mut dst) = ((false, any.to_string()), (false, any.to_string()));

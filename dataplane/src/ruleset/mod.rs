@@ -34,6 +34,8 @@ mod cttuple;
 mod eval;
 mod index;
 mod list;
+mod mangle;
+mod matches;
 mod nat;
 mod reject;
 mod summary;
@@ -43,8 +45,9 @@ mod text;
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use mangle::{MangleChain, MangleOps, PktMeta};
 pub use nat::{NatChain, NatKind, NatTarget};
-pub use reject::build_reject;
+pub use reject::{build_reject, RejectKind};
 pub use summary::{ChainSummary, Summary};
 
 pub(crate) use counters::LimitState;
@@ -153,6 +156,9 @@ pub struct PacketCtx<'a> {
     pub ct_tuples: Option<&'a (crate::conntrack::NatTuple, crate::conntrack::NatTuple)>,
     /// Now, for `-m limit`.
     pub now: Nanos,
+    /// The packet's marks (packet mark, connection mark) and the header edits the
+    /// rules collect (MARK, CONNMARK, TCPMSS, ...): per packet, on the caller's stack.
+    pub meta: &'a PktMeta,
 }
 
 /// A conntrack helper assigned by `-j CT --helper`.
@@ -180,55 +186,6 @@ pub struct RawVerdict {
     pub helper: Option<Helper>,
     /// A `-j DROP` in the raw table (or a DROP policy): drop the packet, no conntrack.
     pub drop: bool,
-}
-
-/// Which REJECT reply to send (`--reject-with`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectKind {
-    /// ICMP destination unreachable, code 0.
-    IcmpNetUnreachable,
-    /// ICMP destination unreachable, code 1.
-    IcmpHostUnreachable,
-    /// ICMP destination unreachable, code 3 (the IPv4 default).
-    IcmpPortUnreachable,
-    /// ICMP destination unreachable, code 2.
-    IcmpProtoUnreachable,
-    /// ICMP destination unreachable, code 9.
-    IcmpNetProhibited,
-    /// ICMP destination unreachable, code 10.
-    IcmpHostProhibited,
-    /// ICMP destination unreachable, code 13.
-    IcmpAdminProhibited,
-    /// ICMPv6 destination unreachable, code 0 (`icmp6-no-route`, `no-route`).
-    Icmp6NoRoute,
-    /// ICMPv6 destination unreachable, code 1 (`icmp6-adm-prohibited`, `adm-prohibited`).
-    Icmp6AdmProhibited,
-    /// ICMPv6 destination unreachable, code 3 (`icmp6-addr-unreachable`, `addr-unreach`).
-    Icmp6AddrUnreachable,
-    /// ICMPv6 destination unreachable, code 4 (the IPv6 default).
-    Icmp6PortUnreachable,
-    /// A TCP RST (TCP rules only).
-    TcpReset,
-}
-
-impl RejectKind {
-    /// The `--reject-with` name as `iptables-save` prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            RejectKind::IcmpNetUnreachable => "icmp-net-unreachable",
-            RejectKind::IcmpHostUnreachable => "icmp-host-unreachable",
-            RejectKind::IcmpPortUnreachable => "icmp-port-unreachable",
-            RejectKind::IcmpProtoUnreachable => "icmp-proto-unreachable",
-            RejectKind::IcmpNetProhibited => "icmp-net-prohibited",
-            RejectKind::IcmpHostProhibited => "icmp-host-prohibited",
-            RejectKind::IcmpAdminProhibited => "icmp-admin-prohibited",
-            RejectKind::Icmp6NoRoute => "icmp6-no-route",
-            RejectKind::Icmp6AdmProhibited => "icmp6-adm-prohibited",
-            RejectKind::Icmp6AddrUnreachable => "icmp6-addr-unreachable",
-            RejectKind::Icmp6PortUnreachable => "icmp6-port-unreachable",
-            RejectKind::TcpReset => "tcp-reset",
-        }
-    }
 }
 
 /// The outcome of the filter table.
@@ -265,6 +222,8 @@ pub struct LogEvent<'a> {
     pub in_port: &'a str,
     /// Egress port name.
     pub out_port: &'a str,
+    /// `-j NFLOG --nflog-group N` (or ULOG's group): Some(N); None for LOG.
+    pub nflog_group: Option<u16>,
 }
 
 /// Which table a chain belongs to.
@@ -276,6 +235,8 @@ pub enum Table {
     Filter,
     /// `*nat`: the NAT of new connections.
     Nat,
+    /// `*mangle`: marks and header edits (MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL, HL).
+    Mangle,
 }
 
 impl Table {
@@ -285,6 +246,7 @@ impl Table {
             Table::Raw => "raw",
             Table::Filter => "filter",
             Table::Nat => "nat",
+            Table::Mangle => "mangle",
         }
     }
 }
@@ -447,6 +409,8 @@ pub(crate) enum Match {
         src: Option<(u16, bool)>,
         dst: Option<(u16, bool)>,
     },
+    /// The other stateless matches (`matches.rs`: mark, connmark, ttl, hl, tos, ...).
+    Ext(Box<matches::ExtMatch>),
 }
 
 /// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
@@ -456,6 +420,10 @@ pub(crate) mod addr_types {
     pub const UNICAST: u16 = 1 << 1;
     pub const LOCAL: u16 = 1 << 2;
     pub const BROADCAST: u16 = 1 << 3;
+    /// Accepted, never classified: the fast path knows no anycast routes (Linux gives
+    /// RTN_ANYCAST only to addresses with an anycast route, e.g. a router's IPv6
+    /// subnet-router anycast address); a Shorewall `Broadcast` action names it.
+    pub const ANYCAST: u16 = 1 << 4;
     pub const MULTICAST: u16 = 1 << 5;
 
     /// The names, in the order listings print them.
@@ -464,6 +432,7 @@ pub(crate) mod addr_types {
         (UNICAST, "UNICAST"),
         (LOCAL, "LOCAL"),
         (BROADCAST, "BROADCAST"),
+        (ANYCAST, "ANYCAST"),
         (MULTICAST, "MULTICAST"),
     ];
 }
@@ -504,6 +473,9 @@ pub(crate) enum Target {
     },
     /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
     Nat(Box<NatTarget>),
+    /// MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL, HL, CHECKSUM, NFLOG (`mangle.rs`):
+    /// non-terminal.
+    Ext(Box<mangle::ExtTarget>),
 }
 
 /// One compiled rule.
@@ -587,6 +559,10 @@ pub struct Ruleset {
     pub(crate) builtin: [usize; 9],
     /// Whether the nat table has any rule (else new connections skip it).
     pub(crate) nat_rules: bool,
+    /// Chain ids of mangle PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING.
+    pub(crate) mangle_builtin: [usize; 5],
+    /// Whether the mangle table has any rule or a DROP policy (else it is skipped).
+    pub(crate) mangle_on: bool,
     /// The host's own addresses, for `-m addrtype` LOCAL (besides loopback).
     pub(crate) local_addrs: Vec<crate::packet::Addr>,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
@@ -741,6 +717,8 @@ impl Ruleset {
                 out.push_str("# table raw\n");
             } else if t == Table::Nat {
                 out.push_str("# table nat\n");
+            } else if t == Table::Mangle {
+                out.push_str("# table mangle\n");
             } else if self.tables.len() > 1 {
                 out.push_str("# table filter\n");
             }

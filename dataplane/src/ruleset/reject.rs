@@ -2,7 +2,6 @@
 //! into a caller's buffer (no allocation). The reply goes back out of the ingress port:
 //! MAC addresses are swapped and the VLAN tags kept.
 
-use super::RejectKind;
 use crate::packet::build::{L4Spec, PacketSpec};
 use crate::packet::{checksum, tcp_flags, to_ip, Family, Parsed, L4};
 
@@ -124,4 +123,53 @@ pub fn build_reject(
     out.copy_within(extra..extra + 12, 0);
     out[12..l3 - 2].copy_from_slice(&frame[12..l3 - 2]);
     Some(n + extra)
+}
+
+/// Which REJECT reply to send (`--reject-with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// ICMP destination unreachable, code 0.
+    IcmpNetUnreachable,
+    /// ICMP destination unreachable, code 1.
+    IcmpHostUnreachable,
+    /// ICMP destination unreachable, code 3 (the IPv4 default).
+    IcmpPortUnreachable,
+    /// ICMP destination unreachable, code 2.
+    IcmpProtoUnreachable,
+    /// ICMP destination unreachable, code 9.
+    IcmpNetProhibited,
+    /// ICMP destination unreachable, code 10.
+    IcmpHostProhibited,
+    /// ICMP destination unreachable, code 13.
+    IcmpAdminProhibited,
+    /// ICMPv6 destination unreachable, code 0 (`icmp6-no-route`, `no-route`).
+    Icmp6NoRoute,
+    /// ICMPv6 destination unreachable, code 1 (`icmp6-adm-prohibited`, `adm-prohibited`).
+    Icmp6AdmProhibited,
+    /// ICMPv6 destination unreachable, code 3 (`icmp6-addr-unreachable`, `addr-unreach`).
+    Icmp6AddrUnreachable,
+    /// ICMPv6 destination unreachable, code 4 (the IPv6 default).
+    Icmp6PortUnreachable,
+    /// A TCP RST (TCP rules only).
+    TcpReset,
+}
+
+impl RejectKind {
+    /// The `--reject-with` name as `iptables-save` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectKind::IcmpNetUnreachable => "icmp-net-unreachable",
+            RejectKind::IcmpHostUnreachable => "icmp-host-unreachable",
+            RejectKind::IcmpPortUnreachable => "icmp-port-unreachable",
+            RejectKind::IcmpProtoUnreachable => "icmp-proto-unreachable",
+            RejectKind::IcmpNetProhibited => "icmp-net-prohibited",
+            RejectKind::IcmpHostProhibited => "icmp-host-prohibited",
+            RejectKind::IcmpAdminProhibited => "icmp-admin-prohibited",
+            RejectKind::Icmp6NoRoute => "icmp6-no-route",
+            RejectKind::Icmp6AdmProhibited => "icmp6-adm-prohibited",
+            RejectKind::Icmp6AddrUnreachable => "icmp6-addr-unreachable",
+            RejectKind::Icmp6PortUnreachable => "icmp6-port-unreachable",
+            RejectKind::TcpReset => "tcp-reset",
+        }
+    }
 }

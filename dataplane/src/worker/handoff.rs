@@ -172,6 +172,15 @@ impl TxLists {
                         }
                     }
                 }
+                if !o.mangle.is_empty() {
+                    // mangle targets' header edits (TCPMSS, DSCP, TTL, ...), after NAT.
+                    if let Some(slot) = o.completes {
+                        for f in held[slot].iter_mut() {
+                            super::apply_mangle(f.data_mut(), &o.mangle);
+                        }
+                    }
+                    super::apply_mangle(m.data_mut(), &o.mangle);
+                }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);
                 }

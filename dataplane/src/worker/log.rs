@@ -55,6 +55,8 @@ pub struct LogRecord {
     pub rule_id: usize,
     /// Syslog level.
     pub level: u8,
+    /// The NFLOG / ULOG group (None for LOG).
+    pub nflog_group: Option<u16>,
     prefix: [u8; 32],
     prefix_len: u8,
     in_port: [u8; 16],
@@ -81,6 +83,7 @@ impl LogRecord {
         LogRecord {
             rule_id: e.rule_id,
             level: e.level,
+            nflog_group: e.nflog_group,
             prefix,
             prefix_len,
             in_port,

@@ -4,13 +4,16 @@
 //! is the poll loop's business (`handoff.rs`, `mod.rs`).
 
 use super::burst::Burst;
+use super::mangle::mangle_chains;
 use super::nat::{nat_chains, NatAddrs, NatRef};
 use super::stats::{state_index, DropReason, LocalStats};
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
 use crate::defrag::{Defrag, DefragResult};
 use crate::packet::{self, Frame, ParseError, ETH_P_ARP};
-use crate::ruleset::{self, FilterChain, PacketCtx, RawChain, RuleCounters, Ruleset, Verdict};
+use crate::ruleset::{
+    self, FilterChain, MangleOps, PacketCtx, PktMeta, RawChain, RuleCounters, Ruleset, Verdict,
+};
 use crate::steer::Steering;
 
 /// How a port pair is attached.
@@ -79,6 +82,10 @@ pub struct Outcome {
     /// The NATed connection of a forwarded packet: [`NatRef::resolve`] gives its rewrite
     /// ([`super::apply_nat`]; for a completed datagram: every fragment).
     pub nat: Option<NatRef>,
+    /// The packet mark after the tables (MARK, CONNMARK --restore-mark; 0 without).
+    pub mark: u32,
+    /// The header edits of the mangle targets ([`super::apply_mangle`], after NAT).
+    pub mangle: MangleOps,
 }
 
 impl Outcome {
@@ -98,6 +105,8 @@ impl Outcome {
             completes: None,
             discard: None,
             nat: None,
+            mark: 0,
+            mangle: MangleOps::default(),
         }
     }
 }
@@ -135,6 +144,11 @@ pub struct Pipeline {
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
+    /// The MTU `-j TCPMSS --clamp-mss-to-pmtu` clamps to where the egress port has none
+    /// in `port_mtus` (1500).
+    pub(super) mtu: u16,
+    /// Ports' MTUs by name (config `[[port]] mtu`), read only for a clamped SYN.
+    pub(super) port_mtus: Vec<(String, u16)>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -172,7 +186,7 @@ impl Pipeline {
         if rs.has_nat() {
             table.reserve_nat();
         }
-        Pipeline {
+        let mut pl = Pipeline {
             table,
             counters: RuleCounters::for_ruleset(rs),
             counters_generation: rs.generation(),
@@ -183,7 +197,24 @@ impl Pipeline {
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
             nat_addrs: Box::default(),
+            mtu: 1500,
+            port_mtus: Vec::new(),
+        };
+        if rs.has_mangle() {
+            pl.table.reserve_marks();
         }
+        pl
+    }
+
+    /// Sets the MTU that `-j TCPMSS --clamp-mss-to-pmtu` clamps to (ports without one
+    /// of their own in [`Pipeline::set_port_mtus`]).
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.mtu = mtu;
+    }
+
+    /// Sets the ports' own MTUs (config `[[port]] mtu`), by port name.
+    pub fn set_port_mtus(&mut self, mtus: Vec<(String, u16)>) {
+        self.port_mtus = mtus;
     }
 
     /// Attaches the FTP helper by default to connections to these ports (config
@@ -233,6 +264,10 @@ impl Pipeline {
             // Once per shard life: the first ruleset with `*nat` sizes the index for
             // two ways per connection (re-indexing what is tracked: a one-off pause).
             self.table.reserve_nat();
+        }
+        if rs.has_mangle() {
+            // A control-plane step (a reload), not per packet.
+            self.table.reserve_marks();
         }
         self.counters = match old {
             Some(o) => self.counters.carry_over(o, rs),
@@ -370,6 +405,7 @@ impl Pipeline {
                 (RawChain::Output, FilterChain::Output, "", pair.network)
             }
         };
+        let meta = PktMeta::new(0);
         let mut ctx = PacketCtx {
             frame,
             parsed: p,
@@ -380,6 +416,7 @@ impl Pipeline {
             out_port,
             ct_tuples: None,
             now,
+            meta: &meta,
         };
         // raw table (before conntrack).
         let raw = if rs.raw_logs() {
@@ -421,6 +458,16 @@ impl Pipeline {
         ctx.ct_state = t.state;
         ctx.ct_dir = t.dir;
         ctx.ct_status = t.status;
+        let mangle_on = rs.has_mangle();
+        let mangle = mangle_chains(pair.mode, b.ingress);
+        if mangle_on {
+            self.mangle_attach(&meta, &t);
+            if let Some(c) = mangle.0 {
+                if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                    return self.mangle_drop(&t, frame, p, now, out);
+                }
+            }
+        }
         // NAT (worker/nat.rs), off the un-NATed path: an existing NATed connection's
         // packet shows the filter its translated destination and its tuples; a new
         // connection's first packet walks the destination-manip nat chain first.
@@ -443,8 +490,21 @@ impl Pipeline {
                 ctx.ct_tuples = Some(tu);
             }
         }
+        if let Some(c) = mangle.1.filter(|_| mangle_on) {
+            if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                return self.mangle_drop(&t, frame, p, now, out);
+            }
+        }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
+        if let Some(c) = mangle
+            .2
+            .filter(|_| mangle_on && matches!(v, Verdict::Accept))
+        {
+            if rs.eval_mangle(c, &ctx, &mut self.counters, &mut &mut *log) {
+                return self.mangle_drop(&t, frame, p, now, out);
+            }
+        }
         if t.candidate && nat_on && matches!(v, Verdict::Accept) {
             let h = t.handle.expect("a candidate has a handle");
             if self
@@ -471,6 +531,9 @@ impl Pipeline {
             });
         } else if !confirmed.is_pass() {
             out.nat = None;
+        }
+        if mangle_on && accepted && confirmed.is_pass() {
+            self.mangle_finish(&meta, &t, p, out_port, &mut out);
         }
         match v {
             Verdict::Accept if confirmed.is_pass() => {

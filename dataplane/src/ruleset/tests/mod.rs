@@ -11,7 +11,9 @@ use crate::packet::{self, checksum, tcp_flags, Frame, Parsed, L4};
 use std::net::{IpAddr, SocketAddr};
 
 mod chains;
+mod corpus;
 mod errors;
+mod mangle;
 mod matches;
 mod nat;
 mod props;
@@ -82,6 +84,7 @@ fn ctx<'a>(p: &'a Pkt, e: Env<'a>) -> PacketCtx<'a> {
         out_port: e.out,
         ct_tuples: None,
         now: e.now,
+        meta: Box::leak(Box::default()),
     }
 }
 

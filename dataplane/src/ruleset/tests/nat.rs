@@ -380,10 +380,10 @@ fn nat_addrtype_and_docker_testdata() {
         "127.0.0.1:1",
         "8.8.8.8:53"
     ));
-    assert!(
-        err("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m addrtype --dst-type ANYCAST\nCOMMIT\n")
-            .contains("address type \"ANYCAST\" is not supported")
-    );
+    assert!(err(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m addrtype --dst-type BLACKHOLE\nCOMMIT\n"
+    )
+    .contains("address type \"BLACKHOLE\" is not supported"));
     assert!(
         err("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m addrtype\nCOMMIT\n")
             .contains("match \"addrtype\" needs --src-type or --dst-type")

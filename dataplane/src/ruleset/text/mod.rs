@@ -2,6 +2,8 @@
 //! COMMIT; each `-A` line through [`rule`]) into a [`Draft`], the compiler's input.
 //! Every error carries `file:line:column`. Control-plane code: allocates freely.
 
+mod ext;
+mod ext_target;
 mod lex;
 mod module;
 mod rule;
@@ -59,6 +61,19 @@ impl Reader {
             // A comment line is not tokenized (its text may hold lone quotes).
             return Ok(());
         }
+        if raw.starts_with(':') || raw.starts_with('*') {
+            // iptables-restore reads a chain line's name and policy (and a table line's
+            // name) as whitespace-separated words and ignores what follows: text after
+            // the counters (`:OUTPUT DROP [0:0] -m comment ...`) is not tokenized.
+            let toks = plain_words(raw);
+            if let Some(name) = toks[0].s.strip_prefix('*') {
+                return self.table(name, &toks[..1]);
+            }
+            if let Some((table, first_chain, _)) = self.open {
+                let name = toks[0].s[1..].to_string();
+                return self.chain_decl(table, first_chain, &name, &toks);
+            }
+        }
         let toks = tokenize(raw).map_err(|(c, m)| self.err(c, m))?;
         let Some(first) = toks.first() else {
             return Ok(());
@@ -81,7 +96,7 @@ impl Reader {
         let Some((table, first_chain, _)) = self.open else {
             return Err(self.err(
                 first.col,
-                "expected a table (\"*filter\", \"*raw\" or \"*nat\") first",
+                "expected a table (\"*filter\", \"*raw\", \"*nat\" or \"*mangle\") first",
             ));
         };
         if let Some(name) = first.s.strip_prefix(':') {
@@ -105,12 +120,13 @@ impl Reader {
             "filter" => Table::Filter,
             "raw" => Table::Raw,
             "nat" => Table::Nat,
-            "mangle" | "security" => {
+            "mangle" => Table::Mangle,
+            "security" => {
                 return Err(self.err(
                     col,
-                    format!(
-                        "table \"{name}\" is not supported (statewall has *filter, *raw and *nat)"
-                    ),
+                    "table \"security\" is not supported: it holds SELinux labels \
+                     (SECMARK, CONNSECMARK) for local sockets, which a bypass fast path does \
+                     not have (statewall has *filter, *raw, *nat and *mangle)",
                 ))
             }
             _ => return Err(self.err(col, format!("unknown table \"{name}\""))),
@@ -139,13 +155,8 @@ impl Reader {
         let Some(pol) = toks.get(1) else {
             return Err(self.err(col, format!("chain \"{name}\" needs a policy (or \"-\")")));
         };
-        if let Some(t) = toks.get(2) {
-            parse_counters(&t.s)
-                .ok_or_else(|| self.err(t.col, "bad counters, want [pkts:bytes]"))?;
-        }
-        if let Some(t) = toks.get(3) {
-            return Err(self.err(t.col, "unexpected text after the chain counters"));
-        }
+        // What follows the policy (the counters, and any text after them) is ignored,
+        // as iptables-restore does without --counters.
         let builtin = builtin_names(table).contains(&name);
         if let Some(id) = self.find_chain(first, name) {
             if !builtin || self.chain_lines[id] != 0 {
@@ -273,6 +284,26 @@ fn check_chain_name(name: &str) -> Result<(), String> {
         return Err(format!("chain name \"{name}\" is a target name"));
     }
     Ok(())
+}
+
+/// Whitespace-separated words of a line with their columns (no quoting).
+fn plain_words(line: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut cur: Option<Tok> = None;
+    for (i, ch) in line.chars().enumerate() {
+        if ch.is_whitespace() {
+            out.extend(cur.take());
+        } else {
+            cur.get_or_insert(Tok {
+                s: String::new(),
+                col: i + 1,
+            })
+            .s
+            .push(ch);
+        }
+    }
+    out.extend(cur);
+    out
 }
 
 fn parse_counters(s: &str) -> Option<(u64, u64)> {

@@ -37,6 +37,8 @@ pub(super) enum Module {
         src: Option<(u16, bool)>,
         dst: Option<(u16, bool)>,
     },
+    /// The extended matches (`ext.rs`): options collected, checked at the rule's end.
+    Ext(super::ext::ExtModule),
 }
 
 impl Module {
@@ -52,6 +54,7 @@ impl Module {
             Module::Comment(_) => "comment",
             Module::Limit { .. } => "limit",
             Module::AddrType { .. } => "addrtype",
+            Module::Ext(m) => m.name(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Module {
                 opt,
                 "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
             ),
+            Module::Ext(m) => m.takes(opt).is_some(),
         }
     }
 }

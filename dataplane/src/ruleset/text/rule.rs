@@ -1,6 +1,8 @@
 //! One `-A` line: its options, `-m` modules and target, checked and turned into a
 //! [`DraftRule`] (matches in order, the target not yet resolved).
 
+use super::ext;
+use super::ext_target;
 use super::lex::Tok;
 use super::module::Module;
 use super::values::*;
@@ -13,9 +15,9 @@ use crate::ruleset::{
     Helper, Iface, LimitSpec, Match, Net, PortRange, PortsWhich, RejectKind, RulesetError, Table,
     Target,
 };
-use std::net::IpAddr;
 
 mod nat;
+mod net;
 mod target;
 
 /// Parses the options of one `-A` line.
@@ -39,6 +41,8 @@ pub(super) struct RuleParser<'r> {
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
     nat: nat::NatDraft,
+    /// The options of an extended target (MARK, CONNMARK, TCPMSS, ...; `ext.rs`).
+    ext_target: Vec<ext::ExtOpt>,
 }
 
 impl<'r> RuleParser<'r> {
@@ -69,6 +73,7 @@ impl<'r> RuleParser<'r> {
             log: (String::new(), 4, 0),
             ct: (None, false),
             nat: nat::NatDraft::default(),
+            ext_target: Vec::new(),
         }
     }
 
@@ -202,51 +207,14 @@ impl<'r> RuleParser<'r> {
         self.finish()
     }
 
-    fn parse_net(&mut self, v: &Tok) -> Res<Net> {
-        let (addr, mask) = match v.s.split_once('/') {
-            Some((a, m)) => (a, Some(m)),
-            None => (v.s.as_str(), None),
-        };
-        if addr.contains(',') {
-            return Err(self.err(
-                v.col,
-                "several addresses in one option are not supported; write one rule per address",
-            ));
-        }
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| self.err(v.col, format!("bad address \"{addr}\"")))?;
-        let (fam, bits) = match ip {
-            IpAddr::V4(a) => (Family::V4, (u32::from(a) as u128) << 96),
-            IpAddr::V6(a) => (Family::V6, u128::from(a)),
-        };
-        self.r
-            .set_family(fam, v.col, &format!("address \"{addr}\""))?;
-        let width = if fam == Family::V4 { 32 } else { 128 };
-        let mask = match mask {
-            None => prefix_mask(width, width),
-            Some(m) => {
-                if let Ok(n) = m.parse::<u32>() {
-                    if n > width {
-                        return Err(self.err(v.col, format!("bad prefix length \"/{m}\"")));
-                    }
-                    prefix_mask(n, width)
-                } else {
-                    match (fam, m.parse::<IpAddr>()) {
-                        (Family::V4, Ok(IpAddr::V4(a))) => (u32::from(a) as u128) << 96,
-                        (Family::V6, Ok(IpAddr::V6(a))) => u128::from(a),
-                        _ => return Err(self.err(v.col, format!("bad mask \"/{m}\""))),
-                    }
-                }
-            }
-        };
-        Ok(Net {
-            net: bits & mask,
-            mask,
-        })
-    }
-
     fn load_module(&mut self, tok: &Tok, v: &Tok) -> Res<()> {
+        if let Some(m) = ext::load(&v.s, tok.col) {
+            self.modules.push(Module::Ext(m));
+            return Ok(());
+        }
+        if let Some(why) = ext::refused(&v.s) {
+            return Err(self.err(tok.col, why));
+        }
         let m = match v.s.as_str() {
             "tcp" => Module::Tcp {
                 sport: None,
@@ -282,11 +250,9 @@ impl<'r> RuleParser<'r> {
                 src: None,
                 dst: None,
             },
-            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
-            | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
-            | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
-            | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"
-            | "cgroup" | "socket" | "devgroup" | "realm" | "ecn" | "tcpmss" => {
+            "recent" | "set" | "mac" | "hashlimit" | "physdev" | "string" | "time" | "u32"
+            | "connlimit" | "policy" | "ipv6header" | "hbh" | "dst" | "sctp" | "helper"
+            | "quota" | "bpf" | "devgroup" | "realm" => {
                 return Err(self.err(
                     tok.col,
                     format!("match \"-m {}\" is not supported by statewall", v.s),
@@ -375,6 +341,24 @@ impl<'r> RuleParser<'r> {
             };
             return Err(self.err(tok.col, msg));
         };
+        if let Module::Ext(m) = &self.modules[idx] {
+            let takes = m.takes(o).expect("the module accepts it");
+            let negc = neg.take();
+            let val = if takes {
+                Some(self.value(tok, &mut None, false)?)
+            } else {
+                None
+            };
+            if let Module::Ext(m) = &mut self.modules[idx] {
+                m.opts.push(ext::ExtOpt {
+                    opt: o.to_string(),
+                    val,
+                    neg: negc,
+                    col: tok.col,
+                });
+            }
+            return Ok(());
+        }
         let negated = neg.take();
         let inv = negated.is_some();
         let v = if o == "--syn" {
@@ -439,6 +423,7 @@ impl<'r> RuleParser<'r> {
                 }
             }
             Module::Udp { .. } => unreachable!("udp options all name ports"),
+            Module::Ext(_) => unreachable!("extended options are collected in option()"),
             Module::Icmp(slot) => {
                 if slot.is_some() {
                     return Err(twice(self));
@@ -676,6 +661,7 @@ impl<'r> RuleParser<'r> {
                         dst: *dst,
                     }
                 }
+                Module::Ext(x) => Match::Ext(Box::new(ext::finish_match(self.r, x, self.proto)?)),
                 Module::Limit { rate, burst } => {
                     let (count, unit, interval) =
                         rate.unwrap_or((3, "hour", 3_600_000_000_000 / 3));
@@ -748,10 +734,21 @@ impl<'r> RuleParser<'r> {
                         let k = nat::kind_of(n).expect("checked");
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
                     }
-                    "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
-                    | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"
-                    | "AUDIT" | "CHECKSUM" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED"
-                    | "SYNPROXY" => {
+                    n if ext_target::target_opts(n).is_some() => {
+                        let ch = &self.r.d.chains[self.chain];
+                        let builtin = ch.policy.is_some().then(|| ch.name.clone());
+                        let t = ext_target::finish_target(
+                            self.r,
+                            n,
+                            &self.ext_target,
+                            (table, builtin.as_deref()),
+                            self.proto,
+                            col,
+                        )?;
+                        DraftTarget::Done(Target::Ext(Box::new(t)))
+                    }
+                    "NFQUEUE" | "QUEUE" | "TRACE" | "SET" | "CLASSIFY" | "TEE" | "AUDIT"
+                    | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" | "TPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),

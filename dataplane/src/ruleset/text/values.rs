@@ -308,10 +308,10 @@ pub(super) fn parse_addr_types(s: &str) -> Result<u16, String> {
             Some((b, _)) => m |= b,
             None if matches!(
                 u.as_str(),
-                "ANYCAST" | "BLACKHOLE" | "UNREACHABLE" | "PROHIBIT" | "THROW" | "NAT" | "XRESOLVE"
+                "BLACKHOLE" | "UNREACHABLE" | "PROHIBIT" | "THROW" | "NAT" | "XRESOLVE"
             ) =>
             {
-                return Err(format!("address type \"{n}\" is not supported (UNSPEC, UNICAST, LOCAL, BROADCAST, MULTICAST)"))
+                return Err(format!("address type \"{n}\" is not supported (UNSPEC, UNICAST, LOCAL, BROADCAST, ANYCAST, MULTICAST)"))
             }
             None => return Err(format!("unknown address type \"{n}\"")),
         }

@@ -28,6 +28,28 @@ impl RuleParser<'_> {
                     | "--ctmask"
                     | "--nfmask"
             ),
+            t if super::ext_target::target_opts(t).is_some() => {
+                let Some(&(_, takes)) = super::ext_target::target_opts(t)
+                    .expect("checked")
+                    .iter()
+                    .find(|(x, _)| *x == o)
+                else {
+                    return Ok(false);
+                };
+                let negc = neg.take();
+                let val = if takes {
+                    Some(self.value(tok, &mut None, false)?)
+                } else {
+                    None
+                };
+                self.ext_target.push(super::ext::ExtOpt {
+                    opt: o.to_string(),
+                    val,
+                    neg: negc,
+                    col: tok.col,
+                });
+                return Ok(true);
+            }
             t => nat::kind_of(t).is_some_and(|k| nat::accepts(k, o)),
         };
         if !known {
