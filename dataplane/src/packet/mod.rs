@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod checksum;
+pub mod mangle;
 mod parse;
 mod quote;
 pub mod rewrite;

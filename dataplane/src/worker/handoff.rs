@@ -156,12 +156,34 @@ impl TxLists {
                 let mut m = m;
                 if let Some(n) = o.nat.and_then(|r| r.resolve(table)) {
                     // NAT: the bytes change only now, for a packet that goes out.
-                    if let Some(slot) = o.completes {
-                        for f in held[slot].iter_mut() {
-                            super::apply_nat(f.data_mut(), &n);
+                    let n = match o.completes {
+                        Some(slot) => {
+                            let nf = n.for_fragment();
+                            for f in held[slot].iter_mut() {
+                                let len = f.len();
+                                if let Some(l) = super::apply_nat(f.data_mut_full(), len, &nf) {
+                                    f.set_len(l);
+                                }
+                            }
+                            nf
                         }
+                        None => n,
+                    };
+                    let len = m.len();
+                    match super::apply_nat(m.data_mut_full(), len, &n) {
+                        Some(l) => m.set_len(l),
+                        None if n.mangle.is_some() || n.seq.is_some() => {
+                            // The helper's rewrite found no room, or the options under
+                            // sequence adjustment were malformed: the kernel drops it.
+                            if let Some(slot) = o.completes {
+                                pool.put_all(&mut held[slot]);
+                            }
+                            stats.drop(DropReason::Helper);
+                            pool.put(m);
+                            return;
+                        }
+                        None => {}
                     }
-                    super::apply_nat(m.data_mut(), &n);
                 }
                 if let Some(slot) = o.completes {
                     self.fwd.append(&mut held[slot]);

@@ -14,8 +14,10 @@
 
 use super::pipeline::{PairMode, Pipeline, Side};
 use crate::conntrack::nat::dst_pick;
-use crate::conntrack::{EntryHandle, NatRange, NatRequest, NatRewrite, NatTuple, Track};
-use crate::packet::{self, rewrite, Addr, Family, Frame, Parsed, L4};
+use crate::conntrack::{
+    Direction, EntryHandle, Mangle, NatRange, NatRequest, NatRewrite, NatTuple, SeqAdj, Track,
+};
+use crate::packet::{self, mangle, rewrite, Addr, Family, Frame, Parsed, L4};
 use crate::ruleset::{LogEvent, NatChain, PacketCtx, Ruleset};
 
 /// The addresses NAT targets take from the configuration: MASQUERADE's (the outside
@@ -56,6 +58,23 @@ pub struct NatApply {
     /// The packet is an ICMP/ICMPv6 error about the NATed flow: its outer addresses
     /// and its quoted packet are translated.
     pub icmp_error: bool,
+    /// The connection's sequence-number adjustment (a helper changed a payload length
+    /// earlier) and the packet's direction: seq, ack and SACK blocks are moved.
+    pub seq: Option<(SeqAdj, Direction)>,
+    /// The payload rewrite the FTP helper decided for this very packet.
+    pub mangle: Option<Mangle>,
+}
+
+impl NatApply {
+    /// The rewrite of a held fragment of a reassembled datagram: addresses and ports
+    /// only (a payload rewrite cannot be split over fragments; see `docs/NAT.md`).
+    pub fn for_fragment(&self) -> NatApply {
+        NatApply {
+            mangle: None,
+            seq: None,
+            ..*self
+        }
+    }
 }
 
 /// Which NATed connection a forwarded packet belongs to, and how it travels: what
@@ -76,20 +95,69 @@ impl NatRef {
     /// that judged it; None once the entry is gone).
     #[inline]
     pub fn resolve(&self, table: &crate::conntrack::ConnTable) -> Option<NatApply> {
-        table.nat_rewrite(self.handle, self.dir).map(|rw| NatApply {
+        let rw = table.nat_rewrite(self.handle, self.dir)?;
+        let (seq, mangle) = if self.icmp_error {
+            (None, None)
+        } else {
+            (
+                table.seqadj(self.handle).map(|s| (s, self.dir)),
+                table.pending_mangle(self.handle, self.dir),
+            )
+        };
+        Some(NatApply {
             rewrite: rw,
             icmp_error: self.icmp_error,
+            seq,
+            mangle,
         })
     }
 }
 
-/// Rewrites a forwarded frame as `n` says (its own parse gives the offsets); the held
-/// fragments of a reassembled datagram get the same call each (addresses in every one,
-/// ports and the L4 checksum in the first). False when the frame does not parse.
-pub fn apply_nat(frame: &mut [u8], n: &NatApply) -> bool {
-    let Ok(Frame::Ip(p)) = packet::parse(frame) else {
-        return false;
+/// Rewrites a forwarded frame, `buf[..len]`, as `n` says (its own parse gives the
+/// offsets): addresses and ports; with a sequence-number adjustment the TCP seq, ack and
+/// SACK blocks; with a payload rewrite the payload (the frame may grow into `buf`'s
+/// room or shrink). Returns the new length; None when the frame must be dropped (it does
+/// not parse; the payload rewrite found no room; malformed TCP options under sequence
+/// adjustment, which the kernel drops too). The held fragments of a reassembled
+/// datagram get [`NatApply::for_fragment`] each (addresses in every one, ports and the
+/// L4 checksum in the first).
+pub fn apply_nat(buf: &mut [u8], len: usize, n: &NatApply) -> Option<usize> {
+    let len = len.min(buf.len());
+    let Ok(Frame::Ip(p)) = packet::parse(&buf[..len]) else {
+        return None;
     };
+    if !apply_headers(&mut buf[..len], &p, n) {
+        return None;
+    }
+    if let Some((sa, dir)) = n.seq {
+        let d = dir as usize;
+        let ok = mangle::rewrite_tcp_seq(
+            &mut buf[..len],
+            &p,
+            |s| sa.map_seq(d, s),
+            |a| sa.map_ack(d, a),
+            |x| sa.map_ack(d, x),
+        );
+        if !ok {
+            return None;
+        }
+    }
+    match n.mangle {
+        Some(m) => mangle::replace_tcp_payload(
+            buf,
+            len,
+            &p,
+            usize::from(m.at),
+            usize::from(m.len),
+            m.text(),
+        ),
+        None => Some(len),
+    }
+}
+
+/// The address and port rewrite of [`apply_nat`].
+fn apply_headers(frame: &mut [u8], p: &Parsed, n: &NatApply) -> bool {
+    let p = *p;
     let r = &n.rewrite;
     let new = &r.new;
     if n.icmp_error {
@@ -283,10 +351,20 @@ impl Pipeline {
         if req.dst.is_none() && req.src.is_none() {
             return Ok(());
         }
+        self.bind_owned(h, &req, (p.family, p.proto), now)
+    }
+
+    /// Binds `req` on the candidate `h`, choosing only reply tuples this worker owns.
+    pub(super) fn bind_owned(
+        &mut self,
+        h: EntryHandle,
+        req: &NatRequest,
+        (family, proto): (Family, u8),
+        now: crate::Nanos,
+    ) -> Result<(), ()> {
         let own = self.ownership;
-        let (family, proto) = (p.family, p.proto);
         self.table
-            .bind_nat(h, &req, now, |rt: &NatTuple| match own {
+            .bind_nat(h, req, now, |rt: &NatTuple| match own {
                 None => true,
                 Some(o) => {
                     o.model.owner_of_tuple(

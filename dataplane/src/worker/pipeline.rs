@@ -420,14 +420,39 @@ impl Pipeline {
         let nat_chain = nat_chains(pair.mode, b.ingress);
         let mut pre_dst = None;
         let prep;
-        if (t.candidate && nat_on) || (!t.candidate && self.table.nat_bindings() > 0) {
-            prep = self.nat_prepare(rs, nat_chain.0, &t, p, &ctx, &mut *log);
+        // A data connection of a NATed FTP master gets the master's NAT, not the nat
+        // chains' (nf_nat_follow_master, at creation: the filter sees it translated).
+        let followed = match t.handle.filter(|_| t.candidate) {
+            Some(h) => match self.table.take_follow(h) {
+                Some(req) => {
+                    if self.bind_owned(h, &req, (p.family, p.proto), now).is_err() {
+                        return self.nat_drop(&t, frame, p, now, out);
+                    }
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        let walk = t.candidate && nat_on && !followed;
+        if walk || followed || (!t.candidate && self.table.nat_bindings() > 0) {
+            let tv = Track {
+                candidate: t.candidate && !followed,
+                ..t
+            };
+            prep = self.nat_prepare(rs, nat_chain.0, &tv, p, &ctx, &mut *log);
             if prep.drop {
                 return self.nat_drop(&t, frame, p, now, out);
             }
             out.nat = prep.apply;
             pre_dst = prep.pre_dst;
             ctx.ct_status.0 |= prep.status;
+            if let (true, Some(rw)) = (followed, prep.apply.and_then(|a| a.resolve(&self.table))) {
+                use crate::conntrack::CtStatus;
+                let r = rw.rewrite;
+                ctx.ct_status.0 |= if r.set_src { CtStatus::SRC_NAT } else { 0 }
+                    | if r.set_dst { CtStatus::DST_NAT } else { 0 };
+            }
             if let Some(q) = &prep.shown {
                 ctx.parsed = q;
             }
@@ -437,7 +462,7 @@ impl Pipeline {
         }
         let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
         out.verdict = Some(v);
-        if t.candidate && nat_on && matches!(v, Verdict::Accept) {
+        if walk && matches!(v, Verdict::Accept) {
             let h = t.handle.expect("a candidate has a handle");
             if self
                 .nat_post(rs, nat_chain.1, &ctx, (h, pre_dst), now, &mut *log)
@@ -450,7 +475,7 @@ impl Pipeline {
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
-        if t.candidate && nat_on && confirmed.is_pass() {
+        if t.candidate && (nat_on || followed) && confirmed.is_pass() {
             // The binding of the entry just confirmed (none if the candidate was merged
             // into an entry confirmed first: its handle is stale then).
             out.nat = t

@@ -65,7 +65,10 @@ impl Rig {
             Action::Forward => {
                 let mut f = frame.to_vec();
                 if let Some(n) = o.nat.and_then(|r| r.resolve(self.pl.table())) {
-                    assert!(apply_nat(&mut f, &n));
+                    let len = f.len();
+                    f.resize(len + 64, 0);
+                    let l = apply_nat(&mut f, len, &n).expect("rewritten");
+                    f.truncate(l);
                 }
                 Ok(f)
             }
@@ -462,8 +465,10 @@ fn fragments_of_a_masqueraded_datagram_are_each_translated() {
             .and_then(|x| x.resolve(r.pl.table()))
             .expect("the datagram's connection is NATed");
         held.push(f.clone());
+        let n = n.for_fragment();
         for g in held.iter_mut() {
-            assert!(apply_nat(g, &n));
+            let len = g.len();
+            assert_eq!(apply_nat(g, len, &n), Some(len));
         }
     }
     assert_eq!(held.len(), want.len());
@@ -688,13 +693,20 @@ mod across {
         assert_eq!((tr.state, tr.dir), (CtState::Related, Direction::Reply));
         let rewrite = t.nat_rewrite(tr.handle.unwrap(), tr.dir).unwrap();
         let mut g = err.clone();
-        assert!(apply_nat(
-            &mut g,
-            &NatApply {
-                rewrite,
-                icmp_error: true
-            }
-        ));
+        let len = g.len();
+        assert_eq!(
+            apply_nat(
+                &mut g,
+                len,
+                &NatApply {
+                    rewrite,
+                    icmp_error: true,
+                    seq: None,
+                    mangle: None,
+                }
+            ),
+            Some(len)
+        );
         // Outer destination and the quoted source are the inside host's again.
         assert_eq!(g, unreachable(ROUTER, "10.0.0.2", &udp(IN, OUT)));
         let gp = parsed(&g);
