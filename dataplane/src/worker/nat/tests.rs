@@ -12,20 +12,20 @@ use crate::ruleset::parse_ruleset;
 use crate::worker::{Action, Burst, DropReason, NonIpPolicy, PairView};
 use std::net::SocketAddr;
 
-fn sa(s: &str) -> SocketAddr {
+pub(super) fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-struct Rig {
-    pl: Pipeline,
+pub(super) struct Rig {
+    pub(super) pl: Pipeline,
     rs: Ruleset,
-    now: u64,
+    pub(super) now: u64,
     /// (network port, host port) names.
     names: (&'static str, &'static str),
 }
 
 impl Rig {
-    fn new(rules: &str, addrs: NatAddrs) -> Rig {
+    pub(super) fn new(rules: &str, addrs: NatAddrs) -> Rig {
         let rs = parse_ruleset(rules, "rules.v4", None).unwrap_or_else(|e| panic!("{e}"));
         Rig::with_rs(rs, addrs)
     }
@@ -47,7 +47,7 @@ impl Rig {
 
     /// One frame through the pipeline; the frame that goes out (translated) or the
     /// drop reason.
-    fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
+    pub(super) fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         let view = PairView {
             mode: PairMode::Forward,
             network: self.names.0,
@@ -95,7 +95,7 @@ fn published_port_handshake(r: &mut Rig) {
 }
 
 #[track_caller]
-fn same(got: &[u8], want: &[u8]) {
+pub(super) fn same(got: &[u8], want: &[u8]) {
     assert_eq!(got, want);
     let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
         panic!()
