@@ -185,6 +185,42 @@ fn start(topo: &Topology, test: &str, backend: &str, workers: usize, rules: &str
     Some(w)
 }
 
+/// Recreates the topology's two veth pairs with `q` rx/tx queues each (same names and
+/// addresses, offloads off), for af_xdp with several workers.
+fn requeue(topo: &Topology, q: u16) {
+    let q = q.to_string();
+    for (ns, v, fw, ip, ip6) in [
+        (&topo.inside_ns, &topo.in_veth, &topo.fw_in, &topo.inside_ip, &topo.inside_ip6),
+        (&topo.outside_ns, &topo.out_veth, &topo.fw_out, &topo.outside_ip, &topo.outside_ip6),
+    ] {
+        must(&["ip", "link", "del", fw]);
+        must(&[
+            "ip", "link", "add", fw, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
+            "peer", "name", v, "netns", ns, "numtxqueues", &q, "numrxqueues", &q,
+        ]);
+        let _ = run_timeout(
+            5,
+            &["sysctl", "-qw", &format!("net.ipv6.conf.{fw}.disable_ipv6=1")],
+        );
+        let off = ["tx", "off", "rx", "off", "gso", "off", "gro", "off", "tso", "off"];
+        let mut e = vec!["ethtool", "-K", fw.as_str()];
+        e.extend_from_slice(&off);
+        must(&e);
+        must(&["ip", "link", "set", fw, "up"]);
+        let x = |args: &[&str]| {
+            let mut a = vec!["ip", "netns", "exec", ns.as_str()];
+            a.extend_from_slice(args);
+            must(&a)
+        };
+        let mut e = vec!["ethtool", "-K", v.as_str()];
+        e.extend_from_slice(&off);
+        x(&e);
+        x(&["ip", "addr", "add", &format!("{ip}/24"), "dev", v]);
+        x(&["ip", "addr", "add", &format!("{ip6}/64"), "dev", v, "nodad"]);
+        x(&["ip", "link", "set", v, "up"]);
+    }
+}
+
 /// vsftpd outside, anonymous, strict about data connection addresses (its defaults:
 /// `port_promiscuous=NO`, `pasv_promiscuous=NO`), serving `files`.
 fn start_vsftpd(topo: &Topology, w: &Wall, files: &[(&str, &[u8])]) -> Background {
@@ -253,6 +289,10 @@ fn lftp_through_masquerade(test: &str, backend: &str) {
     let Some(topo) = Topology::for_test(test, needs) else {
         return;
     };
+    if backend == "af_xdp" {
+        // One AF_XDP socket per worker and queue: the veths need two queues.
+        requeue(&topo, 2);
+    }
     let Some(w) = start(&topo, test, backend, 2, &format!("{HELPER}{MASQ}{STRICT}")) else {
         return;
     };
@@ -391,13 +431,25 @@ COMMIT\n",
         ],
     );
     assert!(!o.status.success(), "{test}: the server was reachable directly");
+    // The bindings, as `conntrack -L --dst-nat INSIDE` shows them: the original tuple
+    // to the public address and port, the reply from the inside server.
     let list = Command::new(statewall_bin())
-        .args(["ctl", "--addr", &w.api, "conntrack", "list", "--dst-nat", &p])
+        .args([
+            "ctl",
+            "--addr",
+            &w.api,
+            "conntrack",
+            "list",
+            "--dst-nat",
+            &topo.inside_ip,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
-        text.contains(&format!("dst={p} sport=")) && text.contains("dport=8080"),
+        text.contains(&format!("src={} dst={p} sport=", topo.outside_ip))
+            && text.contains("dport=8080")
+            && text.contains(&format!("src={} dst={} sport=80", topo.inside_ip, topo.outside_ip)),
         "{test}: ctl conntrack list --dst-nat:\n{text}{}",
         String::from_utf8_lossy(&list.stderr)
     );
