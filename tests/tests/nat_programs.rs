@@ -81,10 +81,20 @@ impl Wall {
     }
 
     fn logs(&self) -> String {
+        let m = self.metrics();
+        let extra: String = m
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && (l.contains("invalid") || l.contains("handoff") || l.contains("handed"))
+                    && !l.ends_with(" 0")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         format!(
-            "statewall stderr:\n{}\nmetrics:\n{}",
+            "statewall stderr:\n{}\nmetrics:\n{}{extra}",
             self.err(),
-            interesting(&self.metrics())
+            interesting(&m)
         )
     }
 }
@@ -190,19 +200,54 @@ fn start(topo: &Topology, test: &str, backend: &str, workers: usize, rules: &str
 fn requeue(topo: &Topology, q: u16) {
     let q = q.to_string();
     for (ns, v, fw, ip, ip6) in [
-        (&topo.inside_ns, &topo.in_veth, &topo.fw_in, &topo.inside_ip, &topo.inside_ip6),
-        (&topo.outside_ns, &topo.out_veth, &topo.fw_out, &topo.outside_ip, &topo.outside_ip6),
+        (
+            &topo.inside_ns,
+            &topo.in_veth,
+            &topo.fw_in,
+            &topo.inside_ip,
+            &topo.inside_ip6,
+        ),
+        (
+            &topo.outside_ns,
+            &topo.out_veth,
+            &topo.fw_out,
+            &topo.outside_ip,
+            &topo.outside_ip6,
+        ),
     ] {
         must(&["ip", "link", "del", fw]);
         must(&[
-            "ip", "link", "add", fw, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
-            "peer", "name", v, "netns", ns, "numtxqueues", &q, "numrxqueues", &q,
+            "ip",
+            "link",
+            "add",
+            fw,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            v,
+            "netns",
+            ns,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ]);
         let _ = run_timeout(
             5,
-            &["sysctl", "-qw", &format!("net.ipv6.conf.{fw}.disable_ipv6=1")],
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{fw}.disable_ipv6=1"),
+            ],
         );
-        let off = ["tx", "off", "rx", "off", "gso", "off", "gro", "off", "tso", "off"];
+        let off = [
+            "tx", "off", "rx", "off", "gso", "off", "gro", "off", "tso", "off",
+        ];
         let mut e = vec!["ethtool", "-K", fw.as_str()];
         e.extend_from_slice(&off);
         must(&e);
@@ -232,8 +277,7 @@ fn start_vsftpd(topo: &Topology, w: &Wall, files: &[(&str, &[u8])]) -> Backgroun
     std::fs::create_dir_all(&root).unwrap();
     for (name, body) in files {
         std::fs::write(root.join(name), body).unwrap();
-        std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).unwrap();
     std::fs::create_dir_all("/var/run/vsftpd/empty").unwrap();
@@ -290,7 +334,9 @@ fn lftp_through_masquerade(test: &str, backend: &str) {
         return;
     };
     if backend == "af_xdp" {
-        // One AF_XDP socket per worker and queue: the veths need two queues.
+        // One AF_XDP socket per worker and queue: the veths need two queues. veth
+        // places frames by the sender's queue, not by flow, so packets are handed
+        // between the workers here (af_packet's fanout places them on the owner).
         requeue(&topo, 2);
     }
     let Some(w) = start(&topo, test, backend, 2, &format!("{HELPER}{MASQ}{STRICT}")) else {
@@ -305,7 +351,10 @@ fn lftp_through_masquerade(test: &str, backend: &str) {
     let mut report = String::new();
     for (mode, settings) in FTP_MODES {
         let rel0 = w.metric(r#"statewall_packets_total{state="RELATED"}"#);
-        let (a, b) = (out.join(format!("{mode}-big")), out.join(format!("{mode}-small")));
+        let (a, b) = (
+            out.join(format!("{mode}-big")),
+            out.join(format!("{mode}-small")),
+        );
         // Two transfers on one control connection: the second command comes after the
         // first rewrite, so it (and its replies) travel with adjusted numbers.
         let script = format!(
@@ -430,7 +479,10 @@ COMMIT\n",
             &format!("http://{}:80/f.txt", topo.inside_ip),
         ],
     );
-    assert!(!o.status.success(), "{test}: the server was reachable directly");
+    assert!(
+        !o.status.success(),
+        "{test}: the server was reachable directly"
+    );
     // The bindings, as `conntrack -L --dst-nat INSIDE` shows them: the original tuple
     // to the public address and port, the reply from the inside server.
     let list = Command::new(statewall_bin())
@@ -449,7 +501,10 @@ COMMIT\n",
     assert!(
         text.contains(&format!("src={} dst={p} sport=", topo.outside_ip))
             && text.contains("dport=8080")
-            && text.contains(&format!("src={} dst={} sport=80", topo.inside_ip, topo.outside_ip)),
+            && text.contains(&format!(
+                "src={} dst={} sport=80",
+                topo.inside_ip, topo.outside_ip
+            )),
         "{test}: ctl conntrack list --dst-nat:\n{text}{}",
         String::from_utf8_lossy(&list.stderr)
     );
@@ -485,7 +540,9 @@ fn far_host(topo: &Topology, net: &str) -> Far {
         v.extend_from_slice(args);
         must(&v)
     };
-    o(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &ns]);
+    o(&[
+        "ip", "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &ns,
+    ]);
     o(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &a]);
     o(&["ip", "link", "set", &a, "up"]);
     o(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);

@@ -362,7 +362,7 @@ impl Pipeline {
         (family, proto): (Family, u8),
         now: crate::Nanos,
     ) -> Result<(), ()> {
-        let own = self.ownership;
+        let own = self.nat_owner;
         self.table
             .bind_nat(h, req, now, |rt: &NatTuple| match own {
                 None => true,

@@ -132,6 +132,11 @@ pub struct Pipeline {
     whole: Box<[u8]>,
     /// Which worker owns a connection, with several workers (None: this one owns all).
     pub(super) ownership: Option<Ownership>,
+    /// The same ownership for NAT's choice of reply tuples: kept while the worker drains
+    /// its hand-off rings (where `ownership` is off, since nothing is handed twice), so a
+    /// connection whose first packet was handed here still gets a reply tuple that
+    /// steers here.
+    pub(super) nat_owner: Option<Ownership>,
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
@@ -179,6 +184,7 @@ impl Pipeline {
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
+            nat_owner: None,
             nat_addrs: Box::default(),
         }
     }
@@ -192,6 +198,7 @@ impl Pipeline {
     /// Sets which worker owns which connection (None: this one owns all).
     pub fn set_ownership(&mut self, ownership: Option<Ownership>) {
         self.ownership = ownership;
+        self.nat_owner = ownership;
     }
 
     /// This worker's conntrack shard.
