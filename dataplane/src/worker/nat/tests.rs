@@ -525,6 +525,36 @@ fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
     }
 }
 
+/// A new connection's first packet handed to its owner is judged there with the
+/// hand-off check off (`ownership` taken while the rings drain); NAT must still choose a
+/// reply tuple the steering brings back to this worker (`nat_owner`).
+#[test]
+fn a_handed_off_first_packet_still_gets_a_reply_tuple_owned_here() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    let (workers, model) = (2u16, Steering::Symmetric);
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    r.pl.set_ownership(Some(Ownership { me: 1, workers, model }));
+    for i in 0..40u16 {
+        // As drain_handoffs runs a burst: no second hand-off.
+        let saved = r.pl.ownership.take();
+        let src = format!("10.0.{}.{}:{}", i % 3, i + 1, 3000 + i);
+        let q = PacketSpec::udp(sa(&src), sa("198.51.100.9:53")).to_vec();
+        let out = r.send(Side::Host, &q).unwrap();
+        r.pl.ownership = saved;
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+            panic!()
+        };
+        let sport = p.ports().unwrap().0;
+        let reply =
+            PacketSpec::udp(sa("198.51.100.9:53"), sa(&format!("192.0.2.1:{sport}"))).to_vec();
+        let Ok(crate::packet::Frame::Ip(rp)) = crate::packet::parse(&reply) else {
+            panic!()
+        };
+        assert_eq!(model.owner(&reply, &rp, workers), 1, "reply of {src} steered away");
+    }
+}
+
 #[test]
 fn dnat_with_several_workers_moves_the_source_port_only_when_needed() {
     use crate::steer::Steering;
