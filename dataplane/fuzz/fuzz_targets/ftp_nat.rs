@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         let pay = &rest[3..3 + n];
         rest = &rest[3 + n..];
         now += 1_000_000;
-        let flags = 0x10 | (ctl & 0x0f & !0x02 & !0x04) as u8;
+        let flags = 0x10 | (ctl & 0x0f & !0x02 & !0x04);
         let to_server = ctl & 0x80 == 0;
         let (seq, ack) = if to_server {
             (cs.wrapping_add(jitter as i32 as u32), ss)

@@ -534,7 +534,11 @@ fn a_handed_off_first_packet_still_gets_a_reply_tuple_owned_here() {
     use crate::worker::Ownership;
     let (workers, model) = (2u16, Steering::Symmetric);
     let mut r = Rig::new(&masq_rules(), masq_addrs());
-    r.pl.set_ownership(Some(Ownership { me: 1, workers, model }));
+    r.pl.set_ownership(Some(Ownership {
+        me: 1,
+        workers,
+        model,
+    }));
     for i in 0..40u16 {
         // As drain_handoffs runs a burst: no second hand-off.
         let saved = r.pl.ownership.take();
@@ -551,7 +555,11 @@ fn a_handed_off_first_packet_still_gets_a_reply_tuple_owned_here() {
         let Ok(crate::packet::Frame::Ip(rp)) = crate::packet::parse(&reply) else {
             panic!()
         };
-        assert_eq!(model.owner(&reply, &rp, workers), 1, "reply of {src} steered away");
+        assert_eq!(
+            model.owner(&reply, &rp, workers),
+            1,
+            "reply of {src} steered away"
+        );
     }
 }
 
