@@ -249,6 +249,36 @@ impl Pipeline {
         *self.nat_addrs = a;
     }
 
+    /// Sets the addresses of port `port` (its config `address`): MASQUERADE of a packet
+    /// leaving by that port takes its address, REDIRECT of one arriving on it too, as
+    /// Linux takes the interface's. Ports without their own fall back to
+    /// [`Pipeline::set_nat_addrs`]'s.
+    pub fn set_port_nat_addrs(&mut self, port: &str, a: NatAddrs) {
+        match self.port_nat_addrs.iter_mut().find(|(n, _)| &**n == port) {
+            Some(x) => x.1 = a,
+            None => self.port_nat_addrs.push((port.into(), a)),
+        }
+    }
+
+    /// MASQUERADE's and REDIRECT's addresses for a packet (see
+    /// [`Pipeline::set_port_nat_addrs`]); only a new connection's nat walk asks.
+    fn masq_local(&self, ctx: &PacketCtx, f: Family) -> (Option<Addr>, Option<Addr>) {
+        let of = |name: &str| {
+            self.port_nat_addrs
+                .iter()
+                .find(|(n, _)| !name.is_empty() && &**n == name)
+                .map(|x| x.1)
+        };
+        (
+            of(ctx.out_port)
+                .and_then(|a| a.masq(f))
+                .or(self.nat_addrs.masq(f)),
+            of(ctx.in_port)
+                .and_then(|a| a.local(f))
+                .or(self.nat_addrs.local(f)),
+        )
+    }
+
     /// NAT before the filter table (kept out of line: the un-NATed path never calls it):
     /// for an existing NATed connection its rewrite, tuples and translated destination;
     /// for a new connection the destination-manip walk.
@@ -310,12 +340,8 @@ impl Pipeline {
             return Pre::None;
         };
         let p = ctx.parsed;
-        match t.range(
-            p,
-            chain,
-            self.nat_addrs.masq(p.family),
-            self.nat_addrs.local(p.family),
-        ) {
+        let (masq, local) = self.masq_local(ctx, p.family);
+        match t.range(p, chain, masq, local) {
             Some((true, r)) => Pre::Dst(r, dst_pick(p.family, p.proto, &tuple_of(p), &r)),
             Some((false, _)) => Pre::None,
             None => Pre::NoAddr,
@@ -337,12 +363,8 @@ impl Pipeline {
         let p = ctx.parsed;
         let mut req = NatRequest { dst, src: None };
         if let Some(t) = rs.eval_nat(chain, ctx, &mut self.counters, &mut &mut *log) {
-            match t.range(
-                p,
-                chain,
-                self.nat_addrs.masq(p.family),
-                self.nat_addrs.local(p.family),
-            ) {
+            let (masq, local) = self.masq_local(ctx, p.family);
+            match t.range(p, chain, masq, local) {
                 Some((false, r)) => req.src = Some(r),
                 Some((true, _)) => {}
                 None => return Err(()),

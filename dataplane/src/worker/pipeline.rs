@@ -140,6 +140,9 @@ pub struct Pipeline {
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
+    /// Per-port NAT addresses by port name (set once at start; searched only by a new
+    /// NATed connection's walk).
+    pub(super) port_nat_addrs: Vec<(Box<str>, NatAddrs)>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -186,6 +189,7 @@ impl Pipeline {
             ownership: None,
             nat_owner: None,
             nat_addrs: Box::default(),
+            port_nat_addrs: Vec::new(),
         }
     }
 

@@ -21,7 +21,7 @@ pub(super) struct Rig {
     rs: Ruleset,
     pub(super) now: u64,
     /// (network port, host port) names.
-    names: (&'static str, &'static str),
+    pub(super) names: (&'static str, &'static str),
 }
 
 impl Rig {
@@ -523,6 +523,40 @@ fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
             }
         }
     }
+}
+
+/// MASQUERADE takes the address of the port the packet leaves by (a port's own
+/// `address`), falling back to the default set (the first pair's) for ports without.
+#[test]
+fn masquerade_uses_the_leaving_ports_own_address() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
+    let mut r = Rig::new(rules, masq_addrs());
+    r.pl.set_port_nat_addrs(
+        "wan2",
+        NatAddrs {
+            masquerade_v4: Some(packet::from_ip("203.0.113.77".parse().unwrap()).1),
+            ..Default::default()
+        },
+    );
+    let q = |src: &str| PacketSpec::udp(sa(src), sa("198.51.100.9:53")).to_vec();
+    // The first pair's ports: the default address.
+    same(
+        &r.send(Side::Host, &q("10.0.0.2:1000")).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:1000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // A second pair whose network port has its own address.
+    r.names = ("wan2", "lan2");
+    same(
+        &r.send(Side::Host, &q("10.0.0.3:1000")).unwrap(),
+        &PacketSpec::udp(sa("203.0.113.77:1000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // A third pair without one: the default again.
+    r.names = ("wan3", "lan3");
+    same(
+        &r.send(Side::Host, &q("10.0.0.4:1001")).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:1001"), sa("198.51.100.9:53")).to_vec(),
+    );
 }
 
 /// A new connection's first packet handed to its owner is judged there with the
