@@ -471,7 +471,9 @@ impl ConnTable {
     ) -> ConfirmResult {
         // A payload rewrite belongs to the packet the helper saw last: this one's own
         // (if any) is decided below.
-        self.mangle = None;
+        if self.mangle.is_some() {
+            self.mangle = None;
+        }
         if !t.candidate {
             if t.table_full_drop {
                 return ConfirmResult::TableFull;

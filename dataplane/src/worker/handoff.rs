@@ -178,6 +178,7 @@ impl TxLists {
                             if let Some(slot) = o.completes {
                                 pool.put_all(&mut held[slot]);
                             }
+                            stats.forwarded = stats.forwarded.saturating_sub(1);
                             stats.drop(DropReason::Helper);
                             pool.put(m);
                             return;
