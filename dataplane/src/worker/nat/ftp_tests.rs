@@ -265,3 +265,130 @@ COMMIT\n{FILTER}"
         Err(DropReason::Policy)
     );
 }
+
+/// One control connection's handshake, banner and a first client line, from `c` (inside)
+/// to `s` through a MASQUERADE to `cp`; returns (client seq, server seq) after them.
+fn login(r: &mut Rig, c: &str, cp: &str, s: &str) -> (u32, u32) {
+    let out =
+        |r: &mut Rig, f: Vec<u8>, want: Vec<u8>| same_any(&r.send(Side::Host, &f).unwrap(), &want);
+    let back = |r: &mut Rig, f: Vec<u8>, want: Vec<u8>| {
+        same_any(&r.send(Side::Network, &f).unwrap(), &want)
+    };
+    out(r, tcp(c, s, SYN, 100, 0, b""), tcp(cp, s, SYN, 100, 0, b""));
+    back(
+        r,
+        tcp(s, cp, SYN | ACK, 500, 101, b""),
+        tcp(s, c, SYN | ACK, 500, 101, b""),
+    );
+    out(
+        r,
+        tcp(c, s, ACK, 101, 501, b""),
+        tcp(cp, s, ACK, 101, 501, b""),
+    );
+    back(
+        r,
+        tcp(s, cp, ACK | PSH, 501, 101, b"220 ready\r\n"),
+        tcp(s, c, ACK | PSH, 501, 101, b"220 ready\r\n"),
+    );
+    out(
+        r,
+        tcp(c, s, ACK | PSH, 101, 512, b"USER a\r\n"),
+        tcp(cp, s, ACK | PSH, 101, 512, b"USER a\r\n"),
+    );
+    (109, 512)
+}
+
+/// `same` for either family (checksums checked by a reparse).
+fn same_any(got: &[u8], want: &[u8]) {
+    assert_eq!(got, want);
+    let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
+        panic!()
+    };
+    assert!(crate::packet::checksum::l4_ok(got, &p), "L4 checksum");
+}
+
+/// EPRT through MASQUERADE (IPv4: "|1|10.0.0.2|6275|" -> "|1|192.0.2.1|6275|", +2) and
+/// through NAT66 (the kernel's `%pI6`: eight full groups, +32 bytes here).
+#[test]
+fn eprt_through_masquerade_v4_and_nat66() {
+    let v4 = format!(
+        "{RAW}*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o outside -j MASQUERADE\nCOMMIT\n"
+    );
+    let mut r = Rig::new(&v4, addrs("192.0.2.1"));
+    let (cs, ss) = login(&mut r, C, CP, S);
+    let (old, new) = (
+        b"EPRT |1|10.0.0.2|6275|\r\n",
+        b"EPRT |1|192.0.2.1|6275|\r\n",
+    );
+    same_any(
+        &r.send(Side::Host, &tcp(C, S, ACK | PSH, cs, ss, old))
+            .unwrap(),
+        &tcp(CP, S, ACK | PSH, cs, ss, new),
+    );
+    let (lo, ln) = (old.len() as u32, new.len() as u32);
+    same_any(
+        &r.send(
+            Side::Network,
+            &tcp(S, CP, ACK | PSH, ss, cs + ln, b"200 ok\r\n"),
+        )
+        .unwrap(),
+        &tcp(S, C, ACK | PSH, ss, cs + lo, b"200 ok\r\n"),
+    );
+    same_any(
+        &r.send(
+            Side::Host,
+            &tcp(C, S, ACK | PSH, cs + lo, ss + 8, b"LIST\r\n"),
+        )
+        .unwrap(),
+        &tcp(CP, S, ACK | PSH, cs + ln, ss + 8, b"LIST\r\n"),
+    );
+    // NAT66.
+    let v6 = format!(
+        "{RAW}*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o outside -j MASQUERADE\nCOMMIT\n"
+    );
+    let rs6 =
+        crate::ruleset::parse_ruleset(&v6, "rules.v6", Some(crate::packet::Family::V6)).unwrap();
+    let rs4 =
+        crate::ruleset::parse_ruleset("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", "rules.v4", None)
+            .unwrap();
+    let mut r = Rig::with_rs(
+        rs4.with_other_family(rs6).unwrap(),
+        NatAddrs {
+            masquerade_v6: Some(packet::from_ip("2001:db8::1".parse().unwrap()).1),
+            ..Default::default()
+        },
+    );
+    let (c6, cp6, s6) = (
+        "[fd00::2]:40000",
+        "[2001:db8::1]:40000",
+        "[2001:db8:9::9]:21",
+    );
+    let (cs, ss) = login(&mut r, c6, cp6, s6);
+    let old = b"EPRT |2|fd00::2|6275|\r\n";
+    let new = b"EPRT |2|2001:0db8:0000:0000:0000:0000:0000:0001|6275|\r\n";
+    same_any(
+        &r.send(Side::Host, &tcp(c6, s6, ACK | PSH, cs, ss, old))
+            .unwrap(),
+        &tcp(cp6, s6, ACK | PSH, cs, ss, new),
+    );
+    let (lo, ln) = (old.len() as u32, new.len() as u32);
+    same_any(
+        &r.send(
+            Side::Network,
+            &tcp(s6, cp6, ACK | PSH, ss, cs + ln, b"200 ok\r\n"),
+        )
+        .unwrap(),
+        &tcp(s6, c6, ACK | PSH, ss, cs + lo, b"200 ok\r\n"),
+    );
+    // The server's data connection to the public address reaches the inside client.
+    same_any(
+        &r.send(
+            Side::Network,
+            &tcp("[2001:db8:9::9]:20", "[2001:db8::1]:6275", SYN, 9, 0, b""),
+        )
+        .unwrap(),
+        &tcp("[2001:db8:9::9]:20", "[fd00::2]:6275", SYN, 9, 0, b""),
+    );
+}

@@ -30,7 +30,7 @@ impl Rig {
         Rig::with_rs(rs, addrs)
     }
 
-    fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
+    pub(super) fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
         let mut pl = Pipeline::new(
             ConnTable::new(1024, Config::default()),
             &rs,
