@@ -18,6 +18,7 @@ PKGS=(
   socat         # ad-hoc UDP/TCP endpoints
   vsftpd        # FTP server (FTP helper test)
   lftp          # FTP client (active and passive)
+  traceroute    # UDP traceroute through MASQUERADE (ICMP time exceeded translated back)
 )
 if [ "$(id -u)" != 0 ]; then
   echo "e2e-deps: not root, not installing ${PKGS[*]}" >&2

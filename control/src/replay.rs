@@ -369,21 +369,39 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         if let Some(w) = writer.as_mut() {
             if o.action == Action::Forward {
                 // NAT rewrites the frames that go out (a copy: the capture stays).
-                let translated = |f: &[u8]| {
+                let nat = o.nat.and_then(|r| r.resolve(pl.table()));
+                let nat = match (nat, o.completes) {
+                    (Some(n), Some(_)) => Some(n.for_fragment()),
+                    (n, _) => n,
+                };
+                // None: `run` would drop it (the helper's rewrite found no room, or
+                // malformed options under sequence adjustment).
+                let translated = |f: &[u8]| -> Option<Vec<u8>> {
                     let mut v = f.to_vec();
-                    if let Some(n) = o.nat.and_then(|r| r.resolve(pl.table())) {
-                        apply_nat(&mut v, &n);
+                    if let Some(n) = nat {
+                        let len = v.len();
+                        // Room for a payload rewrite that grows the frame.
+                        v.resize(len + 64, 0);
+                        match apply_nat(&mut v, len, &n) {
+                            Some(l) => v.truncate(l),
+                            None if n.mangle.is_some() || n.seq.is_some() => return None,
+                            None => v.truncate(len),
+                        }
                     }
                     // The mangle targets' header edits (TCPMSS, DSCP, TOS, ...), after NAT.
                     apply_mangle(&mut v, &o.mangle);
-                    v
+                    Some(v)
                 };
                 if let Some(slot) = o.completes {
                     for &j in &held[slot] {
-                        w.write(packets[j].0, &translated(&packets[j].1))?;
+                        if let Some(v) = translated(&packets[j].1) {
+                            w.write(packets[j].0, &v)?;
+                        }
                     }
                 }
-                w.write(*ts, &translated(frame))?;
+                if let Some(v) = translated(frame) {
+                    w.write(*ts, &v)?;
+                }
             }
             if o.reply_len > 0 {
                 w.write(*ts, &reply[..o.reply_len])?;

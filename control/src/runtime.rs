@@ -116,15 +116,20 @@ pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
     Ok(rs)
 }
 
-/// The NAT addresses of a worker: MASQUERADE and REDIRECT use the first pair's network
-/// port's addresses (docs/NAT.md).
+/// The default NAT addresses of a worker: the first pair's network port's (docs/NAT.md);
+/// a port with its own `address` uses those ([`port_nat_addrs`]).
 fn nat_addrs(cfg: &Config) -> dataplane::worker::NatAddrs {
-    let mut a = dataplane::worker::NatAddrs::default();
     let net = cfg
         .pairs
         .first()
         .and_then(|pair| cfg.ports.iter().find(|p| p.name == pair.network));
-    for ip in net.map(|p| p.addresses()).unwrap_or_default() {
+    net.map(port_nat_addrs).unwrap_or_default()
+}
+
+/// A port's own addresses as MASQUERADE and REDIRECT take them.
+fn port_nat_addrs(port: &crate::config::PortConfig) -> dataplane::worker::NatAddrs {
+    let mut a = dataplane::worker::NatAddrs::default();
+    for ip in port.addresses() {
         let x = Some(dataplane::packet::from_ip(ip).1);
         if ip.is_ipv4() {
             (a.masquerade_v4, a.local_v4) = (x, x);
@@ -234,6 +239,9 @@ impl Runtime {
                     .collect(),
             );
             pipeline.set_nat_addrs(nat_addrs(&cfg));
+            for p in cfg.ports.iter().filter(|p| !p.address.is_empty()) {
+                pipeline.set_port_nat_addrs(&p.name, port_nat_addrs(p));
+            }
             pipeline.set_ownership((n > 1).then_some(Ownership {
                 me: w as u16,
                 workers: n as u16,

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 export RUSTC_BOOTSTRAP=1
-for t in parse track; do
+for t in parse track ftp_nat; do
   cargo fuzz run "$t" -- -max_total_time="$secs" -max_len=512
 done

@@ -127,6 +127,30 @@ def fix_csums(frame):
     return bytes(b)
 
 
+def complete_partial(frame):
+    """FRAME with a CHECKSUM_PARTIAL TCP/UDP checksum completed.
+
+    When the kernel rewrites a payload (nf_nat_mangle_tcp_packet: FTP through NAT) it
+    leaves the TCP checksum to the device (CHECKSUM_PARTIAL: the field holds only the
+    pseudo-header sum), and the veth the oracle captures on hands the frame over as is.
+    On a wire the device fills in the sum; this does what the device would.  Any other
+    frame (a right checksum, or a wrong one that is not exactly the pseudo-header sum)
+    is returned unchanged."""
+    x = l4(frame)
+    if not x:
+        return frame
+    v, proto, o, lo, end = x
+    if proto not in (6, 17) or end > len(frame) or l4_csum_ok(frame):
+        return frame
+    seg = frame[lo:end]
+    at = CSUM_AT[proto]
+    stored = struct.unpack("!H", seg[at:at + 2])[0]
+    partial = (~csum(pseudo(v, frame, o, proto, len(seg)))) & 0xFFFF
+    if stored != partial:
+        return frame
+    return fix_csums(frame)
+
+
 def ip4_hdr_ok(frame):
     et, o = l3(frame)
     if et != 0x0800:
@@ -315,13 +339,18 @@ def check_choices(cap, kern, other):
     return problems, other
 
 
-def compare_capture(cap, kern, other, rules, unmatched=()):
-    """Returns (mismatches [(index, text)], known [(index, reason)], frames compared)."""
+def compare_capture(cap, kern, other, rules, unmatched=(), other_kernel=True):
+    """Returns (mismatches [(index, text)], known [(index, reason)], frames compared).
+
+    The kernel's CHECKSUM_PARTIAL frames are completed (complete_partial) before the
+    comparison; OTHER's only when it is a kernel run too (OTHER_KERNEL), so a bridge
+    (statewall) must write the full checksum itself."""
     problems, other = check_choices(cap, kern, other)
     bad, ok_known, n = [], [], 0
+    done = (lambda f: complete_partial(f)) if other_kernel else (lambda f: f)
     for i in range(cap["packets"]):
-        k = sorted((s, normalise(f)) for s, f in kern.get(i, []))
-        o = sorted((s, normalise(f)) for s, f in other.get(i, []))
+        k = sorted((s, normalise(complete_partial(f))) for s, f in kern.get(i, []))
+        o = sorted((s, normalise(done(f))) for s, f in other.get(i, []))
         n += len(k)
         msgs = list(problems.get(i, []))
         if k != o:
@@ -366,7 +395,8 @@ def run_dirs(kdir, odir, only, divergences, manifest=MANIFEST):
         pj = os.path.join(odir, c["name"] + ".jsonl")
         pp = os.path.join(odir, c["name"] + ".pcap")
         unmatched = []
-        if os.path.exists(pj):
+        other_kernel = os.path.exists(pj)
+        if other_kernel:
             other = read_jsonl(pj)
         elif os.path.exists(pp):
             inp = os.path.join(os.path.dirname(manifest), c["file"])
@@ -375,7 +405,7 @@ def run_dirs(kdir, odir, only, divergences, manifest=MANIFEST):
             print(f"FAIL {c['name']}: neither {pj} nor {pp}")
             total_bad += 1
             continue
-        bad, kn, n = compare_capture(c, kern, other, rules, unmatched)
+        bad, kn, n = compare_capture(c, kern, other, rules, unmatched, other_kernel)
         frames += n
         status = "FAIL" if bad else "ok  "
         extra = f", {len(kn)} known divergence(s)" if kn else ""
@@ -416,6 +446,7 @@ def self_test(kdir, manifest=MANIFEST):
                          f", got {bad[:2]}")
 
     checked = 0
+    partials = 0
     for c in caps:
         path = os.path.join(kdir, c["name"] + ".jsonl")
         if not os.path.exists(path):
@@ -431,12 +462,34 @@ def self_test(kdir, manifest=MANIFEST):
         # timestamp, the side is inferred from the destination address)
         _, inp = read_pcap(os.path.join(os.path.dirname(manifest), c["file"]))
         pp = os.path.join(tmp, c["name"] + ".pcap")
-        write_pcap(pp, [(inp[i][0], f) for i in sorted(kern) for _, f in kern[i]])
+        # (a bridge writes full checksums: the kernel's CHECKSUM_PARTIAL ones completed)
+        write_pcap(pp, [(inp[i][0], complete_partial(f)) for i in sorted(kern)
+                        for _, f in kern[i]])
         other, unmatched = read_out_pcap(pp, os.path.join(os.path.dirname(manifest), c["file"]),
                                          c["inside"])
-        bad, _, _ = compare_capture(c, kern, other, [], unmatched)
+        bad, _, _ = compare_capture(c, kern, other, [], unmatched, other_kernel=False)
         if bad:
             fails.append(f"{c['name']}: kernel frames as a replay --out pcap: {bad[:2]}")
+        # A frame the kernel left CHECKSUM_PARTIAL: a bridge must not do the same, and
+        # the completion must not hide a changed payload byte.
+        for j in sorted(kern):
+            for n_, (sj, fj) in enumerate(kern[j]):
+                if complete_partial(fj) == fj:
+                    continue
+                partials += 1
+
+                def put(fr):
+                    return {**kern, j: kern[j][:n_] + [(sj, fr)] + kern[j][n_ + 1:]}
+                full = complete_partial(fj)
+                if compare_capture(c, kern, put(full), [], other_kernel=False)[0]:
+                    fails.append(f"{c['name']}[{j}]: the completed checksum was not accepted")
+                if not compare_capture(c, kern, put(fj), [], other_kernel=False)[0]:
+                    fails.append(f"{c['name']}[{j}]: a bridge's partial checksum was accepted")
+                b = bytearray(full)
+                b[-3] ^= 0x01
+                if not compare_capture(c, kern, put(fix_csums(bytes(b))), [],
+                                       other_kernel=False)[0]:
+                    fails.append(f"{c['name']}[{j}]: a payload change was accepted")
         write_pcap(pp, [(inp[i][0] + 0.0001, f) for i in sorted(kern) for _, f in kern[i]])
         other, unmatched = read_out_pcap(pp, os.path.join(os.path.dirname(manifest), c["file"]),
                                          c["inside"])
@@ -511,7 +564,8 @@ def self_test(kdir, manifest=MANIFEST):
     shutil.rmtree(tmp, ignore_errors=True)
     for f in fails:
         print(f"SELF-TEST FAIL {f}")
-    print(f"compare_nat self-test: {checked} captures, {len(fails)} failure(s)")
+    print(f"compare_nat self-test: {checked} captures ({partials} CHECKSUM_PARTIAL frame(s)), "
+          f"{len(fails)} failure(s)")
     return 1 if fails or checked == 0 else 0
 
 

@@ -141,9 +141,8 @@ fn replay_nat_matches_the_linux_router_frame_by_frame() {
             .map(|f| format!("\n  {f}"))
             .collect::<String>()
     );
-    // Not yet built (issue 17): the FTP helper's NAT (PORT/PASV/EPRT/EPSV rewritten in
-    // the payload, sequence numbers adjusted). These captures must still differ, so
-    // that the day the feature lands this list has to go.
+    // Every capture outside NOT_YET_BUILT must match; every one in it must still
+    // differ, so that the day its feature lands the list has to shrink.
     assert_eq!(
         mismatched, NOT_YET_BUILT,
         "statewall's NAT output against the Linux router's (report above): every capture \
@@ -157,12 +156,6 @@ fn replay_nat_matches_the_linux_router_frame_by_frame() {
     }
 }
 
-/// Captures whose feature statewall does not have yet: FTP through NAT (nf_nat_ftp and
-/// seqadj).
-const NOT_YET_BUILT: &[&str] = &[
-    "n16_ftp_port_snat",
-    "n17_ftp_pasv_snat",
-    "n18_ftp_epsv_snat",
-    "n19_ftp_pasv_dnat",
-    "n20_ftp_port_dnat",
-];
+/// Captures whose feature statewall does not have yet (none: FTP through NAT, the last
+/// one, landed with nf_nat_ftp's payload rewrite and seqadj).
+const NOT_YET_BUILT: &[&str] = &[];

@@ -91,7 +91,8 @@ impl Rig {
         if let (Some(n), Ok(Frame::Ip(p))) =
             (o.nat.and_then(|r| r.resolve(self.pl.table())), &parsed)
         {
-            apply_nat_parsed(frame, p, &n);
+            let len = frame.len();
+            apply_nat_parsed(frame, len, p, &n);
         }
         true
     }
@@ -197,7 +198,7 @@ fn time_data(r: &mut Rig, frames: &[Vec<u8>], order: &[u32]) -> (f64, u64) {
                 if let (Some(n), Ok(Frame::Ip(p))) =
                     (o.nat.and_then(|x| x.resolve(r.pl.table())), &parsed[k])
                 {
-                    apply_nat_parsed(f, p, &n);
+                    apply_nat_parsed(f, FRAME, p, &n);
                 }
             }
         }

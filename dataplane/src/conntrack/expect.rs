@@ -30,7 +30,7 @@
 //! `map` operation, so there is no lock-order cycle.
 
 use super::{EntryHandle, FlowKey, HelperKind, Nanos, NS};
-use crate::packet::{proto, to_ip, Addr, Family};
+use crate::packet::{to_ip, Addr, Family};
 use dashmap::DashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -83,6 +83,22 @@ pub struct Expectation {
     pub created: Nanos,
     /// Expiry (creation + 300 s; never refreshed).
     pub deadline: Nanos,
+    /// The NAT the expected connection gets (the master is NATed; `nf_nat_follow_master`).
+    pub nat: Option<ExpectNat>,
+}
+
+/// The binding of a connection created from the expectation of a NATed master (Linux's
+/// `nf_nat_follow_master`): its source becomes `src` (the address the master's command
+/// sender talks to) and its destination `dst:dport` (the command sender's real address
+/// and the port its command named). The nat chains are not consulted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectNat {
+    /// The new source address (the port is kept when free).
+    pub src: Addr,
+    /// The new destination address.
+    pub dst: Addr,
+    /// The new destination port.
+    pub dport: u16,
 }
 
 /// Why a registration failed (Linux errno in parentheses). The packet is dropped.
@@ -389,17 +405,5 @@ impl ExpectTable {
         let key = *self.by_master.get(&master)?;
         let e = *self.map.get(&key)?;
         (e.master == master && now < e.deadline).then_some(e)
-    }
-}
-
-/// The expectation an FTP command seen on a master creates: the data connection comes
-/// from the command sender's peer (any port) to the sender's address and parsed port.
-pub(crate) fn ftp_key(family: Family, sender: Addr, peer: Addr, port: u16) -> ExpectKey {
-    ExpectKey {
-        family,
-        proto: proto::TCP,
-        src: peer,
-        dst: sender,
-        dport: port,
     }
 }

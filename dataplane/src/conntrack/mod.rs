@@ -36,6 +36,7 @@ mod helper;
 mod key;
 mod mark;
 pub mod nat;
+pub mod seqadj;
 mod stats;
 pub mod sysctl;
 mod table;
@@ -47,9 +48,10 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use expect::{ExpectStats, ExpectTable, ExpectView, Expectation};
+pub use expect::{ExpectNat, ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
 pub use nat::{NatError, NatRange, NatRequest, NatRewrite, NatTuple};
+pub use seqadj::{Mangle, SeqAdj, SeqWay};
 pub use stats::{CtCounter, Stats};
 pub use sysctl::{Sysctl, SYSCTLS};
 pub use table::{ConnTable, ENTRY_SIZE};

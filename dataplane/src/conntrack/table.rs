@@ -27,10 +27,11 @@
 use super::expect::{ExpectTable, MasterRef};
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
-use super::nat::NatTuple;
+use super::nat::{NatRequest, NatTuple};
+use super::seqadj::{Mangle, SeqAdj};
 use super::tcp::{Seen, TcpConn};
 use super::view::EntryView;
-use super::{Config, CtCounter, CtStatus, EntryHandle, Nanos, Stats};
+use super::{Config, CtCounter, CtStatus, Direction, EntryHandle, Nanos, Stats};
 use crate::arch::prefetch_line;
 use crate::packet::{Addr, Family, Parsed};
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub(super) const M_HAS_EXP: u8 = 1 << 5;
 /// The entry has a NAT binding: its translated tuple is in the `nat` side array and,
 /// once confirmed, a second bucket way points at it under the reply tuple's key.
 pub(super) const M_NAT: u8 = 1 << 6;
+/// A helper changed a payload length on this NATed connection: its sequence-number
+/// adjustment is in the `seqadj` side array ([`super::seqadj`]).
+pub(super) const M_SEQADJ: u8 = 1 << 7;
 
 /// One hash bucket: 8 fingerprints and 8 slot indices in one cache line.
 #[repr(C, align(64))]
@@ -153,6 +157,14 @@ pub struct ConnTable {
     pub(super) nat_len: usize,
     /// State of the `--random-fully` port generator.
     pub(super) nat_rng: u64,
+    /// Sequence-number adjustments by slot (empty until the shard's first one).
+    pub(super) seqadj: Box<[SeqAdj]>,
+    /// The payload rewrite the FTP helper decided for the packet it just saw (applied
+    /// by the pipeline as that packet goes out; cleared by the next confirm).
+    pub(super) mangle: Option<(EntryHandle, Direction, Mangle)>,
+    /// The NAT a candidate created from a NATed expectation must get (Linux's
+    /// `nf_nat_follow_master`), taken by the pipeline right after `track`.
+    pub(super) follow: Option<(EntryHandle, NatRequest)>,
     free: Vec<u32>,
     buckets: Box<[Bucket]>,
     mask: usize,
@@ -205,6 +217,9 @@ impl ConnTable {
             marks: Box::new([]),
             nat_len: 0,
             nat_rng: 0x853c_49e6_748f_ea9b ^ u64::from(worker),
+            seqadj: Box::new([]),
+            mangle: None,
+            follow: None,
             free,
             buckets: vec![Bucket::default(); nb].into_boxed_slice(),
             mask: nb - 1,
@@ -262,6 +277,7 @@ impl ConnTable {
             + self.free.capacity() * size_of::<u32>()
             + self.nat.len() * size_of::<NatTuple>()
             + self.marks.len() * size_of::<u32>()
+            + self.seqadj.len() * size_of::<SeqAdj>()
             + self.buckets.len() * size_of::<Bucket>()
             + size_of::<Self>()
     }

@@ -2,18 +2,19 @@
 //! candidate, run the protocol tracker, and confirm or release the candidate after the
 //! ruleset. The storage it works on is in [`super::table`].
 
-use super::expect::MasterRef;
+use super::expect::Expectation;
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
+use super::nat::{range_flags, NatRange, NatRequest};
 use super::table::{
     fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_NAT, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
 };
 use super::tcp::{self, EntryCtx, Seg, TcpAction, TcpState};
 use super::{
-    ConfirmResult, CtCounter, CtState, CtStatus, Direction, HelperKind, InvalidReason, Nanos,
-    Track, TrackOpts, NS,
+    ConfirmResult, CtCounter, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
+    Nanos, Track, TrackOpts, NS,
 };
-use crate::packet::{checksum, proto, Family, ParseError, Parsed, L4};
+use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, L4};
 
 impl ConnTable {
     // ----- the per-packet procedure -----------------------------------------------------
@@ -140,7 +141,14 @@ impl ConnTable {
         let mut kill = false;
         match p.l4 {
             L4::Tcp(t) => {
-                let seg = Seg::from_tcp(&t);
+                let mut seg = Seg::from_tcp(&t);
+                if let Some(sa) = self.seqadj_of_slot(slot) {
+                    // Take NAT's sequence mangling into account (tcp_in_window's
+                    // receiver_offset): the peer acknowledges adjusted numbers.
+                    let off = sa.offset(1 - dir as usize, seg.ack.wrapping_sub(1)) as u32;
+                    seg.ack = seg.ack.wrapping_sub(off);
+                    seg.opts.sack_right = seg.opts.sack_right.map(|x| x.wrapping_sub(off));
+                }
                 let mut c = self.load_tcp(slot);
                 let ctx = EntryCtx {
                     status,
@@ -263,7 +271,8 @@ impl ConnTable {
             };
         };
         // `docs/CONNTRACK.md` §1.3 step 5c / `docs/CONNTRACK.md` §4.4: a matching expectation makes the candidate RELATED.
-        let master = self.take_expectation(p, now);
+        let exp = self.take_expectation(p, now);
+        let master = exp.map(|e| e.master);
         let v6 = key.family == Family::V6;
         let mut e = Entry {
             addr: [fold(key.family, &key.a), fold(key.family, &key.b)],
@@ -291,6 +300,25 @@ impl ConnTable {
         self.entries[slot] = e;
         self.cold[slot] = Cold::default();
         self.clear_ctmark(slot);
+        if let Some(n) = exp.and_then(|e| e.nat) {
+            let one = |a: Addr, port: Option<u16>| NatRange {
+                flags: range_flags::MAP_IPS
+                    | if port.is_some() {
+                        range_flags::PROTO_SPECIFIED
+                    } else {
+                        0
+                    },
+                min_addr: a,
+                max_addr: a,
+                min_port: port.unwrap_or(0),
+                max_port: port.unwrap_or(0),
+            };
+            let req = NatRequest {
+                src: Some(one(n.src, None)),
+                dst: Some(one(n.dst, Some(n.dport))),
+            };
+            self.follow = Some((self.handle(slot), req));
+        }
         let mut tcp_state = None;
         let timeout = match p.l4 {
             L4::Tcp(_) => {
@@ -341,14 +369,27 @@ impl ConnTable {
     }
 
     /// Finds and consumes the expectation a new connection's first packet matches.
-    fn take_expectation(&mut self, p: &Parsed, now: Nanos) -> Option<MasterRef> {
+    fn take_expectation(&mut self, p: &Parsed, now: Nanos) -> Option<Expectation> {
         if self.expect.is_empty() {
             return None;
         }
         let (_, dport) = p.ports()?;
         self.expect
             .take(p.family, p.proto, p.src, p.dst, dport, now)
-            .map(|e| e.master)
+    }
+
+    /// The NAT a candidate just created from a NATed master's expectation must get
+    /// (`nf_nat_follow_master`: source to where the master's command sender talks,
+    /// destination to the sender and the port it named), as a request for
+    /// [`ConnTable::bind_nat`]; the nat chains are not walked for it. Taken once.
+    pub fn take_follow(&mut self, h: EntryHandle) -> Option<NatRequest> {
+        match self.follow {
+            Some((fh, req)) if fh == h => {
+                self.follow = None;
+                Some(req)
+            }
+            _ => None,
+        }
     }
 
     /// The RELATED procedure for an ICMP/ICMPv6 error (`docs/CONNTRACK.md` §3.2). Changes nothing.
@@ -429,6 +470,11 @@ impl ConnTable {
         p: &Parsed,
         now: Nanos,
     ) -> ConfirmResult {
+        // A payload rewrite belongs to the packet the helper saw last: this one's own
+        // (if any) is decided below.
+        if self.mangle.is_some() {
+            self.mangle = None;
+        }
         if !t.candidate {
             if t.table_full_drop {
                 return ConfirmResult::TableFull;

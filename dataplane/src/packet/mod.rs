@@ -18,6 +18,7 @@ pub mod build;
 pub mod checksum;
 pub mod mangle;
 mod parse;
+pub mod payload;
 mod quote;
 pub mod rewrite;
 

@@ -157,19 +157,41 @@ impl TxLists {
                 let mut m = m;
                 if let Some(n) = o.nat.and_then(|r| r.resolve(table)) {
                     // NAT: the bytes change only now, for a packet that goes out.
-                    if let Some(slot) = o.completes {
-                        for f in held[slot].iter_mut() {
-                            super::apply_nat(f.data_mut(), &n);
+                    let n = match o.completes {
+                        Some(slot) => {
+                            let nf = n.for_fragment();
+                            for f in held[slot].iter_mut() {
+                                let len = f.len();
+                                if let Some(l) = super::apply_nat(f.data_mut_full(), len, &nf) {
+                                    f.set_len(l);
+                                }
+                            }
+                            nf
                         }
-                    }
-                    match parsed {
+                        None => n,
+                    };
+                    let len = m.len();
+                    let done = match parsed {
                         // The burst's own parse of these very bytes.
                         Some(Ok(Frame::Ip(p))) => {
-                            super::nat::apply_nat_parsed(m.data_mut(), p, &n);
+                            super::apply_nat_parsed(m.data_mut_full(), len, p, &n)
                         }
-                        _ => {
-                            super::apply_nat(m.data_mut(), &n);
+                        _ => super::apply_nat(m.data_mut_full(), len, &n),
+                    };
+                    match done {
+                        Some(l) => m.set_len(l),
+                        None if n.mangle.is_some() || n.seq.is_some() => {
+                            // The helper's rewrite found no room, or the options under
+                            // sequence adjustment were malformed: the kernel drops it.
+                            if let Some(slot) = o.completes {
+                                pool.put_all(&mut held[slot]);
+                            }
+                            stats.forwarded = stats.forwarded.saturating_sub(1);
+                            stats.drop(DropReason::Helper);
+                            pool.put(m);
+                            return;
                         }
+                        None => {}
                     }
                 }
                 if !o.mangle.is_empty() {

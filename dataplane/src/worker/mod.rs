@@ -367,7 +367,7 @@ impl Worker {
         let mut current = self.ruleset.load_full();
         if self.handoff.is_none() {
             // No rings to hand anything to: this worker owns every connection it sees.
-            self.pipeline.ownership = None;
+            self.pipeline.set_ownership(None);
         }
         // Per pair and side: the port's steering is not the ownership model, so the
         // owner of every packet it delivers must be checked.

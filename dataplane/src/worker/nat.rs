@@ -14,8 +14,10 @@
 
 use super::pipeline::{PairMode, Pipeline, Side};
 use crate::conntrack::nat::dst_pick;
-use crate::conntrack::{EntryHandle, NatRange, NatRequest, NatRewrite, NatTuple, Track};
-use crate::packet::{self, rewrite, Addr, Family, Frame, Parsed, L4};
+use crate::conntrack::{
+    Direction, EntryHandle, Mangle, NatRange, NatRequest, NatRewrite, NatTuple, SeqAdj, Track,
+};
+use crate::packet::{self, payload, rewrite, Addr, Family, Frame, Parsed, L4};
 use crate::ruleset::{LogEvent, NatChain, PacketCtx, Ruleset};
 
 /// The addresses NAT targets take from the configuration: MASQUERADE's (the outside
@@ -56,12 +58,30 @@ pub struct NatApply {
     /// The packet is an ICMP/ICMPv6 error about the NATed flow: its outer addresses
     /// and its quoted packet are translated.
     pub icmp_error: bool,
+    /// The connection's sequence-number adjustment (a helper changed a payload length
+    /// earlier) and the packet's direction: seq, ack and SACK blocks are moved.
+    pub seq: Option<(SeqAdj, Direction)>,
+    /// The payload rewrite the FTP helper decided for this very packet.
+    pub mangle: Option<Mangle>,
+}
+
+impl NatApply {
+    /// The rewrite of a held fragment of a reassembled datagram: addresses and ports
+    /// only (a payload rewrite cannot be split over fragments; see `docs/NAT.md`).
+    pub fn for_fragment(&self) -> NatApply {
+        NatApply {
+            mangle: None,
+            seq: None,
+            ..*self
+        }
+    }
 }
 
 /// Which NATed connection a forwarded packet belongs to, and how it is rewritten: what
-/// [`super::Outcome::nat`] carries. The rewrite is read from the binding while the
-/// pipeline judges the packet (the entry is hot then), so sending it costs no second
-/// look at the table; [`NatRef::resolve`] only checks the entry still lives.
+/// [`super::Outcome::nat`] carries. The address/port rewrite is read from the binding
+/// while the pipeline judges the packet (the entry is hot then), so sending it costs no
+/// second look at the binding; [`NatRef::resolve`] checks the entry still lives and adds
+/// the helper's payload and sequence edits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatRef {
     /// The connection's entry.
@@ -70,42 +90,95 @@ pub struct NatRef {
     pub dir: crate::conntrack::Direction,
     /// The packet is an ICMP/ICMPv6 error about the connection.
     pub icmp_error: bool,
-    /// The rewrite, from the binding when the packet was judged.
+    /// The address/port rewrite, from the binding when the packet was judged.
     pub rewrite: crate::conntrack::NatRewrite,
 }
 
 impl NatRef {
     /// The rewrite of the packet (None once the entry is gone from `table`, the shard
-    /// that judged it).
+    /// that judged it), with the helper's payload and sequence edits.
     #[inline]
     pub fn resolve(&self, table: &crate::conntrack::ConnTable) -> Option<NatApply> {
-        table.is_current(self.handle).then_some(NatApply {
-            rewrite: self.rewrite,
+        if !table.is_current(self.handle) {
+            return None;
+        }
+        let rw = self.rewrite;
+        let (seq, mangle) = if self.icmp_error {
+            (None, None)
+        } else {
+            (
+                table.seqadj(self.handle).map(|s| (s, self.dir)),
+                table.pending_mangle(self.handle, self.dir),
+            )
+        };
+        Some(NatApply {
+            rewrite: rw,
             icmp_error: self.icmp_error,
+            seq,
+            mangle,
         })
     }
 }
 
-/// Rewrites a forwarded frame as `n` says (its own parse gives the offsets); the held
-/// fragments of a reassembled datagram get the same call each (addresses in every one,
-/// ports and the L4 checksum in the first). False when the frame does not parse.
-pub fn apply_nat(frame: &mut [u8], n: &NatApply) -> bool {
-    let Ok(Frame::Ip(p)) = packet::parse(frame) else {
-        return false;
+/// Rewrites a forwarded frame, `buf[..len]`, as `n` says (its own parse gives the
+/// offsets): addresses and ports; with a sequence-number adjustment the TCP seq, ack and
+/// SACK blocks; with a payload rewrite the payload (the frame may grow into `buf`'s
+/// room or shrink). Returns the new length; None when the frame must be dropped (it does
+/// not parse; the payload rewrite found no room; malformed TCP options under sequence
+/// adjustment, which the kernel drops too). The held fragments of a reassembled
+/// datagram get [`NatApply::for_fragment`] each (addresses in every one, ports and the
+/// L4 checksum in the first).
+pub fn apply_nat(buf: &mut [u8], len: usize, n: &NatApply) -> Option<usize> {
+    let len = len.min(buf.len());
+    let Ok(Frame::Ip(p)) = packet::parse(&buf[..len]) else {
+        return None;
     };
-    apply_nat_parsed(frame, &p, n)
+    apply_nat_parsed(buf, len, &p, n)
 }
 
 /// [`apply_nat`] for a frame whose parse `p` the caller has (the poll loop parsed the
 /// burst before judging it; the bytes have not changed since).
 #[inline]
-pub fn apply_nat_parsed(frame: &mut [u8], p: &packet::Parsed, n: &NatApply) -> bool {
+pub fn apply_nat_parsed(buf: &mut [u8], len: usize, p: &Parsed, n: &NatApply) -> Option<usize> {
+    let len = len.min(buf.len());
+    if !apply_headers(&mut buf[..len], p, n) {
+        return None;
+    }
+    if let Some((sa, dir)) = n.seq {
+        let d = dir as usize;
+        let ok = payload::rewrite_tcp_seq(
+            &mut buf[..len],
+            p,
+            |s| sa.map_seq(d, s),
+            |a| sa.map_ack(d, a),
+            |x| sa.map_ack(d, x),
+        );
+        if !ok {
+            return None;
+        }
+    }
+    match n.mangle {
+        Some(m) => payload::replace_tcp_payload(
+            buf,
+            len,
+            p,
+            usize::from(m.at),
+            usize::from(m.len),
+            m.text(),
+        ),
+        None => Some(len),
+    }
+}
+
+/// The address and port rewrite of [`apply_nat`].
+fn apply_headers(frame: &mut [u8], p: &Parsed, n: &NatApply) -> bool {
+    let p = *p;
     let r = &n.rewrite;
     let new = &r.new;
     if n.icmp_error {
         return rewrite::rewrite_icmp_error(
             frame,
-            p,
+            &p,
             r.set_src.then_some(&new.src),
             r.set_dst.then_some(&new.dst),
             r.set_dst.then_some((new.dst, new.dport)),
@@ -114,7 +187,7 @@ pub fn apply_nat_parsed(frame: &mut [u8], p: &packet::Parsed, n: &NatApply) -> b
     }
     rewrite::rewrite(
         frame,
-        p,
+        &p,
         r.set_src.then_some((new.src, new.sport)),
         r.set_dst.then_some((new.dst, new.dport)),
     );
@@ -191,6 +264,36 @@ impl Pipeline {
         *self.nat_addrs = a;
     }
 
+    /// Sets the addresses of port `port` (its config `address`): MASQUERADE of a packet
+    /// leaving by that port takes its address, REDIRECT of one arriving on it too, as
+    /// Linux takes the interface's. Ports without their own fall back to
+    /// [`Pipeline::set_nat_addrs`]'s.
+    pub fn set_port_nat_addrs(&mut self, port: &str, a: NatAddrs) {
+        match self.port_nat_addrs.iter_mut().find(|(n, _)| &**n == port) {
+            Some(x) => x.1 = a,
+            None => self.port_nat_addrs.push((port.into(), a)),
+        }
+    }
+
+    /// MASQUERADE's and REDIRECT's addresses for a packet (see
+    /// [`Pipeline::set_port_nat_addrs`]); only a new connection's nat walk asks.
+    fn masq_local(&self, ctx: &PacketCtx, f: Family) -> (Option<Addr>, Option<Addr>) {
+        let of = |name: &str| {
+            self.port_nat_addrs
+                .iter()
+                .find(|(n, _)| !name.is_empty() && &**n == name)
+                .map(|x| x.1)
+        };
+        (
+            of(ctx.out_port)
+                .and_then(|a| a.masq(f))
+                .or(self.nat_addrs.masq(f)),
+            of(ctx.in_port)
+                .and_then(|a| a.local(f))
+                .or(self.nat_addrs.local(f)),
+        )
+    }
+
     /// NAT before the filter table (kept out of line: the un-NATed path never calls it):
     /// for an existing NATed connection its rewrite, tuples and translated destination;
     /// for a new connection the destination-manip walk.
@@ -253,12 +356,8 @@ impl Pipeline {
             return Pre::None;
         };
         let p = ctx.parsed;
-        match t.range(
-            p,
-            chain,
-            self.nat_addrs.masq(p.family),
-            self.nat_addrs.local(p.family),
-        ) {
+        let (masq, local) = self.masq_local(ctx, p.family);
+        match t.range(p, chain, masq, local) {
             Some((true, r)) => Pre::Dst(r, dst_pick(p.family, p.proto, &tuple_of(p), &r)),
             Some((false, _)) => Pre::None,
             None => Pre::NoAddr,
@@ -280,12 +379,8 @@ impl Pipeline {
         let p = ctx.parsed;
         let mut req = NatRequest { dst, src: None };
         if let Some(t) = rs.eval_nat(chain, ctx, &mut self.counters, &mut &mut *log) {
-            match t.range(
-                p,
-                chain,
-                self.nat_addrs.masq(p.family),
-                self.nat_addrs.local(p.family),
-            ) {
+            let (masq, local) = self.masq_local(ctx, p.family);
+            match t.range(p, chain, masq, local) {
                 Some((false, r)) => req.src = Some(r),
                 Some((true, _)) => {}
                 None => return Err(()),
@@ -294,10 +389,20 @@ impl Pipeline {
         if req.dst.is_none() && req.src.is_none() {
             return Ok(());
         }
-        let own = self.ownership;
-        let (family, proto) = (p.family, p.proto);
+        self.bind_owned(h, &req, (p.family, p.proto), now)
+    }
+
+    /// Binds `req` on the candidate `h`, choosing only reply tuples this worker owns.
+    pub(super) fn bind_owned(
+        &mut self,
+        h: EntryHandle,
+        req: &NatRequest,
+        (family, proto): (Family, u8),
+        now: crate::Nanos,
+    ) -> Result<(), ()> {
+        let own = self.nat_owner;
         self.table
-            .bind_nat(h, &req, now, |rt: &NatTuple| match own {
+            .bind_nat(h, req, now, |rt: &NatTuple| match own {
                 None => true,
                 Some(o) => {
                     o.model.owner_of_tuple(
@@ -316,3 +421,6 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ftp_tests;

@@ -141,6 +141,11 @@ pub struct Pipeline {
     whole: Box<[u8]>,
     /// Which worker owns a connection, with several workers (None: this one owns all).
     pub(super) ownership: Option<Ownership>,
+    /// The same ownership for NAT's choice of reply tuples: kept while the worker drains
+    /// its hand-off rings (where `ownership` is off, since nothing is handed twice), so a
+    /// connection whose first packet was handed here still gets a reply tuple that
+    /// steers here.
+    pub(super) nat_owner: Option<Ownership>,
     /// The addresses MASQUERADE and REDIRECT use (boxed: read only for new NATed
     /// connections, kept out of the pipeline's hot fields).
     pub(super) nat_addrs: Box<NatAddrs>,
@@ -149,6 +154,9 @@ pub struct Pipeline {
     pub(super) mtu: u16,
     /// Ports' MTUs by name (config `[[port]] mtu`), read only for a clamped SYN.
     pub(super) port_mtus: Vec<(String, u16)>,
+    /// Per-port NAT addresses by port name (set once at start; searched only by a new
+    /// NATed connection's walk).
+    pub(super) port_nat_addrs: Vec<(Box<str>, NatAddrs)>,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -196,9 +204,11 @@ impl Pipeline {
             defrag: Defrag::new(DEFRAG_SLOTS),
             whole: vec![0u8; 65536 + 128].into_boxed_slice(),
             ownership: None,
+            nat_owner: None,
             nat_addrs: Box::default(),
             mtu: 1500,
             port_mtus: Vec::new(),
+            port_nat_addrs: Vec::new(),
         };
         if rs.has_mangle() {
             pl.table.reserve_marks();
@@ -226,6 +236,7 @@ impl Pipeline {
     /// Sets which worker owns which connection (None: this one owns all).
     pub fn set_ownership(&mut self, ownership: Option<Ownership>) {
         self.ownership = ownership;
+        self.nat_owner = ownership;
     }
 
     /// This worker's conntrack shard.
@@ -475,14 +486,39 @@ impl Pipeline {
         let nat_chain = nat_chains(pair.mode, b.ingress);
         let mut pre_dst = None;
         let prep;
-        if (t.candidate && nat_on) || (!t.candidate && self.table.nat_bindings() > 0) {
-            prep = self.nat_prepare(rs, nat_chain.0, &t, p, &ctx, &mut *log);
+        // A data connection of a NATed FTP master gets the master's NAT, not the nat
+        // chains' (nf_nat_follow_master, at creation: the filter sees it translated).
+        let followed = match t.handle.filter(|_| t.candidate) {
+            Some(h) => match self.table.take_follow(h) {
+                Some(req) => {
+                    if self.bind_owned(h, &req, (p.family, p.proto), now).is_err() {
+                        return self.nat_drop(&t, frame, p, now, out);
+                    }
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        let walk = t.candidate && nat_on && !followed;
+        if walk || followed || (!t.candidate && self.table.nat_bindings() > 0) {
+            let tv = Track {
+                candidate: t.candidate && !followed,
+                ..t
+            };
+            prep = self.nat_prepare(rs, nat_chain.0, &tv, p, &ctx, &mut *log);
             if prep.drop {
                 return self.nat_drop(&t, frame, p, now, out);
             }
             out.nat = prep.apply;
             pre_dst = prep.pre_dst;
             ctx.ct_status.0 |= prep.status;
+            if let (true, Some(rw)) = (followed, prep.apply.and_then(|a| a.resolve(&self.table))) {
+                use crate::conntrack::CtStatus;
+                let r = rw.rewrite;
+                ctx.ct_status.0 |= if r.set_src { CtStatus::SRC_NAT } else { 0 }
+                    | if r.set_dst { CtStatus::DST_NAT } else { 0 };
+            }
             if let Some(q) = &prep.shown {
                 ctx.parsed = q;
             }
@@ -505,7 +541,7 @@ impl Pipeline {
                 return self.mangle_drop(&t, frame, p, now, out);
             }
         }
-        if t.candidate && nat_on && matches!(v, Verdict::Accept) {
+        if walk && matches!(v, Verdict::Accept) {
             let h = t.handle.expect("a candidate has a handle");
             if self
                 .nat_post(rs, nat_chain.1, &ctx, (h, pre_dst), now, &mut *log)
@@ -518,7 +554,7 @@ impl Pipeline {
         // Linux's confirm step: the helper runs on accepted packets (it may drop), and a
         // NEW/RELATED entry is committed only if the packet is accepted.
         let confirmed = self.table.confirm(&t, accepted, frame, p, now);
-        if t.candidate && nat_on && confirmed.is_pass() {
+        if t.candidate && (nat_on || followed) && confirmed.is_pass() {
             // The binding of the entry just confirmed (none if the candidate was merged
             // into an entry confirmed first: its handle is stale then).
             out.nat = t.handle.and_then(|h| {

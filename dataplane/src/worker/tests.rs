@@ -113,11 +113,11 @@ mod poll {
                 let table =
                     ConnTable::with_expectations(256, Config::default(), expect.clone(), w as u16);
                 let mut pipeline = Pipeline::new(table, &rs.load(), NonIpPolicy::PassArp);
-                pipeline.ownership = Some(Ownership {
+                pipeline.set_ownership(Some(Ownership {
                     me: w as u16,
                     workers: 2,
                     model: Steering::Symmetric,
-                });
+                }));
                 let mk = |rx: &Queues, tx: &Queues| -> Box<dyn Port> {
                     Box::new(MemPort {
                         rx: rx.clone(),

@@ -65,6 +65,32 @@ pub(crate) enum FtpMatch {
     },
 }
 
+/// Which command or reply carried a data endpoint (`enum nf_ct_ftp_type`): it decides
+/// the text NAT writes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FtpCmd {
+    /// `PORT a,b,c,d,p,q`.
+    Port,
+    /// `EPRT |1|a.b.c.d|port|` (or `|2|` IPv6).
+    Eprt,
+    /// `227 ... a,b,c,d,p,q`.
+    Pasv,
+    /// `229 ... (|||port|)`.
+    Epsv,
+}
+
+/// Where the endpoint text of a [`FtpMatch::Found`] lies in the payload (the kernel's
+/// `matchoff`/`matchlen`), and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FtpSpan {
+    /// The command or reply.
+    pub(crate) cmd: FtpCmd,
+    /// Offset of the text from the payload's start.
+    pub(crate) at: usize,
+    /// Its length.
+    pub(crate) len: usize,
+}
+
 #[derive(Clone, Copy)]
 enum GetNum {
     Rfc959,
@@ -114,35 +140,52 @@ const SEARCH: [[Search; 2]; 2] = [
 
 /// Parses one payload sent in direction `dir` (0 = ORIGINAL, 1 = REPLY) of a
 /// connection of `family` whose sender is `sender`.
+#[cfg(test)]
 pub(crate) fn parse(data: &[u8], dir: usize, family: Family, sender: &Addr) -> FtpMatch {
+    parse_span(data, dir, family, sender).0
+}
+
+/// [`parse`], with the span of the endpoint text of a [`FtpMatch::Found`].
+pub(crate) fn parse_span(
+    data: &[u8],
+    dir: usize,
+    family: Family,
+    sender: &Addr,
+) -> (FtpMatch, Option<FtpSpan>) {
     for s in &SEARCH[dir] {
         match find_pattern(data, s, family, sender) {
-            FtpMatch::None => continue,
+            (FtpMatch::None, _) => continue,
             m => return m,
         }
     }
-    FtpMatch::None
+    (FtpMatch::None, None)
 }
 
-fn find_pattern(data: &[u8], s: &Search, family: Family, sender: &Addr) -> FtpMatch {
+fn find_pattern(
+    data: &[u8],
+    s: &Search,
+    family: Family,
+    sender: &Addr,
+) -> (FtpMatch, Option<FtpSpan>) {
     let plen = s.pattern.len();
     let dlen = data.len();
     if dlen <= plen {
         // Short packet: a prefix of the pattern is a partial match.
-        return if data.eq_ignore_ascii_case(&s.pattern[..dlen]) {
+        let m = if data.eq_ignore_ascii_case(&s.pattern[..dlen]) {
             FtpMatch::Partial
         } else {
             FtpMatch::None
         };
+        return (m, None);
     }
     if !data[..plen].eq_ignore_ascii_case(s.pattern) {
-        return FtpMatch::None;
+        return (FtpMatch::None, None);
     }
     let mut i = plen;
     if s.skip != 0 {
         while data[i] != s.skip {
             if i == dlen - 1 {
-                return FtpMatch::Partial;
+                return (FtpMatch::Partial, None);
             }
             i += 1;
         }
@@ -150,16 +193,72 @@ fn find_pattern(data: &[u8], s: &Search, family: Family, sender: &Addr) -> FtpMa
     }
     let mut addr = *sender;
     let rest = &data[i..];
-    let ok = match s.getnum {
-        GetNum::Rfc959 => try_rfc959(rest, &mut addr, s.term),
-        GetNum::Rfc1123 => try_rfc1123(rest, &mut addr),
-        GetNum::Eprt => try_eprt(rest, &mut addr, family),
-        GetNum::Epsv => try_epsv(rest),
+    let (ok, cmd) = match s.getnum {
+        GetNum::Rfc959 => (try_rfc959(rest, &mut addr, s.term), FtpCmd::Port),
+        GetNum::Rfc1123 => (try_rfc1123(rest, &mut addr), FtpCmd::Pasv),
+        GetNum::Eprt => (try_eprt(rest, &mut addr, family), FtpCmd::Eprt),
+        GetNum::Epsv => (try_epsv(rest), FtpCmd::Epsv),
     };
     match ok {
-        Some(port) => FtpMatch::Found { addr, port },
-        None => FtpMatch::Partial,
+        Some((port, off, len)) => (
+            FtpMatch::Found { addr, port },
+            Some(FtpSpan {
+                cmd,
+                at: i + off,
+                len,
+            }),
+        ),
+        None => (FtpMatch::Partial, None),
     }
+}
+
+/// The text NAT writes in place of a [`FtpSpan`] (`nf_nat_ftp_fmt_cmd`): the
+/// translated address and port in the command's own syntax (IPv6 in EPRT as the
+/// kernel's `%pI6` prints it: eight groups of four hex digits). Returns the length
+/// written into `out`.
+pub(crate) fn format_cmd(
+    cmd: FtpCmd,
+    family: Family,
+    addr: &Addr,
+    port: u16,
+    out: &mut [u8; 64],
+) -> usize {
+    use std::io::Write as _;
+    let mut c = std::io::Cursor::new(&mut out[..]);
+    let a = addr;
+    // A 64-byte buffer holds the longest text (49 bytes): the writes cannot fail.
+    let _ = match (cmd, family) {
+        (FtpCmd::Port | FtpCmd::Pasv, _) => write!(
+            c,
+            "{},{},{},{},{},{}",
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            port >> 8,
+            port & 0xff
+        ),
+        (FtpCmd::Eprt, Family::V4) => {
+            write!(c, "|1|{}.{}.{}.{}|{port}|", a[0], a[1], a[2], a[3])
+        }
+        (FtpCmd::Eprt, Family::V6) => {
+            let g = |i: usize| u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
+            write!(
+                c,
+                "|2|{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}|{port}|",
+                g(0),
+                g(1),
+                g(2),
+                g(3),
+                g(4),
+                g(5),
+                g(6),
+                g(7)
+            )
+        }
+        (FtpCmd::Epsv, _) => write!(c, "|||{port}|"),
+    };
+    c.position() as usize
 }
 
 /// `try_number`: `n` decimal numbers separated by `sep`, ended by `term` (or by any
@@ -183,29 +282,32 @@ fn try_number(data: &[u8], out: &mut [u32], sep: u8, term: u8) -> Option<usize> 
     None
 }
 
-fn try_rfc959(data: &[u8], addr: &mut Addr, term: u8) -> Option<u16> {
+/// The getnum functions return (port, offset of the endpoint text, its length).
+fn try_rfc959(data: &[u8], addr: &mut Addr, term: u8) -> Option<(u16, usize, usize)> {
     let mut a = [0u32; 6];
-    try_number(data, &mut a, b',', term)?;
+    let len = try_number(data, &mut a, b',', term)?;
     let ip = (a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3];
     addr[..4].copy_from_slice(&ip.to_be_bytes());
-    Some(((a[4] << 8) | a[5]) as u16)
+    Some((((a[4] << 8) | a[5]) as u16, 0, len))
 }
 
-fn try_rfc1123(data: &[u8], addr: &mut Addr) -> Option<u16> {
+fn try_rfc1123(data: &[u8], addr: &mut Addr) -> Option<(u16, usize, usize)> {
     let i = data.iter().position(|c| c.is_ascii_digit())?;
-    try_rfc959(&data[i..], addr, 0)
+    let (port, _, len) = try_rfc959(&data[i..], addr, 0)?;
+    Some((port, i, len))
 }
 
 fn is_delim(c: u8) -> bool {
     !c.is_ascii_digit() && (33..=126).contains(&c)
 }
 
-/// `get_port`: digits from `start` up to `delim`, non-zero (16-bit wrapping).
-fn get_port(data: &[u8], start: usize, delim: u8) -> Option<u16> {
+/// `get_port`: digits from `start` up to `delim`, non-zero (16-bit wrapping); with the
+/// length of the text from the start of `data` through the closing delimiter.
+fn get_port(data: &[u8], start: usize, delim: u8) -> Option<(u16, usize, usize)> {
     let mut port: u16 = 0;
-    for &c in data.get(start..)? {
+    for (i, &c) in data.get(start..)?.iter().enumerate() {
         if c == delim {
-            return (port != 0).then_some(port);
+            return (port != 0).then_some((port, 0, start + i + 1));
         } else if c.is_ascii_digit() {
             port = port.wrapping_mul(10).wrapping_add((c - b'0') as u16);
         } else {
@@ -215,7 +317,7 @@ fn get_port(data: &[u8], start: usize, delim: u8) -> Option<u16> {
     None
 }
 
-fn try_eprt(data: &[u8], addr: &mut Addr, family: Family) -> Option<u16> {
+fn try_eprt(data: &[u8], addr: &mut Addr, family: Family) -> Option<(u16, usize, usize)> {
     if data.len() <= 3 {
         return None;
     }
@@ -244,7 +346,7 @@ fn try_eprt(data: &[u8], addr: &mut Addr, family: Family) -> Option<u16> {
     }
 }
 
-fn try_epsv(data: &[u8]) -> Option<u16> {
+fn try_epsv(data: &[u8]) -> Option<(u16, usize, usize)> {
     if data.len() <= 3 {
         return None;
     }
@@ -368,6 +470,72 @@ mod tests {
             parse(b"EPRT |1|10.0.0.1|6275|\r\n", 0, Family::V6, &c6),
             FtpMatch::Partial
         );
+    }
+
+    #[test]
+    fn ftp_spans_are_the_kernels_matchoff_matchlen() {
+        let c = v4([10, 0, 0, 1]);
+        let f = Family::V4;
+        let span = |d: &[u8], dir: usize| {
+            let (_, s) = parse_span(d, dir, f, &c);
+            let s = s.expect("found");
+            (
+                s.cmd,
+                std::str::from_utf8(&d[s.at..s.at + s.len])
+                    .unwrap()
+                    .to_string(),
+            )
+        };
+        assert_eq!(
+            span(b"PORT 10,0,0,1,156,64\r\n", 0),
+            (FtpCmd::Port, "10,0,0,1,156,64".into())
+        );
+        assert_eq!(
+            span(b"EPRT |1|10.0.0.1|6275|\r\n", 0),
+            (FtpCmd::Eprt, "|1|10.0.0.1|6275|".into())
+        );
+        assert_eq!(
+            span(b"227 Entering Passive Mode (10,0,0,1,195,80).\r\n", 1),
+            (FtpCmd::Pasv, "10,0,0,1,195,80".into())
+        );
+        assert_eq!(
+            span(b"229 Entering Extended Passive Mode (|||6446|)\r\n", 1),
+            (FtpCmd::Epsv, "|||6446|".into())
+        );
+        assert_eq!(
+            parse_span(b"PORT x\r\n", 0, f, &c),
+            (FtpMatch::Partial, None)
+        );
+    }
+
+    #[test]
+    fn ftp_nat_text_as_the_kernel_prints_it() {
+        let mut out = [0u8; 64];
+        let a = v4([198, 51, 100, 1]);
+        let mut t = |cmd, fam, a: &Addr, port| {
+            let n = format_cmd(cmd, fam, a, port, &mut out);
+            String::from_utf8(out[..n].to_vec()).unwrap()
+        };
+        assert_eq!(
+            t(FtpCmd::Port, Family::V4, &a, 40001),
+            "198,51,100,1,156,65"
+        );
+        assert_eq!(t(FtpCmd::Pasv, Family::V4, &a, 80), "198,51,100,1,0,80");
+        assert_eq!(
+            t(FtpCmd::Eprt, Family::V4, &a, 6275),
+            "|1|198.51.100.1|6275|"
+        );
+        assert_eq!(t(FtpCmd::Epsv, Family::V4, &a, 65535), "|||65535|");
+        let a6: Addr = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert_eq!(
+            t(FtpCmd::Eprt, Family::V6, &a6, 6275),
+            "|2|2001:0db8:0000:0000:0000:0000:0000:0001|6275|"
+        );
+        let m6 = [0xffu8; 16];
+        assert_eq!(t(FtpCmd::Eprt, Family::V6, &m6, 65535).len(), 49);
     }
 
     #[test]

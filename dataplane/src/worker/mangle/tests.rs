@@ -58,7 +58,8 @@ impl Rig {
             Action::Forward => {
                 let mut f = frame.to_vec();
                 if let Some(n) = o.nat.and_then(|r| r.resolve(self.pl.table())) {
-                    assert!(apply_nat(&mut f, &n));
+                    let len = f.len();
+                    assert_eq!(apply_nat(&mut f, len, &n), Some(len));
                 }
                 assert!(apply_mangle(&mut f, &o.mangle));
                 Ok(f)

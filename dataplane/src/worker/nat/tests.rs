@@ -12,25 +12,25 @@ use crate::ruleset::parse_ruleset;
 use crate::worker::{Action, Burst, DropReason, NonIpPolicy, PairView};
 use std::net::SocketAddr;
 
-fn sa(s: &str) -> SocketAddr {
+pub(super) fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-struct Rig {
-    pl: Pipeline,
+pub(super) struct Rig {
+    pub(super) pl: Pipeline,
     rs: Ruleset,
-    now: u64,
+    pub(super) now: u64,
     /// (network port, host port) names.
-    names: (&'static str, &'static str),
+    pub(super) names: (&'static str, &'static str),
 }
 
 impl Rig {
-    fn new(rules: &str, addrs: NatAddrs) -> Rig {
+    pub(super) fn new(rules: &str, addrs: NatAddrs) -> Rig {
         let rs = parse_ruleset(rules, "rules.v4", None).unwrap_or_else(|e| panic!("{e}"));
         Rig::with_rs(rs, addrs)
     }
 
-    fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
+    pub(super) fn with_rs(rs: Ruleset, addrs: NatAddrs) -> Rig {
         let mut pl = Pipeline::new(
             ConnTable::new(1024, Config::default()),
             &rs,
@@ -47,7 +47,7 @@ impl Rig {
 
     /// One frame through the pipeline; the frame that goes out (translated) or the
     /// drop reason.
-    fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
+    pub(super) fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         let view = PairView {
             mode: PairMode::Forward,
             network: self.names.0,
@@ -65,7 +65,10 @@ impl Rig {
             Action::Forward => {
                 let mut f = frame.to_vec();
                 if let Some(n) = o.nat.and_then(|r| r.resolve(self.pl.table())) {
-                    assert!(apply_nat(&mut f, &n));
+                    let len = f.len();
+                    f.resize(len + 64, 0);
+                    let l = apply_nat(&mut f, len, &n).expect("rewritten");
+                    f.truncate(l);
                 }
                 Ok(f)
             }
@@ -92,7 +95,7 @@ fn published_port_handshake(r: &mut Rig) {
 }
 
 #[track_caller]
-fn same(got: &[u8], want: &[u8]) {
+pub(super) fn same(got: &[u8], want: &[u8]) {
     assert_eq!(got, want);
     let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(got) else {
         panic!()
@@ -462,8 +465,10 @@ fn fragments_of_a_masqueraded_datagram_are_each_translated() {
             .and_then(|x| x.resolve(r.pl.table()))
             .expect("the datagram's connection is NATed");
         held.push(f.clone());
+        let n = n.for_fragment();
         for g in held.iter_mut() {
-            assert!(apply_nat(g, &n));
+            let len = g.len();
+            assert_eq!(apply_nat(g, len, &n), Some(len));
         }
     }
     assert_eq!(held.len(), want.len());
@@ -517,6 +522,78 @@ fn masquerade_with_several_workers_replies_land_on_the_allocating_worker() {
                 );
             }
         }
+    }
+}
+
+/// MASQUERADE takes the address of the port the packet leaves by (a port's own
+/// `address`), falling back to the default set (the first pair's) for ports without.
+#[test]
+fn masquerade_uses_the_leaving_ports_own_address() {
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
+    let mut r = Rig::new(rules, masq_addrs());
+    r.pl.set_port_nat_addrs(
+        "wan2",
+        NatAddrs {
+            masquerade_v4: Some(packet::from_ip("203.0.113.77".parse().unwrap()).1),
+            ..Default::default()
+        },
+    );
+    let q = |src: &str| PacketSpec::udp(sa(src), sa("198.51.100.9:53")).to_vec();
+    // The first pair's ports: the default address.
+    same(
+        &r.send(Side::Host, &q("10.0.0.2:1000")).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:1000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // A second pair whose network port has its own address.
+    r.names = ("wan2", "lan2");
+    same(
+        &r.send(Side::Host, &q("10.0.0.3:1000")).unwrap(),
+        &PacketSpec::udp(sa("203.0.113.77:1000"), sa("198.51.100.9:53")).to_vec(),
+    );
+    // A third pair without one: the default again.
+    r.names = ("wan3", "lan3");
+    same(
+        &r.send(Side::Host, &q("10.0.0.4:1001")).unwrap(),
+        &PacketSpec::udp(sa("192.0.2.1:1001"), sa("198.51.100.9:53")).to_vec(),
+    );
+}
+
+/// A new connection's first packet handed to its owner is judged there with the
+/// hand-off check off (`ownership` taken while the rings drain); NAT must still choose a
+/// reply tuple the steering brings back to this worker (`nat_owner`).
+#[test]
+fn a_handed_off_first_packet_still_gets_a_reply_tuple_owned_here() {
+    use crate::steer::Steering;
+    use crate::worker::Ownership;
+    let (workers, model) = (2u16, Steering::Symmetric);
+    let mut r = Rig::new(&masq_rules(), masq_addrs());
+    r.pl.set_ownership(Some(Ownership {
+        me: 1,
+        workers,
+        model,
+    }));
+    for i in 0..40u16 {
+        // As drain_handoffs runs a burst: no second hand-off.
+        let saved = r.pl.ownership.take();
+        let src = format!("10.0.{}.{}:{}", i % 3, i + 1, 3000 + i);
+        let q = PacketSpec::udp(sa(&src), sa("198.51.100.9:53")).to_vec();
+        let out = r.send(Side::Host, &q).unwrap();
+        r.pl.ownership = saved;
+        let Ok(crate::packet::Frame::Ip(p)) = crate::packet::parse(&out) else {
+            panic!()
+        };
+        let sport = p.ports().unwrap().0;
+        let reply =
+            PacketSpec::udp(sa("198.51.100.9:53"), sa(&format!("192.0.2.1:{sport}"))).to_vec();
+        let Ok(crate::packet::Frame::Ip(rp)) = crate::packet::parse(&reply) else {
+            panic!()
+        };
+        assert_eq!(
+            model.owner(&reply, &rp, workers),
+            1,
+            "reply of {src} steered away"
+        );
     }
 }
 
@@ -688,13 +765,20 @@ mod across {
         assert_eq!((tr.state, tr.dir), (CtState::Related, Direction::Reply));
         let rewrite = t.nat_rewrite(tr.handle.unwrap(), tr.dir).unwrap();
         let mut g = err.clone();
-        assert!(apply_nat(
-            &mut g,
-            &NatApply {
-                rewrite,
-                icmp_error: true
-            }
-        ));
+        let len = g.len();
+        assert_eq!(
+            apply_nat(
+                &mut g,
+                len,
+                &NatApply {
+                    rewrite,
+                    icmp_error: true,
+                    seq: None,
+                    mangle: None,
+                }
+            ),
+            Some(len)
+        );
         // Outer destination and the quoted source are the inside host's again.
         assert_eq!(g, unreachable(ROUTER, "10.0.0.2", &udp(IN, OUT)));
         let gp = parsed(&g);
