@@ -403,14 +403,9 @@ fn ipv6_nh_pos(frame: &[u8], l3: usize, frag_off: usize) -> usize {
 mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
-    use crate::packet::{parse, Frame, L4};
+    use crate::packet::L4;
 
-    fn parsed(f: &[u8]) -> Parsed {
-        match parse(f).unwrap() {
-            Frame::Ip(p) => p,
-            _ => panic!(),
-        }
-    }
+    use crate::packet::parsed_ip as parsed;
 
     /// Splits an IPv4 frame's payload into fragments of `size` bytes (multiple of 8).
     fn frag4(frame: &[u8], size: usize) -> Vec<Vec<u8>> {

@@ -7,15 +7,7 @@
 use super::checksum::{fold, pseudo_header_sum, sum};
 use super::{proto, Family, Parsed, L4};
 
-#[inline]
-fn rd16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn wr16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
+use super::rewrite::{rd16, wr16};
 
 /// Replaces the 16-bit word at `at` (aligned to the checksummed region) with `new` and
 /// updates the checksum stored at `csum_at`: `HC' = ~(~HC + ~m + m')`.

@@ -328,5 +328,15 @@ pub enum Frame {
     NonIp(u16),
 }
 
+/// The IP parse of a frame a test built (panics on anything else), for tests across
+/// the crate.
+#[cfg(test)]
+pub(crate) fn parsed_ip(f: &[u8]) -> Parsed {
+    match parse(f) {
+        Ok(Frame::Ip(p)) => p,
+        other => panic!("a test frame that does not parse as IP: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -19,10 +19,7 @@ const OPT_EOL: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_SACK: u8 = 5;
 
-#[inline]
-fn rd16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
+use super::rewrite::rd16;
 
 #[inline]
 fn rd32(b: &[u8], at: usize) -> u32 {
@@ -171,14 +168,8 @@ mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
     use crate::packet::checksum::{ipv4_header_ok, l4_ok};
-    use crate::packet::{self, Frame};
 
-    fn parsed(f: &[u8]) -> Parsed {
-        match packet::parse(f) {
-            Ok(Frame::Ip(p)) => p,
-            _ => panic!("does not parse"),
-        }
-    }
+    use crate::packet::parsed_ip as parsed;
 
     fn seg(payload: &[u8], v6: bool) -> Vec<u8> {
         let (s, d) = if v6 {

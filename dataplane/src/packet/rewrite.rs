@@ -17,12 +17,12 @@ use super::{proto, Addr, Family, Parsed, L4};
 pub type End = (Addr, u16);
 
 #[inline]
-fn rd16(b: &[u8], at: usize) -> u16 {
+pub(super) fn rd16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 #[inline]
-fn wr16(b: &mut [u8], at: usize, v: u16) {
+pub(super) fn wr16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -278,16 +278,11 @@ mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
     use crate::packet::checksum::{ipv4_header_ok, l4_ok};
-    use crate::packet::{self, Frame};
+
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-    fn parsed(f: &[u8]) -> Parsed {
-        match packet::parse(f) {
-            Ok(Frame::Ip(p)) => p,
-            _ => panic!("does not parse"),
-        }
-    }
+    use crate::packet::parsed_ip as parsed;
 
     fn addr(ip: IpAddr) -> Addr {
         let mut a = [0u8; 16];

@@ -203,7 +203,6 @@ impl RssModel {
 mod tests {
     use super::*;
     use crate::packet::build::PacketSpec;
-    use crate::packet::{self, Frame};
 
     /// The key of Microsoft's "Verifying the RSS Hash Calculation".
     const MS_KEY: [u8; 40] = [
@@ -265,12 +264,7 @@ mod tests {
         }
     }
 
-    fn parsed(f: &[u8]) -> Parsed {
-        match packet::parse(f).unwrap() {
-            Frame::Ip(p) => p,
-            _ => unreachable!(),
-        }
-    }
+    use crate::packet::parsed_ip as parsed;
 
     #[test]
     fn rss_model_places_both_directions_and_errors_with_their_flow() {

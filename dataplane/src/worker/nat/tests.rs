@@ -687,7 +687,7 @@ mod across {
     };
     use crate::packet::build::PacketSpec;
     use crate::packet::checksum::{ipv4_header_ok, l4_ok};
-    use crate::packet::{self, Family, Frame, Parsed};
+    use crate::packet::{self, Family};
     use crate::steer::Steering;
     use crate::worker::{apply_nat, NatApply};
     use std::net::{IpAddr, SocketAddr};
@@ -711,12 +711,7 @@ mod across {
             .payload(&inner[14..14 + 28])
             .to_vec()
     }
-    fn parsed(f: &[u8]) -> Parsed {
-        match packet::parse(f).expect("parses") {
-            Frame::Ip(p) => p,
-            Frame::NonIp(e) => panic!("not ip: {e:#x}"),
-        }
-    }
+    use crate::packet::parsed_ip as parsed;
     fn masquerade_to(addr: &str) -> NatRequest {
         let a = packet::from_ip(ip(addr)).1;
         NatRequest {
