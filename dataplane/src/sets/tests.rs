@@ -1,0 +1,277 @@
+//! Sets: element parsing, lookups (prefixes, nomatch, timeouts), batches, the restore
+//! language, swap/destroy, and the `-j SET` queue.
+
+use super::*;
+use crate::packet::build::PacketSpec;
+use crate::packet::{Frame, Parsed};
+
+const SEC: u64 = 1_000_000_000;
+
+fn reg(text: &str) -> SetRegistry {
+    let r = SetRegistry::new();
+    r.restore(text, "t.save", 0, false).expect("restores");
+    r
+}
+
+fn parsed(spec: PacketSpec) -> (Vec<u8>, Parsed) {
+    let f = spec.to_vec();
+    let Ok(Frame::Ip(p)) = crate::packet::parse(&f) else {
+        panic!("test frame does not parse")
+    };
+    (f, p)
+}
+
+fn pkt_v4(src: &str, dst: &str, sport: u16, dport: u16) -> (Vec<u8>, Parsed) {
+    let s = std::net::SocketAddr::new(src.parse().unwrap(), sport);
+    let d = std::net::SocketAddr::new(dst.parse().unwrap(), dport);
+    parsed(PacketSpec::tcp(s, d, 0x02, 1, 0))
+}
+
+const SRC: DimFlags = DimFlags { n: 1, dst: 0 };
+const DST: DimFlags = DimFlags { n: 1, dst: 1 };
+
+#[test]
+fn hash_ip_lookup_and_timeouts() {
+    let r = reg(
+        "create bl hash:ip family inet hashsize 1024 maxelem 65536 timeout 300\n\
+                 add bl 10.0.0.1 timeout 10\nadd bl 10.0.0.2\nadd bl 10.0.1.0/30 timeout 0\n",
+    );
+    let s = r.get("bl").unwrap();
+    let (_, p) = pkt_v4("10.0.0.1", "192.0.2.1", 1000, 80);
+    assert_eq!(s.test(&p, SRC, 0, 60, true), TestResult::Match);
+    assert_eq!(s.test(&p, DST, 0, 60, true), TestResult::Miss);
+    assert_eq!(
+        s.test(&p, SRC, 10 * SEC, 60, true),
+        TestResult::Miss,
+        "expired"
+    );
+    let (_, p2) = pkt_v4("10.0.0.2", "192.0.2.1", 1000, 80);
+    assert_eq!(s.test(&p2, SRC, 299 * SEC, 60, true), TestResult::Match);
+    assert_eq!(
+        s.test(&p2, SRC, 300 * SEC, 60, true),
+        TestResult::Miss,
+        "set default"
+    );
+    let (_, p3) = pkt_v4("10.0.1.3", "192.0.2.1", 1000, 80);
+    assert_eq!(
+        s.test(&p3, SRC, 1_000_000 * SEC, 60, true),
+        TestResult::Match,
+        "permanent"
+    );
+    assert_eq!(s.data().len(0), 6, "the /30 expands to 4 hosts");
+}
+
+#[test]
+fn hash_net_longest_prefix_and_nomatch() {
+    let r = reg("create nets hash:net family inet\nadd nets 10.0.0.0/8\nadd nets 10.1.0.0/16 nomatch\nadd nets 10.1.2.0/24\n");
+    let s = r.get("nets").unwrap();
+    let t = |a: &str| s.test(&pkt_v4(a, "192.0.2.1", 1, 2).1, SRC, 0, 0, true);
+    assert_eq!(t("10.9.9.9"), TestResult::Match);
+    assert_eq!(t("10.1.9.9"), TestResult::NoMatch);
+    assert_eq!(t("10.1.2.9"), TestResult::Match);
+    assert_eq!(t("11.0.0.1"), TestResult::Miss);
+}
+
+#[test]
+fn ip_port_and_bitmap_port() {
+    let r = reg(
+        "create svc hash:ip,port family inet\nadd svc 192.0.2.1,tcp:80\nadd svc 192.0.2.1,udp:53\n\
+                 create ports bitmap:port range 0-1024\nadd ports 20-22\n",
+    );
+    let svc = r.get("svc").unwrap();
+    let dd = DimFlags::parse("dst,dst").unwrap();
+    assert_eq!(
+        svc.test(&pkt_v4("10.0.0.1", "192.0.2.1", 999, 80).1, dd, 0, 0, true),
+        TestResult::Match
+    );
+    assert_eq!(
+        svc.test(&pkt_v4("10.0.0.1", "192.0.2.1", 999, 53).1, dd, 0, 0, true),
+        TestResult::Miss,
+        "tcp:53 is not udp:53"
+    );
+    assert_eq!(
+        svc.test(&pkt_v4("10.0.0.1", "192.0.2.1", 999, 80).1, DST, 0, 0, true),
+        TestResult::Miss,
+        "too few dimensions"
+    );
+    let ports = r.get("ports").unwrap();
+    assert_eq!(
+        ports.test(&pkt_v4("10.0.0.1", "192.0.2.1", 999, 22).1, DST, 0, 0, true),
+        TestResult::Match
+    );
+    assert_eq!(
+        ports.test(&pkt_v4("10.0.0.1", "192.0.2.1", 999, 23).1, DST, 0, 0, true),
+        TestResult::Miss
+    );
+}
+
+#[test]
+fn ipv6_sets() {
+    let r = reg("create v6 hash:net family inet6\nadd v6 2001:db8::/32\n");
+    let s = r.get("v6").unwrap();
+    let (_, p) = pkt_v4("2001:db8::1", "2001:db9::1", 1, 2);
+    assert_eq!(s.test(&p, SRC, 0, 0, true), TestResult::Match);
+    assert_eq!(s.test(&p, DST, 0, 0, true), TestResult::Miss);
+    let (_, p4) = pkt_v4("10.0.0.1", "192.0.2.1", 1, 2);
+    assert_eq!(
+        s.test(&p4, SRC, 0, 0, true),
+        TestResult::Miss,
+        "family mismatch"
+    );
+}
+
+#[test]
+fn list_set_tries_members() {
+    let r = reg("create a hash:ip\nadd a 10.0.0.1\ncreate b hash:net\nadd b 192.168.0.0/16\ncreate l list:set size 8\nadd l a\nadd l b\n");
+    let l = r.get("l").unwrap();
+    assert_eq!(
+        l.test(&pkt_v4("192.168.3.4", "1.1.1.1", 1, 2).1, SRC, 0, 0, true),
+        TestResult::Match
+    );
+    assert_eq!(
+        l.test(&pkt_v4("10.0.0.1", "1.1.1.1", 1, 2).1, SRC, 0, 0, true),
+        TestResult::Match
+    );
+    assert_eq!(
+        l.test(&pkt_v4("10.0.0.2", "1.1.1.1", 1, 2).1, SRC, 0, 0, true),
+        TestResult::Miss
+    );
+    assert!(
+        r.destroy("a").unwrap_err().contains("in use"),
+        "a list:set uses it"
+    );
+}
+
+#[test]
+fn restore_errors_name_line_and_option_and_change_nothing() {
+    let r = SetRegistry::new();
+    let e = r
+        .restore(
+            "create bl hash:ip\nadd bl 10.0.0.1\nadd bl 10.0.0.300\n",
+            "bad.save",
+            0,
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(e.line, 3);
+    assert!(e.to_string().starts_with("bad.save:3: add bl"), "{e}");
+    assert!(
+        r.get("bl").is_none(),
+        "the set created by the failed text is gone"
+    );
+    let e = r
+        .restore("create x hash:ip frobnicate 3\n", "f", 0, false)
+        .unwrap_err();
+    assert!(e.message.contains("unknown option \"frobnicate\""), "{e}");
+    let e = r.restore("create x hash:mac\n", "f", 0, false).unwrap_err();
+    assert!(e.message.contains("hash:mac"), "{e}");
+    let r = reg("create bl hash:ip\n");
+    let e = r
+        .restore("add bl 10.0.0.1 timeout 5\n", "f", 0, false)
+        .unwrap_err();
+    assert!(e.message.contains("timeout support"), "{e}");
+    let e = r
+        .restore("add bl 10.0.0.1\nadd bl 10.0.0.1\n", "f", 0, false)
+        .unwrap_err();
+    assert!(e.message.contains("already"), "{e}");
+    assert!(r.get("bl").unwrap().data().is_empty(0), "all or nothing");
+    r.restore("add bl 10.0.0.1\nadd bl 10.0.0.1\n", "f", 0, true)
+        .expect("-exist");
+    let e = r.restore("del bl 10.0.0.9\n", "f", 0, false).unwrap_err();
+    assert!(e.message.contains("not in the set"), "{e}");
+}
+
+#[test]
+fn save_round_trips() {
+    let text = "create bl hash:ip family inet hashsize 1024 maxelem 65536 timeout 300 counters\n\
+                add bl 10.0.0.1 timeout 100 packets 3 bytes 180\n\
+                create n hash:net,port family inet6 hashsize 1024 maxelem 65536\n\
+                add n 2001:db8::/48,udp:53\nadd n 2001:db8:1::/48,tcp:80 nomatch\n";
+    let r = reg(text);
+    let saved = r.save(0);
+    assert!(
+        saved.contains("add bl 10.0.0.1 timeout 100 packets 3 bytes 180\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("add n 2001:db8:1::/48,tcp:80 nomatch\n"),
+        "{saved}"
+    );
+    let r2 = SetRegistry::new();
+    r2.restore(&saved, "saved", 0, false).unwrap();
+    assert_eq!(r2.save(0), saved);
+}
+
+#[test]
+fn swap_and_destroy() {
+    let r = reg(
+        "create a hash:ip\nadd a 10.0.0.1\ncreate b hash:ip\nadd b 10.0.0.2\ncreate c hash:net\n",
+    );
+    let a = r.get("a").unwrap();
+    r.swap("a", "b").unwrap();
+    let (_, p) = pkt_v4("10.0.0.2", "1.1.1.1", 1, 2);
+    assert_eq!(
+        a.test(&p, SRC, 0, 0, true),
+        TestResult::Match,
+        "a now holds b's elements"
+    );
+    assert!(r.swap("a", "c").unwrap_err().contains("type"));
+    assert!(
+        r.destroy("a").unwrap_err().contains("in use"),
+        "held by `a` here, as a rule would"
+    );
+    drop(a);
+    r.destroy("a").unwrap();
+    assert!(r.get("a").is_none());
+}
+
+#[test]
+fn queued_adds_from_workers_are_drained() {
+    let r = reg("create seen hash:ip timeout 60\n");
+    let s = r.get("seen").unwrap();
+    let (_, p) = pkt_v4("10.0.0.7", "1.1.1.1", 1, 2);
+    s.queue(QueuedOp {
+        add: true,
+        exist: false,
+        timeout: Some(5),
+        probe: probe(SetType::HashIp, SRC, &p),
+        family: Family::V4,
+    });
+    assert_eq!(
+        s.test(&p, SRC, 0, 0, true),
+        TestResult::Miss,
+        "not yet drained"
+    );
+    assert_eq!(r.drain(0), 1);
+    assert_eq!(s.test(&p, SRC, SEC, 0, true), TestResult::Match);
+    assert_eq!(s.test(&p, SRC, 5 * SEC, 0, true), TestResult::Miss);
+    for _ in 0..QUEUE_CAPACITY + 3 {
+        s.queue(QueuedOp {
+            add: false,
+            exist: false,
+            timeout: None,
+            probe: probe(SetType::HashIp, SRC, &p),
+            family: Family::V4,
+        });
+    }
+    assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+#[test]
+fn counters_count_matches() {
+    let r = reg("create c hash:ip counters\nadd c 10.0.0.1\n");
+    let s = r.get("c").unwrap();
+    let (_, p) = pkt_v4("10.0.0.1", "1.1.1.1", 1, 2);
+    s.test(&p, SRC, 0, 40, true);
+    s.test(&p, SRC, 0, 40, true);
+    s.test(&p, SRC, 0, 40, false);
+    assert_eq!(s.counters_of(&p, SRC, 0), Some((2, 80)));
+}
+
+#[test]
+fn range_expansion() {
+    let spec = SetOptions::new(SetType::HashNet, Family::V4).spec();
+    let keys = elem::parse_elem("10.0.0.1-10.0.0.6", &spec).unwrap();
+    let cidrs: Vec<_> = keys.iter().map(|k| k.cidr).collect();
+    assert_eq!(cidrs, vec![32, 31, 31, 32], "1, 2-3, 4-5, 6");
+}
