@@ -32,6 +32,7 @@ mod compile;
 mod counters;
 mod cttuple;
 mod eval;
+mod ext;
 mod index;
 mod list;
 mod nat;
@@ -447,6 +448,8 @@ pub(crate) enum Match {
         src: Option<(u16, bool)>,
         dst: Option<(u16, bool)>,
     },
+    /// State that spans packets: `-m set` (`ext.rs`; boxed: keeps `Match` small).
+    Ext(Box<ext::ExtMatch>),
 }
 
 /// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
@@ -504,6 +507,8 @@ pub(crate) enum Target {
     },
     /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
     Nat(Box<NatTarget>),
+    /// A non-terminal target on state that spans packets: `-j SET` (`ext.rs`).
+    Ext(Box<ext::ExtTarget>),
 }
 
 /// One compiled rule.
@@ -607,7 +612,23 @@ pub fn parse_ruleset(
     file_name: &str,
     family_hint: Option<Family>,
 ) -> Result<Ruleset, RulesetError> {
-    compile::compile(text::read(text, file_name, family_hint)?)
+    parse_ruleset_with_sets(
+        text,
+        file_name,
+        family_hint,
+        &crate::sets::SetRegistry::new(),
+    )
+}
+
+/// [`parse_ruleset`] with the sets that `-m set` and `-j SET` may name: a rule naming a
+/// set that is not in `sets` is refused, as the kernel refuses it.
+pub fn parse_ruleset_with_sets(
+    text: &str,
+    file_name: &str,
+    family_hint: Option<Family>,
+    sets: &crate::sets::SetRegistry,
+) -> Result<Ruleset, RulesetError> {
+    compile::compile(text::read_with_sets(text, file_name, family_hint, sets)?)
 }
 
 impl Ruleset {

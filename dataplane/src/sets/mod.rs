@@ -19,7 +19,7 @@ mod tests;
 
 pub use data::{Entry, FamilyExt, KeyOp, SetData};
 pub use elem::Key;
-pub use save::{parse_restore, RestoreLine, SetError};
+pub use save::{parse_restore, save_set as save_text_of, RestoreLine, SetError};
 
 pub use crate::packet::Family;
 use crate::packet::{Parsed, L4};
@@ -227,37 +227,74 @@ pub struct Probe {
     pub has_port: bool,
 }
 
+/// The fields of a packet a set element can be made of (fixed size, `Copy`: what a
+/// `-j SET` rule queues).
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// The packet's family.
+    pub family: Family,
+    /// Its protocol.
+    pub proto: u8,
+    /// Source address (u128 layout).
+    pub src: u128,
+    /// Destination address.
+    pub dst: u128,
+    /// (source, destination) ports; ICMP: type << 8 | code for both; None otherwise.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl Fields {
+    /// Reads them from a parsed packet.
+    #[inline]
+    pub fn of(p: &Parsed) -> Fields {
+        let ports = match p.l4 {
+            L4::Tcp(t) => Some((t.sport, t.dport)),
+            L4::Udp(u) => Some((u.sport, u.dport)),
+            L4::Icmp(i) => {
+                let x = (i.ty as u16) << 8 | i.code as u16;
+                Some((x, x))
+            }
+            _ => None,
+        };
+        Fields {
+            family: p.family,
+            proto: p.proto,
+            src: u128::from_be_bytes(p.src),
+            dst: u128::from_be_bytes(p.dst),
+            ports,
+        }
+    }
+
+    /// The probe for a set of type `ty` with `flags`.
+    #[inline]
+    pub fn probe(&self, ty: SetType, flags: DimFlags) -> Probe {
+        let addr = |dst: bool| if dst { self.dst } else { self.src };
+        let port = |dst: bool| self.ports.map(|(s, d)| if dst { d } else { s });
+        let (addr, port) = match ty {
+            SetType::BitmapPort => (0, port(flags.is_dst(0))),
+            SetType::HashIpPort | SetType::HashNetPort => {
+                (addr(flags.is_dst(0)), port(flags.is_dst(1)))
+            }
+            _ => (addr(flags.is_dst(0)), Some(0)),
+        };
+        let proto = if matches!(ty, SetType::HashIp | SetType::HashNet | SetType::BitmapPort) {
+            0
+        } else {
+            self.proto
+        };
+        Probe {
+            addr,
+            proto,
+            port: port.unwrap_or(0),
+            has_port: port.is_some(),
+        }
+    }
+}
+
 /// Reads the probe for `ty` with `flags` from a packet.
 #[inline]
 pub fn probe(ty: SetType, flags: DimFlags, p: &Parsed) -> Probe {
-    let pick_addr = |dst: bool| u128::from_be_bytes(if dst { p.dst } else { p.src });
-    let pick_port = |dst: bool| -> Option<u16> {
-        match p.l4 {
-            L4::Tcp(t) => Some(if dst { t.dport } else { t.sport }),
-            L4::Udp(u) => Some(if dst { u.dport } else { u.sport }),
-            L4::Icmp(i) => Some((i.ty as u16) << 8 | i.code as u16),
-            _ => None,
-        }
-    };
-    let (addr, port) = match ty {
-        SetType::BitmapPort => (0, pick_port(flags.is_dst(0))),
-        SetType::HashIpPort | SetType::HashNetPort => {
-            (pick_addr(flags.is_dst(0)), pick_port(flags.is_dst(1)))
-        }
-        _ => (pick_addr(flags.is_dst(0)), Some(0)),
-    };
-    let has_port = port.is_some();
-    let proto = if matches!(ty, SetType::HashIp | SetType::HashNet) {
-        0
-    } else {
-        p.proto
-    };
-    Probe {
-        addr,
-        proto,
-        port: port.unwrap_or(0),
-        has_port,
-    }
+    Fields::of(p).probe(ty, flags)
 }
 
 /// A change from `-j SET`, queued for the control plane (fixed size: no allocation).
@@ -269,10 +306,10 @@ pub struct QueuedOp {
     pub exist: bool,
     /// `--timeout`.
     pub timeout: Option<u32>,
+    /// The rule's directions.
+    pub flags: DimFlags,
     /// What the packet gave.
-    pub probe: Probe,
-    /// The packet's family.
-    pub family: Family,
+    pub fields: Fields,
 }
 
 /// One set: its name, its contents behind an `ArcSwap`, and the queue of changes from
@@ -416,6 +453,32 @@ impl SetSlot {
         Ok(n)
     }
 
+    /// `test NAME ELEM` from the control plane: is the element (a host: any element
+    /// covering it, as a packet would see it) in the set at `now`?
+    pub fn test_elem(&self, elem: &str, now: Nanos) -> Result<bool, String> {
+        let d = self.data.load();
+        if d.opts.ty == SetType::ListSet {
+            return Ok(d
+                .members
+                .iter()
+                .any(|m| m.0.name() == elem && (m.1 == 0 || m.1 > now)));
+        }
+        let keys = elem::parse_elem(elem, &d.spec())?;
+        let [k] = keys.as_slice() else {
+            return Err(format!("\"{elem}\" is {} elements; test one", keys.len()));
+        };
+        let host = k.cidr == d.width() || d.opts.ty == SetType::BitmapPort;
+        if host {
+            return Ok(matches!(
+                d.lookup(k.addr, k.proto, k.port, now),
+                data::Lookup::Match(_)
+            ));
+        }
+        Ok(d.map
+            .get(k)
+            .is_some_and(|e| (e.expires == 0 || e.expires > now) && !e.nomatch))
+    }
+
     /// Empties the set.
     pub fn flush(&self) {
         let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
@@ -470,7 +533,7 @@ impl SetSlot {
 
     fn accepts(&self, op: &QueuedOp) -> bool {
         let d = self.data.load();
-        d.opts.family == op.family && queued_key(&d, op).is_some()
+        queued_key(&d, op).is_some()
     }
 
     /// Replaces the contents with another set's (`swap`); called with both write locks.
@@ -484,11 +547,17 @@ impl SetSlot {
 
 /// The key a queued `-j SET` change stands for in set `d`, if it fits the set.
 fn queued_key(d: &SetData, op: &QueuedOp) -> Option<Key> {
-    if d.opts.ty == SetType::ListSet || d.opts.family != op.family || !op.probe.has_port {
+    if d.opts.ty == SetType::ListSet
+        || d.opts.family != op.fields.family
+        || (op.flags.n as usize) < d.opts.ty.dims()
+    {
         return None;
     }
     let w = d.width();
-    let p = op.probe;
+    let p = op.fields.probe(d.opts.ty, op.flags);
+    if !p.has_port {
+        return None;
+    }
     Some(match d.opts.ty {
         SetType::HashIp => Key {
             addr: p.addr & elem::prefix(d.opts.netmask, d.opts.family),

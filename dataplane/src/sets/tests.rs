@@ -234,8 +234,8 @@ fn queued_adds_from_workers_are_drained() {
         add: true,
         exist: false,
         timeout: Some(5),
-        probe: probe(SetType::HashIp, SRC, &p),
-        family: Family::V4,
+        flags: SRC,
+        fields: Fields::of(&p),
     });
     assert_eq!(
         s.test(&p, SRC, 0, 0, true),
@@ -250,8 +250,8 @@ fn queued_adds_from_workers_are_drained() {
             add: false,
             exist: false,
             timeout: None,
-            probe: probe(SetType::HashIp, SRC, &p),
-            family: Family::V4,
+            flags: SRC,
+            fields: Fields::of(&p),
         });
     }
     assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 3);
@@ -274,4 +274,15 @@ fn range_expansion() {
     let keys = elem::parse_elem("10.0.0.1-10.0.0.6", &spec).unwrap();
     let cidrs: Vec<_> = keys.iter().map(|k| k.cidr).collect();
     assert_eq!(cidrs, vec![32, 31, 31, 32], "1, 2-3, 4-5, 6");
+}
+
+#[test]
+fn test_elem_as_ipset_test() {
+    let r = reg("create n hash:net\nadd n 10.0.0.0/8\nadd n 10.1.0.0/16 nomatch\ncreate l list:set\nadd l n\n");
+    let n = r.get("n").unwrap();
+    assert!(n.test_elem("10.2.3.4", 0).unwrap());
+    assert!(!n.test_elem("10.1.3.4", 0).unwrap(), "nomatch");
+    assert!(n.test_elem("10.0.0.0/8", 0).unwrap());
+    assert!(!n.test_elem("10.0.0.0/9", 0).unwrap());
+    assert!(r.get("l").unwrap().test_elem("n", 0).unwrap());
 }

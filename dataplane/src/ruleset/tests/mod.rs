@@ -16,6 +16,7 @@ mod matches;
 mod nat;
 mod props;
 mod reject;
+mod sets;
 mod testdata;
 
 struct Pkt {

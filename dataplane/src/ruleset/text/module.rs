@@ -37,6 +37,8 @@ pub(super) enum Module {
         src: Option<(u16, bool)>,
         dst: Option<(u16, bool)>,
     },
+    /// State that spans packets (`-m set`): `rule/ext.rs`.
+    Ext(super::rule::ext::ExtModule),
 }
 
 impl Module {
@@ -52,6 +54,7 @@ impl Module {
             Module::Comment(_) => "comment",
             Module::Limit { .. } => "limit",
             Module::AddrType { .. } => "addrtype",
+            Module::Ext(x) => x.name(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Module {
                 opt,
                 "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
             ),
+            Module::Ext(x) => x.accepts(opt),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::ruleset::{
 };
 use std::net::IpAddr;
 
+pub(super) mod ext;
 mod nat;
 mod target;
 
@@ -39,6 +40,7 @@ pub(super) struct RuleParser<'r> {
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
     nat: nat::NatDraft,
+    set_target: ext::SetTargetDraft,
 }
 
 impl<'r> RuleParser<'r> {
@@ -69,6 +71,7 @@ impl<'r> RuleParser<'r> {
             log: (String::new(), 4, 0),
             ct: (None, false),
             nat: nat::NatDraft::default(),
+            set_target: ext::SetTargetDraft::default(),
         }
     }
 
@@ -282,7 +285,8 @@ impl<'r> RuleParser<'r> {
                 src: None,
                 dst: None,
             },
-            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
+            "set" => Module::Ext(ext::ExtModule::of("set").expect("has set")),
+            "recent" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
             | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
             | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
             | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"
@@ -330,6 +334,9 @@ impl<'r> RuleParser<'r> {
     /// Handles a `--long` option: a module's or the target's.
     fn option(&mut self, tok: &Tok, neg: &mut Option<usize>) -> Res<()> {
         let o = tok.s.as_str();
+        if self.target.as_ref().is_some_and(|t| t.0 == "SET") && self.ext_target_option(tok, neg)? {
+            return Ok(());
+        }
         if self.target.is_some() && self.target_option(tok, neg)? {
             return Ok(());
         }
@@ -377,7 +384,8 @@ impl<'r> RuleParser<'r> {
         };
         let negated = neg.take();
         let inv = negated.is_some();
-        let v = if o == "--syn" {
+        let flag = matches!(&self.modules[idx], Module::Ext(x) if !x.takes_value(o));
+        let v = if o == "--syn" || flag {
             None
         } else {
             Some(self.value(tok, &mut None, false)?)
@@ -541,6 +549,7 @@ impl<'r> RuleParser<'r> {
                 }
                 *slot = Some(v.s.clone());
             }
+            Module::Ext(x) => self.ext_apply(x, o, v, inv, negated, col)?,
             Module::AddrType { src, dst } => {
                 if o.starts_with("--limit-iface") {
                     return Err(self.err(col, format!("addrtype option \"{o}\" is not supported")));
@@ -667,6 +676,7 @@ impl<'r> RuleParser<'r> {
                     comment = Some(t.clone().ok_or_else(|| need("--comment"))?);
                     Match::Comment
                 }
+                Module::Ext(x) => Match::Ext(Box::new(self.ext_finish(x, c)?)),
                 Module::AddrType { src, dst } => {
                     if src.is_none() && dst.is_none() {
                         return Err(need("--src-type or --dst-type"));
@@ -747,6 +757,10 @@ impl<'r> RuleParser<'r> {
                         }
                         let k = nat::kind_of(n).expect("checked");
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
+                    }
+                    // A guard, so the list of unsupported targets below stays as it is.
+                    _ if name == "SET" => {
+                        DraftTarget::Done(Target::Ext(Box::new(self.ext_set_target(col)?)))
                     }
                     "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
                     | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"

@@ -1,0 +1,244 @@
+//! Matches and targets whose state lives outside the ruleset and spans packets:
+//! `-m set` and `-j SET` (the sets of [`crate::sets`]). Each rule holds its set's
+//! `Arc<SetSlot>`, bound when the ruleset was read, so evaluation never looks a name up.
+//! Evaluation is lock-free and allocation-free: a set test is an atomic load and a hash
+//! probe; `-j SET` pushes onto the set's bounded queue (docs/SETS.md).
+
+use super::PacketCtx;
+use crate::sets::{DimFlags, Fields, QueuedOp, SetSlot, TestResult};
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// A counter comparison of `-m set` (`--packets-gt 10`, `! --bytes-eq 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+}
+
+impl Cmp {
+    fn holds(self, a: u64, b: u64) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Lt => a < b,
+            Cmp::Gt => a > b,
+        }
+    }
+
+    fn save(self, what: &str) -> String {
+        match self {
+            Cmp::Eq => format!("--{what}-eq"),
+            Cmp::Ne => format!("! --{what}-eq"),
+            Cmp::Lt => format!("--{what}-lt"),
+            Cmp::Gt => format!("--{what}-gt"),
+        }
+    }
+}
+
+/// `-m set --match-set NAME FLAGS` and its options.
+#[derive(Debug, Clone)]
+pub(crate) struct SetMatch {
+    pub slot: Arc<SetSlot>,
+    pub flags: DimFlags,
+    pub neg: bool,
+    pub return_nomatch: bool,
+    /// `! --update-counters`.
+    pub no_update_counters: bool,
+    /// `! --update-subcounters` (accepted; list:set members count as their own sets).
+    pub no_update_subcounters: bool,
+    pub packets: Option<(Cmp, u64)>,
+    pub bytes: Option<(Cmp, u64)>,
+}
+
+/// A match of this module.
+#[derive(Debug, Clone)]
+pub(crate) enum ExtMatch {
+    Set(SetMatch),
+}
+
+impl PartialEq for ExtMatch {
+    fn eq(&self, other: &Self) -> bool {
+        // Two rules are the same rule when they print the same.
+        self.save_text() == other.save_text()
+    }
+}
+
+impl Eq for ExtMatch {}
+
+impl ExtMatch {
+    /// Does the packet match? Lock-free; no allocation.
+    #[inline]
+    pub(crate) fn matches(&self, ctx: &PacketCtx) -> bool {
+        match self {
+            ExtMatch::Set(m) => {
+                let bytes = ctx.parsed.ip_len() as u64;
+                let r = m
+                    .slot
+                    .test(ctx.parsed, m.flags, ctx.now, bytes, !m.no_update_counters);
+                let mut hit = match r {
+                    TestResult::Match => true,
+                    TestResult::NoMatch => m.return_nomatch,
+                    TestResult::Miss => false,
+                };
+                if hit && r == TestResult::Match && (m.packets.is_some() || m.bytes.is_some()) {
+                    // The kernel compares after updating the element's counters.
+                    let (p, b) = m
+                        .slot
+                        .counters_of(ctx.parsed, m.flags, ctx.now)
+                        .unwrap_or((0, 0));
+                    hit = m.packets.is_none_or(|(c, v)| c.holds(p, v))
+                        && m.bytes.is_none_or(|(c, v)| c.holds(b, v));
+                }
+                hit != m.neg
+            }
+        }
+    }
+
+    /// The match as iptables-save prints it (with its leading space).
+    pub(crate) fn save_text(&self) -> String {
+        let mut o = String::new();
+        match self {
+            ExtMatch::Set(m) => {
+                let _ = write!(
+                    o,
+                    " -m set {}--match-set {} {}",
+                    if m.neg { "! " } else { "" },
+                    m.slot.name(),
+                    m.flags.text()
+                );
+                if m.return_nomatch {
+                    o.push_str(" --return-nomatch");
+                }
+                if m.no_update_counters {
+                    o.push_str(" ! --update-counters");
+                }
+                if m.no_update_subcounters {
+                    o.push_str(" ! --update-subcounters");
+                }
+                if let Some((c, v)) = m.packets {
+                    let _ = write!(o, " {} {v}", c.save("packets"));
+                }
+                if let Some((c, v)) = m.bytes {
+                    let _ = write!(o, " {} {v}", c.save("bytes"));
+                }
+            }
+        }
+        o
+    }
+
+    /// The match as `iptables -L -n` prints it (with its leading space).
+    pub(crate) fn list_text(&self) -> String {
+        match self {
+            ExtMatch::Set(m) => {
+                let mut o = format!(
+                    " {}match-set {} {}",
+                    if m.neg { "! " } else { "" },
+                    m.slot.name(),
+                    m.flags.text()
+                );
+                if m.return_nomatch {
+                    o.push_str(" return-nomatch");
+                }
+                o
+            }
+        }
+    }
+}
+
+/// `-j SET`: `--add-set NAME FLAGS`, `--del-set NAME FLAGS`, `--exist`, `--timeout N`.
+#[derive(Debug, Clone)]
+pub(crate) struct SetTarget {
+    pub add: Option<(Arc<SetSlot>, DimFlags)>,
+    pub del: Option<(Arc<SetSlot>, DimFlags)>,
+    pub exist: bool,
+    pub timeout: Option<u32>,
+}
+
+/// A target of this module (non-terminal: evaluation goes on after it).
+#[derive(Debug, Clone)]
+pub(crate) enum ExtTarget {
+    Set(SetTarget),
+}
+
+impl PartialEq for ExtTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.save_text() == other.save_text()
+    }
+}
+
+impl Eq for ExtTarget {}
+
+impl ExtTarget {
+    /// Runs the target for a packet: queues the set changes (lock-free, no allocation).
+    #[inline]
+    pub(crate) fn run(&self, ctx: &PacketCtx) {
+        match self {
+            ExtTarget::Set(t) => {
+                let fields = Fields::of(ctx.parsed);
+                for (slot, flags, add) in [
+                    t.add.as_ref().map(|(s, f)| (s, *f, true)),
+                    t.del.as_ref().map(|(s, f)| (s, *f, false)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    slot.queue(QueuedOp {
+                        add,
+                        exist: t.exist,
+                        timeout: if add { t.timeout } else { None },
+                        flags,
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The target's name as `iptables -L` prints it.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            ExtTarget::Set(_) => "SET",
+        }
+    }
+
+    /// The target as iptables-save prints it (with its leading space).
+    pub(crate) fn save_text(&self) -> String {
+        match self {
+            ExtTarget::Set(t) => {
+                let mut o = String::from(" -j SET");
+                if let Some((s, f)) = &t.add {
+                    let _ = write!(o, " --add-set {} {}", s.name(), f.text());
+                }
+                if let Some((s, f)) = &t.del {
+                    let _ = write!(o, " --del-set {} {}", s.name(), f.text());
+                }
+                if t.exist {
+                    o.push_str(" --exist");
+                }
+                if let Some(x) = t.timeout {
+                    let _ = write!(o, " --timeout {x}");
+                }
+                o
+            }
+        }
+    }
+
+    /// The target's options as `iptables -L -n` prints them (with its leading space).
+    pub(crate) fn list_text(&self) -> String {
+        match self {
+            ExtTarget::Set(t) => {
+                let mut o = String::new();
+                if let Some((s, f)) = &t.add {
+                    let _ = write!(o, " add-set {} {}", s.name(), f.text());
+                }
+                if let Some((s, f)) = &t.del {
+                    let _ = write!(o, " del-set {} {}", s.name(), f.text());
+                }
+                o
+            }
+        }
+    }
+}
