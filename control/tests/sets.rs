@@ -136,7 +136,10 @@ fn rules_naming_a_missing_set_are_refused() {
     let err = sw
         .ctl(&["set", "restore", "-f", f.to_str().unwrap()])
         .unwrap_err();
-    assert!(err.contains("more.save:3: add bl: bad address \"10.1.1.300\""), "{err}");
+    assert!(
+        err.contains("more.save:3: add bl: bad address \"10.1.1.300\""),
+        "{err}"
+    );
     assert!(
         sw.ctl(&["set", "test", "bl", "10.1.1.1"]).is_err(),
         "the batch is all or nothing"

@@ -1,10 +1,13 @@
 //! Matches and targets whose state lives outside the ruleset and spans packets:
-//! `-m set` and `-j SET` (the sets of [`crate::sets`]). Each rule holds its set's
-//! `Arc<SetSlot>`, bound when the ruleset was read, so evaluation never looks a name up.
+//! `-m set` and `-j SET` (the sets of [`crate::sets`]), `-m recent` and `-m hashlimit`
+//! (shared tables of atomic slots). Each rule holds its set's or table's `Arc`, bound
+//! when the ruleset was read, so evaluation never looks a name up.
 //! Evaluation is lock-free and allocation-free: a set test is an atomic load and a hash
 //! probe; `-j SET` pushes onto the set's bounded queue (docs/SETS.md).
 
 use super::PacketCtx;
+use crate::sets::hashlimit::{HashlimitSpec, HashlimitTable};
+use crate::sets::recent::{RecentCmd, RecentSpec, RecentTable};
 use crate::sets::{DimFlags, Fields, QueuedOp, SetSlot, TestResult};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -53,10 +56,25 @@ pub(crate) struct SetMatch {
     pub bytes: Option<(Cmp, u64)>,
 }
 
+/// `-m hashlimit` as written (for the listing) and compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct HashlimitMatch {
+    pub table: Arc<HashlimitTable>,
+    pub spec: HashlimitSpec,
+    /// The rate as written: (count, unit name).
+    pub rate: (u64, &'static str),
+    /// `--hashlimit-srcmask`/`-dstmask` prefix lengths as written (None: default).
+    pub masks: (Option<u8>, Option<u8>),
+    /// `--hashlimit-htable-expire` in ms as written.
+    pub expire_ms: Option<u64>,
+}
+
 /// A match of this module.
 #[derive(Debug, Clone)]
 pub(crate) enum ExtMatch {
     Set(SetMatch),
+    Recent(Arc<RecentTable>, RecentSpec),
+    Hashlimit(HashlimitMatch),
 }
 
 impl PartialEq for ExtMatch {
@@ -94,6 +112,8 @@ impl ExtMatch {
                 }
                 hit != m.neg
             }
+            ExtMatch::Recent(t, spec) => spec.eval(t, ctx.parsed, ctx.now),
+            ExtMatch::Hashlimit(h) => h.spec.eval(&h.table, ctx.parsed, ctx.now),
         }
     }
 
@@ -125,6 +145,66 @@ impl ExtMatch {
                     let _ = write!(o, " {} {v}", c.save("bytes"));
                 }
             }
+            ExtMatch::Recent(t, s) => {
+                o.push_str(" -m recent");
+                let cmd = match s.cmd {
+                    RecentCmd::Set => "--set",
+                    RecentCmd::Check => "--rcheck",
+                    RecentCmd::Update => "--update",
+                    RecentCmd::Remove => "--remove",
+                };
+                let _ = write!(o, " {}{cmd}", if s.neg { "! " } else { "" });
+                if s.seconds > 0 {
+                    let _ = write!(o, " --seconds {}", s.seconds);
+                }
+                if s.reap {
+                    o.push_str(" --reap");
+                }
+                if s.hitcount > 0 {
+                    let _ = write!(o, " --hitcount {}", s.hitcount);
+                }
+                if s.rttl {
+                    o.push_str(" --rttl");
+                }
+                let _ = write!(
+                    o,
+                    " --name {} --mask {}",
+                    user_name(&t.name),
+                    mask_text(s.mask, s.family)
+                );
+                o.push_str(if s.dest { " --rdest" } else { " --rsource" });
+            }
+            ExtMatch::Hashlimit(h) => {
+                let s = &h.spec;
+                let _ = write!(
+                    o,
+                    " -m hashlimit --hashlimit-{} {}/{}",
+                    if s.above { "above" } else { "upto" },
+                    h.rate.0,
+                    h.rate.1
+                );
+                if s.burst != 5 {
+                    let _ = write!(o, " --hashlimit-burst {}", s.burst);
+                }
+                if s.mode != 0 {
+                    let names: Vec<&str> = crate::sets::hashlimit::mode::NAMES
+                        .iter()
+                        .filter(|(b, _)| s.mode & b != 0)
+                        .map(|(_, n)| *n)
+                        .collect();
+                    let _ = write!(o, " --hashlimit-mode {}", names.join(","));
+                }
+                let _ = write!(o, " --hashlimit-name {}", user_name(&h.table.name));
+                if let Some(m) = h.masks.0 {
+                    let _ = write!(o, " --hashlimit-srcmask {m}");
+                }
+                if let Some(m) = h.masks.1 {
+                    let _ = write!(o, " --hashlimit-dstmask {m}");
+                }
+                if let Some(e) = h.expire_ms {
+                    let _ = write!(o, " --hashlimit-htable-expire {e}");
+                }
+            }
         }
         o
     }
@@ -143,6 +223,12 @@ impl ExtMatch {
                     o.push_str(" return-nomatch");
                 }
                 o
+            }
+            ExtMatch::Recent(..) | ExtMatch::Hashlimit(_) => {
+                // iptables -L prints these as their save options without the dashes.
+                let s = self.save_text();
+                let s = s.replacen(" -m ", " ", 1).replace(" --", " ");
+                s.replacen(' ', " ", 1)
             }
         }
     }
@@ -241,4 +327,18 @@ impl ExtTarget {
             }
         }
     }
+}
+
+/// A mask in the u128 layout as iptables-save prints `--mask` (dotted for IPv4).
+fn mask_text(m: u128, f: crate::packet::Family) -> String {
+    match f {
+        crate::packet::Family::V4 => std::net::Ipv4Addr::from((m >> 96) as u32).to_string(),
+        crate::packet::Family::V6 => std::net::Ipv6Addr::from(m).to_string(),
+    }
+}
+
+/// A table's name as the rule wrote it (the registry keys tables by `NAME/width`: the
+/// kernel keeps IPv4 and IPv6 tables apart).
+fn user_name(n: &str) -> &str {
+    n.rsplit_once('/').map_or(n, |x| x.0)
 }

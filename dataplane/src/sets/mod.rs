@@ -1,6 +1,8 @@
 //! IP sets as ipset has them (hash:ip, hash:net, hash:ip,port, hash:net,port,
 //! bitmap:port, list:set), read by `-m set` and written by `-j SET`, the control plane
-//! (`statewall ctl set …`, the API) and `ipset save` files.
+//! (`statewall ctl set …`, the API) and `ipset save` files; and the state other
+//! matches keep across packets and workers ([`recent`], [`hashlimit`]: [`shared`]
+//! tables of atomic slots).
 //!
 //! Readers never lock: a [`SetSlot`] holds its contents as an immutable [`SetData`]
 //! behind an `ArcSwap`; a lookup is one atomic load and one hash probe per prefix length
@@ -12,7 +14,10 @@
 
 mod data;
 pub mod elem;
+pub mod hashlimit;
+pub mod recent;
 mod save;
+pub mod shared;
 
 #[cfg(test)]
 mod tests;
@@ -597,6 +602,8 @@ fn queued_key(d: &SetData, op: &QueuedOp) -> Option<Key> {
 #[derive(Debug, Clone, Default)]
 pub struct SetRegistry {
     sets: Arc<Mutex<BTreeMap<String, Arc<SetSlot>>>>,
+    recent: Arc<Mutex<BTreeMap<String, Arc<recent::RecentTable>>>>,
+    hashlimit: Arc<Mutex<BTreeMap<String, Arc<hashlimit::HashlimitTable>>>>,
 }
 
 impl SetRegistry {
@@ -607,6 +614,29 @@ impl SetRegistry {
 
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<SetSlot>>> {
         self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `-m recent` list of that name, made on first use (kept across reloads, as
+    /// the kernel keeps a list while rules name it).
+    pub fn recent(&self, name: &str) -> Arc<recent::RecentTable> {
+        let mut m = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(name.to_string())
+            .or_insert_with(|| Arc::new(recent::RecentTable::new(name)))
+            .clone()
+    }
+
+    /// Every `-m recent` list.
+    pub fn recent_lists(&self) -> Vec<Arc<recent::RecentTable>> {
+        let m = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().cloned().collect()
+    }
+
+    /// The `-m hashlimit` table of that name, made on first use.
+    pub fn hashlimit(&self, name: &str) -> Arc<hashlimit::HashlimitTable> {
+        let mut m = self.hashlimit.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(name.to_string())
+            .or_insert_with(|| Arc::new(hashlimit::HashlimitTable::new(name)))
+            .clone()
     }
 
     /// The set of that name.

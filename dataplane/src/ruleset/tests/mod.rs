@@ -15,6 +15,7 @@ mod errors;
 mod matches;
 mod nat;
 mod props;
+mod recent;
 mod reject;
 mod sets;
 mod testdata;

@@ -285,8 +285,11 @@ impl<'r> RuleParser<'r> {
                 src: None,
                 dst: None,
             },
-            "set" => Module::Ext(ext::ExtModule::of("set").expect("has set")),
-            "recent" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
+            // A guard, so the list of unsupported matches below stays as it is.
+            n if ext::ExtModule::of(n).is_some() => {
+                Module::Ext(ext::ExtModule::of(n).expect("ext has it"))
+            }
+            "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
             | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
             | "ttl" | "hl" | "tos" | "dscp" | "policy" | "frag" | "rt" | "ipv6header" | "hbh"
             | "dst" | "ah" | "esp" | "sctp" | "helper" | "quota" | "statistic" | "bpf"

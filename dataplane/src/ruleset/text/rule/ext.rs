@@ -1,7 +1,12 @@
 //! The options of `-m set` (`--match-set NAME FLAGS`, `--return-nomatch`,
-//! `! --update-counters`, `! --update-subcounters`, `--packets-*`, `--bytes-*`) and of
-//! `-j SET` (`--add-set`, `--del-set`, `--exist`, `--timeout`). A set named here must
-//! exist in the reader's registry, as the kernel requires; the rule then holds it.
+//! `! --update-counters`, `! --update-subcounters`, `--packets-*`, `--bytes-*`), of
+//! `-j SET` (`--add-set`, `--del-set`, `--exist`, `--timeout`), of `-m recent` and of
+//! `-m hashlimit` (`recent.rs`). A set named here must exist in the reader's registry,
+//! as the kernel requires; the rule then holds it.
+
+mod recent;
+
+pub(in crate::ruleset::text) use recent::{HashlimitDraft, RecentDraft};
 
 use super::super::lex::Tok;
 use super::{Res, RuleParser};
@@ -23,6 +28,8 @@ pub(in crate::ruleset::text) struct SetDraft {
 /// A module of this file being filled in.
 pub(in crate::ruleset::text) enum ExtModule {
     Set(SetDraft),
+    Recent(RecentDraft),
+    Hashlimit(HashlimitDraft),
 }
 
 impl ExtModule {
@@ -30,6 +37,8 @@ impl ExtModule {
     pub(in crate::ruleset::text) fn of(name: &str) -> Option<ExtModule> {
         match name {
             "set" => Some(ExtModule::Set(SetDraft::default())),
+            "recent" => Some(ExtModule::Recent(RecentDraft::default())),
+            "hashlimit" => Some(ExtModule::Hashlimit(HashlimitDraft::default())),
             _ => None,
         }
     }
@@ -37,6 +46,8 @@ impl ExtModule {
     pub(in crate::ruleset::text) fn name(&self) -> &'static str {
         match self {
             ExtModule::Set(_) => "set",
+            ExtModule::Recent(_) => "recent",
+            ExtModule::Hashlimit(_) => "hashlimit",
         }
     }
 
@@ -56,19 +67,28 @@ impl ExtModule {
                     | "--bytes-lt"
                     | "--bytes-gt"
             ),
+            ExtModule::Recent(_) => recent::RECENT_OPTS.contains(&opt),
+            ExtModule::Hashlimit(_) => opt.starts_with("--hashlimit"),
         }
     }
 
     /// Whether the option reads a value (else it is a flag).
     pub(in crate::ruleset::text) fn takes_value(&self, opt: &str) -> bool {
-        !matches!(
-            opt,
-            "--return-nomatch" | "--update-counters" | "--update-subcounters"
-        )
+        match self {
+            ExtModule::Set(_) => !matches!(
+                opt,
+                "--return-nomatch" | "--update-counters" | "--update-subcounters"
+            ),
+            ExtModule::Recent(_) => matches!(opt, "--seconds" | "--hitcount" | "--name" | "--mask"),
+            ExtModule::Hashlimit(_) => true,
+        }
     }
 
     fn finish(&self) -> Result<ExtMatch, &'static str> {
         match self {
+            ExtModule::Recent(_) | ExtModule::Hashlimit(_) => {
+                unreachable!("finished by RuleParser::ext_finish")
+            }
             ExtModule::Set(d) => {
                 let (slot, flags, neg) = d.set.clone().ok_or("--match-set")?;
                 Ok(ExtMatch::Set(SetMatch {
@@ -131,6 +151,8 @@ impl RuleParser<'_> {
             col,
         };
         match m {
+            ExtModule::Recent(d) => return self.recent_apply(d, o, v, inv, negated, col),
+            ExtModule::Hashlimit(d) => return self.hashlimit_apply(d, o, v, negated, col),
             ExtModule::Set(d) => match o {
                 "--match-set" | "--set" => {
                     if d.set.is_some() {
@@ -193,6 +215,11 @@ impl RuleParser<'_> {
 
     /// The compiled match of a module of this file; `need` names what is missing.
     pub(super) fn ext_finish(&self, m: &ExtModule, col: usize) -> Res<ExtMatch> {
+        match m {
+            ExtModule::Recent(d) => return self.recent_finish(d, col),
+            ExtModule::Hashlimit(d) => return self.hashlimit_finish(d, col),
+            ExtModule::Set(_) => {}
+        }
         m.finish()
             .map_err(|w| self.err(col, format!("match \"{}\" needs {w}", m.name())))
     }
