@@ -227,8 +227,7 @@ impl ExtMatch {
             ExtMatch::Recent(..) | ExtMatch::Hashlimit(_) => {
                 // iptables -L prints these as their save options without the dashes.
                 let s = self.save_text();
-                let s = s.replacen(" -m ", " ", 1).replace(" --", " ");
-                s.replacen(' ', " ", 1)
+                s.replacen(" -m ", " ", 1).replace(" --", " ")
             }
         }
     }
@@ -341,4 +340,21 @@ fn mask_text(m: u128, f: crate::packet::Family) -> String {
 /// kernel keeps IPv4 and IPv6 tables apart).
 fn user_name(n: &str) -> &str {
     n.rsplit_once('/').map_or(n, |x| x.0)
+}
+
+/// [`super::parse_ruleset`] with the sets that `-m set` and `-j SET` may name (and the
+/// registry that keeps `-m recent` and `-m hashlimit` tables): a rule naming a set that
+/// is not in `sets` is refused, as the kernel refuses it.
+pub fn parse_ruleset_with_sets(
+    text: &str,
+    file_name: &str,
+    family_hint: Option<crate::packet::Family>,
+    sets: &crate::sets::SetRegistry,
+) -> Result<super::Ruleset, super::RulesetError> {
+    super::compile::compile(super::text::read_with_sets(
+        text,
+        file_name,
+        family_hint,
+        sets,
+    )?)
 }

@@ -44,6 +44,7 @@ mod text;
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use ext::parse_ruleset_with_sets;
 pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::build_reject;
 pub use summary::{ChainSummary, Summary};
@@ -618,17 +619,6 @@ pub fn parse_ruleset(
         family_hint,
         &crate::sets::SetRegistry::new(),
     )
-}
-
-/// [`parse_ruleset`] with the sets that `-m set` and `-j SET` may name: a rule naming a
-/// set that is not in `sets` is refused, as the kernel refuses it.
-pub fn parse_ruleset_with_sets(
-    text: &str,
-    file_name: &str,
-    family_hint: Option<Family>,
-    sets: &crate::sets::SetRegistry,
-) -> Result<Ruleset, RulesetError> {
-    compile::compile(text::read_with_sets(text, file_name, family_hint, sets)?)
 }
 
 impl Ruleset {

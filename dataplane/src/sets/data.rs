@@ -357,7 +357,7 @@ impl SetData {
                     }
                 }
                 KeyOp::DelMember(name) => {
-                    match self.members.iter().position(|m| &*m.0.name() == name) {
+                    match self.members.iter().position(|m| m.0.name() == name) {
                         Some(i) => {
                             self.members.remove(i);
                         }

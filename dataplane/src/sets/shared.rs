@@ -118,10 +118,11 @@ impl<P: Payload> Table<P> {
             let i = (base + j) & self.mask;
             let s = &self.slots[i];
             let st = s.state.load(Ordering::Acquire);
-            if st == h && self.key_is(i, k) {
-                if expire == 0 || now.saturating_sub(s.payload.last()) < expire {
-                    return (&s.payload, false);
-                }
+            if st == h
+                && self.key_is(i, k)
+                && (expire == 0 || now.saturating_sub(s.payload.last()) < expire)
+            {
+                return (&s.payload, false);
             }
             let last = s.payload.last();
             if st > WRITING && last < oldest.0 {
