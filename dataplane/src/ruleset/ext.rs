@@ -358,3 +358,27 @@ pub fn parse_ruleset_with_sets(
         sets,
     )?)
 }
+
+impl super::Ruleset {
+    /// [`Ruleset::from_file`] with the sets its rules may name.
+    pub fn from_file_with_sets(
+        path: &std::path::Path,
+        sets: &crate::sets::SetRegistry,
+    ) -> Result<super::Ruleset, super::RulesetError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| super::RulesetError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        let hint = if name.ends_with(".v6") || name.contains("ip6tables") {
+            Some(crate::packet::Family::V6)
+        } else if name.ends_with(".v4") {
+            Some(crate::packet::Family::V4)
+        } else {
+            None
+        };
+        parse_ruleset_with_sets(&text, &name, hint, sets)
+    }
+}

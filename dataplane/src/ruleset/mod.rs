@@ -625,21 +625,7 @@ impl Ruleset {
     /// Reads and compiles a rules file; a name ending in `.v6` (or containing `ip6tables`)
     /// is read as IPv6, one ending in `.v4` as IPv4, anything else by its content.
     pub fn from_file(path: &Path) -> Result<Ruleset, RulesetError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| RulesetError {
-            file: name.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        let hint = if name.ends_with(".v6") || name.contains("ip6tables") {
-            Some(Family::V6)
-        } else if name.ends_with(".v4") {
-            Some(Family::V4)
-        } else {
-            None
-        };
-        parse_ruleset(&text, &name, hint)
+        Ruleset::from_file_with_sets(path, &crate::sets::SetRegistry::new())
     }
 
     /// A ruleset whose built-in filter chains accept everything (no rules).

@@ -78,7 +78,8 @@ impl Clone for Entry {
 impl Entry {
     #[inline]
     fn live(&self, now: Nanos) -> bool {
-        self.expires == 0 || self.expires > now
+        // Live through its deadline: the kernel's element expires when now > deadline.
+        self.expires == 0 || self.expires >= now
     }
 }
 
@@ -148,7 +149,7 @@ impl SetData {
             return self
                 .members
                 .iter()
-                .filter(|m| m.1 == 0 || m.1 > now)
+                .filter(|m| m.1 == 0 || m.1 >= now)
                 .count();
         }
         self.map.values().filter(|e| e.live(now)).count()
@@ -399,7 +400,7 @@ impl SetData {
             }
         });
         self.members.retain(|m| {
-            let live = m.1 == 0 || m.1 > now;
+            let live = m.1 == 0 || m.1 >= now;
             if live && m.1 != 0 {
                 next = next.min(m.1);
             }

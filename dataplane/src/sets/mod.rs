@@ -388,7 +388,7 @@ impl SetSlot {
         let d = self.data.load();
         if d.opts.ty == SetType::ListSet {
             for (m, exp) in &d.members {
-                if *exp != 0 && *exp <= now {
+                if *exp != 0 && *exp < now {
                     continue;
                 }
                 match m.test(p, flags, now, bytes, update) {
@@ -466,7 +466,7 @@ impl SetSlot {
             return Ok(d
                 .members
                 .iter()
-                .any(|m| m.0.name() == elem && (m.1 == 0 || m.1 > now)));
+                .any(|m| m.0.name() == elem && (m.1 == 0 || m.1 >= now)));
         }
         let keys = elem::parse_elem(elem, &d.spec())?;
         let [k] = keys.as_slice() else {
@@ -481,7 +481,7 @@ impl SetSlot {
         }
         Ok(d.map
             .get(k)
-            .is_some_and(|e| (e.expires == 0 || e.expires > now) && !e.nomatch))
+            .is_some_and(|e| (e.expires == 0 || e.expires >= now) && !e.nomatch))
     }
 
     /// Empties the set.
@@ -495,7 +495,7 @@ impl SetSlot {
     /// Drains the `-j SET` queue into one batch; drops expired elements when some are
     /// due. Returns the number of queued changes taken.
     pub fn drain(&self, now: Nanos) -> usize {
-        let due = self.data.load().next_expiry <= now;
+        let due = self.data.load().next_expiry < now;
         if self.queue.is_empty() && !due {
             return 0;
         }

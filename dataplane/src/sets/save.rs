@@ -506,7 +506,7 @@ pub fn save_set(s: &SetSlot, now: Nanos) -> String {
     };
     if d.opts.ty == SetType::ListSet {
         for (m, exp) in &d.members {
-            if *exp == 0 || *exp > now {
+            if *exp == 0 || *exp >= now {
                 out.push_str(&format!("add {} {}{}\n", s.name(), m.name(), left(*exp)));
             }
         }

@@ -42,13 +42,18 @@ fn hash_ip_lookup_and_timeouts() {
     assert_eq!(s.test(&p, DST, 0, 60, true), TestResult::Miss);
     assert_eq!(
         s.test(&p, SRC, 10 * SEC, 60, true),
+        TestResult::Match,
+        "live at its deadline"
+    );
+    assert_eq!(
+        s.test(&p, SRC, 10 * SEC + 1, 60, true),
         TestResult::Miss,
         "expired"
     );
     let (_, p2) = pkt_v4("10.0.0.2", "192.0.2.1", 1000, 80);
     assert_eq!(s.test(&p2, SRC, 299 * SEC, 60, true), TestResult::Match);
     assert_eq!(
-        s.test(&p2, SRC, 300 * SEC, 60, true),
+        s.test(&p2, SRC, 300 * SEC + 1, 60, true),
         TestResult::Miss,
         "set default"
     );
@@ -244,7 +249,7 @@ fn queued_adds_from_workers_are_drained() {
     );
     assert_eq!(r.drain(0), 1);
     assert_eq!(s.test(&p, SRC, SEC, 0, true), TestResult::Match);
-    assert_eq!(s.test(&p, SRC, 5 * SEC, 0, true), TestResult::Miss);
+    assert_eq!(s.test(&p, SRC, 5 * SEC + 1, 0, true), TestResult::Miss);
     for _ in 0..QUEUE_CAPACITY + 3 {
         s.queue(QueuedOp {
             add: false,

@@ -64,7 +64,7 @@ fn ruleset_set_changes_without_reload() {
         "the same compiled ruleset sees the new element"
     );
     let late = Env {
-        now: 10_000_000_000,
+        now: 10_000_000_001,
         ..ENV
     };
     assert_ne!(
