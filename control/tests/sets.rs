@@ -49,6 +49,11 @@ fn sets_change_at_runtime_without_a_reload() {
     assert!(listing.contains("Name: bl\nType: hash:ip\n"), "{listing}");
     assert!(listing.contains("References: 1"), "{listing}");
     assert_eq!(drops(&sw), 0);
+    assert_eq!(sw.metric("statewall_set_elements{set=\"spare\"}"), 1.0);
+    assert_eq!(
+        sw.metric("statewall_set_changes_lost_total{set=\"seen\"}"),
+        0.0
+    );
     sw.ok(&["set", "add", "bl", "192.168.100.1", "timeout", "600"]);
     assert_eq!(
         sw.ok(&["set", "test", "bl", "192.168.100.1"]),
