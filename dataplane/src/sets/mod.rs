@@ -276,7 +276,11 @@ impl Fields {
         let addr = |dst: bool| if dst { self.dst } else { self.src };
         let port = |dst: bool| self.ports.map(|(s, d)| if dst { d } else { s });
         let (addr, port) = match ty {
-            SetType::BitmapPort => (0, port(flags.is_dst(0))),
+            // A port bitmap holds ports of protocols that have them (not ICMP types).
+            SetType::BitmapPort => (
+                0,
+                port(flags.is_dst(0)).filter(|_| matches!(self.proto, 6 | 17 | 132 | 136)),
+            ),
             SetType::HashIpPort | SetType::HashNetPort => {
                 (addr(flags.is_dst(0)), port(flags.is_dst(1)))
             }
