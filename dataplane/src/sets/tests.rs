@@ -291,3 +291,76 @@ fn test_elem_as_ipset_test() {
     assert!(!n.test_elem("10.0.0.0/9", 0).unwrap());
     assert!(r.get("l").unwrap().test_elem("n", 0).unwrap());
 }
+
+#[test]
+fn hashlimit_burst_is_shared_exactly_by_concurrent_workers() {
+    use super::hashlimit::{HashlimitSpec, HashlimitTable};
+    let t = std::sync::Arc::new(HashlimitTable::new("t"));
+    let spec = HashlimitSpec {
+        interval: 86_400 * SEC,
+        burst: 100,
+        above: false,
+        mode: 0,
+        srcmask: 0,
+        dstmask: 0,
+        expire: 0,
+    };
+    let (_, p) = pkt_v4("10.0.0.1", "1.1.1.1", 1, 2);
+    let hits: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..1000).filter(|_| spec.eval(&t, &p, 5 * SEC)).count()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(
+        hits, 100,
+        "the burst, no more and no less, over all threads"
+    );
+}
+
+#[test]
+fn shared_table_keeps_keys_inserted_concurrently() {
+    use super::recent::{RecentCmd, RecentSpec, RecentTable};
+    let t = RecentTable::new("r");
+    let set = RecentSpec {
+        cmd: RecentCmd::Set,
+        seconds: 0,
+        hitcount: 0,
+        rttl: false,
+        reap: false,
+        dest: false,
+        mask: u128::MAX,
+        neg: false,
+        family: Family::V4,
+    };
+    let check = RecentSpec {
+        cmd: RecentCmd::Check,
+        ..set.clone()
+    };
+    let pkts: Vec<_> = (0..400)
+        .map(|i| {
+            pkt_v4(
+                &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                "1.1.1.1",
+                1,
+                2,
+            )
+            .1
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let (t, set, pkts) = (&t, &set, &pkts);
+            s.spawn(move || {
+                for p in pkts.iter().skip(w).step_by(4) {
+                    assert!(set.eval(t, p, SEC));
+                }
+            });
+        }
+    });
+    let found = pkts.iter().filter(|p| check.eval(&t, p, 2 * SEC)).count();
+    assert_eq!(
+        found, 400,
+        "every address one worker set is seen by another"
+    );
+}
