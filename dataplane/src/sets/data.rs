@@ -128,6 +128,8 @@ pub struct SetData {
     pub(crate) members: Vec<(Arc<SetSlot>, Nanos)>,
     /// Earliest expiry of any element (u64::MAX: none).
     pub(crate) next_expiry: Nanos,
+    /// A prefix length appeared or vanished since `cidrs` was computed.
+    cidrs_dirty: bool,
 }
 
 impl SetData {
@@ -140,6 +142,7 @@ impl SetData {
             cidrs: Vec::new(),
             members: Vec::new(),
             next_expiry: u64::MAX,
+            cidrs_dirty: false,
         }
     }
 
@@ -260,13 +263,17 @@ impl SetData {
             self.next_expiry = self.next_expiry.min(e.expires);
         }
         if self.map.insert(k, e).is_none() {
-            self.cidr_count[k.cidr as usize] += 1;
+            let c = &mut self.cidr_count[k.cidr as usize];
+            self.cidrs_dirty |= *c == 0;
+            *c += 1;
         }
     }
 
     fn remove(&mut self, k: &Key) -> Option<Entry> {
         let e = self.map.remove(k)?;
-        self.cidr_count[k.cidr as usize] -= 1;
+        let c = &mut self.cidr_count[k.cidr as usize];
+        *c -= 1;
+        self.cidrs_dirty |= *c == 0;
         Some(e)
     }
 
@@ -371,7 +378,9 @@ impl SetData {
             }
             done += 1;
         }
-        self.refresh_cidrs();
+        if self.cidrs_dirty {
+            self.refresh_cidrs();
+        }
         Ok(done)
     }
 
@@ -411,6 +420,7 @@ impl SetData {
     }
 
     fn refresh_cidrs(&mut self) {
+        self.cidrs_dirty = false;
         self.cidrs = (0..=128u8)
             .rev()
             .filter(|&c| self.cidr_count[c as usize] > 0)

@@ -192,11 +192,12 @@ fn parse_add(w: &[String]) -> Result<RestoreLine, String> {
         .get(2)
         .ok_or_else(|| format!("add {set}: needs an element"))?
         .clone();
-    let cmd = format!("add {set} {elem}");
     let (mut timeout, mut nomatch, mut packets, mut bytes, mut comment) =
         (None, false, None, None, None);
     let mut i = 3;
     while i < w.len() {
+        // Built only for options (most add lines have none).
+        let cmd = format!("add {set} {elem}");
         let opt = w[i].as_str();
         let v = w.get(i + 1);
         i += 2;
