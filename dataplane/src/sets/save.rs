@@ -462,9 +462,18 @@ impl SetRegistry {
             match l {
                 RestoreLine::Destroy(Some(n)) => self.destroy(n).map_err(err)?,
                 RestoreLine::Destroy(None) => {
-                    for s in self.all() {
-                        let n = s.name().to_string();
-                        drop(s);
+                    // All or none, as the kernel: refused when any set is in use.
+                    let names: Vec<String> =
+                        self.all().iter().map(|s| s.name().to_string()).collect();
+                    if let Some(busy) = names
+                        .iter()
+                        .find(|n| self.get(n).is_some_and(|s| Arc::strong_count(&s) > 2))
+                    {
+                        return Err(err(format!(
+                            "set \"{busy}\" is in use (by a rule of the running ruleset or a list:set); nothing destroyed"
+                        )));
+                    }
+                    for n in names {
                         self.destroy(&n).map_err(err)?;
                     }
                 }

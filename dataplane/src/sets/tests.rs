@@ -364,3 +364,15 @@ fn shared_table_keeps_keys_inserted_concurrently() {
         "every address one worker set is seen by another"
     );
 }
+
+#[test]
+fn destroy_all_is_all_or_nothing() {
+    let r = reg("create a hash:ip\ncreate b hash:ip\n");
+    let held = r.get("b").unwrap();
+    let e = r.restore("destroy\n", "ctl", 0, false).unwrap_err();
+    assert!(e.message.contains("\"b\" is in use"), "{e}");
+    assert!(r.get("a").is_some(), "nothing destroyed");
+    drop(held);
+    r.restore("destroy\n", "ctl", 0, false).unwrap();
+    assert!(r.all().is_empty());
+}
