@@ -87,6 +87,16 @@ impl PartialEq for ExtMatch {
 impl Eq for ExtMatch {}
 
 impl ExtMatch {
+    /// True when evaluating the match changes state (recent's lists, hashlimit's
+    /// buckets): the index must not skip the rule on a later match's ports.
+    pub(crate) fn has_side_effects(&self) -> bool {
+        match self {
+            ExtMatch::Set(_) => false,
+            ExtMatch::Recent(_, s) => s.cmd != RecentCmd::Check || s.reap,
+            ExtMatch::Hashlimit(_) => true,
+        }
+    }
+
     /// Does the packet match? Lock-free; no allocation.
     #[inline]
     pub(crate) fn matches(&self, ctx: &PacketCtx) -> bool {

@@ -217,3 +217,16 @@ fn ruleset_recent_hashlimit_save_text() {
     // A second read of the dump compiles to the same text.
     assert_eq!(rs(&dump).dump(), dump);
 }
+
+#[test]
+fn ruleset_recent_runs_before_a_later_port_match() {
+    // iptables runs the matches in order: --set records the source even though the
+    // tcp match after it fails; the index must not skip the rule by its port.
+    let r = filter(
+        "-A FORWARD -p tcp -m recent --set --name P -m tcp --dport 22\n\
+         -A FORWARD -p tcp -m recent --rcheck --name P -j ACCEPT",
+    );
+    let mut c = RuleCounters::for_ruleset(&r);
+    let web = tcp("10.0.0.1:5", "10.0.0.7:80", tcp_flags::SYN);
+    assert_eq!(run(&r, &mut c, &web, ENV), Verdict::Accept);
+}
