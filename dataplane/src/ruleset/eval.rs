@@ -210,7 +210,7 @@ impl Ruleset {
                     chain = *c;
                     cur = self.cursor(*c, key);
                 }
-                Target::Ext(t) => t.run(ctx),
+                Target::Stateful(t) => t.run(ctx),
                 t @ (Target::None | Target::Log { .. } | Target::Notrack | Target::Ct { .. }) => {
                     on_rule(rid, t)
                 }
@@ -485,7 +485,7 @@ impl Ruleset {
                 ))
             }
             Match::Comment => Hit::Yes,
-            Match::Ext(x) => yes(x.matches(ctx)),
+            Match::Stateful(x) => yes(x.matches(ctx)),
             Match::AddrType { src, dst } => {
                 if p.family != self.family {
                     return Hit::No;

@@ -16,7 +16,7 @@ fn rule_keys(rule: &Rule) -> RuleKeys {
     let mut effects = false;
     for m in &rule.matches {
         match m {
-            Match::Ext(x) if x.has_side_effects() => effects = true,
+            Match::Stateful(x) if x.has_side_effects() => effects = true,
             Match::Proto { proto, neg: false } => class = Some(super::proto_class(*proto)),
             Match::Tcp { dport, .. } | Match::Udp { dport, .. }
                 if !effects && ports.is_none() && !dport.neg && *dport != PortRange::ANY =>

@@ -270,7 +270,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 }
                 Ok(())
             }
-            Match::Ext(x) => {
+            Match::Stateful(x) => {
                 o.push_str(&x.save_text());
                 Ok(())
             }
@@ -325,7 +325,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
         Target::Goto(c) => format!(" -g {}", chains[*c].name),
         Target::Notrack => " -j NOTRACK".into(),
         Target::Nat(n) => n.save_text(fam),
-        Target::Ext(x) => x.save_text(),
+        Target::Stateful(x) => x.save_text(),
         Target::Ct { helper, notrack } => {
             let mut s = String::from(" -j CT");
             if *notrack {
@@ -471,7 +471,7 @@ impl Ruleset {
                         }
                     }
                 }
-                Match::Ext(x) => o.push_str(&x.list_text()),
+                Match::Stateful(x) => o.push_str(&x.list_text()),
                 Match::Limit { slot } => {
                     let l = &self.limits[*slot as usize];
                     let _ = write!(o, " limit: avg {}/{} burst {}", l.count, l.unit, l.burst);
@@ -494,7 +494,7 @@ impl Ruleset {
                 }
             }
             Target::Notrack => o.push_str(" NOTRACK"),
-            Target::Ext(x) => o.push_str(&x.list_text()),
+            Target::Stateful(x) => o.push_str(&x.list_text()),
             Target::Nat(n) => o.push_str(&n.list_text(self.family)),
             Target::Ct { helper, notrack } => {
                 if *notrack {
@@ -560,7 +560,7 @@ impl Ruleset {
                     Target::Notrack => "NOTRACK".into(),
                     Target::Ct { .. } => "CT".into(),
                     Target::Nat(n) => n.kind().name().into(),
-                    Target::Ext(x) => x.name().into(),
+                    Target::Stateful(x) => x.name().into(),
                 };
                 let mut prot = (false, "all".to_string());
                 let (mut src, mut dst) = ((false, any.to_string()), (false, any.to_string()));

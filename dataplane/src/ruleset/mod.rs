@@ -450,7 +450,7 @@ pub(crate) enum Match {
         dst: Option<(u16, bool)>,
     },
     /// State that spans packets: `-m set` (`ext.rs`; boxed: keeps `Match` small).
-    Ext(Box<ext::ExtMatch>),
+    Stateful(Box<ext::ExtMatch>),
 }
 
 /// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
@@ -509,7 +509,7 @@ pub(crate) enum Target {
     /// A nat-table target (SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP): terminal.
     Nat(Box<NatTarget>),
     /// A non-terminal target on state that spans packets: `-j SET` (`ext.rs`).
-    Ext(Box<ext::ExtTarget>),
+    Stateful(Box<ext::ExtTarget>),
 }
 
 /// One compiled rule.

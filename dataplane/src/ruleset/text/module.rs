@@ -38,7 +38,7 @@ pub(super) enum Module {
         dst: Option<(u16, bool)>,
     },
     /// State that spans packets (`-m set`): `rule/ext.rs`.
-    Ext(super::rule::ext::ExtModule),
+    Stateful(super::rule::ext::ExtModule),
 }
 
 impl Module {
@@ -54,7 +54,7 @@ impl Module {
             Module::Comment(_) => "comment",
             Module::Limit { .. } => "limit",
             Module::AddrType { .. } => "addrtype",
-            Module::Ext(x) => x.name(),
+            Module::Stateful(x) => x.name(),
         }
     }
 
@@ -90,7 +90,7 @@ impl Module {
                 opt,
                 "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
             ),
-            Module::Ext(x) => x.accepts(opt),
+            Module::Stateful(x) => x.accepts(opt),
         }
     }
 }

@@ -287,7 +287,7 @@ impl<'r> RuleParser<'r> {
             },
             // A guard, so the list of unsupported matches below stays as it is.
             n if ext::ExtModule::of(n).is_some() => {
-                Module::Ext(ext::ExtModule::of(n).expect("ext has it"))
+                Module::Stateful(ext::ExtModule::of(n).expect("ext has it"))
             }
             "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
             | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
@@ -387,7 +387,7 @@ impl<'r> RuleParser<'r> {
         };
         let negated = neg.take();
         let inv = negated.is_some();
-        let flag = matches!(&self.modules[idx], Module::Ext(x) if !x.takes_value(o));
+        let flag = matches!(&self.modules[idx], Module::Stateful(x) if !x.takes_value(o));
         let v = if o == "--syn" || flag {
             None
         } else {
@@ -552,7 +552,7 @@ impl<'r> RuleParser<'r> {
                 }
                 *slot = Some(v.s.clone());
             }
-            Module::Ext(x) => self.ext_apply(x, o, v, inv, negated, col)?,
+            Module::Stateful(x) => self.ext_apply(x, o, v, inv, negated, col)?,
             Module::AddrType { src, dst } => {
                 if o.starts_with("--limit-iface") {
                     return Err(self.err(col, format!("addrtype option \"{o}\" is not supported")));
@@ -679,7 +679,7 @@ impl<'r> RuleParser<'r> {
                     comment = Some(t.clone().ok_or_else(|| need("--comment"))?);
                     Match::Comment
                 }
-                Module::Ext(x) => Match::Ext(Box::new(self.ext_finish(x, c)?)),
+                Module::Stateful(x) => Match::Stateful(Box::new(self.ext_finish(x, c)?)),
                 Module::AddrType { src, dst } => {
                     if src.is_none() && dst.is_none() {
                         return Err(need("--src-type or --dst-type"));
@@ -763,7 +763,7 @@ impl<'r> RuleParser<'r> {
                     }
                     // A guard, so the list of unsupported targets below stays as it is.
                     _ if name == "SET" => {
-                        DraftTarget::Done(Target::Ext(Box::new(self.ext_set_target(col)?)))
+                        DraftTarget::Done(Target::Stateful(Box::new(self.ext_set_target(col)?)))
                     }
                     "MARK" | "CONNMARK" | "TCPMSS" | "NFLOG" | "ULOG" | "NFQUEUE" | "QUEUE"
                     | "TRACE" | "SET" | "TOS" | "DSCP" | "TTL" | "HL" | "CLASSIFY" | "TEE"
