@@ -38,7 +38,7 @@ pub(super) enum Module {
         dst: Option<(u16, bool)>,
     },
     /// State that spans packets (`-m set`): `rule/ext.rs`.
-    Stateful(super::rule::ext::ExtModule),
+    Stateful(super::rule::stateful::ExtModule),
 }
 
 impl Module {

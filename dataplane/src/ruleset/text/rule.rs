@@ -15,7 +15,7 @@ use crate::ruleset::{
 };
 use std::net::IpAddr;
 
-pub(super) mod ext;
+pub(super) mod stateful;
 mod nat;
 mod target;
 
@@ -40,7 +40,7 @@ pub(super) struct RuleParser<'r> {
     log: (String, u8, u8),
     ct: (Option<Helper>, bool),
     nat: nat::NatDraft,
-    set_target: ext::SetTargetDraft,
+    set_target: stateful::SetTargetDraft,
 }
 
 impl<'r> RuleParser<'r> {
@@ -71,7 +71,7 @@ impl<'r> RuleParser<'r> {
             log: (String::new(), 4, 0),
             ct: (None, false),
             nat: nat::NatDraft::default(),
-            set_target: ext::SetTargetDraft::default(),
+            set_target: stateful::SetTargetDraft::default(),
         }
     }
 
@@ -286,8 +286,8 @@ impl<'r> RuleParser<'r> {
                 dst: None,
             },
             // A guard, so the list of unsupported matches below stays as it is.
-            n if ext::ExtModule::of(n).is_some() => {
-                Module::Stateful(ext::ExtModule::of(n).expect("ext has it"))
+            n if stateful::ExtModule::of(n).is_some() => {
+                Module::Stateful(stateful::ExtModule::of(n).expect("ext has it"))
             }
             "recent" | "set" | "mark" | "connmark" | "owner" | "mac" | "iprange" | "hashlimit"
             | "length" | "physdev" | "string" | "time" | "u32" | "connlimit" | "pkttype"
