@@ -22,6 +22,7 @@ use scenario::nat::nat;
 use scenario::pipeline::pipeline_range;
 use scenario::ruleset::ruleset_size;
 use scenario::scaling::scaling;
+use scenario::sets::sets;
 use scenario::soak::soak_cmd;
 use scenario::swaps::rule_swaps;
 use scenario::synflood::synflood;
@@ -132,6 +133,7 @@ fn main() {
         (&["nat"], Box::new(|| nat(&o))),
         (&["pipeline"], Box::new(|| pipeline_range(&o))),
         (&["ruleset"], Box::new(|| ruleset_size(&o))),
+        (&["sets"], Box::new(|| sets(&o))),
         (&["scaling"], Box::new(|| scaling(&o, cores))),
         (&["rule-swap"], Box::new(|| rule_swaps(&o))),
         (&["synflood"], Box::new(|| synflood(&o))),

@@ -32,6 +32,9 @@ pub struct Config {
     /// The rules file.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// IP sets loaded at start (`ipset save` files).
+    #[serde(default)]
+    pub sets: SetsConfig,
     /// Metrics and control API.
     #[serde(default)]
     pub control: ControlConfig,
@@ -332,6 +335,16 @@ pub struct RulesConfig {
     pub file6: Option<PathBuf>,
 }
 
+/// `[sets]`: `ipset save` files restored at start, in order, before the rules are read
+/// (docs/SETS.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SetsConfig {
+    /// `ipset save` / `ipset restore` files.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
 pub use control::ControlConfig;
 
 /// The embedded default: two pktgen ports in a forward pair, the demo ruleset.
@@ -368,6 +381,11 @@ impl Config {
         };
         fix(&mut cfg.rules.file);
         fix(&mut cfg.rules.file6);
+        for f in &mut cfg.sets.files {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
         cfg.control.resolve_paths(base);
         for port in &mut cfg.ports {
             fix(&mut port.pcap_in);

@@ -10,6 +10,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod set;
+pub use set::SetCtl;
+
 /// `statewall ctl` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
@@ -50,6 +53,12 @@ pub enum CtlCmd {
     },
     /// Expectations (like `conntrack -L expect`).
     Expect,
+    /// IP sets, with ipset's commands (`set add blocklist 10.0.0.1 timeout 60`).
+    Set {
+        /// What to do with the sets.
+        #[command(subcommand)]
+        cmd: SetCtl,
+    },
 }
 
 /// `statewall ctl rules ...`.
@@ -424,6 +433,7 @@ pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<()> {
             let (c, b) = request_to(a, "GET", "/api/v1/expect", "")?;
             write!(out, "{}", ok_or_error(c, b)?)?;
         }
+        CtlCmd::Set { cmd } => set::run(a, cmd, out)?,
     }
     Ok(())
 }

@@ -10,3 +10,4 @@ pub mod ports;
 pub mod replay;
 pub mod run;
 pub mod runtime;
+pub mod sets;

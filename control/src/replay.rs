@@ -25,6 +25,10 @@ pub struct ReplayArgs {
     /// Rules file (iptables-restore text). Without it every chain accepts.
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// `ipset save` files the rules' `-m set`/`-j SET` name (repeatable); `-j SET`
+    /// changes are applied after each packet, at its time.
+    #[arg(long = "sets")]
+    pub sets: Vec<PathBuf>,
     /// Write the forwarded packets (and REJECT replies) to this capture.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -286,8 +290,15 @@ fn dir_name(t: &Track) -> Option<&'static str> {
 
 /// Runs the replay, writing one line per packet to `out`.
 pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
+    let sets = dataplane::sets::SetRegistry::new();
+    for p in &args.sets {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("--sets {}: {e}", p.display()))?;
+        sets.restore(&text, &p.display().to_string(), 0, false)
+            .map_err(|e| anyhow::anyhow!("--sets: {e}"))?;
+    }
     let mut rs = match &args.rules {
-        Some(p) => Ruleset::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(p) => Ruleset::from_file_with_sets(p, &sets).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Ruleset::accept_all(),
     };
     // The addresses given are the host's own (`-m addrtype --dst-type LOCAL`).
@@ -360,6 +371,8 @@ pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             frame,
             &mut reply,
         );
+        // The kernel's SET target changes the set before the next packet.
+        sets.drain(*ts);
         if let Some(slot) = o.discard {
             held[slot].clear();
         }

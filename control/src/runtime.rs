@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use dataplane::conntrack::{self, ConnTable};
 use dataplane::port::{self, MbufPool, Port, PortCounters};
 use dataplane::ruleset::Ruleset;
+use dataplane::sets::SetRegistry;
 use dataplane::steer::Steering;
 use dataplane::worker::{
     Clock, HandoffLinks, NonIpPolicy, Ownership, PairMode, PairPorts, Pipeline, PublishedStats,
@@ -69,6 +70,8 @@ pub struct Runtime {
     pub expect: Arc<conntrack::ExpectTable>,
     /// The clock the workers use (expectation timeouts are listed against it).
     pub clock: Clock,
+    /// The IP sets (`-m set`, `-j SET`, `statewall ctl set`); changed without a reload.
+    pub sets: SetRegistry,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -109,7 +112,26 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config> {
 /// empty ip6tables would give it. Without any file: the demo ruleset for the embedded
 /// default, accept-all otherwise.
 pub fn load_rules(cfg: &Config, embedded: bool) -> Result<Ruleset> {
-    let mut rs = load_rules_text(cfg, embedded)?;
+    load_rules_with_sets(cfg, embedded, &load_sets(cfg)?)
+}
+
+/// Restores the `[sets] files` into a new registry, in order (time 0 of the workers'
+/// clock: element timeouts count from start). A bad file is refused with
+/// `sets.files[i]: FILE:LINE: message`.
+pub fn load_sets(cfg: &Config) -> Result<SetRegistry> {
+    let sets = SetRegistry::new();
+    for (i, p) in cfg.sets.files.iter().enumerate() {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("sets.files[{i}]: reading {}", p.display()))?;
+        sets.restore(&text, &p.display().to_string(), 0, false)
+            .map_err(|e| anyhow::anyhow!("sets.files[{i}]: {e}"))?;
+    }
+    Ok(sets)
+}
+
+/// [`load_rules`] with the sets its rules may name.
+pub fn load_rules_with_sets(cfg: &Config, embedded: bool, sets: &SetRegistry) -> Result<Ruleset> {
+    let mut rs = load_rules_text(cfg, embedded, sets)?;
     // The ports' own addresses are the host's (`-m addrtype --dst-type LOCAL`).
     let own: Vec<std::net::IpAddr> = cfg.ports.iter().flat_map(|p| p.addresses()).collect();
     rs.set_local_addrs(&own);
@@ -140,12 +162,17 @@ fn port_nat_addrs(port: &crate::config::PortConfig) -> dataplane::worker::NatAdd
     a
 }
 
-fn load_rules_text(cfg: &Config, embedded: bool) -> Result<Ruleset> {
+fn load_rules_text(cfg: &Config, embedded: bool, sets: &SetRegistry) -> Result<Ruleset> {
     let read = |p: &std::path::Path, fam| {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("rules: reading {}", p.display()))?;
-        dataplane::ruleset::parse_ruleset(&text, &p.display().to_string(), Some(fam))
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        dataplane::ruleset::parse_ruleset_with_sets(
+            &text,
+            &p.display().to_string(),
+            Some(fam),
+            sets,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     };
     let read_opt =
         |p: &Option<std::path::PathBuf>, fam| p.as_deref().map(|p| read(p, fam)).transpose();
@@ -167,7 +194,8 @@ impl Runtime {
     /// Starts ports and workers. `embedded` selects the demo ruleset when no rules file is set.
     pub fn start(cfg: Config, embedded: bool) -> Result<Runtime> {
         let n = cfg.worker_count();
-        let rs = load_rules(&cfg, embedded)?;
+        let sets = load_sets(&cfg)?;
+        let rs = load_rules_with_sets(&cfg, embedded, &sets)?;
         let ct_cfg = conntrack_config(&cfg)?;
         let per_shard = cfg.conntrack.nf_conntrack_max.div_ceil(n).max(64);
         let non_ip = match cfg.dataplane.non_ip.as_str() {
@@ -290,6 +318,11 @@ impl Runtime {
                     .context("spawning a worker")?,
             );
         }
+        threads.threads.push(crate::sets::spawn_drainer(
+            sets.clone(),
+            clock,
+            stop.clone(),
+        )?);
         let reloads = Arc::new(ReloadStats::default());
         reloads.generation.store(1, Ordering::Relaxed);
         reloads.last_ok.store(true, Ordering::Relaxed);
@@ -309,6 +342,7 @@ impl Runtime {
             stop,
             expect,
             clock,
+            sets,
             threads: Mutex::new(std::mem::take(&mut threads.threads)),
         })
     }
@@ -317,7 +351,7 @@ impl Runtime {
     /// ruleset stays and the failure is counted and logged.
     pub fn reload(&self) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let loaded = load_rules(&self.cfg, self.embedded);
+        let loaded = load_rules_with_sets(&self.cfg, self.embedded, &self.sets);
         self.publish(loaded, "reload")
     }
 
@@ -476,7 +510,7 @@ impl Runtime {
     /// Replaces the running ruleset with `text` (validated first; refused whole on error).
     pub fn replace_rules(&self, text: &str, origin: &str) -> Result<u64> {
         let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let parsed = dataplane::ruleset::parse_ruleset(text, origin, None)
+        let parsed = dataplane::ruleset::parse_ruleset_with_sets(text, origin, None, &self.sets)
             .map_err(|e| anyhow::anyhow!("{e}"));
         self.publish(parsed, "replace")
     }

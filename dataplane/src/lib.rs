@@ -6,6 +6,7 @@
 //! * [`defrag`]: virtual reassembly of IP fragments before conntrack (Linux's
 //!   `nf_defrag_ipv4/6`, a sibling of conntrack, not a part of it).
 //! * [`conntrack`]: Linux-faithful connection tracking, sans-IO (time is passed in).
+//! * [`sets`]: IP sets as ipset has them, lock-free for readers.
 //! * [`ruleset`]: the compiled, immutable iptables-style ruleset and its evaluation.
 //! * [`port`]: the `Port` trait (rx/tx bursts over pooled buffers) and its backends.
 //! * [`worker`]: the poll loop: rx burst -> parse -> conntrack -> rules -> tx burst.
@@ -26,6 +27,7 @@ pub mod defrag;
 pub mod packet;
 pub mod port;
 pub mod ruleset;
+pub mod sets;
 pub mod steer;
 pub mod worker;
 

@@ -21,8 +21,10 @@ const LAYERS: &[(&str, u8, &[&str])] = &[
     ("steer", 1, &["packet"]),
     ("conntrack", 1, &["packet", "arch"]),
     ("defrag", 1, &["packet"]),
+    // IP sets: packets only (the ruleset matches them; the control plane changes them).
+    ("sets", 1, &["packet"]),
     // Floor 2: the ruleset matches conntrack states; ports steer to queues.
-    ("ruleset", 2, &["packet", "conntrack"]),
+    ("ruleset", 2, &["packet", "conntrack", "sets"]),
     ("port", 2, &["packet", "steer"]),
     // Floor 3: the worker puts them together.
     (
@@ -34,6 +36,7 @@ const LAYERS: &[(&str, u8, &[&str])] = &[
             "conntrack",
             "defrag",
             "ruleset",
+            "sets",
             "port",
             "arch",
         ],

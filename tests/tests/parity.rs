@@ -65,6 +65,7 @@ fn replay_matches_the_linux_kernel_packet_by_packet() {
         let args = ReplayArgs {
             pcap: oracle.join("captures").join(c["file"].as_str().unwrap()),
             rules: Some(rules),
+            sets: vec![],
             out: None,
             format: "jsonl".into(),
             mode: "forward".into(),

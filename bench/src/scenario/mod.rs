@@ -6,6 +6,7 @@ pub(crate) mod nat;
 pub(crate) mod pipeline;
 pub(crate) mod ruleset;
 pub(crate) mod scaling;
+pub(crate) mod sets;
 pub(crate) mod soak;
 pub(crate) mod swaps;
 pub(crate) mod synflood;

@@ -108,7 +108,45 @@ const FAMILIES: &[FamilyFn] = &[
     expectation_events,
     log_events_lost,
     rule_counters,
+    set_elements,
+    set_changes_lost,
 ];
+
+/// `statewall_set_elements`, by set.
+fn set_elements(f: &mut Fams, rt: &Runtime) {
+    let now = rt.clock.now();
+    let series = rt
+        .sets
+        .all()
+        .iter()
+        .map(|s| {
+            (
+                vec![("set", s.name().to_string())],
+                s.data().len(now) as f64,
+            )
+        })
+        .collect();
+    f.gauge(
+        "statewall_set_elements",
+        "Live elements of each IP set.",
+        series,
+    );
+}
+
+/// `statewall_set_changes_lost_total`, by set.
+fn set_changes_lost(f: &mut Fams, rt: &Runtime) {
+    let series = rt
+        .sets
+        .all()
+        .iter()
+        .map(|s| (vec![("set", s.name().to_string())], ld(&s.lost)))
+        .collect();
+    f.counter(
+        "statewall_set_changes_lost_total",
+        "-j SET changes dropped because the set's queue was full.",
+        series,
+    );
+}
 
 /// Renders the whole exposition.
 pub fn render(rt: &Runtime) -> String {

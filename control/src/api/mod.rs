@@ -22,6 +22,7 @@
 //! | POST | `/api/v1/conntrack/flush` | delete all entries |
 //! | GET | `/api/v1/conntrack/stats` | `conntrack -S` per worker and summed |
 //! | GET | `/api/v1/expect` | expectations |
+//! | GET, POST | `/api/v1/sets…` | IP sets: list, save, test, restore ([`sets`]) |
 //!
 //! FILTERS are the `conntrack` tool's: `proto`, `src`, `dst`, `sport`, `dport` (on the
 //! original tuple), `state` (TCP state), `status` (ASSURED, SEEN_REPLY, UNREPLIED).
@@ -34,6 +35,7 @@ pub mod ctview;
 pub mod guard;
 pub mod metrics;
 mod server;
+pub mod sets;
 pub mod socket;
 pub mod status;
 #[cfg(feature = "tls")]
@@ -139,7 +141,7 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Err(e) => err(400, format!("{e:#}")),
         },
         ("POST", "/api/v1/rules/check") => {
-            match dataplane::ruleset::parse_ruleset(body, origin, None) {
+            match dataplane::ruleset::parse_ruleset_with_sets(body, origin, None, &rt.sets) {
                 Ok(rs) => (
                     200,
                     JSON,
@@ -186,6 +188,9 @@ pub fn handle(rt: &Runtime, method: &str, url: &str, body: &str) -> (u16, &'stat
             Ok(t) => (200, TEXT, t),
             Err(e) => err(500, format!("{e:#}")),
         },
+        (_, p) if p == "/api/v1/sets" || p.starts_with("/api/v1/sets/") => {
+            sets::handle(rt, method, p, &q, body)
+        }
         _ => err(404, format!("no route for {method} {path}")),
     }
 }

@@ -231,6 +231,7 @@ impl Ruleset {
                     x.apply(ctx.meta);
                     on_rule(rid, &rule.target)
                 }
+                Target::Stateful(t) => t.run(ctx),
                 t @ (Target::None | Target::Log { .. } | Target::Notrack | Target::Ct { .. }) => {
                     on_rule(rid, t)
                 }
@@ -525,6 +526,7 @@ impl Ruleset {
                 Some(b) => yes(b),
                 None => Hit::HotDrop,
             },
+            Match::Stateful(x) => yes(x.matches(ctx)),
             Match::AddrType { src, dst } => {
                 if p.family != self.family {
                     return Hit::No;

@@ -11,11 +11,15 @@ fn rule_keys(rule: &Rule) -> RuleKeys {
     let mut class = None;
     let mut ports = None;
     let mut src = None;
+    // A match that changes state (`-m recent --set`, hashlimit) runs for every packet
+    // that reaches it, as in iptables: the ports of later matches cannot skip the rule.
+    let mut effects = false;
     for m in &rule.matches {
         match m {
+            Match::Stateful(x) if x.has_side_effects() => effects = true,
             Match::Proto { proto, neg: false } => class = Some(super::proto_class(*proto)),
             Match::Tcp { dport, .. } | Match::Udp { dport, .. }
-                if ports.is_none() && !dport.neg && *dport != PortRange::ANY =>
+                if !effects && ports.is_none() && !dport.neg && *dport != PortRange::ANY =>
             {
                 ports = Some(vec![(dport.lo, dport.hi)]);
             }
@@ -23,7 +27,7 @@ fn rule_keys(rule: &Rule) -> RuleKeys {
                 which: PortsWhich::Dst,
                 ports: p,
                 neg: false,
-            } if ports.is_none() => ports = Some(p.clone()),
+            } if !effects && ports.is_none() => ports = Some(p.clone()),
             Match::Src { net, neg: false } if src.is_none() && net.mask != 0 => src = Some(*net),
             _ => {}
         }

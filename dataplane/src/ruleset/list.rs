@@ -271,6 +271,10 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
                 Ok(())
             }
             Match::Ext(x) => write!(o, "{}", x.save_text(fam)),
+            Match::Stateful(x) => {
+                o.push_str(&x.save_text());
+                Ok(())
+            }
             Match::Comment => write!(
                 o,
                 " -m comment --comment {}",
@@ -323,6 +327,7 @@ pub(crate) fn rule_text(r: &Rule, chains: &[Chain], limits: &[LimitSpec], fam: F
         Target::Notrack => " -j NOTRACK".into(),
         Target::Nat(n) => n.save_text(fam),
         Target::Ext(x) => x.save_text(),
+        Target::Stateful(x) => x.save_text(),
         Target::Ct { helper, notrack } => {
             let mut s = String::from(" -j CT");
             if *notrack {
@@ -469,6 +474,7 @@ impl Ruleset {
                         }
                     }
                 }
+                Match::Stateful(x) => o.push_str(&x.list_text()),
                 Match::Limit { slot } => {
                     let l = &self.limits[*slot as usize];
                     let _ = write!(o, " limit: avg {}/{} burst {}", l.count, l.unit, l.burst);
@@ -491,6 +497,7 @@ impl Ruleset {
                 }
             }
             Target::Notrack => o.push_str(" NOTRACK"),
+            Target::Stateful(x) => o.push_str(&x.list_text()),
             Target::Nat(n) => o.push_str(&n.list_text(self.family)),
             Target::Ext(x) => {
                 let t = x.save_text();
@@ -565,6 +572,7 @@ impl Ruleset {
                     Target::Ct { .. } => "CT".into(),
                     Target::Nat(n) => n.kind().name().into(),
                     Target::Ext(x) => x.name().into(),
+                    Target::Stateful(x) => x.name().into(),
                 };
                 let mut prot = (false, "all".to_string());
                 let (mut src, mut dst) = ((false, any.to_string()), (false, any.to_string()));

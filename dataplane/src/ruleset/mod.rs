@@ -32,6 +32,7 @@ mod compile;
 mod counters;
 mod cttuple;
 mod eval;
+mod ext;
 mod index;
 mod list;
 mod mangle;
@@ -45,6 +46,7 @@ mod text;
 mod tests;
 
 pub use counters::{carry_counters, RuleCounters};
+pub use ext::parse_ruleset_with_sets;
 pub use mangle::{MangleChain, MangleOps, PktMeta};
 pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::{build_reject, RejectKind};
@@ -411,6 +413,8 @@ pub(crate) enum Match {
     },
     /// The other stateless matches (`matches.rs`: mark, connmark, ttl, hl, tos, ...).
     Ext(Box<matches::ExtMatch>),
+    /// State that spans packets: `-m set` (`ext.rs`; boxed: keeps `Match` small).
+    Stateful(Box<ext::ExtMatch>),
 }
 
 /// `-m addrtype` types, as the kernel's `XT_ADDRTYPE_*` bits (statewall classifies
@@ -476,6 +480,8 @@ pub(crate) enum Target {
     /// MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL, HL, CHECKSUM, NFLOG (`mangle.rs`):
     /// non-terminal.
     Ext(Box<mangle::ExtTarget>),
+    /// A non-terminal target on state that spans packets: `-j SET` (`ext.rs`).
+    Stateful(Box<ext::ExtTarget>),
 }
 
 /// One compiled rule.
@@ -583,28 +589,19 @@ pub fn parse_ruleset(
     file_name: &str,
     family_hint: Option<Family>,
 ) -> Result<Ruleset, RulesetError> {
-    compile::compile(text::read(text, file_name, family_hint)?)
+    parse_ruleset_with_sets(
+        text,
+        file_name,
+        family_hint,
+        &crate::sets::SetRegistry::new(),
+    )
 }
 
 impl Ruleset {
     /// Reads and compiles a rules file; a name ending in `.v6` (or containing `ip6tables`)
     /// is read as IPv6, one ending in `.v4` as IPv4, anything else by its content.
     pub fn from_file(path: &Path) -> Result<Ruleset, RulesetError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| RulesetError {
-            file: name.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        let hint = if name.ends_with(".v6") || name.contains("ip6tables") {
-            Some(Family::V6)
-        } else if name.ends_with(".v4") {
-            Some(Family::V4)
-        } else {
-            None
-        };
-        parse_ruleset(&text, &name, hint)
+        Ruleset::from_file_with_sets(path, &crate::sets::SetRegistry::new())
     }
 
     /// A ruleset whose built-in filter chains accept everything (no rules).

@@ -7,7 +7,7 @@ fn ruleset_errors_have_line_and_column() {
     let base = "*filter\n:INPUT DROP [0:0]\n";
     let cases: &[(&str, &str)] = &[
         ("-A INPUT -m foo -j ACCEPT", "rules.v4:3:10: unknown match \"-m foo\""),
-        ("-A INPUT -m recent --set", "rules.v4:3:10: match \"-m recent\" is not supported by statewall"),
+        ("-A INPUT -m connlimit --connlimit-above 3", "rules.v4:3:10: match \"-m connlimit\" is not supported by statewall"),
         ("-A INPUT -p tcp --bogus 1", "rules.v4:3:17: unknown option \"--bogus\""),
         ("-A INPUT -j MASQUERADE", "rules.v4:3:13: MASQUERADE is only valid in the nat table"),
         ("-A INPUT -j nowhere", "rules.v4:3:13: unknown target or chain \"nowhere\""),

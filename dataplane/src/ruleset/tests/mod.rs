@@ -17,7 +17,9 @@ mod mangle;
 mod matches;
 mod nat;
 mod props;
+mod recent;
 mod reject;
+mod sets;
 mod testdata;
 
 struct Pkt {

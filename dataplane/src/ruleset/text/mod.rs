@@ -24,6 +24,8 @@ struct Reader {
     /// The open table and the first chain id of it.
     open: Option<(Table, usize, usize)>,
     line: usize,
+    /// The sets `-m set` and `-j SET` may name.
+    sets: crate::sets::SetRegistry,
 }
 
 type Res<T> = Result<T, RulesetError>;
@@ -312,8 +314,14 @@ fn parse_counters(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// Reads the whole text into a [`Draft`] (`hint`: the family, if the caller knows it).
-pub(super) fn read(text: &str, file: &str, hint: Option<Family>) -> Res<Draft> {
+/// Reads the whole text into a [`Draft`] (`hint`: the family, if the caller knows it;
+/// `sets`: the sets rules may name).
+pub(super) fn read_with_sets(
+    text: &str,
+    file: &str,
+    hint: Option<Family>,
+    sets: &crate::sets::SetRegistry,
+) -> Res<Draft> {
     let mut r = Reader {
         d: Draft {
             file: file.to_string(),
@@ -326,6 +334,7 @@ pub(super) fn read(text: &str, file: &str, hint: Option<Family>) -> Res<Draft> {
         chain_lines: Vec::new(),
         open: None,
         line: 0,
+        sets: sets.clone(),
     };
     for (i, raw) in text.lines().enumerate() {
         r.line = i + 1;

@@ -39,6 +39,8 @@ pub(super) enum Module {
     },
     /// The extended matches (`ext.rs`): options collected, checked at the rule's end.
     Ext(super::ext::ExtModule),
+    /// State that spans packets (`-m set`): `rule/ext.rs`.
+    Stateful(super::rule::stateful::ExtModule),
 }
 
 impl Module {
@@ -55,6 +57,7 @@ impl Module {
             Module::Limit { .. } => "limit",
             Module::AddrType { .. } => "addrtype",
             Module::Ext(m) => m.name(),
+            Module::Stateful(x) => x.name(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Module {
                 "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
             ),
             Module::Ext(m) => m.takes(opt).is_some(),
+            Module::Stateful(x) => x.accepts(opt),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::ruleset::{
 
 mod nat;
 mod net;
+pub(super) mod stateful;
 mod target;
 
 /// Parses the options of one `-A` line.
@@ -43,6 +44,7 @@ pub(super) struct RuleParser<'r> {
     nat: nat::NatDraft,
     /// The options of an extended target (MARK, CONNMARK, TCPMSS, ...; `ext.rs`).
     ext_target: Vec<ext::ExtOpt>,
+    set_target: stateful::SetTargetDraft,
 }
 
 impl<'r> RuleParser<'r> {
@@ -74,6 +76,7 @@ impl<'r> RuleParser<'r> {
             ct: (None, false),
             nat: nat::NatDraft::default(),
             ext_target: Vec::new(),
+            set_target: stateful::SetTargetDraft::default(),
         }
     }
 
@@ -250,9 +253,13 @@ impl<'r> RuleParser<'r> {
                 src: None,
                 dst: None,
             },
-            "recent" | "set" | "mac" | "hashlimit" | "physdev" | "string" | "time" | "u32"
-            | "connlimit" | "policy" | "ipv6header" | "hbh" | "dst" | "sctp" | "helper"
-            | "quota" | "bpf" | "devgroup" | "realm" => {
+            // A guard, so the list of unsupported matches below stays as it is.
+            n if stateful::ExtModule::of(n).is_some() => {
+                Module::Stateful(stateful::ExtModule::of(n).expect("ext has it"))
+            }
+            "mac" | "physdev" | "string" | "time" | "u32" | "connlimit" | "policy"
+            | "ipv6header" | "hbh" | "dst" | "sctp" | "helper" | "quota" | "bpf" | "devgroup"
+            | "realm" => {
                 return Err(self.err(
                     tok.col,
                     format!("match \"-m {}\" is not supported by statewall", v.s),
@@ -296,6 +303,9 @@ impl<'r> RuleParser<'r> {
     /// Handles a `--long` option: a module's or the target's.
     fn option(&mut self, tok: &Tok, neg: &mut Option<usize>) -> Res<()> {
         let o = tok.s.as_str();
+        if self.target.as_ref().is_some_and(|t| t.0 == "SET") && self.ext_target_option(tok, neg)? {
+            return Ok(());
+        }
         if self.target.is_some() && self.target_option(tok, neg)? {
             return Ok(());
         }
@@ -361,7 +371,8 @@ impl<'r> RuleParser<'r> {
         }
         let negated = neg.take();
         let inv = negated.is_some();
-        let v = if o == "--syn" {
+        let flag = matches!(&self.modules[idx], Module::Stateful(x) if !x.takes_value(o));
+        let v = if o == "--syn" || flag {
             None
         } else {
             Some(self.value(tok, &mut None, false)?)
@@ -526,6 +537,7 @@ impl<'r> RuleParser<'r> {
                 }
                 *slot = Some(v.s.clone());
             }
+            Module::Stateful(x) => self.ext_apply(x, o, v, inv, negated, col)?,
             Module::AddrType { src, dst } => {
                 if o.starts_with("--limit-iface") {
                     return Err(self.err(col, format!("addrtype option \"{o}\" is not supported")));
@@ -652,6 +664,7 @@ impl<'r> RuleParser<'r> {
                     comment = Some(t.clone().ok_or_else(|| need("--comment"))?);
                     Match::Comment
                 }
+                Module::Stateful(x) => Match::Stateful(Box::new(self.ext_finish(x, c)?)),
                 Module::AddrType { src, dst } => {
                     if src.is_none() && dst.is_none() {
                         return Err(need("--src-type or --dst-type"));
@@ -734,6 +747,10 @@ impl<'r> RuleParser<'r> {
                         let k = nat::kind_of(n).expect("checked");
                         DraftTarget::Done(Target::Nat(Box::new(self.nat_target(k, col)?)))
                     }
+                    // A guard, so the list of unsupported targets below stays as it is.
+                    _ if name == "SET" => {
+                        DraftTarget::Done(Target::Stateful(Box::new(self.ext_set_target(col)?)))
+                    }
                     n if ext_target::target_opts(n).is_some() => {
                         let ch = &self.r.d.chains[self.chain];
                         let builtin = ch.policy.is_some().then(|| ch.name.clone());
@@ -747,8 +764,8 @@ impl<'r> RuleParser<'r> {
                         )?;
                         DraftTarget::Done(Target::Ext(Box::new(t)))
                     }
-                    "NFQUEUE" | "QUEUE" | "TRACE" | "SET" | "CLASSIFY" | "TEE" | "AUDIT"
-                    | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" | "TPROXY" => {
+                    "NFQUEUE" | "QUEUE" | "TRACE" | "CLASSIFY" | "TEE" | "AUDIT" | "SECMARK"
+                    | "CONNSECMARK" | "IDLETIMER" | "LED" | "SYNPROXY" | "TPROXY" => {
                         return Err(self.err(
                             col,
                             format!("target \"{name}\" is not supported by statewall"),
