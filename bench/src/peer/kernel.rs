@@ -178,6 +178,9 @@ pub(crate) fn kernel_peer_run(secs: f64) -> Result<Vec<Row>, String> {
     ])
 }
 
+/// Measures the sink's receive rate under one flood: (pps, packets sent).
+type Measure<'a> = dyn Fn(&str) -> Result<(f64, u64), String> + 'a;
+
 /// Runs `statewall run` on fa/fb (af_packet, one worker) with the kernel peer's filter
 /// rules (and, with `nat`, MASQUERADE out of the outside port, whose address is given
 /// in the config) and measures it; returns (pps at the sink, sent, summary line).
@@ -185,7 +188,7 @@ fn statewall_on_veth(
     sw: &Path,
     secs: f64,
     nat: bool,
-    measure: &dyn Fn(&str) -> Result<(f64, u64), String>,
+    measure: &Measure<'_>,
 ) -> Result<(f64, u64, String), String> {
     let tag = if nat { "nat" } else { "plain" };
     let cfg = std::env::temp_dir().join(format!("statewall-bench-veth-{tag}.toml"));
