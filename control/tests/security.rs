@@ -349,8 +349,9 @@ fn two_thousand_half_open_connections_do_not_stop_metrics() {
     );
     // The same request on the idle server first: on a loaded machine (CI runs the
     // tests of a binary in parallel, each with a busy-polling worker) the bound is
-    // 100 ms or three times this baseline, whichever is larger. A server that
-    // half-open clients can stall would not answer at all.
+    // 1 s or five times this baseline, whichever is larger, and at most 2 s: still
+    // well under the 3 s header timeout, so a server that half-open clients stall
+    // (it would answer only once they time out) fails it.
     let worst_of_5 = || {
         (0..5)
             .map(|_| {
@@ -364,7 +365,9 @@ fn two_thousand_half_open_connections_do_not_stop_metrics() {
             .unwrap()
     };
     let baseline = worst_of_5();
-    let bound = Duration::from_millis(100).max(baseline * 3);
+    let bound = Duration::from_millis(1000)
+        .max(baseline * 5)
+        .min(Duration::from_millis(2000));
     let mut held = Vec::with_capacity(n);
     let opened = Instant::now();
     for i in 0..n {
