@@ -549,13 +549,91 @@ def mixed():
         note="no CONNTRACK.md expectations: the kernel output is the reference")
 
 
+# ---------------------------------------------------------------------------
+# UDP-Lite (RFC 3828; nf_conntrack_proto_udp.c's udplite part)
+# ---------------------------------------------------------------------------
+
+def _csum16(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return s
+
+
+def udplite(src, dst, sport, dport, load=b"lite", cov=8, v6=False, csum="good", pseudo_proto=17):
+    """UDP-Lite datagram: COV is the checksum coverage field (0 = whole datagram);
+    CSUM 'good' computes it over the coverage (pseudo header with PSEUDO_PROTO and the
+    datagram length), 'bad' flips it, an int is written as is.  The default PSEUDO_PROTO
+    is 17: the kernel (6.18) verifies UDP-Lite with IPPROTO_UDP in the pseudo header
+    (udplite_error -> nf_checksum_partial(..., IPPROTO_UDP, ...)), so an RFC 3828
+    checksum (protocol 136) is INVALID there while checksum checking is on (l03, l04)."""
+    hdr = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + cov.to_bytes(2, "big")
+    body = hdr + b"\0\0" + load
+    n = len(body)
+    if isinstance(csum, int):
+        c = csum
+    else:
+        covered = body[:n if cov == 0 else min(cov, n)]
+        if v6:
+            import ipaddress
+            ph = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
+                  + n.to_bytes(4, "big") + b"\0\0\0" + bytes([pseudo_proto]))
+        else:
+            import ipaddress
+            ph = (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
+                  + bytes([0, pseudo_proto]) + n.to_bytes(2, "big"))
+        c = (~_csum16(ph + covered)) & 0xffff or 0xffff
+        if csum == "bad":
+            c ^= 0x5555
+    body = hdr + c.to_bytes(2, "big") + load
+    if v6:
+        return ip6(src, dst, nh=136) / Raw(body)
+    return ip4(src, dst, proto=136) / Raw(body)
+
+
+def udplite_cases():
+    q = lambda **kw: udplite(C, S, 5004, 5005, **kw)
+    r = lambda **kw: udplite(S, C, 5005, 5004, **kw)
+    add("l01_udplite_flow", "UL1",
+        "UDP-Lite C->S coverage 8 (header only), S->C coverage 0 (whole), C->S coverage 12",
+        [(q(cov=8), "NEW/O"), (r(cov=0), "EST/R"), (q(cov=12), "EST/O")])
+    add("l02_udplite_bad_coverage", "UL2",
+        "coverage 40 > 12-byte datagram; coverage 4 < 8; checksum 0; then a port unreachable "
+        "quoting the coverage-40 datagram",
+        [(udplite(C, S, 5006, 5005, cov=40), "INV"), (udplite(C, S, 5007, 5005, cov=4), "INV"),
+         (udplite(C, S, 5008, 5005, cov=0, csum=0), "INV"),
+         (icmp_err(S, C, 3, 3, udplite(C, S, 5006, 5005, cov=40)), "INV")])
+    add("l03_udplite_csum", "UL3",
+        "wrong checksum; RFC 3828 checksum (pseudo header protocol 136: INVALID in the kernel); "
+        "the same datagram with nf_conntrack_checksum=0 is in l03b",
+        [(q(cov=0, csum="bad"), "INV"), (udplite(C, S, 5009, 5005, cov=0, pseudo_proto=136), "INV")])
+    add("l03b_udplite_csum_nocheck", "UL3",
+        "wrong checksum with nf_conntrack_checksum=0; coverage 40 > datagram (still INVALID); "
+        "RFC 3828 checksum; checksum 0 (still INVALID)",
+        [(q(cov=0, csum="bad"), "NEW/O"), (udplite(C, S, 5006, 5005, cov=40), "INV"),
+         (udplite(C, S, 5009, 5005, cov=0, pseudo_proto=136), "NEW/O"),
+         (udplite(C, S, 5008, 5005, cov=0, csum=0), "INV")],
+        opts={"sysctl": ["nf_conntrack_checksum=0"]})
+    add("l04_udplite_v6", "UL1", "UDP-Lite over IPv6: query coverage 8, answer coverage 0, "
+        "coverage 100 > datagram; an RFC 3828 checksum; a wrong one",
+        [(udplite(C6, S6, 5004, 5005, v6=True), "NEW/O"),
+         (udplite(S6, C6, 5005, 5004, cov=0, v6=True), "EST/R"),
+         (udplite(C6, S6, 5010, 5005, cov=100, v6=True), "INV"),
+         (udplite(C6, S6, 5011, 5005, v6=True, pseudo_proto=136), "INV"),
+         (udplite(C6, S6, 5012, 5005, v6=True, csum="bad"), "INV")])
+    add("l05_udplite_related", "UL4", "UDP-Lite flow, then S->C port unreachable quoting the query",
+        [(q(cov=8), "NEW/O"), (icmp_err(S, C, 3, 3, q(cov=8)), "REL/R")])
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); ftp_cases(); mixed()
+    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); udplite_cases(); ftp_cases(); mixed()
     manifest = []
     for c in CAPTURES:
         frames = c.pop("_frames")

@@ -186,7 +186,7 @@ impl FlowKey {
         dst: Addr,
         dport: u16,
     ) -> (FlowKey, bool) {
-        let (sport, dport) = if proto_num == proto::TCP || proto_num == proto::UDP {
+        let (sport, dport) = if matches!(proto_num, proto::TCP | proto::UDP | proto::UDPLITE) {
             (sport, dport)
         } else {
             (0, 0)

@@ -264,6 +264,12 @@ pub enum InvalidReason {
     IcmpErrorSpoofed,
     /// INV-20: ICMP over IPv6, or ICMPv6 over IPv4.
     IcmpWrongFamily,
+    /// INV-22: UDP-Lite checksum coverage < 8 (and not 0) or beyond the datagram.
+    UdpLiteBadCoverage,
+    /// INV-23: UDP-Lite checksum 0 (UDP-Lite mandates one).
+    UdpLiteNoChecksum,
+    /// INV-24: UDP-Lite checksum over its coverage wrong.
+    UdpLiteBadChecksum,
 }
 
 impl InvalidReason {
@@ -291,6 +297,9 @@ impl InvalidReason {
         InvalidReason::IcmpErrorNoEntry,
         InvalidReason::IcmpErrorSpoofed,
         InvalidReason::IcmpWrongFamily,
+        InvalidReason::UdpLiteBadCoverage,
+        InvalidReason::UdpLiteNoChecksum,
+        InvalidReason::UdpLiteBadChecksum,
     ];
 
     /// The snake_case name (a metrics label).
@@ -318,6 +327,9 @@ impl InvalidReason {
             InvalidReason::IcmpErrorNoEntry => "icmp_error_no_entry",
             InvalidReason::IcmpErrorSpoofed => "icmp_error_spoofed",
             InvalidReason::IcmpWrongFamily => "icmp_wrong_family",
+            InvalidReason::UdpLiteBadCoverage => "udplite_bad_coverage",
+            InvalidReason::UdpLiteNoChecksum => "udplite_no_checksum",
+            InvalidReason::UdpLiteBadChecksum => "udplite_bad_checksum",
         }
     }
 
@@ -345,6 +357,9 @@ impl InvalidReason {
             InvalidReason::IcmpErrorNoEntry => "INV-18",
             InvalidReason::IcmpErrorSpoofed => "INV-19",
             InvalidReason::IcmpWrongFamily => "INV-20",
+            InvalidReason::UdpLiteBadCoverage => "INV-22",
+            InvalidReason::UdpLiteNoChecksum => "INV-23",
+            InvalidReason::UdpLiteBadChecksum => "INV-24",
         }
     }
 

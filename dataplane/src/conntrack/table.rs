@@ -384,7 +384,7 @@ impl ConnTable {
         }
         if matches!(
             e.proto,
-            crate::packet::proto::TCP | crate::packet::proto::UDP
+            crate::packet::proto::TCP | crate::packet::proto::UDP | crate::packet::proto::UDPLITE
         ) {
             // The key is the reply tuple's endpoints in either order.
             return (k.a == n.src && k.port_a == n.sport && k.b == n.dst && k.port_b == n.dport)

@@ -14,7 +14,7 @@ use super::{
     ConfirmResult, CtCounter, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
     Nanos, Track, TrackOpts, NS,
 };
-use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, L4};
+use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, Udp, L4};
 
 impl ConnTable {
     // ----- the per-packet procedure -----------------------------------------------------
@@ -67,6 +67,11 @@ impl ConnTable {
                 }
                 if !tcp::valid_flags(t.flags) {
                     return Track::invalid(InvalidReason::TcpBadFlags);
+                }
+            }
+            L4::Udp(u) if p.proto == proto::UDPLITE => {
+                if let Err(r) = udplite_check(frame, p, u, self.cfg.checksum && !opts.l4_csum_ok) {
+                    return Track::invalid(r);
                 }
             }
             L4::Udp(_) => {
@@ -185,6 +190,16 @@ impl ConnTable {
                 }
                 self.store_tcp(slot, &c);
                 tcp_state = Some(TcpState::from_u8(c.state));
+            }
+            L4::Udp(_) if p.proto == proto::UDPLITE => {
+                // nf_conntrack_udplite_packet: UDP's timeouts, but no two-second wait
+                // before the stream timeout and ASSURED.
+                let mut timeout = self.cfg.udp_timeout;
+                if status & CtStatus::SEEN_REPLY != 0 {
+                    timeout = self.cfg.udp_timeout_stream;
+                    status |= CtStatus::ASSURED;
+                }
+                deadline = now.saturating_add(timeout as u64 * NS);
             }
             L4::Udp(_) => {
                 let mut timeout = self.cfg.udp_timeout;
@@ -577,6 +592,25 @@ impl ConnTable {
 
 fn icmp_is_request(p: &Parsed, ty: u8) -> bool {
     super::key::icmp_role(p.family == Family::V6, ty).unwrap_or(false)
+}
+
+/// `udplite_error`: the checksum coverage (0 = the whole datagram) must be at least the
+/// header and within the datagram, the checksum must be present, and (when `verify`)
+/// right over the coverage. Linux applies the first two with checksum checking off too.
+fn udplite_check(frame: &[u8], p: &Parsed, u: Udp, verify: bool) -> Result<(), InvalidReason> {
+    let len = p.l4_len as usize;
+    let cov = match u.len as usize {
+        0 => len,
+        c if c < 8 || c > len => return Err(InvalidReason::UdpLiteBadCoverage),
+        c => c,
+    };
+    if u.checksum == 0 {
+        return Err(InvalidReason::UdpLiteNoChecksum);
+    }
+    if verify && !checksum::udplite_ok(frame, p, cov) {
+        return Err(InvalidReason::UdpLiteBadChecksum);
+    }
+    Ok(())
 }
 
 fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {

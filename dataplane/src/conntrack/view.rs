@@ -56,7 +56,7 @@ impl EntryView {
             to_ip(self.family, &t.dst)
         );
         match self.proto {
-            proto::TCP | proto::UDP => {
+            proto::TCP | proto::UDP | proto::UDPLITE => {
                 let _ = write!(s, "sport={} dport={} ", t.sport, t.dport);
             }
             _ => {

@@ -272,6 +272,28 @@ fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
                 checksum: u16::from_be_bytes([s[6], s[7]]),
             }))
         }
+        proto::UDPLITE => {
+            // The UDP header layout, with the checksum coverage where UDP has its
+            // length; the coverage is conntrack's to judge (`udplite_error`).
+            if inner {
+                let (sport, dport) = quoted_ports(s)?;
+                return Ok(L4::Udp(Udp {
+                    sport,
+                    dport,
+                    len: be16(s, 4).unwrap_or(0),
+                    checksum: be16(s, 6).unwrap_or(0),
+                }));
+            }
+            if s.len() < 8 {
+                return Err(ParseError::TruncatedL4);
+            }
+            Ok(L4::Udp(Udp {
+                sport: u16::from_be_bytes([s[0], s[1]]),
+                dport: u16::from_be_bytes([s[2], s[3]]),
+                len: u16::from_be_bytes([s[4], s[5]]),
+                checksum: u16::from_be_bytes([s[6], s[7]]),
+            }))
+        }
         proto::ICMP | proto::ICMPV6 => {
             if s.len() < 8 {
                 return Err(ParseError::TruncatedL4);
