@@ -627,13 +627,87 @@ def udplite_cases():
         [(q(cov=8), "NEW/O"), (icmp_err(S, C, 3, 3, q(cov=8)), "REL/R")])
 
 
+# ---------------------------------------------------------------------------
+# SCTP (nf_conntrack_proto_sctp.c)
+# ---------------------------------------------------------------------------
+
+TAG_C, TAG_S = 0x11111111, 0x22222222
+SCP, SSP = 40100, 36412
+
+
+def sctp(src, dst, sport, dport, vtag, *chunks, v6=False, chksum=None):
+    from scapy.layers.sctp import SCTP
+    l3 = ip6(src, dst) if v6 else ip4(src, dst)
+    p = l3 / SCTP(sport=sport, dport=dport, tag=vtag, chksum=chksum)
+    for c in chunks:
+        p = p / c
+    return p
+
+
+def sctp_assoc_cases():
+    from scapy.layers.sctp import (SCTPChunkCookieAck, SCTPChunkCookieEcho, SCTPChunkData,
+                                   SCTPChunkHeartbeatAck, SCTPChunkHeartbeatReq, SCTPChunkInit,
+                                   SCTPChunkInitAck, SCTPChunkSACK, SCTPChunkShutdown,
+                                   SCTPChunkShutdownAck, SCTPChunkShutdownComplete,
+                                   SCTPChunkParamStateCookie, SCTPChunkParamHeartbeatInfo)
+    init = lambda tag: SCTPChunkInit(init_tag=tag, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1)
+    init_ack = lambda tag: SCTPChunkInitAck(init_tag=tag, a_rwnd=65535, n_out_streams=1, n_in_streams=1,
+                                            init_tsn=1, params=[SCTPChunkParamStateCookie(cookie=b"c" * 8)])
+    c2s_ = lambda vtag, *ch, **kw: sctp(C, S, SCP, SSP, vtag, *ch, **kw)
+    s2c_ = lambda vtag, *ch, **kw: sctp(S, C, SSP, SCP, vtag, *ch, **kw)
+    hb = SCTPChunkHeartbeatReq(params=[SCTPChunkParamHeartbeatInfo(data=b"h" * 8)])
+    hback = SCTPChunkHeartbeatAck(params=[SCTPChunkParamHeartbeatInfo(data=b"h" * 8)])
+    hs = [(c2s_(0, init(TAG_C)), "NEW/O"), (s2c_(TAG_C, init_ack(TAG_S)), "EST/R"),
+          (c2s_(TAG_S, SCTPChunkCookieEcho(cookie=b"c" * 8)), "EST/O"),
+          (s2c_(TAG_C, SCTPChunkCookieAck()), "EST/R")]
+    add("s01_sctp_assoc", "SC1",
+        "INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK, DATA, SACK, HEARTBEAT, HEARTBEAT-ACK, "
+        "SHUTDOWN, SHUTDOWN-ACK, SHUTDOWN-COMPLETE, then DATA on the closed entry",
+        hs + [(c2s_(TAG_S, SCTPChunkData(tsn=1, data=b"hello")), "EST/O"),
+              (s2c_(TAG_C, SCTPChunkSACK(cumul_tsn_ack=1, a_rwnd=65535)), "EST/R"),
+              (c2s_(TAG_S, hb), "EST/O"), (s2c_(TAG_C, hback), "EST/R"),
+              (c2s_(TAG_S, SCTPChunkShutdown(cumul_tsn_ack=1)), "EST/O"),
+              (s2c_(TAG_C, SCTPChunkShutdownAck()), "EST/R"),
+              (c2s_(TAG_S, SCTPChunkShutdownComplete()), "EST/O"),
+              (c2s_(TAG_S, SCTPChunkData(tsn=2, data=b"late")), "EST/O")])
+    unknown = Raw(bytes([0xC0, 0, 0, 4]))
+    unk_pkt = sctp(C, S, 40101, SSP, 0, unknown)
+    trunc = ip4(C, S, proto=132) / Raw(raw(sctp(C, S, 40102, SSP, 0, init(TAG_C))[IP].payload)[:8])
+    add("s02_sctp_invalid", "SC2",
+        "new flows: unknown chunk 0xC0; DATA first; 8-byte header; INIT with vtag != 0; no chunk; "
+        "port unreachable quoting the unknown-chunk packet; INIT bundled with DATA; COOKIE-ACK out of the blue; "
+        "INIT with a wrong CRC",
+        [(unk_pkt, "INV"), (sctp(C, S, 40103, SSP, TAG_S, SCTPChunkData(tsn=1, data=b"x")), "INV"),
+         (trunc, "INV"), (sctp(C, S, 40104, SSP, 7, init(TAG_C)), "INV"),
+         (sctp(C, S, 40105, SSP, 0), "INV"), (icmp_err(S, C, 3, 3, unk_pkt), "INV"),
+         (sctp(C, S, 40106, SSP, 0, init(TAG_C), SCTPChunkData(tsn=1, data=b"x")), "INV"),
+         (sctp(C, S, 40107, SSP, TAG_S, SCTPChunkCookieAck()), "INV"),
+         (sctp(C, S, 40108, SSP, 0, init(TAG_C), chksum=0x12345678), "INV")])
+    add("s03_sctp_bad_vtag", "SC3",
+        "handshake; DATA with a wrong vtag; DATA with the right one; an unknown chunk inside the association",
+        hs + [(c2s_(0x33333333, SCTPChunkData(tsn=1, data=b"x")), "INV"),
+              (c2s_(TAG_S, SCTPChunkData(tsn=1, data=b"x")), "EST/O"),
+              (c2s_(TAG_S, unknown), "EST/O")])
+    add("s04_sctp_heartbeat_new", "SC4",
+        "a HEARTBEAT starts a (secondary path) entry; its HEARTBEAT-ACK; over IPv6 an INIT and INIT-ACK",
+        [(c2s_(TAG_S, hb), "NEW/O"), (s2c_(TAG_C, hback), "EST/R"),
+         (sctp(C6, S6, SCP, SSP, 0, init(TAG_C), v6=True), "NEW/O"),
+         (sctp(S6, C6, SSP, SCP, TAG_C, init_ack(TAG_S), v6=True), "EST/R")])
+    add("s05_sctp_related", "SC5", "INIT; port unreachable from S quoting it",
+        [(c2s_(0, init(TAG_C)), "NEW/O"), (icmp_err(S, C, 3, 3, c2s_(0, init(TAG_C))), "REL/R")])
+    add("s06_sctp_nocheck", "SC6",
+        "with nf_conntrack_checksum=0: INIT with a wrong CRC (NEW); unknown chunk (still INVALID)",
+        [(sctp(C, S, 40108, SSP, 0, init(TAG_C), chksum=0x12345678), "NEW/O"), (unk_pkt, "INV")],
+        opts={"sysctl": ["nf_conntrack_checksum=0"]})
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); udplite_cases(); ftp_cases(); mixed()
+    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); udplite_cases(); sctp_assoc_cases(); ftp_cases(); mixed()
     manifest = []
     for c in CAPTURES:
         frames = c.pop("_frames")

@@ -64,7 +64,7 @@ pub const NAMES: &[Name] = &[
     n(ESP, &["esp"], true, None),
     n(AH, &["ah"], true, None),
     n(GRE, &["gre"], true, None),
-    n(SCTP, &["sctp"], true, None),
+    n(SCTP, &["sctp"], true, Some("sctp")),
     n(UDPLITE, &["udplite"], true, Some("udplite")),
     n(2, &["igmp"], false, None),
     n(4, &["ipip", "ipencap"], false, None),

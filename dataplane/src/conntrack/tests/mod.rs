@@ -16,6 +16,7 @@ use TcpState as TS;
 
 mod ftp;
 mod nat;
+mod sctp;
 mod table;
 mod tcp;
 mod udp_icmp;
