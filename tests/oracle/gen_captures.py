@@ -695,6 +695,33 @@ def sctp_assoc_cases():
          (sctp(S6, C6, SSP, SCP, TAG_C, init_ack(TAG_S), v6=True), "EST/R")])
     add("s05_sctp_related", "SC5", "INIT; port unreachable from S quoting it",
         [(c2s_(0, init(TAG_C)), "NEW/O"), (icmp_err(S, C, 3, 3, c2s_(0, init(TAG_C))), "REL/R")])
+    from scapy.layers.sctp import SCTPChunkAbort
+    p2 = lambda sp: (lambda vtag, *ch: sctp(C, S, sp, SSP, vtag, *ch),
+                     lambda vtag, *ch: sctp(S, C, SSP, sp, vtag, *ch))
+    a_c, a_s = p2(40110)
+    b_c, b_s = p2(40111)
+    d_c, d_s = p2(40112)
+    e_c, e_s = p2(40113)
+    up = lambda c_, s_: [(c_(0, init(TAG_C)), "NEW/O"), (s_(TAG_C, init_ack(TAG_S)), "EST/R"),
+                         (c_(TAG_S, SCTPChunkCookieEcho(cookie=b"c" * 8)), "EST/O"),
+                         (s_(TAG_C, SCTPChunkCookieAck()), "EST/R")]
+    add("s07_sctp_edges", "SC7",
+        "A: up, SHUTDOWN from the server (SHUTDOWN_RECD), SHUTDOWN-ACK from the client, SHUTDOWN-COMPLETE with the T bit; "
+        "B: up, ABORT with a wrong vtag (INV), ABORT with T and the peer's tag, INIT again on the closed entry; "
+        "D: INIT, COOKIE-ECHO with a wrong vtag (INV), INIT-ACK with the wrong vtag (INV), DATA+SACK bundled after up; "
+        "E: up, HEARTBEAT with a new vtag (let through), its HEARTBEAT-ACK with a new vtag (adopted: the other "
+        "direction's tag is now 0), so DATA with either tag is INVALID",
+        up(a_c, a_s) + [(a_s(TAG_C, SCTPChunkShutdown(cumul_tsn_ack=1)), "EST/R"),
+                        (a_c(TAG_S, SCTPChunkShutdownAck()), "EST/O"),
+                        (a_s(TAG_S, SCTPChunkShutdownComplete(TCB=1)), "EST/R")]
+        + up(b_c, b_s) + [(b_c(0x44444444, SCTPChunkAbort()), "INV"),
+                          (b_c(TAG_C, SCTPChunkAbort(TCB=1)), "EST/O"),
+                          (b_c(0, init(0x55555555)), "EST/O")]
+        + [(d_c(0, init(TAG_C)), "NEW/O"), (d_c(0x66666666, SCTPChunkCookieEcho(cookie=b"c" * 8)), "INV"),
+           (d_s(0x77777777, init_ack(TAG_S)), "INV")]
+        + up(e_c, e_s) + [(e_c(0x88888888, hb), "EST/O"), (e_s(0x99999999, hback), "EST/R"),
+                          (e_c(0x88888888, SCTPChunkData(tsn=5, data=b"x")), "INV"),
+                          (e_c(TAG_S, SCTPChunkData(tsn=6, data=b"x")), "INV")])
     add("s06_sctp_nocheck", "SC6",
         "with nf_conntrack_checksum=0: INIT with a wrong CRC (NEW); unknown chunk (still INVALID)",
         [(sctp(C, S, 40108, SSP, 0, init(TAG_C), chksum=0x12345678), "NEW/O"), (unk_pkt, "INV")],
