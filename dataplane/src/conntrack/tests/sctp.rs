@@ -211,3 +211,34 @@ fn sc4_heartbeat_starts_an_entry_and_errors_are_related() {
     expect(&t, Rel, None);
     assert_eq!(t.dir, Direction::Reply);
 }
+
+#[test]
+fn sctp_through_snat_keeps_its_ports_and_the_reply_finds_the_entry() {
+    use crate::conntrack::nat::range_flags as rf;
+    use crate::conntrack::{NatRange, NatRequest};
+    let mut h = H::new();
+    let pub_ip = packet::from_ip(ip("192.0.2.1")).1;
+    let req = NatRequest {
+        dst: None,
+        src: Some(NatRange {
+            flags: rf::MAP_IPS,
+            min_addr: pub_ip,
+            max_addr: pub_ip,
+            ..Default::default()
+        }),
+    };
+    let init = sctp_raw(SC, SS, 0, &[(1, 0, &init_body(TC))], false);
+    let p = parsed(&init);
+    let t = h.t.track(&init, &p, h.now, TrackOpts::default());
+    let hd = t.handle.unwrap();
+    assert_eq!(h.t.bind_nat(hd, &req, h.now, |_| true), Ok(()));
+    assert!(h.t.confirm(&t, true, &init, &p, h.now).is_pass());
+    let rw = h.t.nat_rewrite(hd, Direction::Original).unwrap();
+    assert_eq!((rw.new.src, rw.new.sport), (pub_ip, 40100));
+    // The INIT-ACK to the translated address is the entry's reply.
+    let ia = sctp_raw(SS, "192.0.2.1:40100", TC, &[(2, 0, &init_body(TS_))], false);
+    let r = h.go(&ia);
+    expect(&r, Est, None);
+    assert_eq!((r.dir, r.handle), (Direction::Reply, Some(hd)));
+    assert_eq!(state(&h, &init), Some(SctpState::CookieWait));
+}
