@@ -1,9 +1,10 @@
 //! The SCTP tracker (`nf_conntrack_proto_sctp.c`, Linux 6.18): the chunk-driven state
 //! machine, the verification-tag checks and the per-state timeouts. Pure functions on
-//! [`SctpConn`]; the entry storage is in [`super::table`] (the state in the entry's
+//! [`SctpConn`], and its load/store on the table's entry (the state in the entry's
 //! `tcp_state` byte, the vtags and flags in its TCP window words, unused for SCTP).
 //! Multi-homing is not tracked (as in Linux: each path is its own entry).
 
+use super::table::ConnTable;
 use super::{Config, InvalidReason};
 
 /// A connection's SCTP state, numbered as Linux's `enum sctp_conntrack`.
@@ -407,6 +408,33 @@ fn sctp_new(c: &mut SctpConn, seg: &[u8], vtag: u32) -> Result<(), InvalidReason
         c.state = NO;
     }
     Ok(())
+}
+
+impl ConnTable {
+    /// An SCTP entry's tracker data: the state in `tcp_state`, the vtags in the first
+    /// window word of each direction, the flags in the second word of ORIGINAL's.
+    pub(super) fn load_sctp(&self, slot: usize) -> SctpConn {
+        let e = &self.entries[slot];
+        let f = e.win[0][1];
+        SctpConn {
+            state: e.tcp_state,
+            vtag: [e.win[0][0], e.win[1][0]],
+            init: [f & 1 != 0, f & 2 != 0],
+            hb_vtag_failed: f & 4 != 0,
+            last_dir: ((f >> 3) & 1) as u8,
+        }
+    }
+
+    pub(super) fn store_sctp(&mut self, slot: usize, c: &SctpConn) {
+        let e = &mut self.entries[slot];
+        e.tcp_state = c.state;
+        e.win[0][0] = c.vtag[0];
+        e.win[1][0] = c.vtag[1];
+        e.win[0][1] = c.init[0] as u32
+            | (c.init[1] as u32) << 1
+            | (c.hb_vtag_failed as u32) << 2
+            | ((c.last_dir & 1) as u32) << 3;
+    }
 }
 
 /// CRC32c (Castagnoli, reflected 0x82F63B78), the SCTP checksum, of `parts` in order.

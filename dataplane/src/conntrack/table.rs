@@ -28,7 +28,6 @@ use super::expect::{ExpectTable, MasterRef};
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
 use super::nat::{NatRequest, NatTuple};
-use super::sctp::SctpConn;
 use super::seqadj::{Mangle, SeqAdj};
 use super::tcp::{Seen, TcpConn};
 use super::view::EntryView;
@@ -658,31 +657,6 @@ impl ConnTable {
             last_end: t.last_end,
             last_win: t.last_win,
         };
-    }
-
-    /// An SCTP entry's tracker data: the state in `tcp_state`, the vtags in the first
-    /// window word of each direction, the flags in the second word of ORIGINAL's.
-    pub(super) fn load_sctp(&self, slot: usize) -> SctpConn {
-        let e = &self.entries[slot];
-        let f = e.win[0][1];
-        SctpConn {
-            state: e.tcp_state,
-            vtag: [e.win[0][0], e.win[1][0]],
-            init: [f & 1 != 0, f & 2 != 0],
-            hb_vtag_failed: f & 4 != 0,
-            last_dir: ((f >> 3) & 1) as u8,
-        }
-    }
-
-    pub(super) fn store_sctp(&mut self, slot: usize, c: &SctpConn) {
-        let e = &mut self.entries[slot];
-        e.tcp_state = c.state;
-        e.win[0][0] = c.vtag[0];
-        e.win[1][0] = c.vtag[1];
-        e.win[0][1] = c.init[0] as u32
-            | (c.init[1] as u32) << 1
-            | (c.hb_vtag_failed as u32) << 2
-            | ((c.last_dir & 1) as u32) << 3;
     }
 
     pub(super) fn stream_ts(&self, slot: usize) -> u64 {
