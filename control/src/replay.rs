@@ -223,12 +223,16 @@ fn summary_parsed(p: &Parsed) -> String {
                 t.sport, t.dport, t.seq, t.ack, t.window, t.payload_len
             )
         }
+        L4::Udp(u) if p.proto == dataplane::packet::proto::UDPLITE => {
+            format!("UDP-Lite {s}.{} > {d}.{} cov={}", u.sport, u.dport, u.len)
+        }
         L4::Udp(u) => format!(
             "UDP {s}.{} > {d}.{} len={}",
             u.sport,
             u.dport,
             u.len.saturating_sub(8)
         ),
+        L4::Sctp(c) => format!("SCTP {s}.{} > {d}.{} vtag={:#x}", c.sport, c.dport, c.vtag),
         L4::Icmp(i) => format!(
             "{} {s} > {d} type={} code={} id={}",
             if i.v6 { "ICMPv6" } else { "ICMP" },

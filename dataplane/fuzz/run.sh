@@ -7,5 +7,10 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 export RUSTC_BOOTSTRAP=1
 for t in parse track ftp_nat; do
-  cargo fuzz run "$t" -- -max_total_time="$secs" -max_len=512
+  # corpus/$t is the fuzzer's own (ignored by git); seeds/$t (make_seeds.py) holds frames
+  # of the oracle captures, SCTP and UDP-Lite included.
+  mkdir -p "corpus/$t"
+  seeds=()
+  [ -d "seeds/$t" ] && seeds=("seeds/$t")
+  cargo fuzz run "$t" "corpus/$t" "${seeds[@]}" -- -max_total_time="$secs" -max_len=512
 done

@@ -549,13 +549,192 @@ def mixed():
         note="no CONNTRACK.md expectations: the kernel output is the reference")
 
 
+# ---------------------------------------------------------------------------
+# UDP-Lite (RFC 3828; nf_conntrack_proto_udp.c's udplite part)
+# ---------------------------------------------------------------------------
+
+def _csum16(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return s
+
+
+def udplite(src, dst, sport, dport, load=b"lite", cov=8, v6=False, csum="good", pseudo_proto=17):
+    """UDP-Lite datagram: COV is the checksum coverage field (0 = whole datagram);
+    CSUM 'good' computes it over the coverage (pseudo header with PSEUDO_PROTO and the
+    datagram length), 'bad' flips it, an int is written as is.  The default PSEUDO_PROTO
+    is 17: the kernel (6.18) verifies UDP-Lite with IPPROTO_UDP in the pseudo header
+    (udplite_error -> nf_checksum_partial(..., IPPROTO_UDP, ...)), so an RFC 3828
+    checksum (protocol 136) is INVALID there while checksum checking is on (l03, l04)."""
+    hdr = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + cov.to_bytes(2, "big")
+    body = hdr + b"\0\0" + load
+    n = len(body)
+    if isinstance(csum, int):
+        c = csum
+    else:
+        covered = body[:n if cov == 0 else min(cov, n)]
+        if v6:
+            import ipaddress
+            ph = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
+                  + n.to_bytes(4, "big") + b"\0\0\0" + bytes([pseudo_proto]))
+        else:
+            import ipaddress
+            ph = (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
+                  + bytes([0, pseudo_proto]) + n.to_bytes(2, "big"))
+        c = (~_csum16(ph + covered)) & 0xffff or 0xffff
+        if csum == "bad":
+            c ^= 0x5555
+    body = hdr + c.to_bytes(2, "big") + load
+    if v6:
+        return ip6(src, dst, nh=136) / Raw(body)
+    return ip4(src, dst, proto=136) / Raw(body)
+
+
+def udplite_cases():
+    q = lambda **kw: udplite(C, S, 5004, 5005, **kw)
+    r = lambda **kw: udplite(S, C, 5005, 5004, **kw)
+    add("l01_udplite_flow", "UL1",
+        "UDP-Lite C->S coverage 8 (header only), S->C coverage 0 (whole), C->S coverage 12",
+        [(q(cov=8), "NEW/O"), (r(cov=0), "EST/R"), (q(cov=12), "EST/O")])
+    add("l02_udplite_bad_coverage", "UL2",
+        "coverage 40 > 12-byte datagram; coverage 4 < 8; checksum 0; then a port unreachable "
+        "quoting the coverage-40 datagram",
+        [(udplite(C, S, 5006, 5005, cov=40), "INV"), (udplite(C, S, 5007, 5005, cov=4), "INV"),
+         (udplite(C, S, 5008, 5005, cov=0, csum=0), "INV"),
+         (icmp_err(S, C, 3, 3, udplite(C, S, 5006, 5005, cov=40)), "INV")])
+    add("l03_udplite_csum", "UL3",
+        "wrong checksum; RFC 3828 checksum (pseudo header protocol 136: INVALID in the kernel); "
+        "the same datagram with nf_conntrack_checksum=0 is in l03b",
+        [(q(cov=0, csum="bad"), "INV"), (udplite(C, S, 5009, 5005, cov=0, pseudo_proto=136), "INV")])
+    add("l03b_udplite_csum_nocheck", "UL3",
+        "wrong checksum with nf_conntrack_checksum=0; coverage 40 > datagram (still INVALID); "
+        "RFC 3828 checksum; checksum 0 (still INVALID)",
+        [(q(cov=0, csum="bad"), "NEW/O"), (udplite(C, S, 5006, 5005, cov=40), "INV"),
+         (udplite(C, S, 5009, 5005, cov=0, pseudo_proto=136), "NEW/O"),
+         (udplite(C, S, 5008, 5005, cov=0, csum=0), "INV")],
+        opts={"sysctl": ["nf_conntrack_checksum=0"]})
+    add("l04_udplite_v6", "UL1", "UDP-Lite over IPv6: query coverage 8, answer coverage 0, "
+        "coverage 100 > datagram; an RFC 3828 checksum; a wrong one",
+        [(udplite(C6, S6, 5004, 5005, v6=True), "NEW/O"),
+         (udplite(S6, C6, 5005, 5004, cov=0, v6=True), "EST/R"),
+         (udplite(C6, S6, 5010, 5005, cov=100, v6=True), "INV"),
+         (udplite(C6, S6, 5011, 5005, v6=True, pseudo_proto=136), "INV"),
+         (udplite(C6, S6, 5012, 5005, v6=True, csum="bad"), "INV")])
+    add("l05_udplite_related", "UL4", "UDP-Lite flow, then S->C port unreachable quoting the query",
+        [(q(cov=8), "NEW/O"), (icmp_err(S, C, 3, 3, q(cov=8)), "REL/R")])
+
+
+# ---------------------------------------------------------------------------
+# SCTP (nf_conntrack_proto_sctp.c)
+# ---------------------------------------------------------------------------
+
+TAG_C, TAG_S = 0x11111111, 0x22222222
+SCP, SSP = 40100, 36412
+
+
+def sctp(src, dst, sport, dport, vtag, *chunks, v6=False, chksum=None):
+    from scapy.layers.sctp import SCTP
+    l3 = ip6(src, dst) if v6 else ip4(src, dst)
+    p = l3 / SCTP(sport=sport, dport=dport, tag=vtag, chksum=chksum)
+    for c in chunks:
+        p = p / c
+    return p
+
+
+def sctp_assoc_cases():
+    from scapy.layers.sctp import (SCTPChunkCookieAck, SCTPChunkCookieEcho, SCTPChunkData,
+                                   SCTPChunkHeartbeatAck, SCTPChunkHeartbeatReq, SCTPChunkInit,
+                                   SCTPChunkInitAck, SCTPChunkSACK, SCTPChunkShutdown,
+                                   SCTPChunkShutdownAck, SCTPChunkShutdownComplete,
+                                   SCTPChunkParamStateCookie, SCTPChunkParamHeartbeatInfo)
+    init = lambda tag: SCTPChunkInit(init_tag=tag, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1)
+    init_ack = lambda tag: SCTPChunkInitAck(init_tag=tag, a_rwnd=65535, n_out_streams=1, n_in_streams=1,
+                                            init_tsn=1, params=[SCTPChunkParamStateCookie(cookie=b"c" * 8)])
+    c2s_ = lambda vtag, *ch, **kw: sctp(C, S, SCP, SSP, vtag, *ch, **kw)
+    s2c_ = lambda vtag, *ch, **kw: sctp(S, C, SSP, SCP, vtag, *ch, **kw)
+    hb = SCTPChunkHeartbeatReq(params=[SCTPChunkParamHeartbeatInfo(data=b"h" * 8)])
+    hback = SCTPChunkHeartbeatAck(params=[SCTPChunkParamHeartbeatInfo(data=b"h" * 8)])
+    hs = [(c2s_(0, init(TAG_C)), "NEW/O"), (s2c_(TAG_C, init_ack(TAG_S)), "EST/R"),
+          (c2s_(TAG_S, SCTPChunkCookieEcho(cookie=b"c" * 8)), "EST/O"),
+          (s2c_(TAG_C, SCTPChunkCookieAck()), "EST/R")]
+    add("s01_sctp_assoc", "SC1",
+        "INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK, DATA, SACK, HEARTBEAT, HEARTBEAT-ACK, "
+        "SHUTDOWN, SHUTDOWN-ACK, SHUTDOWN-COMPLETE, then DATA on the closed entry",
+        hs + [(c2s_(TAG_S, SCTPChunkData(tsn=1, data=b"hello")), "EST/O"),
+              (s2c_(TAG_C, SCTPChunkSACK(cumul_tsn_ack=1, a_rwnd=65535)), "EST/R"),
+              (c2s_(TAG_S, hb), "EST/O"), (s2c_(TAG_C, hback), "EST/R"),
+              (c2s_(TAG_S, SCTPChunkShutdown(cumul_tsn_ack=1)), "EST/O"),
+              (s2c_(TAG_C, SCTPChunkShutdownAck()), "EST/R"),
+              (c2s_(TAG_S, SCTPChunkShutdownComplete()), "EST/O"),
+              (c2s_(TAG_S, SCTPChunkData(tsn=2, data=b"late")), "EST/O")])
+    unknown = Raw(bytes([0xC0, 0, 0, 4]))
+    unk_pkt = sctp(C, S, 40101, SSP, 0, unknown)
+    trunc = ip4(C, S, proto=132) / Raw(raw(sctp(C, S, 40102, SSP, 0, init(TAG_C))[IP].payload)[:8])
+    add("s02_sctp_invalid", "SC2",
+        "new flows: unknown chunk 0xC0; DATA first; 8-byte header; INIT with vtag != 0; no chunk; "
+        "port unreachable quoting the unknown-chunk packet; INIT bundled with DATA; COOKIE-ACK out of the blue; "
+        "INIT with a wrong CRC",
+        [(unk_pkt, "INV"), (sctp(C, S, 40103, SSP, TAG_S, SCTPChunkData(tsn=1, data=b"x")), "INV"),
+         (trunc, "INV"), (sctp(C, S, 40104, SSP, 7, init(TAG_C)), "INV"),
+         (sctp(C, S, 40105, SSP, 0), "INV"), (icmp_err(S, C, 3, 3, unk_pkt), "INV"),
+         (sctp(C, S, 40106, SSP, 0, init(TAG_C), SCTPChunkData(tsn=1, data=b"x")), "INV"),
+         (sctp(C, S, 40107, SSP, TAG_S, SCTPChunkCookieAck()), "INV"),
+         (sctp(C, S, 40108, SSP, 0, init(TAG_C), chksum=0x12345678), "INV")])
+    add("s03_sctp_bad_vtag", "SC3",
+        "handshake; DATA with a wrong vtag; DATA with the right one; an unknown chunk inside the association",
+        hs + [(c2s_(0x33333333, SCTPChunkData(tsn=1, data=b"x")), "INV"),
+              (c2s_(TAG_S, SCTPChunkData(tsn=1, data=b"x")), "EST/O"),
+              (c2s_(TAG_S, unknown), "EST/O")])
+    add("s04_sctp_heartbeat_new", "SC4",
+        "a HEARTBEAT starts a (secondary path) entry; its HEARTBEAT-ACK; over IPv6 an INIT and INIT-ACK",
+        [(c2s_(TAG_S, hb), "NEW/O"), (s2c_(TAG_C, hback), "EST/R"),
+         (sctp(C6, S6, SCP, SSP, 0, init(TAG_C), v6=True), "NEW/O"),
+         (sctp(S6, C6, SSP, SCP, TAG_C, init_ack(TAG_S), v6=True), "EST/R")])
+    add("s05_sctp_related", "SC5", "INIT; port unreachable from S quoting it",
+        [(c2s_(0, init(TAG_C)), "NEW/O"), (icmp_err(S, C, 3, 3, c2s_(0, init(TAG_C))), "REL/R")])
+    from scapy.layers.sctp import SCTPChunkAbort
+    p2 = lambda sp: (lambda vtag, *ch: sctp(C, S, sp, SSP, vtag, *ch),
+                     lambda vtag, *ch: sctp(S, C, SSP, sp, vtag, *ch))
+    a_c, a_s = p2(40110)
+    b_c, b_s = p2(40111)
+    d_c, d_s = p2(40112)
+    e_c, e_s = p2(40113)
+    up = lambda c_, s_: [(c_(0, init(TAG_C)), "NEW/O"), (s_(TAG_C, init_ack(TAG_S)), "EST/R"),
+                         (c_(TAG_S, SCTPChunkCookieEcho(cookie=b"c" * 8)), "EST/O"),
+                         (s_(TAG_C, SCTPChunkCookieAck()), "EST/R")]
+    add("s07_sctp_edges", "SC7",
+        "A: up, SHUTDOWN from the server (SHUTDOWN_RECD), SHUTDOWN-ACK from the client, SHUTDOWN-COMPLETE with the T bit; "
+        "B: up, ABORT with a wrong vtag (INV), ABORT with T and the peer's tag, INIT again on the closed entry; "
+        "D: INIT, COOKIE-ECHO with a wrong vtag (INV), INIT-ACK with the wrong vtag (INV), DATA+SACK bundled after up; "
+        "E: up, HEARTBEAT with a new vtag (let through), its HEARTBEAT-ACK with a new vtag (adopted: the other "
+        "direction's tag is now 0), so DATA with either tag is INVALID",
+        up(a_c, a_s) + [(a_s(TAG_C, SCTPChunkShutdown(cumul_tsn_ack=1)), "EST/R"),
+                        (a_c(TAG_S, SCTPChunkShutdownAck()), "EST/O"),
+                        (a_s(TAG_S, SCTPChunkShutdownComplete(TCB=1)), "EST/R")]
+        + up(b_c, b_s) + [(b_c(0x44444444, SCTPChunkAbort()), "INV"),
+                          (b_c(TAG_C, SCTPChunkAbort(TCB=1)), "EST/O"),
+                          (b_c(0, init(0x55555555)), "EST/O")]
+        + [(d_c(0, init(TAG_C)), "NEW/O"), (d_c(0x66666666, SCTPChunkCookieEcho(cookie=b"c" * 8)), "INV"),
+           (d_s(0x77777777, init_ack(TAG_S)), "INV")]
+        + up(e_c, e_s) + [(e_c(0x88888888, hb), "EST/O"), (e_s(0x99999999, hback), "EST/R"),
+                          (e_c(0x88888888, SCTPChunkData(tsn=5, data=b"x")), "INV"),
+                          (e_c(TAG_S, SCTPChunkData(tsn=6, data=b"x")), "INV")])
+    add("s06_sctp_nocheck", "SC6",
+        "with nf_conntrack_checksum=0: INIT with a wrong CRC (NEW); unknown chunk (still INVALID)",
+        [(sctp(C, S, 40108, SSP, 0, init(TAG_C), chksum=0x12345678), "NEW/O"), (unk_pkt, "INV")],
+        opts={"sysctl": ["nf_conntrack_checksum=0"]})
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); ftp_cases(); mixed()
+    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); udplite_cases(); sctp_assoc_cases(); ftp_cases(); mixed()
     manifest = []
     for c in CAPTURES:
         frames = c.pop("_frames")

@@ -97,10 +97,11 @@ impl Filter {
             && self
                 .dport
                 .is_none_or(|p| p == e.orig.dport && e.orig.icmp.is_none())
-            && self
-                .state
-                .as_deref()
-                .is_none_or(|s| e.tcp_state.map(|t| t.to_string() == s).unwrap_or(false))
+            && self.state.as_deref().is_none_or(|s| {
+                // `conntrack -L --state`: the TCP or SCTP state name.
+                e.tcp_state.map(|t| t.to_string() == s).unwrap_or(false)
+                    || e.sctp_state.is_some_and(|t| t.name() == s)
+            })
             && self.status.as_deref().is_none_or(|s| match s {
                 "ASSURED" => e.status.has(CtStatus::ASSURED),
                 "SEEN_REPLY" => e.status.has(CtStatus::SEEN_REPLY),
@@ -157,6 +158,7 @@ pub fn entry_json(e: &EntryView, worker: usize) -> Value {
         "proto": e.proto,
         "timeout": e.timeout_secs,
         "tcp_state": e.tcp_state.map(|s: TcpState| s.to_string()),
+        "sctp_state": e.sctp_state.map(|s| s.name()),
         "original": tuple_json(e.family, &e.orig),
         "reply": tuple_json(e.family, &e.reply),
         "status": status,

@@ -139,6 +139,9 @@ impl FlowKey {
                 }
                 Self::icmp_dir(p.family, p.src, p.dst, i.id, i.ty, i.code)
             }
+            L4::Sctp(s) => Some(Self::ordered(
+                p.family, p.proto, p.src, s.sport, p.dst, s.dport,
+            )),
             L4::Other => Some(Self::ordered(p.family, p.proto, p.src, 0, p.dst, 0)),
             L4::Fragment | L4::Malformed(_) => None,
         }
@@ -186,7 +189,10 @@ impl FlowKey {
         dst: Addr,
         dport: u16,
     ) -> (FlowKey, bool) {
-        let (sport, dport) = if proto_num == proto::TCP || proto_num == proto::UDP {
+        let (sport, dport) = if matches!(
+            proto_num,
+            proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP
+        ) {
             (sport, dport)
         } else {
             (0, 0)

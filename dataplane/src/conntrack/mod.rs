@@ -36,6 +36,7 @@ mod helper;
 mod key;
 mod mark;
 pub mod nat;
+mod sctp;
 pub mod seqadj;
 mod stats;
 pub mod sysctl;
@@ -51,6 +52,7 @@ mod tests;
 pub use expect::{ExpectNat, ExpectStats, ExpectTable, ExpectView, Expectation};
 pub use key::FlowKey;
 pub use nat::{NatError, NatRange, NatRequest, NatRewrite, NatTuple};
+pub use sctp::SctpState;
 pub use seqadj::{Mangle, SeqAdj, SeqWay};
 pub use stats::{CtCounter, Stats};
 pub use sysctl::{Sysctl, SYSCTLS};
@@ -165,6 +167,22 @@ pub struct Config {
     pub udp_timeout: u32,
     /// `nf_conntrack_udp_timeout_stream`.
     pub udp_timeout_stream: u32,
+    /// `nf_conntrack_sctp_timeout_closed` (also a new entry's first packet).
+    pub sctp_timeout_closed: u32,
+    /// `nf_conntrack_sctp_timeout_cookie_wait`.
+    pub sctp_timeout_cookie_wait: u32,
+    /// `nf_conntrack_sctp_timeout_cookie_echoed`.
+    pub sctp_timeout_cookie_echoed: u32,
+    /// `nf_conntrack_sctp_timeout_established`.
+    pub sctp_timeout_established: u32,
+    /// `nf_conntrack_sctp_timeout_shutdown_sent`.
+    pub sctp_timeout_shutdown_sent: u32,
+    /// `nf_conntrack_sctp_timeout_shutdown_recd`.
+    pub sctp_timeout_shutdown_recd: u32,
+    /// `nf_conntrack_sctp_timeout_shutdown_ack_sent`.
+    pub sctp_timeout_shutdown_ack_sent: u32,
+    /// `nf_conntrack_sctp_timeout_heartbeat_sent`.
+    pub sctp_timeout_heartbeat_sent: u32,
     /// `nf_conntrack_icmp_timeout`.
     pub icmp_timeout: u32,
     /// `nf_conntrack_icmpv6_timeout`.
@@ -209,6 +227,14 @@ impl Default for Config {
             tcp_timeout_unacknowledged: 300,
             udp_timeout: 30,
             udp_timeout_stream: 120,
+            sctp_timeout_closed: 10,
+            sctp_timeout_cookie_wait: 3,
+            sctp_timeout_cookie_echoed: 3,
+            sctp_timeout_established: 210,
+            sctp_timeout_shutdown_sent: 3,
+            sctp_timeout_shutdown_recd: 3,
+            sctp_timeout_shutdown_ack_sent: 3,
+            sctp_timeout_heartbeat_sent: 30,
             icmp_timeout: 30,
             icmpv6_timeout: 30,
             generic_timeout: 600,
@@ -264,6 +290,23 @@ pub enum InvalidReason {
     IcmpErrorSpoofed,
     /// INV-20: ICMP over IPv6, or ICMPv6 over IPv4.
     IcmpWrongFamily,
+    /// INV-22: UDP-Lite checksum coverage < 8 (and not 0) or beyond the datagram.
+    UdpLiteBadCoverage,
+    /// INV-23: UDP-Lite checksum 0 (UDP-Lite mandates one).
+    UdpLiteNoChecksum,
+    /// INV-24: UDP-Lite checksum over its coverage wrong.
+    UdpLiteBadChecksum,
+    /// INV-25: SCTP chunks malformed (none; length 0; COOKIE-ECHO/ACK not first;
+    /// INIT, INIT-ACK or SHUTDOWN-COMPLETE not alone).
+    SctpBadChunks,
+    /// INV-26: SCTP CRC32c wrong.
+    SctpBadChecksum,
+    /// INV-27: SCTP verification tag not the association's.
+    SctpBadVtag,
+    /// INV-28: the SCTP state table says invalid (a chunk that cannot start an
+    /// entry: DATA, SACK, unknown, ABORT, SHUTDOWN-COMPLETE, COOKIE-ACK; a reply
+    /// chunk in a state that has none).
+    SctpStateTable,
 }
 
 impl InvalidReason {
@@ -291,6 +334,13 @@ impl InvalidReason {
         InvalidReason::IcmpErrorNoEntry,
         InvalidReason::IcmpErrorSpoofed,
         InvalidReason::IcmpWrongFamily,
+        InvalidReason::UdpLiteBadCoverage,
+        InvalidReason::UdpLiteNoChecksum,
+        InvalidReason::UdpLiteBadChecksum,
+        InvalidReason::SctpBadChunks,
+        InvalidReason::SctpBadChecksum,
+        InvalidReason::SctpBadVtag,
+        InvalidReason::SctpStateTable,
     ];
 
     /// The snake_case name (a metrics label).
@@ -318,6 +368,13 @@ impl InvalidReason {
             InvalidReason::IcmpErrorNoEntry => "icmp_error_no_entry",
             InvalidReason::IcmpErrorSpoofed => "icmp_error_spoofed",
             InvalidReason::IcmpWrongFamily => "icmp_wrong_family",
+            InvalidReason::UdpLiteBadCoverage => "udplite_bad_coverage",
+            InvalidReason::UdpLiteNoChecksum => "udplite_no_checksum",
+            InvalidReason::UdpLiteBadChecksum => "udplite_bad_checksum",
+            InvalidReason::SctpBadChunks => "sctp_bad_chunks",
+            InvalidReason::SctpBadChecksum => "sctp_bad_checksum",
+            InvalidReason::SctpBadVtag => "sctp_bad_vtag",
+            InvalidReason::SctpStateTable => "sctp_state_table",
         }
     }
 
@@ -345,6 +402,13 @@ impl InvalidReason {
             InvalidReason::IcmpErrorNoEntry => "INV-18",
             InvalidReason::IcmpErrorSpoofed => "INV-19",
             InvalidReason::IcmpWrongFamily => "INV-20",
+            InvalidReason::UdpLiteBadCoverage => "INV-22",
+            InvalidReason::UdpLiteNoChecksum => "INV-23",
+            InvalidReason::UdpLiteBadChecksum => "INV-24",
+            InvalidReason::SctpBadChunks => "INV-25",
+            InvalidReason::SctpBadChecksum => "INV-26",
+            InvalidReason::SctpBadVtag => "INV-27",
+            InvalidReason::SctpStateTable => "INV-28",
         }
     }
 

@@ -175,7 +175,7 @@ pub fn dst_pick(family: Family, proto_num: u8, orig: &NatTuple, r: &NatRange) ->
         let hh = hash_addr(hash_addr(0x6e61_7464, &orig.src), &orig.dst);
         new.dst = addr_range_v4_fix(family, &r.min_addr, &r.max_addr, hh);
     }
-    if matches!(proto_num, proto::TCP | proto::UDP)
+    if matches!(proto_num, proto::TCP | proto::UDP | proto::UDPLITE)
         && r.flags & range_flags::PROTO_SPECIFIED != 0
         && !(r.min_port..=r.max_port).contains(&new.dport)
     {
@@ -288,7 +288,8 @@ impl ConnTable {
         let orig = self.orig_tuple(slot);
         let key = self.key_of_slot(slot);
         let family = key.family;
-        let has_ports = matches!(key.proto, proto::TCP | proto::UDP) || key.is_icmp();
+        let has_ports =
+            matches!(key.proto, proto::TCP | proto::UDP | proto::UDPLITE) || key.is_icmp();
         let icmp = key.is_icmp();
         let mut new = orig;
         // Destination manip first (PREROUTING/OUTPUT run before POSTROUTING/INPUT).

@@ -74,9 +74,9 @@ struct Bucket {
 /// |---|---|---|
 /// | 0 | `addr: [u32; 2]` | IPv4 addresses of endpoints a, b (IPv6: a 32-bit fold; full address in the side array) |
 /// | 8 | `port: [u16; 2]` | ports of a, b (ICMP: id, request type << 8 \| code; generic: 0) |
-/// | 12 | `proto`, `meta`, `status`, `tcp_state` | protocol; USED/PENDING/V6/ORIG_IS_A/HELPER; `CtStatus`; kernel TCP state |
+/// | 12 | `proto`, `meta`, `status`, `tcp_state` | protocol; USED/PENDING/V6/ORIG_IS_A/HELPER; `CtStatus`; kernel TCP state (SCTP: `SctpState`) |
 /// | 16 | `deadline: u64` | absolute expiry in ns (a candidate: the relative timeout) |
-/// | 24 | `win: [[u32; 4]; 2]` | TCP per direction (0 = ORIGINAL): end, maxend, maxwin, maxack. UDP: `stream_ts` in `win[0][0..2]` |
+/// | 24 | `win: [[u32; 4]; 2]` | TCP per direction (0 = ORIGINAL): end, maxend, maxwin, maxack. UDP: `stream_ts` in `win[0][0..2]`. SCTP: the vtags in `win[0][0]`, `win[1][0]`, INIT bits / HEARTBEAT flag / its dir in `win[0][1]` |
 /// | 56 | `scale: [u8; 2]`, `tflags: [u8; 2]` | TCP per direction: window scale, `IP_CT_TCP_FLAG_*` |
 /// | 60 | `last`, `last_flags`, `retrans`, `last_wscale` | TCP last packet: class (bits 0-2) + dir (bit 3); `last_flags`; retransmission count; wscale of an ignored SYN |
 #[repr(C, align(64))]
@@ -384,7 +384,7 @@ impl ConnTable {
         }
         if matches!(
             e.proto,
-            crate::packet::proto::TCP | crate::packet::proto::UDP
+            crate::packet::proto::TCP | crate::packet::proto::UDP | crate::packet::proto::UDPLITE
         ) {
             // The key is the reply tuple's endpoints in either order.
             return (k.a == n.src && k.port_a == n.sport && k.b == n.dst && k.port_b == n.dport)

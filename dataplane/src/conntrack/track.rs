@@ -6,6 +6,7 @@ use super::expect::Expectation;
 use super::helper::ftp::FtpSeq;
 use super::key::FlowKey;
 use super::nat::{range_flags, NatRange, NatRequest};
+use super::sctp::{self, SctpConn};
 use super::table::{
     fold, Aux, Cold, ConnTable, Entry, M_HELPER_FTP, M_NAT, M_ORIG_IS_A, M_PENDING, M_USED, M_V6,
 };
@@ -14,7 +15,7 @@ use super::{
     ConfirmResult, CtCounter, CtState, CtStatus, Direction, EntryHandle, HelperKind, InvalidReason,
     Nanos, Track, TrackOpts, NS,
 };
-use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, L4};
+use crate::packet::{checksum, proto, Addr, Family, ParseError, Parsed, Udp, L4};
 
 impl ConnTable {
     // ----- the per-packet procedure -----------------------------------------------------
@@ -69,9 +70,23 @@ impl ConnTable {
                     return Track::invalid(InvalidReason::TcpBadFlags);
                 }
             }
+            L4::Udp(u) if p.proto == proto::UDPLITE => {
+                if let Err(r) = udplite_check(frame, p, u, self.cfg.checksum && !opts.l4_csum_ok) {
+                    return Track::invalid(r);
+                }
+            }
             L4::Udp(_) => {
                 if self.cfg.checksum && !opts.l4_csum_ok && !checksum::l4_ok(frame, p) {
                     return Track::invalid(InvalidReason::UdpBadChecksum);
+                }
+            }
+            L4::Sctp(_) => {
+                // sctp_error: the CRC, when checking is on and the device did not.
+                if self.cfg.checksum
+                    && !opts.l4_csum_ok
+                    && !sctp::crc_ok(&frame[p.l4_off as usize..p.ip_end as usize])
+                {
+                    return Track::invalid(InvalidReason::SctpBadChecksum);
                 }
             }
             L4::Other => {}
@@ -101,7 +116,7 @@ impl ConnTable {
                 } else {
                     src_is_a
                 };
-                match self.update(slot, &key, p, src_is_a, now) {
+                match self.update(slot, &key, frame, p, src_is_a, now) {
                     Some(t) => return t,
                     None => {
                         self.stats[CtCounter::SearchRestart] += 1;
@@ -111,7 +126,7 @@ impl ConnTable {
             }
             break;
         }
-        self.create(key, h, src_is_a, p, now, opts)
+        self.create(key, h, src_is_a, frame, p, now, opts)
     }
 
     /// Runs the protocol tracker on an existing entry; None = reopen (entry removed).
@@ -119,6 +134,7 @@ impl ConnTable {
         &mut self,
         slot: usize,
         key: &FlowKey,
+        frame: &[u8],
         p: &Parsed,
         src_is_a: bool,
         now: Nanos,
@@ -186,6 +202,16 @@ impl ConnTable {
                 self.store_tcp(slot, &c);
                 tcp_state = Some(TcpState::from_u8(c.state));
             }
+            L4::Udp(_) if p.proto == proto::UDPLITE => {
+                // nf_conntrack_udplite_packet: UDP's timeouts, but no two-second wait
+                // before the stream timeout and ASSURED.
+                let mut timeout = self.cfg.udp_timeout;
+                if status & CtStatus::SEEN_REPLY != 0 {
+                    timeout = self.cfg.udp_timeout_stream;
+                    status |= CtStatus::ASSURED;
+                }
+                deadline = now.saturating_add(timeout as u64 * NS);
+            }
             L4::Udp(_) => {
                 let mut timeout = self.cfg.udp_timeout;
                 if status & CtStatus::SEEN_REPLY != 0 && now > self.stream_ts(slot) {
@@ -193,6 +219,24 @@ impl ConnTable {
                     status |= CtStatus::ASSURED;
                 }
                 deadline = now.saturating_add(timeout as u64 * NS);
+            }
+            L4::Sctp(_) => {
+                let mut c = self.load_sctp(slot);
+                let seg = &frame[p.l4_off as usize..p.ip_end as usize];
+                let confirmed = status & CtStatus::CONFIRMED != 0;
+                let r = sctp::sctp_packet(&mut c, seg, dir as usize, confirmed);
+                self.store_sctp(slot, &c);
+                match r {
+                    Err(reason) => return Some(Track::invalid(reason)),
+                    Ok(v) => {
+                        if v.refresh {
+                            deadline = now.saturating_add(v.state.timeout(&self.cfg) as u64 * NS);
+                        }
+                        if v.assured {
+                            status |= CtStatus::ASSURED;
+                        }
+                    }
+                }
             }
             L4::Icmp(_) => deadline = now.saturating_add(self.icmp_timeout(p) as u64 * NS),
             _ => deadline = now.saturating_add(self.cfg.generic_timeout as u64 * NS),
@@ -233,17 +277,31 @@ impl ConnTable {
     }
 
     /// `docs/CONNTRACK.md` §1.3 step 5c: a candidate for a packet that matched nothing.
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: FlowKey,
         h: u64,
         src_is_a: bool,
+        frame: &[u8],
         p: &Parsed,
         now: Nanos,
         opts: TrackOpts,
     ) -> Track {
         let mut tcp_init = None;
+        let mut sctp_init = None;
         match p.l4 {
+            L4::Sctp(_) => {
+                let mut c = SctpConn::default();
+                let seg = &frame[p.l4_off as usize..p.ip_end as usize];
+                match sctp::sctp_packet(&mut c, seg, 0, false) {
+                    Ok(v) => sctp_init = Some((c, v)),
+                    Err(r) => {
+                        let _ = self.take_expectation(p, now);
+                        return Track::invalid(r);
+                    }
+                }
+            }
             L4::Tcp(t) => {
                 let seg = Seg::from_tcp(&t);
                 match tcp::tcp_new(&seg, &self.cfg) {
@@ -348,6 +406,14 @@ impl ConnTable {
                 self.set_stream_ts(slot, now.saturating_add(2 * NS));
                 self.cfg.udp_timeout
             }
+            L4::Sctp(_) => {
+                let (c, v) = sctp_init.expect("set above for SCTP");
+                self.store_sctp(slot, &c);
+                if v.assured {
+                    self.entries[slot].status |= CtStatus::ASSURED;
+                }
+                v.state.timeout(&self.cfg)
+            }
             L4::Icmp(_) => self.icmp_timeout(p),
             _ => self.cfg.generic_timeout,
         };
@@ -407,6 +473,9 @@ impl ConnTable {
             L4::Udp(u) => Some(FlowKey::ordered(
                 ip.family, ip.proto, ip.src, u.sport, ip.dst, u.dport,
             )),
+            L4::Sctp(s) => Some(FlowKey::ordered(
+                ip.family, ip.proto, ip.src, s.sport, ip.dst, s.dport,
+            )),
             L4::Icmp(i) if i.v6 == (ip.family == Family::V6) && !i.is_error() => {
                 FlowKey::icmp_dir(ip.family, ip.src, ip.dst, i.id, i.ty, i.code)
             }
@@ -434,6 +503,7 @@ impl ConnTable {
             let sport = match ip.l4 {
                 L4::Tcp(t) => t.sport,
                 L4::Udp(u) => u.sport,
+                L4::Sctp(s) => s.sport,
                 _ => n.sport,
             };
             ip.src == n.src && sport == n.sport
@@ -563,6 +633,7 @@ impl ConnTable {
         let (sport, _) = match p.l4 {
             L4::Tcp(t) => (t.sport, t.dport),
             L4::Udp(u) => (u.sport, u.dport),
+            L4::Sctp(s) => (s.sport, s.dport),
             L4::Icmp(i) => return (icmp_is_request(p, i.ty)) != via_nat,
             _ => (0, 0),
         };
@@ -577,6 +648,25 @@ impl ConnTable {
 
 fn icmp_is_request(p: &Parsed, ty: u8) -> bool {
     super::key::icmp_role(p.family == Family::V6, ty).unwrap_or(false)
+}
+
+/// `udplite_error`: the checksum coverage (0 = the whole datagram) must be at least the
+/// header and within the datagram, the checksum must be present, and (when `verify`)
+/// right over the coverage. Linux applies the first two with checksum checking off too.
+fn udplite_check(frame: &[u8], p: &Parsed, u: Udp, verify: bool) -> Result<(), InvalidReason> {
+    let len = p.l4_len as usize;
+    let cov = match u.len as usize {
+        0 => len,
+        c if c < 8 || c > len => return Err(InvalidReason::UdpLiteBadCoverage),
+        c => c,
+    };
+    if u.checksum == 0 {
+        return Err(InvalidReason::UdpLiteNoChecksum);
+    }
+    if verify && !checksum::udplite_ok(frame, p, cov) {
+        return Err(InvalidReason::UdpLiteBadChecksum);
+    }
+    Ok(())
 }
 
 fn malformed_reason(p: &Parsed, e: ParseError) -> InvalidReason {

@@ -2,7 +2,7 @@
 
 use super::key::{icmp4_reply_of, icmp6_reply_of};
 use super::table::{Aux, ConnTable, M_HELPER_FTP, M_ORIG_IS_A};
-use super::{CtStatus, EntryHandle, HelperKind, Nanos, TcpState, NS};
+use super::{CtStatus, EntryHandle, HelperKind, Nanos, SctpState, TcpState, NS};
 use crate::packet::{proto, to_ip, Addr, Family};
 use std::fmt::Write as _;
 
@@ -34,6 +34,8 @@ pub struct EntryView {
     pub reply: Tuple,
     /// TCP state, for TCP entries.
     pub tcp_state: Option<TcpState>,
+    /// SCTP state, for SCTP entries.
+    pub sctp_state: Option<SctpState>,
     /// Status bits.
     pub status: CtStatus,
     /// Whole seconds left before the entry expires.
@@ -56,7 +58,7 @@ impl EntryView {
             to_ip(self.family, &t.dst)
         );
         match self.proto {
-            proto::TCP | proto::UDP => {
+            proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP => {
                 let _ = write!(s, "sport={} dport={} ", t.sport, t.dport);
             }
             _ => {
@@ -80,6 +82,9 @@ impl EntryView {
         );
         if let Some(st) = self.tcp_state {
             let _ = write!(s, "{st} ");
+        }
+        if let Some(st) = self.sctp_state {
+            let _ = write!(s, "{} ", st.name());
         }
         self.write_tuple(&mut s, &self.orig);
         if !self.status.has(CtStatus::SEEN_REPLY) {
@@ -154,6 +159,7 @@ impl ConnTable {
             orig,
             reply,
             tcp_state: (k.proto == proto::TCP).then(|| TcpState::from_u8(e.tcp_state)),
+            sctp_state: (k.proto == proto::SCTP).then(|| SctpState::from_u8(e.tcp_state)),
             status: CtStatus(e.status),
             timeout_secs: (e.deadline.saturating_sub(now) / NS) as u32,
             helper: (e.meta & M_HELPER_FTP != 0).then_some(HelperKind::Ftp),

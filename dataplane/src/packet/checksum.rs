@@ -74,6 +74,9 @@ pub fn l4_ok(frame: &[u8], p: &Parsed) -> bool {
     };
     let v4 = p.family == Family::V4;
     match p.l4 {
+        // A partial checksum: conntrack checks it with [`udplite_ok`]; REJECT's
+        // `nf_reject_verify_csum` skips the protocol.
+        L4::Udp(_) if p.proto == proto::UDPLITE => true,
         L4::Udp(u) if u.checksum == 0 => true,
         L4::Tcp(_) | L4::Udp(_) => {
             let ps = pseudo_header_sum(&frame[p.l3_off as usize..], v4, p.proto, seg.len() as u32);
@@ -97,6 +100,30 @@ pub fn l4_ok(frame: &[u8], p: &Parsed) -> bool {
         }
         _ => true,
     }
+}
+
+/// True when a UDP-Lite datagram's checksum over its first `coverage` bytes is right,
+/// as conntrack checks it: `udplite_error` hands `nf_checksum_partial` IPPROTO_UDP,
+/// so the pseudo header carries protocol 17, not RFC 3828's 136 (an RFC checksum
+/// is INVALID in Linux 6.18 while `nf_conntrack_checksum` is on; oracle l03/l04).
+/// The pseudo header's length is the whole datagram's.
+pub fn udplite_ok(frame: &[u8], p: &Parsed, coverage: usize) -> bool {
+    let l4 = p.l4_off as usize;
+    let end = p.ip_end as usize;
+    let Some(seg) = frame.get(l4..end) else {
+        return false;
+    };
+    let Some(covered) = seg.get(..coverage) else {
+        return false;
+    };
+    let v4 = p.family == Family::V4;
+    let ps = pseudo_header_sum(
+        &frame[p.l3_off as usize..],
+        v4,
+        proto::UDP,
+        seg.len() as u32,
+    );
+    fold(sum(covered, ps)) == 0
 }
 
 #[cfg(test)]

@@ -218,6 +218,17 @@ pub struct Udp {
     pub checksum: u16,
 }
 
+/// The SCTP common header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sctp {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// The verification tag (0 in a quote cut after the ports).
+    pub vtag: u32,
+}
+
 /// The ICMP / ICMPv6 header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Icmp {
@@ -254,7 +265,9 @@ pub enum L4 {
     Udp(Udp),
     /// ICMP or ICMPv6; for an error type the quoted packet starts at `Parsed::l4_off + 8`.
     Icmp(Icmp),
-    /// Any other protocol (ESP, GRE, SCTP, 59, ...): tracked generically by addresses.
+    /// SCTP: the common header (the chunks follow at `Parsed::l4_off + 12`).
+    Sctp(Sctp),
+    /// Any other protocol (ESP, GRE, 59, ...): tracked generically by addresses.
     Other,
     /// A non-first fragment: no L4 header in this packet.
     Fragment,
@@ -299,6 +312,7 @@ impl Parsed {
         match self.l4 {
             L4::Tcp(t) => Some((t.sport, t.dport)),
             L4::Udp(u) => Some((u.sport, u.dport)),
+            L4::Sctp(s) => Some((s.sport, s.dport)),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 //! inconsistent packet ends in a [`ParseError`], never an index panic.
 
 use super::{
-    proto, Family, Frag, Frame, Icmp, ParseError, Parsed, Tcp, TcpOptions, Udp, ETH_P_8021AD,
+    proto, Family, Frag, Frame, Icmp, ParseError, Parsed, Sctp, Tcp, TcpOptions, Udp, ETH_P_8021AD,
     ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, L4,
 };
 
@@ -270,6 +270,41 @@ fn parse_l4(s: &[u8], proto_num: u8, inner: bool) -> Result<L4, ParseError> {
                 dport: u16::from_be_bytes([s[2], s[3]]),
                 len,
                 checksum: u16::from_be_bytes([s[6], s[7]]),
+            }))
+        }
+        proto::UDPLITE => {
+            // The UDP header layout, with the checksum coverage where UDP has its
+            // length; the coverage is conntrack's to judge (`udplite_error`).
+            if inner {
+                let (sport, dport) = quoted_ports(s)?;
+                return Ok(L4::Udp(Udp {
+                    sport,
+                    dport,
+                    len: be16(s, 4).unwrap_or(0),
+                    checksum: be16(s, 6).unwrap_or(0),
+                }));
+            }
+            if s.len() < 8 {
+                return Err(ParseError::TruncatedL4);
+            }
+            Ok(L4::Udp(Udp {
+                sport: u16::from_be_bytes([s[0], s[1]]),
+                dport: u16::from_be_bytes([s[2], s[3]]),
+                len: u16::from_be_bytes([s[4], s[5]]),
+                checksum: u16::from_be_bytes([s[6], s[7]]),
+            }))
+        }
+        proto::SCTP => {
+            // The common header; a quote needs only the ports. The chunks are the
+            // tracker's to walk.
+            if !inner && s.len() < 12 {
+                return Err(ParseError::TruncatedL4);
+            }
+            let (sport, dport) = quoted_ports(s)?;
+            Ok(L4::Sctp(Sctp {
+                sport,
+                dport,
+                vtag: be32(s, 4).unwrap_or(0),
             }))
         }
         proto::ICMP | proto::ICMPV6 => {

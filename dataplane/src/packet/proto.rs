@@ -19,6 +19,8 @@ pub const ICMPV6: u8 = 58;
 pub const NONE6: u8 = 59;
 /// SCTP.
 pub const SCTP: u8 = 132;
+/// UDP-Lite (RFC 3828).
+pub const UDPLITE: u8 = 136;
 
 /// One IP protocol's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +64,8 @@ pub const NAMES: &[Name] = &[
     n(ESP, &["esp"], true, None),
     n(AH, &["ah"], true, None),
     n(GRE, &["gre"], true, None),
-    n(SCTP, &["sctp"], true, None),
-    n(136, &["udplite"], true, None),
+    n(SCTP, &["sctp"], true, Some("sctp")),
+    n(UDPLITE, &["udplite"], true, Some("udplite")),
     n(2, &["igmp"], false, None),
     n(4, &["ipip", "ipencap"], false, None),
     n(41, &["ipv6"], false, None),

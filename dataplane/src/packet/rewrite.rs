@@ -169,7 +169,7 @@ pub fn rewrite(frame: &mut [u8], p: &Parsed, src: Option<End>, dst: Option<End>)
                 return;
             }
             let mut v = apply_delta(c, d);
-            if p.proto == proto::UDP && v == 0 {
+            if matches!(p.proto, proto::UDP | proto::UDPLITE) && v == 0 {
                 v = 0xffff;
             }
             wr16(frame, csum_at, v);

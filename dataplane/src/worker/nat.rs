@@ -199,6 +199,9 @@ pub(super) fn tuple_of(p: &Parsed) -> NatTuple {
     let (sport, dport) = match p.l4 {
         L4::Tcp(t) => (t.sport, t.dport),
         L4::Udp(u) => (u.sport, u.dport),
+        // SCTP keeps its ports through NAT (only the addresses are mapped, which the
+        // CRC32c does not cover), but they are in the connection's tuple.
+        L4::Sctp(s) => (s.sport, s.dport),
         L4::Icmp(i) if !i.is_error() => (i.id, i.id),
         _ => (0, 0),
     };
@@ -217,6 +220,7 @@ pub(super) fn with_dst(p: &Parsed, new: &NatTuple) -> Parsed {
     match &mut q.l4 {
         L4::Tcp(t) => t.dport = new.dport,
         L4::Udp(u) => u.dport = new.dport,
+        L4::Sctp(s) => s.dport = new.dport,
         _ => {}
     }
     q

@@ -16,9 +16,11 @@ use TcpState as TS;
 
 mod ftp;
 mod nat;
+mod sctp;
 mod table;
 mod tcp;
 mod udp_icmp;
+mod udplite;
 
 const C: &str = "10.0.0.1:40000";
 const S: &str = "10.0.0.2:80";
