@@ -9,3 +9,4 @@ pub(crate) mod scaling;
 pub(crate) mod soak;
 pub(crate) mod swaps;
 pub(crate) mod synflood;
+pub(crate) mod vcache;
