@@ -22,7 +22,16 @@ fn rules(extra: usize) -> String {
     FILTER.replacen("-A FORWARD", &format!("{front}-A FORWARD"), 1)
 }
 
+/// `STATEWALL_BENCH_VCACHE_ONLY=on,32` (or `off,0`, ...): time one variant only, for
+/// an instruction count under `valgrind --tool=callgrind` (no ratio then).
+fn only() -> Option<(usize, usize)> {
+    let v = std::env::var("STATEWALL_BENCH_VCACHE_ONLY").ok()?;
+    let (k, extra) = v.split_once(',')?;
+    Some((usize::from(k == "on"), extra.parse().ok()?))
+}
+
 pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
+    let only = only();
     let sizes: &[u32] = match o.mode {
         Mode::Quick => &[10_000],
         _ => &[10_000, 1_000_000],
@@ -34,6 +43,10 @@ pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
     let mut out = Vec::new();
     for &n in sizes {
         for extra in [0usize, 32] {
+            if only.is_some_and(|(_, e)| e != extra) {
+                continue;
+            }
+            let timed = |k: usize| only.is_none_or(|(v, _)| v == k);
             let text = rules(extra);
             // [off, on]
             let mut rigs = [
@@ -51,7 +64,7 @@ pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
             let frames = [data(n, &seen[0]), data(n, &seen[1])];
             let order = access_order(2 * n, packets, Pattern::Uniform, 11 + n as u64);
             let warm = order.len() / 10 / BURST * BURST;
-            for k in 0..2 {
+            for k in (0..2).filter(|&k| timed(k)) {
                 time_data(&mut rigs[k], &frames[k], &order[..warm]);
             }
             let per_round = (order.len() - warm) / ROUNDS / BURST * BURST;
@@ -59,8 +72,8 @@ pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
             let mut ratios = Vec::new();
             for round in 0..ROUNDS {
                 let slice = &order[warm + round * per_round..warm + (round + 1) * per_round];
-                let mut t = [0.0f64; 2];
-                for k in 0..2 {
+                let mut t = [1.0f64; 2];
+                for k in (0..2).filter(|&k| timed(k)) {
                     let (pkt_ns, fwd) = time_data(&mut rigs[k], &frames[k], slice);
                     if fwd != slice.len() as u64 {
                         crate::fail(format!(
@@ -73,6 +86,14 @@ pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
                     ns[k].push(pkt_ns);
                 }
                 ratios.push(t[1] / t[0]);
+            }
+            if only.is_some() {
+                println!(
+                    "verdict cache: timed only cache {} behind {extra} rules: {} packets",
+                    if timed(1) { "on" } else { "off" },
+                    warm + per_round * ROUNDS
+                );
+                continue;
             }
             let (off, on) = (median(ns[0].clone()), median(ns[1].clone()));
             let ratio = median(ratios);

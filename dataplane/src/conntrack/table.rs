@@ -327,11 +327,16 @@ impl ConnTable {
         let tag = tag_of(h);
         // A NAT-ready shard: the binding too (a NATed entry's packets read it).
         let nat = !self.nat.is_empty();
+        let verdicts = !self.verdicts.is_empty();
         for w in 0..WAYS {
             if b.tags[w] == tag {
                 let slot = b.slots[w] as usize;
                 prefetch_line(&self.entries[slot]);
                 prefetch_line(&self.cold[slot]);
+                if verdicts {
+                    // The cached filter verdict (`verdict.rs`), read by ESTABLISHED packets.
+                    prefetch_line(&self.verdicts[slot]);
+                }
                 if nat {
                     prefetch_line(&self.nat[slot]);
                     prefetch_line(&self.gens[slot]);

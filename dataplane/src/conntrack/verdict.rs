@@ -34,14 +34,15 @@ impl ConnTable {
         self.verdicts.fill([VerdictSlot::default(); 2]);
     }
 
-    /// The cached verdict of entry `h` for direction `d` (an empty one when the cache
-    /// is not reserved or the handle is stale).
+    /// The cached verdict of the live entry `h` for direction `d` (an empty one when
+    /// the cache is not reserved). `h` must be current (as [`ConnTable::track`]'s
+    /// handle is for the packet it tracked): the generation is not checked here, to
+    /// spare the hot path a read; a freed or re-created slot's verdicts are cleared.
     #[inline]
     pub fn verdict(&self, h: EntryHandle, d: Direction) -> VerdictSlot {
-        let slot = h.slot as usize;
-        match self.verdicts.get(slot) {
-            Some(v) if self.gens[slot] == h.gen => v[d as usize],
-            _ => VerdictSlot::default(),
+        match self.verdicts.get(h.slot as usize) {
+            Some(v) => v[d as usize],
+            None => VerdictSlot::default(),
         }
     }
 
