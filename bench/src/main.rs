@@ -26,6 +26,7 @@ use scenario::sets::sets;
 use scenario::soak::soak_cmd;
 use scenario::swaps::rule_swaps;
 use scenario::synflood::synflood;
+use scenario::vcache::verdict_cache;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -131,6 +132,7 @@ fn main() {
         (&["established", "memory"], Box::new(|| established(&o))),
         (&["churn"], Box::new(|| churn(&o))),
         (&["nat"], Box::new(|| nat(&o))),
+        (&["vcache"], Box::new(|| verdict_cache(&o))),
         (&["pipeline"], Box::new(|| pipeline_range(&o))),
         (&["ruleset"], Box::new(|| ruleset_size(&o))),
         (&["sets"], Box::new(|| sets(&o))),

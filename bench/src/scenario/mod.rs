@@ -10,3 +10,4 @@ pub(crate) mod sets;
 pub(crate) mod soak;
 pub(crate) mod swaps;
 pub(crate) mod synflood;
+pub(crate) mod vcache;

@@ -20,7 +20,8 @@ use statewall_bench::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const FILTER: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+pub(crate) const FILTER: &str =
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
 -A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
 -A FORWARD -i inside -o outside -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
@@ -32,8 +33,8 @@ const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT 
 -A POSTROUTING -o outside -j SNAT --to-source 198.51.100.1-198.51.100.16\nCOMMIT\n";
 
 /// One variant's pipeline with its ruleset and clock.
-struct Rig {
-    pl: Pipeline,
+pub(crate) struct Rig {
+    pub(crate) pl: Pipeline,
     rs: Ruleset,
     now: Nanos,
     reply: Vec<u8>,
@@ -52,7 +53,12 @@ impl Rig {
         } else {
             FILTER.to_string()
         };
-        let rs = parse_ruleset(&text, "nat-bench.rules", None).expect("bench rules compile");
+        Rig::with_rules(&text, capacity)
+    }
+
+    /// A rig judging by the rules `text` (the verdict-cache bench's variants).
+    pub(crate) fn with_rules(text: &str, capacity: usize) -> Rig {
+        let rs = parse_ruleset(text, "nat-bench.rules", None).expect("bench rules compile");
         let pl = Pipeline::new(
             ConnTable::new(capacity, Default::default()),
             &rs,
@@ -122,7 +128,11 @@ fn source(frame: &[u8]) -> SocketAddr {
 /// Handshakes flows `flows` through `r` (SYN from inside, SYN-ACK from outside to the
 /// translated client, ACK), pushing each flow's client as the server sees it
 /// (translated when NATed) onto `seen`. Returns the seconds it took and the failures.
-fn handshakes(r: &mut Rig, flows: std::ops::Range<u32>, seen: &mut Vec<SocketAddr>) -> (f64, u32) {
+pub(crate) fn handshakes(
+    r: &mut Rig,
+    flows: std::ops::Range<u32>,
+    seen: &mut Vec<SocketAddr>,
+) -> (f64, u32) {
     let mut failed = 0;
     let mut timed = Duration::ZERO;
     for i in flows {
@@ -152,7 +162,7 @@ fn handshakes(r: &mut Rig, flows: std::ops::Range<u32>, seen: &mut Vec<SocketAdd
 /// Frames are copied into a hot burst buffer first, untimed.
 /// Even indices are flow i/2's client segment from inside, odd ones the server's reply
 /// from outside to the client as the server sees it. Returns (ns per packet, forwarded).
-fn time_data(r: &mut Rig, frames: &[Vec<u8>], order: &[u32]) -> (f64, u64) {
+pub(crate) fn time_data(r: &mut Rig, frames: &[Vec<u8>], order: &[u32]) -> (f64, u64) {
     let mut hot = [[0u8; FRAME]; BURST];
     let mut parsed: Vec<Result<Frame, dataplane::packet::ParseError>> =
         vec![parse(&frames[0]); BURST];
@@ -210,7 +220,7 @@ fn time_data(r: &mut Rig, frames: &[Vec<u8>], order: &[u32]) -> (f64, u64) {
 }
 
 /// The data segments of both directions for flows 0..n, `FRAME` bytes each.
-fn data(n: u32, seen: &[SocketAddr]) -> Vec<Vec<u8>> {
+pub(crate) fn data(n: u32, seen: &[SocketAddr]) -> Vec<Vec<u8>> {
     let pad = [0x5a; FRAME - 54];
     let mut v = Vec::with_capacity(2 * n as usize);
     for i in 0..n {
@@ -227,9 +237,9 @@ fn data(n: u32, seen: &[SocketAddr]) -> Vec<Vec<u8>> {
 
 /// Rounds the two variants alternate in (noise on a shared machine hits both alike;
 /// the figures are the medians of the per-round values).
-const ROUNDS: usize = 16;
+pub(crate) const ROUNDS: usize = 16;
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

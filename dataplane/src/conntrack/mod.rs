@@ -44,6 +44,7 @@ mod table;
 mod tcp;
 mod tcp_states;
 mod track;
+mod verdict;
 mod view;
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ pub use stats::{CtCounter, Stats};
 pub use sysctl::{Sysctl, SYSCTLS};
 pub use table::{ConnTable, ENTRY_SIZE};
 pub use tcp_states::TcpState;
+pub use verdict::VerdictSlot;
 pub use view::{EntryView, Tuple};
 
 use crate::packet::ParseError;

@@ -153,6 +153,9 @@ pub struct ConnTable {
     pub(super) nat: Box<[NatTuple]>,
     /// Connection marks by slot (empty until [`ConnTable::reserve_marks`]).
     pub(super) marks: Box<[u32]>,
+    /// Cached filter verdicts by slot and direction (empty until
+    /// [`ConnTable::reserve_verdicts`]; `verdict.rs`).
+    pub(super) verdicts: Box<[[super::verdict::VerdictSlot; 2]]>,
     /// Confirmed entries with a NAT binding.
     pub(super) nat_len: usize,
     /// State of the `--random-fully` port generator.
@@ -215,6 +218,7 @@ impl ConnTable {
             gens: vec![0u32; capacity].into_boxed_slice(),
             nat: Box::new([]),
             marks: Box::new([]),
+            verdicts: Box::new([]),
             nat_len: 0,
             nat_rng: 0x853c_49e6_748f_ea9b ^ u64::from(worker),
             seqadj: Box::new([]),
@@ -277,6 +281,7 @@ impl ConnTable {
             + self.free.capacity() * size_of::<u32>()
             + self.nat.len() * size_of::<NatTuple>()
             + self.marks.len() * size_of::<u32>()
+            + self.verdicts.len() * size_of::<[super::verdict::VerdictSlot; 2]>()
             + self.seqadj.len() * size_of::<SeqAdj>()
             + self.buckets.len() * size_of::<Bucket>()
             + size_of::<Self>()
@@ -322,11 +327,16 @@ impl ConnTable {
         let tag = tag_of(h);
         // A NAT-ready shard: the binding too (a NATed entry's packets read it).
         let nat = !self.nat.is_empty();
+        let verdicts = !self.verdicts.is_empty();
         for w in 0..WAYS {
             if b.tags[w] == tag {
                 let slot = b.slots[w] as usize;
                 prefetch_line(&self.entries[slot]);
                 prefetch_line(&self.cold[slot]);
+                if verdicts {
+                    // The cached filter verdict (`verdict.rs`), read by ESTABLISHED packets.
+                    prefetch_line(&self.verdicts[slot]);
+                }
                 if nat {
                     prefetch_line(&self.nat[slot]);
                     prefetch_line(&self.gens[slot]);
@@ -473,6 +483,7 @@ impl ConnTable {
     pub(super) fn free_slot(&mut self, slot: usize) {
         self.entries[slot].meta = 0;
         self.gens[slot] = self.gens[slot].wrapping_add(1);
+        self.clear_verdict(slot);
         self.free.push(slot as u32);
     }
 

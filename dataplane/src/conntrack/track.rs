@@ -358,6 +358,7 @@ impl ConnTable {
         self.entries[slot] = e;
         self.cold[slot] = Cold::default();
         self.clear_ctmark(slot);
+        self.clear_verdict(slot);
         if let Some(n) = exp.and_then(|e| e.nat) {
             let one = |a: Addr, port: Option<u16>| NatRange {
                 flags: range_flags::MAP_IPS

@@ -158,6 +158,7 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         let idx = build_index(&rules, &r.chains[c].rules);
         r.chains[c].index = idx;
     }
+    let vc_pure = super::vcache::pure_rules(&rules);
     Ok(Ruleset {
         family,
         file: r.file,
@@ -171,6 +172,7 @@ pub(super) fn compile(mut r: Draft) -> Res<Ruleset> {
         mangle_builtin,
         mangle_on,
         local_addrs: Vec::new(),
+        vc_pure,
         generation: 1,
         other: None,
     })

@@ -64,6 +64,27 @@ fn addr_u128(a: &Addr) -> u128 {
     u128::from_be_bytes(*a)
 }
 
+/// What a probing walk ([`Ruleset::walk_probe`]) saw.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    /// Every rule looked at has only pure matches (`super::vcache::match_pure`).
+    pub(super) pure: bool,
+    /// Rules that matched (and were counted).
+    pub(super) hits: u32,
+    /// The counter slot of the last rule that matched.
+    pub(super) slot: u32,
+}
+
+impl Probe {
+    pub(super) fn new() -> Self {
+        Probe {
+            pure: true,
+            hits: 0,
+            slot: 0,
+        }
+    }
+}
+
 /// How a walk ended.
 pub(super) enum End {
     /// A nat-table target matched (the rule id).
@@ -165,17 +186,40 @@ impl Ruleset {
         if stack.len() < MAX_CALL_DEPTH {
             stack = super::counters::call_stack(); // never: the counters bring one
         }
-        let end = self.walk_on(base, ctx, counters, &mut stack, on_rule);
+        let end =
+            self.walk_on::<false>(base, ctx, counters, &mut stack, &mut Probe::new(), on_rule);
         counters.stack = stack;
         end
     }
 
-    fn walk_on(
+    /// [`Ruleset::walk`] that also records in `probe` whether every rule it looked at
+    /// has only verdict-cache-pure matches and which counter slots it bumped
+    /// (`super::vcache`).
+    #[inline]
+    pub(super) fn walk_probe(
+        &self,
+        base: usize,
+        ctx: &PacketCtx,
+        counters: &mut RuleCounters,
+        probe: &mut Probe,
+        on_rule: impl FnMut(usize, &Target),
+    ) -> End {
+        let mut stack = std::mem::take(&mut counters.stack);
+        if stack.len() < MAX_CALL_DEPTH {
+            stack = super::counters::call_stack(); // never: the counters bring one
+        }
+        let end = self.walk_on::<true>(base, ctx, counters, &mut stack, probe, on_rule);
+        counters.stack = stack;
+        end
+    }
+
+    fn walk_on<const P: bool>(
         &self,
         base: usize,
         ctx: &PacketCtx,
         counters: &mut RuleCounters,
         stack: &mut [super::counters::CallFrame],
+        probe: &mut Probe,
         mut on_rule: impl FnMut(usize, &Target),
     ) -> End {
         let key = self.key(ctx);
@@ -196,10 +240,17 @@ impl Ruleset {
                 continue;
             };
             let rule = &self.rules[rid];
+            if P {
+                probe.pure &= self.vc_pure.get(rid).copied().unwrap_or(false);
+            }
             match self.rule_matches(&rule.matches, ctx, &mut counters.limits) {
                 Hit::No => continue,
                 Hit::HotDrop => return End::Drop,
                 Hit::Yes => {}
+            }
+            if P {
+                probe.hits += 1;
+                probe.slot = rid as u32;
             }
             let c = &mut counters.slots[rid];
             c.0 += 1;

@@ -41,6 +41,7 @@ mod nat;
 mod reject;
 mod summary;
 mod text;
+mod vcache;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,7 @@ pub use mangle::{MangleChain, MangleOps, PktMeta};
 pub use nat::{NatChain, NatKind, NatTarget};
 pub use reject::{build_reject, RejectKind};
 pub use summary::{ChainSummary, Summary};
+pub use vcache::CachedAccept;
 
 pub(crate) use counters::LimitState;
 
@@ -571,6 +573,9 @@ pub struct Ruleset {
     pub(crate) mangle_on: bool,
     /// The host's own addresses, for `-m addrtype` LOCAL (besides loopback).
     pub(crate) local_addrs: Vec<crate::packet::Addr>,
+    /// Per rule: its matches are all pure functions of what a connection's direction
+    /// fixes (the verdict cache's whitelist, computed at compile time: `vcache.rs`).
+    pub(crate) vc_pure: Vec<bool>,
     /// Whether any LOG rule is in the raw table (then use [`Ruleset::eval_raw_log`]).
     pub(crate) raw_logs: bool,
     /// Publication generation (1 for the first ruleset, +1 per reload); set by the

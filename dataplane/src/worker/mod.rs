@@ -33,6 +33,7 @@ mod pipeline;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod vcache;
 
 pub use burst::{Burst, PairView};
 pub use clock::{cycles, Clock};

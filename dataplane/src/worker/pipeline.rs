@@ -7,6 +7,7 @@ use super::burst::Burst;
 use super::mangle::mangle_chains;
 use super::nat::{nat_chains, NatAddrs, NatRef};
 use super::stats::{state_index, DropReason, LocalStats};
+use super::vcache::VerdictCache;
 use super::DEFRAG_SLOTS;
 use crate::conntrack::{ConfirmResult, ConnTable, CtState, Direction, Track, TrackOpts};
 use crate::defrag::{Defrag, DefragResult};
@@ -157,6 +158,8 @@ pub struct Pipeline {
     /// Per-port NAT addresses by port name (set once at start; searched only by a new
     /// NATed connection's walk).
     pub(super) port_nat_addrs: Vec<(Box<str>, NatAddrs)>,
+    /// Per-connection verdict caching (`vcache.rs`).
+    pub(super) vcache: VerdictCache,
 }
 
 /// Which worker owns a connection: the steering model every worker evaluates, the
@@ -209,7 +212,9 @@ impl Pipeline {
             mtu: 1500,
             port_mtus: Vec::new(),
             port_nat_addrs: Vec::new(),
+            vcache: VerdictCache::new(),
         };
+        pl.table.reserve_verdicts();
         if rs.has_mangle() {
             pl.table.reserve_marks();
         }
@@ -285,6 +290,7 @@ impl Pipeline {
             None => RuleCounters::for_ruleset(rs),
         };
         self.counters_generation = rs.generation();
+        self.next_verdict_epoch();
     }
 
     /// Runs one frame of burst `b` through parse -> raw -> conntrack -> filter ->
@@ -531,7 +537,7 @@ impl Pipeline {
                 return self.mangle_drop(&t, frame, p, now, out);
             }
         }
-        let v = rs.eval_filter(filter_chain, &ctx, &mut self.counters, &mut &mut *log);
+        let v = self.filter_verdict(rs, filter_chain, &t, &ctx, &mut &mut *log);
         out.verdict = Some(v);
         if let Some(c) = mangle
             .2
