@@ -153,3 +153,41 @@ impl Ruleset {
         }
     }
 }
+
+impl Ruleset {
+    /// True when the verdict cache can spare ESTABLISHED packets a walk: some filter
+    /// built-in chain (of this family or the paired one) has rules and does not start
+    /// with one that accepts every ESTABLISHED packet outright (`-m state`/`-m conntrack
+    /// --ctstate ...ESTABLISHED... -j ACCEPT` and nothing else but comments). Where
+    /// every chain starts so, the walk already ends at its first rule and the cache
+    /// would only cost memory (its side array, 24 bytes per connection), so the
+    /// pipeline does not allocate it.
+    pub fn verdict_cache_worth(&self) -> bool {
+        let first_accepts_established = |chain: usize| -> bool {
+            let Some(&rid) = self.chains[chain].rules.first() else {
+                return true; // an empty chain: its policy, no walk
+            };
+            let r = &self.rules[rid as usize];
+            let est = |mask: u16, neg: bool| !neg && mask & super::state_bits::ESTABLISHED != 0;
+            matches!(r.target, super::Target::Accept)
+                && r.matches.iter().all(|m| match m {
+                    Match::Comment => true,
+                    Match::State { mask, neg } => est(*mask, *neg),
+                    Match::Conntrack {
+                        state: Some((mask, neg)),
+                        status: None,
+                        dir: None,
+                        tuples,
+                    } => tuples.is_empty() && est(*mask, *neg),
+                    _ => false,
+                })
+        };
+        let here = self.builtin[2..5]
+            .iter()
+            .any(|&c| !first_accepts_established(c));
+        here || self
+            .other
+            .as_deref()
+            .is_some_and(|o| o.verdict_cache_worth())
+    }
+}

@@ -214,7 +214,7 @@ impl Pipeline {
             port_nat_addrs: Vec::new(),
             vcache: VerdictCache::new(),
         };
-        pl.table.reserve_verdicts();
+        pl.verdict_cache_for(rs);
         if rs.has_mangle() {
             pl.table.reserve_marks();
         }
@@ -290,6 +290,7 @@ impl Pipeline {
             None => RuleCounters::for_ruleset(rs),
         };
         self.counters_generation = rs.generation();
+        self.verdict_cache_for(rs);
         self.next_verdict_epoch();
     }
 

@@ -20,8 +20,11 @@ const MAX_PORT_KEYS: usize = 64;
 /// The verdict cache's state in a pipeline.
 #[derive(Debug)]
 pub(super) struct VerdictCache {
-    /// Caching on (config switch; the benches compare).
+    /// Caching on: wanted, and the ruleset can gain from it
+    /// ([`Ruleset::verdict_cache_worth`]).
     pub(super) on: bool,
+    /// Caching wanted ([`Pipeline::set_verdict_cache`]; on by default).
+    pub(super) wanted: bool,
     /// The epoch of the adopted ruleset (never 0 while on).
     pub(super) epoch: u32,
     /// Interned (in port, out port, chain) keys; a cached verdict names one by index.
@@ -38,6 +41,7 @@ impl VerdictCache {
     pub(super) fn new() -> Self {
         VerdictCache {
             on: true,
+            wanted: true,
             epoch: 1,
             seen: (0, 0),
             ports: Vec::with_capacity(MAX_PORT_KEYS),
@@ -74,13 +78,25 @@ impl VerdictCache {
 }
 
 impl Pipeline {
-    /// Turns per-connection verdict caching on or off (on by default). Off, every
-    /// packet walks the filter chain; on, see `worker/vcache.rs`. Turning it on again
-    /// starts from an empty cache.
+    /// Turns per-connection verdict caching on or off (on by default, where the
+    /// ruleset can gain from it: [`Ruleset::verdict_cache_worth`]; turned on here, it
+    /// is on whatever the ruleset). Off, every packet walks the filter chain; on, see
+    /// `worker/vcache.rs`. Turning it on again starts from an empty cache.
     pub fn set_verdict_cache(&mut self, on: bool) {
         if on && !self.vcache.on {
             self.table.reserve_verdicts();
             self.next_verdict_epoch();
+        }
+        self.vcache.on = on;
+        self.vcache.wanted = on;
+    }
+
+    /// Caching for ruleset `rs` (a control-plane step: at start and on adoption): on
+    /// when wanted and `rs` can gain from it; the side array is allocated only then.
+    pub(super) fn verdict_cache_for(&mut self, rs: &Ruleset) {
+        let on = self.vcache.wanted && rs.verdict_cache_worth();
+        if on {
+            self.table.reserve_verdicts();
         }
         self.vcache.on = on;
     }

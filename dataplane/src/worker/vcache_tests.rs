@@ -257,3 +257,47 @@ fn interface_match_keys_on_the_ports() {
         "the cached entry still serves its ports"
     );
 }
+
+/// The side array is allocated (24 B a connection) only for a ruleset where the cache
+/// can spare ESTABLISHED packets a walk: not where every filter chain starts with the
+/// ESTABLISHED accept (the walk ends there anyway), nor with empty chains; yes where a
+/// rule comes before it; and a swap to such a ruleset turns it on.
+#[test]
+fn cache_is_allocated_only_where_it_can_spare_a_walk() {
+    let head = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+    let first = rules(&format!(
+        "{head}-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -i inside -j ACCEPT\n-A INPUT -m state --state ESTABLISHED -m comment --comment x -j ACCEPT\nCOMMIT\n"
+    ));
+    let behind = rules(&format!(
+        "{head}-A FORWARD -d 192.0.2.9 -j DROP\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n"
+    ));
+    assert!(!first.verdict_cache_worth());
+    assert!(!rules(&format!("{head}COMMIT\n")).verdict_cache_worth());
+    assert!(behind.verdict_cache_worth());
+    let mem = |rs: &Ruleset| {
+        Pipeline::new(
+            ConnTable::new(1024, Config::default()),
+            rs,
+            NonIpPolicy::PassArp,
+        )
+        .table()
+        .memory_bytes()
+    };
+    assert_eq!(
+        mem(&behind) - mem(&first),
+        1024 * 24,
+        "24 B a slot, only when worth it"
+    );
+    let mut pl = Pipeline::new(
+        ConnTable::new(1024, Config::default()),
+        &first,
+        NonIpPolicy::PassArp,
+    );
+    let before = pl.table().memory_bytes();
+    let mut next = behind.clone();
+    next.set_generation(first.generation() + 1);
+    pl.adopt(Some(&first), &next);
+    assert_eq!(pl.table().memory_bytes() - before, 1024 * 24);
+}
