@@ -2,6 +2,8 @@
 //! kernel oracle uses (`--rules F --inside CIDR --masquerade-addr IP --local-addr IP
 //! --out OUT.pcap`): the translated frames come out byte for byte.
 
+mod common;
+use common::write_pcap;
 use dataplane::packet::build::PacketSpec;
 use dataplane::packet::tcp_flags::{ACK, SYN};
 use std::net::SocketAddr;
@@ -9,25 +11,6 @@ use std::process::Command;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-/// A classic pcap (microsecond timestamps, Ethernet).
-fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&[0; 8]);
-    v.extend_from_slice(&65535u32.to_le_bytes());
-    v.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        v.extend_from_slice(&(1000 + i as u32).to_le_bytes());
-        v.extend_from_slice(&0u32.to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(f);
-    }
-    std::fs::write(path, v).unwrap();
 }
 
 fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {

@@ -38,7 +38,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from linux_oracle import read_pcap  # noqa: E402
+from oracle_common import load_manifest as _load_manifest, read_pcap  # noqa: E402
 
 MANIFEST = os.path.join(HERE, "captures", "nat", "manifest.json")
 EXPECTED = os.path.join(HERE, "expected", "nat")
@@ -376,8 +376,7 @@ def compare_capture(cap, kern, other, rules, unmatched=(), other_kernel=True):
 
 
 def load_manifest(path=MANIFEST):
-    with open(path) as f:
-        return json.load(f)["captures"]
+    return _load_manifest(path)
 
 
 def run_dirs(kdir, odir, only, divergences, manifest=MANIFEST):

@@ -14,7 +14,6 @@ states ("doc"), as tokens:
 Requires scapy (python3-scapy).
 """
 
-import json
 import os
 import sys
 
@@ -23,7 +22,10 @@ from scapy.all import (ESP, ICMP, IP, TCP, UDP, Ether, ICMPv6DestUnreach, ICMPv6
                        ICMPv6MLReport2, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS,
                        ICMPv6NIQueryNOOP, ICMPv6NIReplyNOOP, ICMPv6PacketTooBig, ICMPv6Unknown,
                        IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw, RouterAlert, ARP,
-                       ICMPerror, raw, wrpcap)
+                       ICMPerror, raw)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle_common  # noqa: E402
 
 BASE = 1700000000.0
 MAC_C = "02:00:00:00:00:01"
@@ -729,27 +731,14 @@ def sctp_assoc_cases():
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = sys.argv[1]
-    os.makedirs(out, exist_ok=True)
-    tcp_cases(); udp_cases(); icmp_cases(); other_cases(); udplite_cases(); sctp_assoc_cases(); ftp_cases(); mixed()
-    manifest = []
-    for c in CAPTURES:
-        frames = c.pop("_frames")
-        path = os.path.join(out, c["file"])
-        wrpcap(path, frames, linktype=1)
-        manifest.append(c)
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump({"version": 1,
-                   "comment": "one entry per capture; oracle options: --helper-ftp-port, --notrack, --sysctl. "
-                              "'timing' captures depend on real inter-packet gaps (never run them with --no-sleep); 'long' captures need real-time gaps > 30 s (skip with --skip-long). "
-                              "'doc' = CONNTRACK.md expectation per packet.",
-                   "captures": manifest}, f, indent=1)
-        f.write("\n")
-    print(f"wrote {len(manifest)} captures, {sum(c['packets'] for c in manifest)} packets to {out}")
-    return 0
+    return oracle_common.gen_main(
+        __doc__,
+        [tcp_cases, udp_cases, icmp_cases, other_cases, udplite_cases, sctp_assoc_cases,
+         ftp_cases, mixed],
+        CAPTURES,
+        "one entry per capture; oracle options: --helper-ftp-port, --notrack, --sysctl. "
+        "'timing' captures depend on real inter-packet gaps (never run them with --no-sleep); 'long' captures need real-time gaps > 30 s (skip with --skip-long). "
+        "'doc' = CONNTRACK.md expectation per packet.")
 
 
 if __name__ == "__main__":

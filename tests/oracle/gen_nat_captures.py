@@ -22,12 +22,14 @@ Timestamps are fixed (BASE + 10 ms steps), so the output is byte-reproducible.
 Requires scapy (python3-scapy).
 """
 
-import json
 import os
 import sys
 
 from scapy.all import (ICMP, IP, TCP, UDP, Ether, ICMPv6EchoReply, ICMPv6EchoRequest,
-                       ICMPv6DestUnreach, IPv6, Raw, raw, wrpcap)
+                       ICMPv6DestUnreach, IPv6, Raw, raw)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle_common  # noqa: E402
 
 BASE = 1700000000.0
 MAC_IN = "02:00:00:00:01:01"     # source MAC of frames from the inside peer
@@ -280,30 +282,34 @@ def ftp_session(k, cmd_text, reply_text, shift_cmd=0, shift_reply=0):
     return pk
 
 
+def ftp_transfer(k, cmd_text, reply_text, d, active, final_ack=False, **shift):
+    """Control session K (CMD_TEXT answered by REPLY_TEXT), then the data connection D
+    (opened by the FTP server when ACTIVE) carrying b"file-data" from the FTP server, then QUIT."""
+    pk = ftp_session(k, cmd_text, reply_text, **shift)
+    data, ack = (d.fc, d.fs) if active else (d.fs, d.fc)
+    pk += d.handshake() + [data("PA", b"file-data"), ack("A")]
+    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n")]
+    return pk + [k.fc("A")] if final_ack else pk
+
+
 def ftp_cases():
     rules = RAW_FTP + MASQ + FILTER
     # active (PORT) through MASQUERADE: the PORT address is rewritten (10,0,0,1 ->
     # 198,51,100,1: 4 bytes longer), seq/ack adjusted, and the server's data SYN from
     # S:20 to R:40001 is DNATed back to A:40001 by the expectation
     k = Conn(A, 40021, S, 21, S, 21, R, 40021)
-    pk = ftp_session(k, b"PORT 10,0,0,1,156,65\r\n", b"200 PORT ok\r\n", shift_cmd=4)
     d = Conn(S, 20, R, 40001, A, 40001, S, 20, isn_c=70000, isn_s=80000)
-    pk += d.handshake() + [d.fc("PA", b"file-data"), d.fs("A")]
-    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n"), k.fc("A")]
+    pk = ftp_transfer(k, b"PORT 10,0,0,1,156,65\r\n", b"200 PORT ok\r\n", d, True, final_ack=True, shift_cmd=4)
     add("n16_ftp_port_snat", "FTP active (PORT) through MASQUERADE", rules, pk, helper_ftp_port=[21])
     # passive (PASV) through MASQUERADE: the 227 is rewritten to the same text; the data
     # connection A:40002 -> S:30000 is SNATed like its master
     k = Conn(A, 40022, S, 21, S, 21, R, 40022)
-    pk = ftp_session(k, b"PASV\r\n", b"227 Entering Passive Mode (203,0,113,10,117,48).\r\n")
     d = Conn(A, 40002, S, 30000, S, 30000, R, 40002, isn_c=70000, isn_s=80000)
-    pk += d.handshake() + [d.fs("PA", b"file-data"), d.fc("A")]
-    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n")]
+    pk = ftp_transfer(k, b"PASV\r\n", b"227 Entering Passive Mode (203,0,113,10,117,48).\r\n", d, False)
     add("n17_ftp_pasv_snat", "FTP passive (PASV) through MASQUERADE", rules, pk, helper_ftp_port=[21])
     k = Conn(A, 40023, S, 21, S, 21, R, 40023)
-    pk = ftp_session(k, b"EPSV\r\n", b"229 Entering Extended Passive Mode (|||30001|)\r\n")
     d = Conn(A, 40003, S, 30001, S, 30001, R, 40003, isn_c=70000, isn_s=80000)
-    pk += d.handshake() + [d.fs("PA", b"file-data"), d.fc("A")]
-    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n")]
+    pk = ftp_transfer(k, b"EPSV\r\n", b"229 Entering Extended Passive Mode (|||30001|)\r\n", d, False)
     add("n18_ftp_epsv_snat", "FTP extended passive (EPSV) through MASQUERADE", rules, pk, helper_ftp_port=[21])
     # through DNAT: outside client -> R:21 -> inside server 10.0.0.10:21
     drules = RAW_FTP + nat(
@@ -311,19 +317,15 @@ def ftp_cases():
     # PASV: the server's 227 names 10,0,0,10 -> rewritten to 198,51,100,1 (+3 bytes);
     # the client's data SYN to R:30000 is DNATed to the server
     k = Conn(OC, 50021, R, 21, SRV, 21, OC, 50021)
-    pk = ftp_session(k, b"PASV\r\n", b"227 Entering Passive Mode (10,0,0,10,117,48).\r\n", shift_reply=3)
     d = Conn(OC, 50031, R, 30000, SRV, 30000, OC, 50031, isn_c=70000, isn_s=80000)
-    pk += d.handshake() + [d.fs("PA", b"file-data"), d.fc("A")]
-    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n"), k.fc("A")]
+    pk = ftp_transfer(k, b"PASV\r\n", b"227 Entering Passive Mode (10,0,0,10,117,48).\r\n", d, False, final_ack=True, shift_reply=3)
     add("n19_ftp_pasv_dnat", "FTP passive (PASV) through DNAT to an inside server", drules, pk, masq=(),
         helper_ftp_port=[21])
     # PORT: the client names its own (outside) address: no rewrite; the server's data
     # SYN from 10.0.0.10:20 leaves as R:20
     k = Conn(OC, 50022, R, 21, SRV, 21, OC, 50022)
-    pk = ftp_session(k, b"PORT 203,0,113,20,195,81\r\n", b"200 PORT ok\r\n")
     d = Conn(SRV, 20, OC, 50001, OC, 50001, R, 20, isn_c=70000, isn_s=80000)
-    pk += d.handshake() + [d.fc("PA", b"file-data"), d.fs("A")]
-    pk += [k.fc("PA", b"QUIT\r\n"), k.fs("PA", b"221 bye\r\n")]
+    pk = ftp_transfer(k, b"PORT 203,0,113,20,195,81\r\n", b"200 PORT ok\r\n", d, True)
     add("n20_ftp_port_dnat", "FTP active (PORT) through DNAT to an inside server", drules, pk, masq=(),
         helper_ftp_port=[21])
 
@@ -399,28 +401,14 @@ def mangle_cases():
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = sys.argv[1]
-    os.makedirs(out, exist_ok=True)
-    masq_cases(); masq_icmp_clash(); snat_cases(); dnat_cases(); icmp_error_cases(); ftp_cases(); nat66_cases(); mangle_cases()
-    manifest = []
-    for c in CAPTURES:
-        frames = c.pop("_frames")
-        wrpcap(os.path.join(out, c["file"]), frames, linktype=1)
-        manifest.append(c)
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump({"version": 1,
-                   "comment": "NAT captures (issue 17). rules: iptables-save text loaded with iptables-restore "
-                              "(IPv4) and ip6tables-restore (IPv6) in the router; router interfaces are named "
-                              "'inside' and 'outside'; a packet enters on the inside if its source is in 'inside'. "
-                              "'choices': input packets whose translation the kernel picks by hash/random "
-                              "search; compare_nat.py checks the property instead of the bytes.",
-                   "captures": manifest}, f, indent=1)
-        f.write("\n")
-    print(f"wrote {len(manifest)} captures, {sum(c['packets'] for c in manifest)} packets to {out}")
-    return 0
+    return oracle_common.gen_main(
+        __doc__, [masq_cases, masq_icmp_clash, snat_cases, dnat_cases, icmp_error_cases, ftp_cases,
+                  nat66_cases, mangle_cases], CAPTURES,
+        "NAT captures (issue 17). rules: iptables-save text loaded with iptables-restore "
+        "(IPv4) and ip6tables-restore (IPv6) in the router; router interfaces are named "
+        "'inside' and 'outside'; a packet enters on the inside if its source is in 'inside'. "
+        "'choices': input packets whose translation the kernel picks by hash/random "
+        "search; compare_nat.py checks the property instead of the bytes.")
 
 
 if __name__ == "__main__":

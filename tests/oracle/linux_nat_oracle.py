@@ -26,7 +26,6 @@ import json
 import os
 import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -34,7 +33,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from linux_oracle import read_pcap, to_ethernet, setns, _libc, CLONE_NEWNET  # noqa: E402
+from oracle_common import (ETH_P_ALL, OracleError, Timeout, mac_bytes, nsx,  # noqa: E402
+                           packet_socket_in, read_pcap, remove_stale_namespaces, run_guarded, sh,
+                           to_ethernet)
 
 MANIFEST = os.path.join(HERE, "captures", "nat", "manifest.json")
 RMAC = {"inside": "02:00:00:00:01:fe", "outside": "02:00:00:00:02:fe"}
@@ -42,47 +43,7 @@ PMAC = {"inside": "02:00:00:00:01:fd", "outside": "02:00:00:00:02:fd"}
 GWMAC = {"inside": "02:00:00:00:01:fb", "outside": "02:00:00:00:02:fb"}   # not the peer's MAC
 GW4 = {"inside": "169.254.1.2", "outside": "169.254.2.2"}
 GW6 = {"inside": "fe80::2", "outside": "fe80::3"}
-ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-class OracleError(Exception):
-    pass
-
-
-class Timeout(Exception):
-    pass
-
-
-def sh(args, check=True, input_=None, timeout=30):
-    r = subprocess.run(args, input=input_, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise OracleError(f"command failed ({r.returncode}): {' '.join(args)}\n{r.stderr.strip()}")
-    return r
-
-
-def nsx(ns, *args, **kw):
-    return sh(["ip", "netns", "exec", ns] + list(args), **kw)
-
-
-def packet_socket_in(ns, ifname):
-    own = os.open("/proc/self/ns/net", os.O_RDONLY)
-    try:
-        setns(f"/var/run/netns/{ns}")
-        try:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.bind((ifname, ETH_P_ALL))   # CPython applies htons to the bind protocol itself
-            s.setblocking(False)
-        finally:
-            if _libc.setns(own, CLONE_NEWNET) != 0:
-                raise OracleError("cannot return to the original network namespace")
-    finally:
-        os.close(own)
-    return s
-
-
-def mac_bytes(mac):
-    return bytes(int(x, 16) for x in mac.split(":"))
 
 
 def ip_in(addr, cidr):
@@ -201,7 +162,7 @@ class Router:
             if rr.returncode != 0:
                 raise OracleError(f"{tool} rejected the rules:\n{text}\n{rr.stderr}")
         for side in ("inside", "outside"):
-            self.socks[side] = packet_socket_in(self.peer[side], "p0")
+            self.socks[side] = packet_socket_in(self.peer[side], "p0", ETH_P_ALL, blocking=False)
         time.sleep(0.05)
         self.drain()
 
@@ -273,16 +234,6 @@ class Router:
                     print(f"#   {line}", file=sys.stderr)
 
 
-def remove_stale_namespaces():
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
-    for line in r.stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        parts = name.split("-")
-        if len(parts) == 3 and parts[0] == "or" and parts[1] in ("r", "i", "o") and parts[2].isdigit():
-            if not os.path.exists(f"/proc/{parts[2]}"):
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-
-
 def load_capture(name, manifest):
     with open(manifest) as f:
         for c in json.load(f)["captures"]:
@@ -317,26 +268,15 @@ def main(argv=None):
     u = os.uname()
     print(f"# kernel {u.release} ({u.version}) capture={cap['name']} packets={len(pkts)}",
           file=sys.stderr, flush=True)
-    remove_stale_namespaces()
+    remove_stale_namespaces("or", ("r", "i", "o"))
     r = Router(cap, a.settle)
-    rc = 0
-    try:
+
+    def body():
         r.setup()
         for rec in r.run(pkts):
             print(json.dumps(rec), flush=True)
         r.dump()
-    except (OracleError, Timeout, subprocess.TimeoutExpired) as e:
-        print(f"linux_nat_oracle.py: error: {e}", file=sys.stderr)
-        rc = 1
-    except KeyboardInterrupt:
-        print("linux_nat_oracle.py: interrupted", file=sys.stderr)
-        rc = 130
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        r.cleanup()
-    return rc
+    return run_guarded("linux_nat_oracle.py", body, r.cleanup)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,17 @@ binaries are needed.  Must run as root.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
 
-CLONE_NEWNET = 0x40000000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle_common import (OracleError, Timeout, mac_bytes, nsx, packet_socket_in,  # noqa: E402
+                           read_pcap, remove_stale_namespaces, run_guarded, sh, to_ethernet)
+
 NS_MAC = "02:00:00:00:00:fe"
 INJ_MAC = "02:00:00:00:00:fd"
 GW_MAC = "02:00:00:00:00:fb"
@@ -56,153 +56,8 @@ ALL_COUNTERS = ["ingress", "pre"] + STATE_COUNTERS
 DEFAULT_TIMEOUT = 900  # whole-run wall clock limit (seconds)
 
 
-class OracleError(Exception):
-    pass
-
-
-class Timeout(Exception):
-    pass
-
-
 def log(msg):
     print(f"[oracle] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------
-# pcap reading (classic libpcap format; stdlib only)
-# --------------------------------------------------------------------------
-
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101          # raw IPv4/IPv6
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-
-
-def read_pcap(path):
-    """Return (linktype, [(ts_float, bytes), ...])."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        raise OracleError(f"{path}: too short for a pcap header")
-    magic = data[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        return read_pcapng(path, data)
-    table = {
-        b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-        b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-        b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-        b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-    }
-    if magic not in table:
-        raise OracleError(f"{path}: not a pcap file (magic {magic.hex()})")
-    end, unit = table[magic]
-    _, _, _, _, _, linktype = struct.unpack(end + "HHiIII", data[4:24])
-    linktype &= 0xFFFF
-    pkts = []
-    off = 24
-    while off + 16 <= len(data):
-        sec, frac, incl, _orig = struct.unpack(end + "IIII", data[off:off + 16])
-        off += 16
-        if off + incl > len(data):
-            raise OracleError(f"{path}: truncated record at byte {off}")
-        pkts.append((sec + frac * unit, data[off:off + incl]))
-        off += incl
-    return linktype, pkts
-
-
-def read_pcapng(path, data):
-    """Minimal pcapng reader: first interface's link type, EPB/SPB blocks."""
-    off = 0
-    end = "<"
-    linktypes, tsres, pkts = [], [], []
-    while off + 12 <= len(data):
-        btype = struct.unpack(end + "I", data[off:off + 4])[0]
-        if btype == 0x0A0D0D0A:
-            bom = data[off + 8:off + 12]
-            end = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-        blen = struct.unpack(end + "I", data[off + 4:off + 8])[0]
-        body = data[off + 8:off + blen - 4]
-        if btype == 1:  # IDB
-            linktypes.append(struct.unpack(end + "H", body[:2])[0])
-            res = 1e-6
-            o = 8
-            while o + 4 <= len(body):
-                code, olen = struct.unpack(end + "HH", body[o:o + 4])
-                if code == 0:
-                    break
-                if code == 9 and olen >= 1:
-                    v = body[o + 4]
-                    res = 2 ** -(v & 0x7F) if v & 0x80 else 10 ** -v
-                o += 4 + ((olen + 3) & ~3)
-            tsres.append(res)
-        elif btype == 6:  # EPB
-            ifid, tsh, tsl, cap, _ = struct.unpack(end + "IIIII", body[:20])
-            ts = ((tsh << 32) | tsl) * tsres[ifid]
-            pkts.append((ts, body[20:20 + cap]))
-        elif btype == 3:  # SPB
-            pkts.append((pkts[-1][0] if pkts else 0.0, body[4:]))
-        off += blen
-    if not linktypes:
-        raise OracleError(f"{path}: pcapng without interface block")
-    return linktypes[0], pkts
-
-
-def to_ethernet(linktype, frame):
-    if linktype == LINKTYPE_ETHERNET:
-        return frame
-    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        ver = frame[0] >> 4 if frame else 0
-        etype = b"\x86\xdd" if ver == 6 else b"\x08\x00"
-        return b"\x00" * 12 + etype + frame
-    raise OracleError(f"unsupported pcap link type {linktype}")
-
-
-# --------------------------------------------------------------------------
-# helpers: commands, namespaces
-# --------------------------------------------------------------------------
-
-def sh(args, check=True, input_=None, timeout=30):
-    r = subprocess.run(args, input=input_, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise OracleError(f"command failed ({r.returncode}): {' '.join(args)}\n{r.stderr.strip()}")
-    return r
-
-
-def nsx(ns, *args, **kw):
-    return sh(["ip", "netns", "exec", ns] + list(args), **kw)
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OracleError(f"setns({path}): {os.strerror(e)}")
-    finally:
-        os.close(fd)
-
-
-def packet_socket_in(ns, ifname):
-    """Open an AF_PACKET socket bound to IFNAME inside namespace NS."""
-    own = os.open("/proc/self/ns/net", os.O_RDONLY)
-    try:
-        setns(f"/var/run/netns/{ns}")
-        try:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            s.bind((ifname, 0))
-        finally:
-            if _libc.setns(own, CLONE_NEWNET) != 0:
-                raise OracleError("cannot return to the original network namespace")
-    finally:
-        os.close(own)
-    return s
-
-
-def mac_bytes(mac):
-    return bytes(int(x, 16) for x in mac.split(":"))
 
 
 # --------------------------------------------------------------------------
@@ -428,18 +283,6 @@ class Oracle:
         sys.stderr.flush()
 
 
-def remove_stale_namespaces():
-    """Delete swo-ns-PID / swo-inj-PID namespaces left by an oracle run that was SIGKILLed."""
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
-    for line in r.stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        parts = name.split("-")
-        if len(parts) == 3 and parts[0] == "swo" and parts[1] in ("ns", "inj") and parts[2].isdigit():
-            if not os.path.exists(f"/proc/{parts[2]}"):
-                log(f"removing stale namespace {name}")
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("pcap")
@@ -486,25 +329,14 @@ def main(argv=None):
     print(f"# kernel {uname.release} ({uname.version}) pcap={args.pcap} packets={len(pkts)} "
           f"helper_ftp_port={args.helper_ftp_port} notrack={args.notrack} sysctl={args.sysctl} "
           f"sleep={'no' if args.no_sleep else 'yes'}", file=sys.stderr, flush=True)
-    remove_stale_namespaces()
+    remove_stale_namespaces("swo", ("ns", "inj"), log)
     o = Oracle(args)
-    rc = 0
-    try:
+
+    def body():
         o.setup()
         o.run(pkts)
         o.dump_conntrack()
-    except (OracleError, Timeout, subprocess.TimeoutExpired) as e:
-        print(f"linux_oracle.py: error: {e}", file=sys.stderr)
-        rc = 1
-    except KeyboardInterrupt:
-        print("linux_oracle.py: interrupted", file=sys.stderr)
-        rc = 130
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)   # never interrupt the cleanup
-        o.cleanup()
-    return rc
+    return run_guarded("linux_oracle.py", body, o.cleanup)
 
 
 if __name__ == "__main__":

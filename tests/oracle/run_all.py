@@ -10,14 +10,15 @@ DIR/KERNEL.json.  Needs root for running; --table needs nothing.
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import oracle_common  # noqa: E402
+
 CAPS = os.path.join(HERE, "captures")
 EXPECTED = os.path.join(HERE, "expected")
 
@@ -28,8 +29,7 @@ TOK = {("NEW", "ORIGINAL"): "NEW/O", ("ESTABLISHED", "ORIGINAL"): "EST/O",
 
 
 def load_manifest():
-    with open(os.path.join(CAPS, "manifest.json")) as f:
-        return json.load(f)["captures"]
+    return oracle_common.load_manifest(os.path.join(CAPS, "manifest.json"))
 
 
 NO_SLEEP = False
@@ -49,17 +49,7 @@ def oracle_cmd(c):
 
 
 def run_one(c, outdir):
-    cmd = oracle_cmd(c)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    path = os.path.join(outdir, c["name"] + ".jsonl")
-    with open(path, "w") as f:
-        f.write(r.stdout)
-    os.makedirs(os.path.join(outdir, "logs"), exist_ok=True)
-    with open(os.path.join(outdir, "logs", c["name"] + ".log"), "w") as f:
-        f.write(r.stderr)
-    n = len([ln for ln in r.stdout.splitlines() if ln.strip()])
-    ok = r.returncode == 0 and n == c["packets"]
-    return c["name"], ok, r.returncode, n
+    return oracle_common.run_oracle(oracle_cmd(c), c, outdir, timeout=900)
 
 
 def read_jsonl(path):
@@ -121,11 +111,7 @@ def main():
         caps = [c for c in caps if not c.get("long")]
     outdir = tempfile.mkdtemp(prefix="oracle-check-") if a.check else a.out
     os.makedirs(outdir, exist_ok=True)
-    failures = 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
-        for name, ok, rc, n in ex.map(lambda c: run_one(c, outdir), caps):
-            print(f"{'ok  ' if ok else 'FAIL'} {name}: rc={rc} records={n}", flush=True)
-            failures += not ok
+    failures = oracle_common.run_captures(caps, a.jobs, lambda c: run_one(c, outdir))
     if not a.check:
         meta = {"kernel": os.uname().release, "uname": " ".join(os.uname()),
                 "captures": {c["name"]: oracle_cmd(c)[3:] for c in caps}}

@@ -10,30 +10,22 @@ The kernel version is written to DIR/KERNEL.json, each run's stderr (header,
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import compare_nat  # noqa: E402
+import oracle_common  # noqa: E402
 
 EXPECTED = os.path.join(HERE, "expected", "nat")
 
 
 def run_one(c, outdir):
     cmd = [sys.executable, os.path.join(HERE, "linux_nat_oracle.py"), c["name"]]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    with open(os.path.join(outdir, c["name"] + ".jsonl"), "w") as f:
-        f.write(r.stdout)
-    os.makedirs(os.path.join(outdir, "logs"), exist_ok=True)
-    with open(os.path.join(outdir, "logs", c["name"] + ".log"), "w") as f:
-        f.write(r.stderr)
-    n = len([ln for ln in r.stdout.splitlines() if ln.strip()])
-    return c["name"], r.returncode == 0 and n == c["packets"], r.returncode, n
+    return oracle_common.run_oracle(cmd, c, outdir, timeout=300)
 
 
 def main():
@@ -51,11 +43,7 @@ def main():
         caps = [c for c in caps if any(s in c["name"] for s in a.only)]
     outdir = tempfile.mkdtemp(prefix="nat-oracle-check-") if a.check else a.out
     os.makedirs(outdir, exist_ok=True)
-    failures = 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
-        for name, ok, rc, n in ex.map(lambda c: run_one(c, outdir), caps):
-            print(f"{'ok  ' if ok else 'FAIL'} {name}: rc={rc} records={n}", flush=True)
-            failures += not ok
+    failures = oracle_common.run_captures(caps, a.jobs, lambda c: run_one(c, outdir))
     if not a.check:
         with open(os.path.join(outdir, "KERNEL.json"), "w") as f:
             json.dump({"kernel": os.uname().release, "uname": " ".join(os.uname())}, f, indent=1)

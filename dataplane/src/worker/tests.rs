@@ -5,6 +5,54 @@ use super::*;
 use crate::conntrack::{ConnTable, CtState, Direction};
 use crate::steer::Steering;
 
+/// Splits an IPv4 frame (no options) into fragments of `size` payload bytes (a multiple
+/// of 8), each with its header checksum.
+pub(super) fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let payload = &frame[34..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let n = size.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut f = frame[..34].to_vec();
+        f.extend_from_slice(&payload[off..off + n]);
+        f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&fo.to_be_bytes());
+        f[24] = 0;
+        f[25] = 0;
+        let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off += n;
+    }
+    out
+}
+
+/// One frame through `pl` as a forward-mode pair whose ports are named `names`
+/// (network, host), at `now`; the log events and any reply frame are thrown away.
+pub(super) fn forward(
+    pl: &mut Pipeline,
+    rs: &Ruleset,
+    names: (&str, &str),
+    side: Side,
+    now: u64,
+    frame: &[u8],
+) -> Outcome {
+    let view = PairView {
+        mode: PairMode::Forward,
+        network: names.0,
+        host: names.1,
+    };
+    let mut log = |_: ruleset::LogEvent<'_>| {};
+    let mut reply = vec![0u8; 2048];
+    pl.process(
+        &mut Burst::new(rs, view, side, now, &mut log),
+        frame,
+        &mut reply,
+    )
+}
+
 mod poll {
     use super::*;
     use crate::conntrack::Config;
@@ -256,7 +304,7 @@ mod poll {
             })
             .find(|(_, q)| owner2(q) == 1)
             .unwrap();
-        let frags = super::pipeline::fragments(&q, 1480);
+        let frags = super::fragments(&q, 1480);
         assert_eq!(frags.len(), 3);
         for f in &frags {
             t.host_rx.lock().unwrap()[0].push_back(f.clone());
@@ -427,29 +475,6 @@ mod pipeline {
         network: "outside",
         host: "inside",
     };
-
-    /// Splits an IPv4 frame into fragments of `size` payload bytes (multiple of 8).
-    pub(super) fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
-        let payload = &frame[34..];
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off < payload.len() {
-            let n = size.min(payload.len() - off);
-            let more = off + n < payload.len();
-            let mut f = frame[..34].to_vec();
-            f.extend_from_slice(&payload[off..off + n]);
-            f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
-            let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
-            f[20..22].copy_from_slice(&fo.to_be_bytes());
-            f[24] = 0;
-            f[25] = 0;
-            let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
-            f[24..26].copy_from_slice(&c.to_be_bytes());
-            out.push(f);
-            off += n;
-        }
-        out
-    }
 
     /// A UDP datagram of an established flow arrives in three fragments, the last one
     /// first: the first two are held, the last completes it, and the whole datagram is

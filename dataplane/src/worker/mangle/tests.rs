@@ -3,14 +3,18 @@
 //! packets, TCPMSS clamping applied to the frame that goes out (compared byte by byte
 //! with a frame built with the clamped MSS), and a mangle DROP releasing the candidate.
 
-use super::super::pipeline::{Action, PairMode, Pipeline, Side};
+use super::super::pipeline::{Action, Pipeline, Side};
 use super::apply_mangle;
 use crate::conntrack::{Config, ConnTable};
 use crate::packet::build::{tcp_options, PacketSpec};
 use crate::packet::checksum::{ipv4_header_ok, l4_ok};
 use crate::packet::tcp_flags::{ACK, SYN};
 use crate::ruleset::{parse_ruleset, Ruleset};
-use crate::worker::{apply_nat, Burst, DropReason, NonIpPolicy, Outcome, PairView};
+use crate::worker::tests::forward;
+use crate::worker::{apply_nat, DropReason, NonIpPolicy, Outcome};
+
+/// The pair's (network, host) port names.
+const NAMES: (&str, &str) = ("outside", "inside");
 use std::net::SocketAddr;
 
 fn sa(s: &str) -> SocketAddr {
@@ -41,19 +45,8 @@ impl Rig {
     /// One frame through the pipeline (forward mode): the outcome and the frame as it
     /// goes out (NAT, then the mangle edits), or the drop reason.
     fn send(&mut self, side: Side, frame: &[u8]) -> (Outcome, Result<Vec<u8>, DropReason>) {
-        let view = PairView {
-            mode: PairMode::Forward,
-            network: "outside",
-            host: "inside",
-        };
-        let mut log = |_: crate::ruleset::LogEvent<'_>| {};
-        let mut reply = vec![0u8; 2048];
         self.now += 1_000_000;
-        let o = self.pl.process(
-            &mut Burst::new(&self.rs, view, side, self.now, &mut log),
-            frame,
-            &mut reply,
-        );
+        let o = forward(&mut self.pl, &self.rs, NAMES, side, self.now, frame);
         let res = match o.action {
             Action::Forward => {
                 let mut f = frame.to_vec();

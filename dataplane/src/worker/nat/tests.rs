@@ -9,7 +9,8 @@ use crate::packet::build::PacketSpec;
 use crate::packet::checksum::{ipv4_header_ok, l4_ok};
 use crate::packet::tcp_flags::{ACK, SYN};
 use crate::ruleset::parse_ruleset;
-use crate::worker::{Action, Burst, DropReason, NonIpPolicy, PairView};
+use crate::worker::tests::{forward, fragments};
+use crate::worker::{Action, DropReason, NonIpPolicy, Outcome};
 use std::net::SocketAddr;
 
 pub(super) fn sa(s: &str) -> SocketAddr {
@@ -45,22 +46,16 @@ impl Rig {
         }
     }
 
-    /// One frame through the pipeline; the frame that goes out (translated) or the
-    /// drop reason.
+    /// One frame through the pipeline at the rig's clock (not advanced): the outcome.
+    pub(super) fn process(&mut self, side: Side, frame: &[u8]) -> Outcome {
+        forward(&mut self.pl, &self.rs, self.names, side, self.now, frame)
+    }
+
+    /// One frame through the pipeline, 1 ms after the previous one; the frame that goes
+    /// out (translated) or the drop reason.
     pub(super) fn send(&mut self, side: Side, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
-        let view = PairView {
-            mode: PairMode::Forward,
-            network: self.names.0,
-            host: self.names.1,
-        };
-        let mut log = |_: crate::ruleset::LogEvent<'_>| {};
-        let mut reply = vec![0u8; 2048];
         self.now += 1_000_000;
-        let o = self.pl.process(
-            &mut Burst::new(&self.rs, view, side, self.now, &mut log),
-            frame,
-            &mut reply,
-        );
+        let o = self.process(side, frame);
         match o.action {
             Action::Forward => {
                 let mut f = frame.to_vec();
@@ -401,29 +396,6 @@ fn forward_sees_nat_tuples_through_conntrack_options() {
     );
 }
 
-/// Splits an IPv4 frame (no options) into fragments of `size` payload bytes.
-fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
-    let payload = &frame[34..];
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < payload.len() {
-        let n = size.min(payload.len() - off);
-        let more = off + n < payload.len();
-        let mut f = frame[..34].to_vec();
-        f.extend_from_slice(&payload[off..off + n]);
-        f[16..18].copy_from_slice(&((20 + n) as u16).to_be_bytes());
-        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
-        f[20..22].copy_from_slice(&fo.to_be_bytes());
-        f[24] = 0;
-        f[25] = 0;
-        let c = crate::packet::checksum::fold(crate::packet::checksum::sum(&f[14..34], 0));
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        out.push(f);
-        off += n;
-    }
-    out
-}
-
 #[test]
 fn fragments_of_a_masqueraded_datagram_are_each_translated() {
     let mut r = Rig::new(&masq_rules(), masq_addrs());
@@ -439,20 +411,9 @@ fn fragments_of_a_masqueraded_datagram_are_each_translated() {
     );
     let frags = fragments(&big, 1480);
     assert_eq!(frags.len(), 3);
-    let view = PairView {
-        mode: PairMode::Forward,
-        network: "outside",
-        host: "inside",
-    };
-    let mut log = |_: crate::ruleset::LogEvent<'_>| {};
-    let mut reply = vec![0u8; 2048];
     let mut held = Vec::new();
     for (i, f) in frags.iter().enumerate() {
-        let o = r.pl.process(
-            &mut Burst::new(&r.rs, view, Side::Host, r.now, &mut log),
-            f,
-            &mut reply,
-        );
+        let o = r.process(Side::Host, f);
         if i < 2 {
             assert!(matches!(o.action, Action::Held(_)), "{:?}", o.action);
             held.push(f.clone());
