@@ -213,6 +213,16 @@ impl ConnTable {
         (self.nat_rng >> 33) as u32
     }
 
+    /// True while `h` names a live entry (its slot was not freed since the handle was
+    /// made): a NATed packet's rewrite, read at judge time, still applies at transmit.
+    #[inline]
+    pub fn is_current(&self, h: EntryHandle) -> bool {
+        let slot = h.slot as usize;
+        slot < self.entries.len()
+            && self.gens[slot] == h.gen
+            && self.entries[slot].meta & M_USED != 0
+    }
+
     /// Entries with a NAT binding (confirmed ones; the `nat bindings` gauge).
     pub fn nat_bindings(&self) -> usize {
         self.nat_len

@@ -606,16 +606,6 @@ impl ConnTable {
         self.free.pop().map(|s| s as usize)
     }
 
-    /// True while `h` names a live entry (its slot was not freed since the handle was
-    /// made).
-    #[inline]
-    pub fn is_current(&self, h: EntryHandle) -> bool {
-        let slot = h.slot as usize;
-        slot < self.entries.len()
-            && self.gens[slot] == h.gen
-            && self.entries[slot].meta & M_USED != 0
-    }
-
     pub(super) fn handle(&self, slot: usize) -> EntryHandle {
         EntryHandle {
             slot: slot as u32,
