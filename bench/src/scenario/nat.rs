@@ -244,6 +244,59 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// What [`alternate`] measured: ns per packet by variant and round, the per-round
+/// ratios (variant 1 over variant 0), and the packets warmed up and per round.
+pub(crate) struct Rounds {
+    pub(crate) ns: [Vec<f64>; 2],
+    pub(crate) ratios: Vec<f64>,
+    pub(crate) warm: usize,
+    pub(crate) per_round: usize,
+}
+
+/// Warms both rigs on the first 10 % of `order` (untimed), then times them alternately
+/// over [`ROUNDS`] slices of the rest, only the variants `timed` names (an untimed one
+/// counts 1.0 in the ratio). Every packet must be forwarded, else `what` fails the run
+/// naming `knob` (the variant's switch).
+pub(crate) fn alternate(
+    rigs: &mut [Rig; 2],
+    frames: &[Vec<Vec<u8>>; 2],
+    order: &[u32],
+    timed: impl Fn(usize) -> bool,
+    what: &str,
+    knob: &str,
+) -> Rounds {
+    let warm = order.len() / 10 / BURST * BURST;
+    for k in (0..2).filter(|&k| timed(k)) {
+        time_data(&mut rigs[k], &frames[k], &order[..warm]);
+    }
+    let per_round = (order.len() - warm) / ROUNDS / BURST * BURST;
+    let mut ns: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut ratios = Vec::new();
+    for round in 0..ROUNDS {
+        let slice = &order[warm + round * per_round..warm + (round + 1) * per_round];
+        let mut t = [1.0f64; 2];
+        for k in (0..2).filter(|&k| timed(k)) {
+            let (pkt_ns, fwd) = time_data(&mut rigs[k], &frames[k], slice);
+            if fwd != slice.len() as u64 {
+                crate::fail(format!(
+                    "{what}: {fwd} of {} packets forwarded ({knob} = {})",
+                    slice.len(),
+                    k == 1
+                ));
+            }
+            t[k] = pkt_ns;
+            ns[k].push(pkt_ns);
+        }
+        ratios.push(t[1] / t[0]);
+    }
+    Rounds {
+        ns,
+        ratios,
+        warm,
+        per_round,
+    }
+}
+
 pub(crate) fn nat(o: &Opts) -> Vec<Row> {
     let mut sizes = vec![100_000u32, 1_000_000];
     if o.mode == Mode::Quick {
@@ -283,31 +336,8 @@ pub(crate) fn nat(o: &Opts) -> Vec<Row> {
         }
         let frames = [data(n, &seen[0]), data(n, &seen[1])];
         let order = access_order(2 * n, packets, Pattern::Uniform, 7 + n as u64);
-        // Warm both, untimed, then alternate rounds over slices of the order.
-        let warm = order.len() / 10 / BURST * BURST;
-        for k in 0..2 {
-            time_data(&mut rigs[k], &frames[k], &order[..warm]);
-        }
-        let per_round = (order.len() - warm) / ROUNDS / BURST * BURST;
-        let mut ns: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        let mut ratios = Vec::new();
-        for round in 0..ROUNDS {
-            let slice = &order[warm + round * per_round..warm + (round + 1) * per_round];
-            let mut t = [0.0f64; 2];
-            for k in 0..2 {
-                let (pkt_ns, fwd) = time_data(&mut rigs[k], &frames[k], slice);
-                if fwd != slice.len() as u64 {
-                    crate::fail(format!(
-                        "nat bench: {fwd} of {} established packets forwarded (nat = {})",
-                        slice.len(),
-                        k == 1
-                    ));
-                }
-                t[k] = pkt_ns;
-                ns[k].push(pkt_ns);
-            }
-            ratios.push(t[1] / t[0]);
-        }
+        let r = alternate(&mut rigs, &frames, &order, |_| true, "nat bench", "nat");
+        let (ns, ratios, per_round) = (r.ns, r.ratios, r.per_round);
         let (plain, nat) = (median(ns[0].clone()), median(ns[1].clone()));
         let ratio = median(ratios);
         let cps_ratio = median(cps[1].iter().zip(&cps[0]).map(|(a, b)| a / b).collect());

@@ -7,7 +7,7 @@
 
 use crate::report::Row;
 use crate::scenario::established::human;
-use crate::scenario::nat::{data, handshakes, median, time_data, Rig, FILTER, ROUNDS};
+use crate::scenario::nat::{alternate, data, handshakes, median, Rig, FILTER, ROUNDS};
 use crate::{Mode, Opts};
 use serde_json::json;
 use statewall_bench::*;
@@ -67,30 +67,8 @@ pub(crate) fn verdict_cache(o: &Opts) -> Vec<Row> {
             }
             let frames = [data(n, &seen[0]), data(n, &seen[1])];
             let order = access_order(2 * n, packets, Pattern::Uniform, 11 + n as u64);
-            let warm = order.len() / 10 / BURST * BURST;
-            for k in (0..2).filter(|&k| timed(k)) {
-                time_data(&mut rigs[k], &frames[k], &order[..warm]);
-            }
-            let per_round = (order.len() - warm) / ROUNDS / BURST * BURST;
-            let mut ns: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-            let mut ratios = Vec::new();
-            for round in 0..ROUNDS {
-                let slice = &order[warm + round * per_round..warm + (round + 1) * per_round];
-                let mut t = [1.0f64; 2];
-                for k in (0..2).filter(|&k| timed(k)) {
-                    let (pkt_ns, fwd) = time_data(&mut rigs[k], &frames[k], slice);
-                    if fwd != slice.len() as u64 {
-                        crate::fail(format!(
-                            "vcache bench: {fwd} of {} packets forwarded (cache = {})",
-                            slice.len(),
-                            k == 1
-                        ));
-                    }
-                    t[k] = pkt_ns;
-                    ns[k].push(pkt_ns);
-                }
-                ratios.push(t[1] / t[0]);
-            }
+            let r = alternate(&mut rigs, &frames, &order, timed, "vcache bench", "cache");
+            let (ns, ratios, warm, per_round) = (r.ns, r.ratios, r.warm, r.per_round);
             if only.is_some() {
                 println!(
                     "verdict cache: timed only cache {} behind {extra} rules: {} packets",
