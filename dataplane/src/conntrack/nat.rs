@@ -448,10 +448,8 @@ impl ConnTable {
 
     /// The (ORIGINAL, REPLY) tuples of the NATed entry `h` (None without NAT).
     pub fn nat_tuples(&self, h: EntryHandle) -> Option<(NatTuple, NatTuple)> {
-        let slot = h.slot as usize;
-        let e = self.entries.get(slot)?;
-        (e.meta & M_NAT != 0 && self.gens[slot] == h.gen)
-            .then(|| (self.orig_tuple(slot), self.nat[slot].invert()))
+        self.nat_view(h, Direction::Original)
+            .map(|(_, tuples)| tuples)
     }
 
     /// The translated original tuple of a NATed entry (None without NAT).
